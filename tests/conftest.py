@@ -1,0 +1,37 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+from tests import zoo  # noqa: E402
+
+
+class ExportCache:
+    """Each zoo model is built and exported once per test session."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.models = {}
+        self.paths = {}
+
+    def model(self, name):
+        if name not in self.models:
+            self.models[name] = zoo.ZOO[name]()
+        return self.models[name]
+
+    def path(self, name, **options):
+        key = (name, tuple(sorted(options.items())))
+        if key not in self.paths:
+            from tflite_fineprune import export_model
+
+            suffix = "-".join(f"{k}-{v}" for k, v in sorted(options.items()))
+            path = self.directory / f"{name}{'-' + suffix if suffix else ''}.tflite"
+            export_model(self.model(name), path, **options)
+            self.paths[key] = path
+        return self.paths[key]
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    return ExportCache(tmp_path_factory.mktemp("exports"))

@@ -1,0 +1,69 @@
+"""Real test inputs from the shared data folder (FINEPRUNE_DATA, else ../shared/data)."""
+
+import os
+import pathlib
+import wave
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def data_root():
+    return pathlib.Path(os.environ.get("FINEPRUNE_DATA", REPO.parent / "shared" / "data"))
+
+
+def require(relative):
+    path = data_root() / relative
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (set FINEPRUNE_DATA to the shared data folder)")
+    return path
+
+
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def cifar_files(per_class, classes=CIFAR_CLASSES, start=0):
+    root = require("cifar10_test")
+    files = []
+    for name in classes:
+        files.extend(sorted((root / name).glob("*.jpg"))[start:start + per_class])
+    return files
+
+
+def cifar_images(per_class=4, size=None, classes=CIFAR_CLASSES, start=0):
+    """float32 pixels 0–255, shape (n, H, W, 3), from the CIFAR-10 test JPEGs."""
+    images = []
+    for path in cifar_files(per_class, classes, start):
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if size is not None:
+                image = image.resize((size, size), Image.BILINEAR)
+            images.append(np.asarray(image, dtype=np.float32))
+    return np.stack(images)
+
+
+def speech_clips(count=16, words=("yes", "no", "up", "down")):
+    """float32 PCM in [-1, 1], shape (n, 16000), from Speech Commands test clips."""
+    root = require("speech_commands_v0.02_test")
+    clips = []
+    per_word = max(1, count // len(words))
+    for word in words:
+        for path in sorted((root / word).glob("*.wav"))[:per_word]:
+            with wave.open(str(path), "rb") as f:
+                pcm = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768.0
+            clip = np.zeros(16000, np.float32)
+            clip[:min(16000, pcm.size)] = pcm[:16000]
+            clips.append(clip)
+    return np.stack(clips)
+
+
+def real_inputs(name, count=24):
+    """Real inputs matching a zoo model by name."""
+    if name == "conv1d_audio":
+        return speech_clips(count)
+    if name == "mobilenet_v2":
+        return cifar_images(max(1, count // 10), size=96)
+    return cifar_images(max(1, count // 10))

@@ -1,0 +1,92 @@
+"""The same exported file behaves the same under LiteRT and tflite-runtime 2.14.
+
+tflite-runtime 2.14 needs numpy<2, so it lives in its own venv (created by
+.ci/run); FINEPRUNE_TFLITE_RUNTIME_PYTHON names its interpreter.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.realdata import real_inputs
+from tflite_fineprune import Personalizer
+
+WORKER = pathlib.Path(__file__).with_name("tflite_runtime_worker.py")
+REPO = WORKER.parents[1]
+
+
+def runtime_python():
+    python = os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON")
+    if not python:
+        pytest.skip("FINEPRUNE_TFLITE_RUNTIME_PYTHON is not set (.ci/run creates the tflite-runtime 2.14 venv)")
+    return python
+
+
+@pytest.mark.parametrize("name", ["plain_cnn", "conv1d_audio", "residual_separable", "mobilenet_v2"])
+def test_litert_and_tflite_runtime_agree(exports, tmp_path, name):
+    python = runtime_python()
+    model = exports.model(name)
+    path = exports.path(name)
+    x = real_inputs(name, count=40)
+    adapt, evaluation, sparsity = x[::2], x[1::2], 0.3
+
+    litert = Personalizer(path, backend="litert")
+    dense = litert.predict(evaluation)
+    litert.observe(adapt)
+    litert.prune(sparsity)
+    litert.save_state(tmp_path / "litert.state")
+    pruned = litert.predict(evaluation)
+    state = litert.get_state()
+
+    np.savez(tmp_path / "inputs.npz", adapt=adapt, eval=evaluation, sparsity=sparsity)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([python, str(WORKER), str(path), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz"),
+                             str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
+                            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    other = np.load(tmp_path / "out.npz")
+
+    assert not other["tensorflow_imported"]
+    # Fidelity under tflite-runtime too.
+    assert np.max(np.abs(other["dense"] - np.asarray(model(evaluation, training=False)))) <= 1e-4
+    np.testing.assert_allclose(other["dense"], dense, atol=1e-5)
+    np.testing.assert_array_equal(other["masks"], state.masks)
+    np.testing.assert_allclose(other["counts"], state.counts, atol=1e-5)
+    assert float(other["samples"]) == state.samples
+    np.testing.assert_allclose(other["pruned"], pruned, atol=1e-5)
+    np.testing.assert_allclose(other["from_litert_state"], pruned, atol=1e-5)
+    # And the state written by tflite-runtime loads under LiteRT.
+    fresh = Personalizer(path, backend="litert")
+    fresh.load_state(tmp_path / "runtime.state")
+    np.testing.assert_array_equal(fresh.get_state().masks, state.masks)
+
+
+def test_runtime_never_imports_tensorflow(exports, tmp_path):
+    """Personalize with TensorFlow made unimportable."""
+    path = exports.path("dense_only")
+    np.save(tmp_path / "x.npy", real_inputs("dense_only"))
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow.") or name == "keras":
+            raise ImportError("blocked " + name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from tflite_fineprune import Personalizer
+p = Personalizer({str(path)!r})
+x = np.load({str(tmp_path / 'x.npy')!r})
+p.observe(x); p.prune(0.5); p.save_state({str(tmp_path / 's.state')!r})
+q = Personalizer({str(path)!r}); q.load_state({str(tmp_path / 's.state')!r})
+assert (q.predict(x) == p.predict(x)).all()
+assert not any(m.startswith("tensorflow") for m in sys.modules), "tensorflow imported"
+print("ok", p.backend)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok litert" in result.stdout

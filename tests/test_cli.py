@@ -1,0 +1,83 @@
+"""The `tflite-fineprune` command end to end on real CIFAR-10 images."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.realdata import CIFAR_CLASSES, cifar_files
+from tflite_fineprune import Personalizer
+
+
+def run_cli(*args):
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def link_images(root, classes, per_class, start=0, flat=False):
+    for name in classes:
+        folder = root if flat else root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in cifar_files(per_class, (name,), start):
+            os.symlink(path, folder / f"{name}_{path.name}")
+    return root
+
+
+def test_export_inspect_personalize_evaluate(exports, tmp_path):
+    keras_path = tmp_path / "cnn.keras"
+    exports.model("plain_cnn").save(keras_path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(CIFAR_CLASSES) + "\n")
+    model = tmp_path / "cnn.tflite"
+
+    out = run_cli("export", keras_path, "-o", model, "--labels", labels)
+    assert "unit groups" in out and model.exists()
+
+    out = run_cli("inspect", model)
+    assert "conv_b" in out and "airplane" in out and "weights/unit" in out
+    assert "3 groups, 72 units" in out
+
+    user = link_images(tmp_path / "user", ("cat", "dog"), 20, flat=True)
+    state = tmp_path / "user.state"
+    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
+    assert "observed 40 samples from 40 files" in out and state.exists()
+    personalizer = Personalizer(model)
+    personalizer.load_state(state)
+    assert personalizer.samples == 40
+    assert personalizer.sparsity().pruned_units == sum(round(0.25 * g.units) for g in personalizer.units)
+
+    # A second run continues from the saved state.
+    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
+    assert "continuing from" in out
+    personalizer.load_state(state)
+    assert personalizer.samples == 80
+
+    test = link_images(tmp_path / "test", ("cat", "dog", "ship"), 5, start=500)
+    dense = run_cli("evaluate", model, "--data", test)
+    pruned = run_cli("evaluate", model, "--data", test, "--state", state)
+    assert dense.startswith("accuracy") and "on 15 samples" in dense
+    assert "unit sparsity 0.0%" in dense and "unit sparsity 0.0%" not in pruned
+
+
+def test_npy_folders_and_preprocess_hook(exports, tmp_path):
+    model = exports.path("dense_only")
+    data = tmp_path / "data" / "3"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(data / "batch.npy", rng.uniform(0, 255, (6, 32, 32, 3)).astype(np.float32))
+    np.save(data / "one.npy", rng.uniform(0, 255, (32, 32, 3)).astype(np.float32))
+    out = run_cli("evaluate", model, "--data", tmp_path / "data")
+    assert "on 7 samples" in out
+    hook = tmp_path / "myhook.py"
+    hook.write_text("def half(raw, path):\n    return raw * 0.5\n")
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env_path}"
+    try:
+        out = run_cli("personalize", model, "--data", tmp_path / "data", "--sparsity", 0.1,
+                      "--state", tmp_path / "s.state", "--preprocess", "myhook:half")
+    finally:
+        os.environ["PYTHONPATH"] = env_path
+    assert "observed 7 samples" in out

@@ -1,0 +1,175 @@
+"""Load folders of `.npy`, image and WAV files into model-shaped batches.
+
+Desktop-side decoding only: images become float32 pixels in 0–255 (resized to
+the model's height and width with Pillow), WAV files float32 samples in
+[-1, 1]. Anything else the model needs (scaling, features) belongs either
+inside the exported graph or in a `preprocess` hook.
+"""
+
+import importlib
+import os
+import wave
+
+import numpy as np
+
+from .errors import FinePruneError
+
+NPY_SUFFIXES = (".npy",)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+AUDIO_SUFFIXES = (".wav",)
+SUFFIXES = NPY_SUFFIXES + IMAGE_SUFFIXES + AUDIO_SUFFIXES
+
+
+def list_files(root):
+    """Sorted data files under `root` (recursively), by supported suffix."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FinePruneError(f"data folder {root!r} does not exist or is not a folder")
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(SUFFIXES) and not name.startswith("."):
+                found.append(os.path.join(directory, name))
+    if not found:
+        raise FinePruneError(f"data folder {root!r} holds no {', '.join(SUFFIXES)} files")
+    return found
+
+
+def load_image(path, sample_shape):
+    from PIL import Image, UnidentifiedImageError
+
+    if len(sample_shape) != 3 or sample_shape[-1] not in (1, 3):
+        raise FinePruneError(f"{path}: the model input {sample_shape} is not an image (H, W, 1 or 3)")
+    height, width, channels = sample_shape
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise FinePruneError(f"{path} is not a readable image ({exc})") from None
+    return pixels.reshape(sample_shape)
+
+
+def load_wav(path):
+    """Mono float32 samples in [-1, 1] and the sample rate of a PCM WAV file."""
+    try:
+        with wave.open(os.fspath(path), "rb") as f:
+            width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
+            frames = f.readframes(f.getnframes())
+    except (wave.Error, EOFError, OSError) as exc:
+        raise FinePruneError(f"{path} is not a readable PCM WAV file ({exc})") from None
+    if width not in (1, 2, 4):
+        raise FinePruneError(f"{path}: {8 * width}-bit WAV is not supported (8, 16 or 32-bit PCM)")
+    dtype = {1: np.uint8, 2: "<i2", 4: "<i4"}[width]
+    samples = np.frombuffer(frames[:len(frames) - len(frames) % (width * channels)], dtype=dtype)
+    if samples.size == 0:
+        raise FinePruneError(f"{path} holds no audio samples")
+    audio = samples.astype(np.float32)
+    audio = (audio - 128.0) / 128.0 if width == 1 else audio / float(2 ** (8 * width - 1))
+    return audio.reshape(-1, channels).mean(axis=1), rate
+
+
+def load_npy(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FinePruneError(f"{path} is not a readable .npy array ({exc})") from None
+
+
+def resolve_hook(spec):
+    """Import a `module:function` preprocessing hook."""
+    if spec is None or callable(spec):
+        return spec
+    module_name, _, attr = str(spec).partition(":")
+    if not module_name or not attr:
+        raise FinePruneError(f"preprocess hook {spec!r} must look like 'module:function'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise FinePruneError(f"cannot import preprocess hook {spec!r}: {exc}") from None
+
+
+def load_samples(path, sample_shape, preprocess=None):
+    """Samples (an array `(n,) + sample_shape`) stored in one file.
+
+    `preprocess(raw, path)`, when given, receives the decoded file (an image
+    array, a `(samples, rate)` tuple for WAV, or the `.npy` array) and returns
+    one sample or a batch.
+    """
+    lower = path.lower()
+    if lower.endswith(NPY_SUFFIXES):
+        raw = load_npy(path)
+    elif lower.endswith(IMAGE_SUFFIXES):
+        raw = load_image(path, sample_shape) if preprocess is None else _raw_image(path)
+    else:
+        raw = load_wav(path)
+        if preprocess is None:
+            raw = _fit_audio(path, raw[0], sample_shape)
+    if preprocess is not None:
+        raw = preprocess(raw, path)
+    arr = np.asarray(raw)
+    if arr.shape == tuple(sample_shape):
+        arr = arr[None]
+    if arr.shape[1:] != tuple(sample_shape):
+        raise FinePruneError(f"{path} gives shape {arr.shape}; the model takes samples of shape {tuple(sample_shape)}")
+    if arr.dtype.kind not in "fiu":
+        raise FinePruneError(f"{path} gives dtype {arr.dtype}; expected numbers")
+    return arr.astype(np.float32)
+
+
+def _raw_image(path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise FinePruneError(f"{path} is not a readable image ({exc})") from None
+
+
+def _fit_audio(path, audio, sample_shape):
+    expected = int(np.prod(sample_shape))
+    if audio.size != expected:
+        raise FinePruneError(
+            f"{path} has {audio.size} samples; the model takes {expected}. "
+            "Pass a preprocess hook to crop, pad or compute features"
+        )
+    return audio.reshape(sample_shape)
+
+
+def load_folder(root, sample_shape, preprocess=None, labels=None):
+    """Load every data file under `root`.
+
+    Returns `(x, y, files)`; `y` holds class indices from each file's parent
+    folder name (matched against `labels`, or read as an integer) when
+    `labels` is not None, else None.
+    """
+    hook = resolve_hook(preprocess)
+    files = list_files(root)
+    xs, ys = [], []
+    for path in files:
+        samples = load_samples(path, sample_shape, hook)
+        xs.append(samples)
+        if labels is not None:
+            ys.extend([_label_index(path, root, labels)] * len(samples))
+    x = np.concatenate(xs, axis=0)
+    return x, (np.asarray(ys, dtype=np.int64) if labels is not None else None), files
+
+
+def _label_index(path, root, labels):
+    relative = os.path.relpath(path, root)
+    parts = relative.split(os.sep)
+    if len(parts) < 2:
+        raise FinePruneError(f"{path} is not inside a class folder; evaluation needs DATA/<label>/<file>")
+    name = parts[0]
+    if name in labels:
+        return labels.index(name)
+    if name.isdigit():
+        return int(name)
+    raise FinePruneError(
+        f"folder {name!r} is not one of the model's labels ({', '.join(labels) or 'none embedded'}) "
+        "nor a class index"
+    )

@@ -1,0 +1,225 @@
+"""`export_model`: Keras 3 model → masked, self-describing `.tflite`."""
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import signatures as sig
+from ..errors import FinePruneError
+from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint
+from ..sparsity import layer_cost
+from ..state import atomic_write
+from .embed import add_metadata
+from .graph import flatten_model
+from .module import FinePruneModule, freeze_variables
+from .planner import plan_model
+from .pruning_policy import POLICIES
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """What `export_model` wrote."""
+
+    path: str
+    groups: int
+    units: int
+    excluded: tuple
+    file_bytes: int
+    seconds: float
+    max_abs_error: float
+    metadata: ModelMetadata
+
+    def __str__(self):
+        err = "not checked" if self.max_abs_error is None else f"{self.max_abs_error:.2e}"
+        return (f"wrote {self.path}: {self.groups} unit groups, {self.units} prunable units, "
+                f"{len(self.excluded)} layers not prunable, {self.file_bytes / 1e6:.2f} MB, "
+                f"{self.seconds:.1f} s, max |TFLite - Keras| on a random batch: {err}")
+
+
+def load_keras_model(path):
+    """Load a `.keras` or `.h5` model without compiling it."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FinePruneError(f"Keras model {path!r} does not exist")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for unreadable files
+        raise FinePruneError(f"cannot load Keras model {path!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _input_shape(graph, override):
+    shape = tuple(graph.shapes[graph.inputs[0]])
+    if override is not None:
+        override = tuple(int(d) for d in override)
+        if len(override) != len(shape) - 1:
+            raise FinePruneError(f"input_shape {override} has rank {len(override)}; the model expects rank {len(shape) - 1}")
+        for have, want in zip(shape[1:], override):
+            if have is not None and have != want:
+                raise FinePruneError(f"input_shape {override} contradicts the model's input shape {shape}")
+        shape = (None,) + override
+    if any(d is None for d in shape[1:]):
+        raise FinePruneError(f"the model input shape {shape} is not fixed; pass input_shape=(...) without the batch axis")
+    return shape
+
+
+def _weights_digest(frozen):
+    h = hashlib.sha256()
+    for variable, value in frozen:
+        h.update(variable.path.encode("utf-8"))
+        h.update(str(value.dtype).encode())
+        h.update(str(value.shape).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()
+
+
+def _layout(plan):
+    layout, offset = [], 0
+    for group in plan.groups:
+        layout.append(UnitGroup(group.name, group.layer_class, group.units, offset, group.positions,
+                                group.role, 0.0, 0.0))
+        offset += group.units
+    return layout
+
+
+def _with_costs(layout, weight_layers):
+    """Average weights/MACs that pruning one unit of each group removes."""
+    full = {i: np.ones(g.units) for i, g in enumerate(layout)}
+    base = [layer_cost(w, full) for w in weight_layers]
+    result = []
+    for i, group in enumerate(layout):
+        dead = dict(full)
+        dead[i] = np.zeros(group.units)
+        removed_w = removed_m = 0.0
+        for w, (bw, bm) in zip(weight_layers, base):
+            nw, nm = layer_cost(w, dead)
+            removed_w += bw - nw
+            removed_m += bm - nm
+        result.append(dataclasses.replace(group, weights_per_unit=removed_w / group.units,
+                                          macs_per_unit=removed_m / group.units))
+    return result
+
+
+def _convert(module, workdir):
+    functions = module.concrete_functions()
+    saved = os.path.join(workdir, "saved_model")
+    tf.saved_model.save(module, saved, signatures=functions)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(functions))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.experimental_enable_resource_variables = True
+    try:
+        return converter.convert(), sorted(functions)
+    except Exception as exc:
+        raise FinePruneError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc)[:2000]}") from None
+
+
+def _verify(path, model, input_shape, output_name, seed=0):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *input_shape[1:])).astype(np.float32)
+    expected = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+    got = Interpreter(model_path=path).get_signature_runner(sig.INFER)(**{sig.INPUT: x})[output_name]
+    return float(np.max(np.abs(got - expected)))
+
+
+def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
+                 verify=True):
+    """Export a Keras 3 classifier to a personalizable `.tflite`.
+
+    Parameters
+    ----------
+    model : keras.Model or str
+        A built Sequential/functional model, or the path of a `.keras`/`.h5` file.
+    path : str
+        Where to write the `.tflite` (atomically).
+    labels : sequence of str, optional
+        One name per output class, embedded in the metadata.
+    input_shape : tuple of int, optional
+        Input shape without the batch axis, for models built with unknown
+        spatial sizes.
+    prune_outputs : bool
+        Also make the output classes prunable (`prune_outputs` signature).
+    policy : {"layerwise", "global"}
+        The in-graph policy of the `prune` signature.
+    verify : bool
+        Compare the export against Keras on a random batch (needs LiteRT).
+
+    Returns
+    -------
+    ExportReport
+    """
+    start = time.perf_counter()
+    if isinstance(model, (str, os.PathLike)):
+        model = load_keras_model(model)
+    if policy not in POLICIES:
+        raise FinePruneError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    graph = flatten_model(model)
+    if len(graph.inputs) == 1:
+        shape = _input_shape(graph, input_shape)
+        graph.shapes[graph.inputs[0]] = shape
+        if input_shape is not None:
+            _resolve_shapes(graph, shape)
+    plan = plan_model(graph, prune_outputs=prune_outputs)
+    shape = graph.shapes[graph.inputs[0]]
+    output_shape = graph.shapes[graph.outputs[0]]
+    num_classes = int(output_shape[-1])
+    if labels is not None:
+        labels = tuple(str(label) for label in labels)
+        if len(labels) != num_classes:
+            raise FinePruneError(f"got {len(labels)} labels but the model has {num_classes} outputs")
+    if not plan.groups:
+        raise FinePruneError(
+            "the model has no prunable units: " + "; ".join(f"{n}: {r}" for n, r in plan.excluded[:10])
+        )
+    frozen = freeze_variables(model)
+    layout = _with_costs(_layout(plan), plan.weight_layers)
+    module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy)
+    with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
+        flatbuffer, names = _convert(module, workdir)
+    digest = _weights_digest(frozen)
+    layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy]
+    metadata = ModelMetadata(
+        format_version=FORMAT_VERSION,
+        fingerprint=fingerprint(digest, layout_key),
+        input_name=sig.INPUT,
+        input_shape=tuple(shape),
+        input_dtype="float32",
+        output_name=sig.OUTPUT,
+        output_kind=plan.output_kind,
+        num_classes=num_classes,
+        labels=labels or (),
+        policy=policy,
+        groups=tuple(layout),
+        weight_layers=tuple(plan.weight_layers),
+        total_weights=int(model.count_params()),
+        total_macs=int(plan.total_macs),
+        signatures=tuple(names),
+        excluded=tuple(plan.excluded),
+    )
+    blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
+    path = os.fspath(path)
+    atomic_write(path, blob)
+    error = _verify(path, model, shape, sig.OUTPUT) if verify else None
+    if error is not None and error > 1e-3:
+        raise FinePruneError(f"exported model differs from Keras by {error:.3g} on a random batch; please report this")
+    return ExportReport(path, len(layout), metadata.num_units, tuple(plan.excluded), len(blob),
+                        time.perf_counter() - start, error, metadata)
+
+
+def _resolve_shapes(graph, shape):
+    """Static shapes of every tensor for a model built with unknown spatial sizes."""
+    spec = keras.KerasTensor(shape, dtype="float32")
+    try:
+        values = graph.evaluate([spec], lambda node, args, kwargs: node.layer.compute_output_spec(*args, **kwargs))
+    except Exception as exc:
+        raise FinePruneError(f"the model does not accept input_shape {shape[1:]}: {exc}") from None
+    for tid, value in values.items():
+        graph.shapes[tid] = tuple(value.shape)

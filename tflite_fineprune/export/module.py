@@ -1,0 +1,157 @@
+"""The `tf.Module` whose signatures become the exported on-device routine."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import signatures as sig
+from ..metadata import ROLE_OUTPUT
+from .planner import OUTPUT_PROBABILITIES
+from .pruning_policy import POLICIES, output_by_frequency
+
+EXCLUDED_LOGIT = -1e9  # a pruned class's logit: far below any real logit
+
+
+class FinePruneModule(tf.Module):
+    """Masked forward pass, activity counters and pruning, with frozen weights.
+
+    Parameters
+    ----------
+    graph : Graph
+        The flattened Keras model.
+    plan : Plan
+        Where the masks go.
+    layout : sequence of UnitGroup
+        Offsets of each planned group in the flat mask vector.
+    frozen : list of (keras.Variable, np.ndarray)
+        Every model variable with its value, substituted as a constant.
+    input_shape, policy : the input spec and the pruning policy name.
+    """
+
+    def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy):
+        super().__init__(name="fineprune")
+        self._graph = graph
+        self._plan = plan
+        self._layout = list(layout)
+        self._frozen = frozen
+        self._output_kind = output_kind
+        self._policy = POLICIES[policy]
+        self._mask_points = plan.mask_points
+        units = sum(g.units for g in self._layout)
+        self.masks = tf.Variable(tf.ones([units], tf.float32), name="masks")
+        self.counts = tf.Variable(tf.zeros([units], tf.float32), name="counts")
+        self.samples = tf.Variable(tf.zeros([1], tf.float32), name="samples")
+        x_spec = tf.TensorSpec([None, *input_shape[1:]], tf.float32, name=sig.INPUT)
+        scalar = tf.TensorSpec([], tf.float32)
+        flag = tf.TensorSpec([], tf.int32)
+        vector = tf.TensorSpec([units], tf.float32)
+        self.functions = {
+            sig.INFER: tf.function(self._infer, input_signature=[x_spec]),
+            sig.COLLECT: tf.function(self._collect, input_signature=[x_spec]),
+            sig.PRUNE: tf.function(self._prune, input_signature=[scalar]),
+            sig.RESET: tf.function(self._reset, input_signature=[flag, flag]),
+            sig.GET_STATE: tf.function(self._get_state, input_signature=[flag]),
+            sig.SET_STATE: tf.function(self._set_state, input_signature=[vector, vector, tf.TensorSpec([1], tf.float32)]),
+        }
+        if any(g.role == ROLE_OUTPUT for g in self._layout):
+            self.functions[sig.PRUNE_OUTPUTS] = tf.function(self._prune_outputs, input_signature=[scalar])
+
+    def concrete_functions(self):
+        return {name: fn.get_concrete_function() for name, fn in self.functions.items()}
+
+    # -- forward -----------------------------------------------------------
+
+    def _group_mask(self, index):
+        group = self._layout[index]
+        return self.masks[group.offset:group.offset + group.units]
+
+    def _forward(self, x):
+        """Masked model output and the masked tensor of every group."""
+        masked = {}
+        mapping = [(v, tf.constant(value)) for v, value in self._frozen]
+
+        def call(node, args, kwargs):
+            layer = node.layer
+            if "training" in getattr(layer, "_call_context_args", ()):
+                kwargs["training"] = False
+            outputs = keras.tree.flatten(layer(*args, **kwargs))
+            for i, tid in enumerate(node.outputs):
+                index = self._mask_points.get(tid)
+                if index is not None:
+                    outputs[i] = self._apply_mask(outputs[i], index)
+                    masked[index] = outputs[i]
+            return outputs
+
+        with keras.StatelessScope(state_mapping=mapping):
+            (y,) = self._graph.run([x], call)
+        return y, masked
+
+    def _apply_mask(self, value, index):
+        mask = self._group_mask(index)
+        if self._layout[index].role != ROLE_OUTPUT:
+            return value * mask
+        if self._output_kind == OUTPUT_PROBABILITIES:
+            kept = value * mask
+            return kept / tf.reduce_sum(kept, axis=-1, keepdims=True)
+        # Multiplying a logit by 0 does not exclude its class; push it far down instead.
+        return value * mask + (1.0 - mask) * EXCLUDED_LOGIT
+
+    def _infer(self, x):
+        y, _ = self._forward(x)
+        return {sig.OUTPUT: y}
+
+    def _collect(self, x):
+        y, masked = self._forward(x)
+        deltas = []
+        for index, group in enumerate(self._layout):
+            value = masked[index]
+            if group.role == ROLE_OUTPUT:
+                deltas.append(tf.reduce_sum(tf.one_hot(tf.argmax(value, axis=-1), group.units), axis=0))
+                continue
+            active = tf.cast(value > 0, tf.float32)
+            spatial = list(range(1, len(value.shape) - 1))
+            if spatial:
+                active = tf.reduce_mean(active, axis=spatial)
+            deltas.append(tf.reduce_sum(active, axis=0))
+        self.counts.assign_add(tf.concat(deltas, axis=0))
+        self.samples.assign_add(tf.cast(tf.shape(x)[:1], tf.float32))
+        return {sig.OUTPUT: y}
+
+    # -- routine -----------------------------------------------------------
+
+    def _activity(self):
+        return self.counts / tf.maximum(self.samples, 1.0)
+
+    def _prune(self, sparsity):
+        sparsity = tf.clip_by_value(sparsity, 0.0, 0.999999)
+        self.masks.assign(self._policy(self._activity(), self.masks, sparsity, self._layout))
+        return {sig.MASKS: self.masks.read_value()}
+
+    def _prune_outputs(self, min_fraction):
+        group = next(g for g in self._layout if g.role == ROLE_OUTPUT)
+        self.masks.assign(output_by_frequency(self._activity(), self.masks, min_fraction, group))
+        return {sig.MASKS: self.masks.read_value()}
+
+    def _reset(self, clear_counts, clear_masks):
+        zero_counts = tf.not_equal(clear_counts, 0)
+        self.counts.assign(tf.where(zero_counts, tf.zeros_like(self.counts), self.counts))
+        self.samples.assign(tf.where(zero_counts, tf.zeros_like(self.samples), self.samples))
+        self.masks.assign(tf.where(tf.not_equal(clear_masks, 0), tf.ones_like(self.masks), self.masks))
+        return {sig.SAMPLES: self.samples.read_value()}
+
+    def _get_state(self, token):
+        # `token` only exists because Java's runSignature rejects input-less signatures.
+        touch = tf.cast(token * 0, tf.float32)
+        return {sig.MASKS: self.masks + touch, sig.COUNTS: self.counts.read_value(),
+                sig.SAMPLES: self.samples.read_value()}
+
+    def _set_state(self, masks, counts, samples):
+        self.masks.assign(masks)
+        self.counts.assign(counts)
+        self.samples.assign(samples)
+        return {sig.MASKS: self.masks.read_value()}
+
+
+def freeze_variables(model):
+    """Every variable of the model (nested ones included) with its current value."""
+    return [(v, np.asarray(keras.ops.convert_to_numpy(v.value))) for v in model.variables]

@@ -1,0 +1,298 @@
+"""Decide where the masks go: unit groups, exclusions, and the weight/MAC table.
+
+A unit group starts at a UNITS layer and ends after the BatchNormalization and
+activation layers that follow it one-to-one (the "chain"); the mask multiplies
+the chain's last tensor. A group is excluded when its masked tensor reaches an
+Add/Multiply merge or a channel-mixing op, because zeroing it there would not
+remove the unit.
+"""
+
+import dataclasses
+import math
+
+from keras import layers
+
+from ..errors import FinePruneError
+from ..metadata import ROLE_HIDDEN, ROLE_OUTPUT, WeightLayer
+from .layer_registry import Role, UnitKind, activation_name, is_mixing, rule_for
+
+OUTPUT_LOGITS = "logits"
+OUTPUT_PROBABILITIES = "probabilities"
+
+
+@dataclasses.dataclass
+class PlannedGroup:
+    name: str
+    layer_class: str
+    units: int
+    positions: int
+    role: str
+    unit_tensor: int
+    chain: list
+
+
+@dataclasses.dataclass
+class Plan:
+    groups: list
+    excluded: list
+    weight_layers: list
+    output_kind: str
+    total_macs: int
+
+    @property
+    def mask_points(self):
+        return {g.unit_tensor: i for i, g in enumerate(self.groups)}
+
+
+def _prod(values):
+    return int(math.prod(int(v) for v in values))
+
+
+def _static(shape, what):
+    if any(d is None for d in shape[1:]):
+        raise FinePruneError(
+            f"{what} has shape {shape} with unknown non-batch dimensions; "
+            "export with a fixed input_shape=(H, W, C)"
+        )
+    return shape
+
+
+def _follow_chain(start_node, graph, consumers, rules, outputs):
+    """Nodes of the BN/activation chain after a UNITS node, and the masked tensor."""
+    chain = []
+    tensor = start_node.outputs[0]
+    while True:
+        users = consumers.get(tensor, [])
+        if len(users) != 1 or tensor in outputs:
+            break
+        nxt = users[0]
+        if nxt.layer is None:
+            break
+        rule = rules[id(nxt)]
+        if rule.role not in (Role.CHAIN, Role.MIXING):
+            break
+        if is_mixing(nxt.layer, rule) and nxt.outputs[0] not in outputs:
+            break
+        if isinstance(nxt.layer, layers.BatchNormalization):
+            axis = nxt.layer.axis if isinstance(nxt.layer.axis, int) else nxt.layer.axis[-1]
+            rank = len(graph.shapes[tensor])
+            if axis % rank != rank - 1:
+                break
+        chain.append(nxt)
+        tensor = nxt.outputs[0]
+    return chain, tensor
+
+
+def _exclusion_reason(tensor, consumers, rules, outputs, graph):
+    """Why masking `tensor` would not remove its units, or None when it would."""
+    stack, seen = [tensor], set()
+    while stack:
+        tid = stack.pop()
+        if tid in seen:
+            continue
+        seen.add(tid)
+        if tid in outputs and tid != tensor:
+            return "reaches the model output through reshaping or pooling"
+        for node in consumers.get(tid, []):
+            if node.layer is None:
+                stack.extend(node.outputs)
+                continue
+            rule = rules[id(node)]
+            if rule.role is Role.MERGE or (rule.role is Role.ELEMENTWISE_OP and len(node.inputs) > 1):
+                return f"feeds {type(node.layer).__name__} {node.name!r}, which merges it with another path"
+            if is_mixing(node.layer, rule):
+                return f"feeds channel-mixing {node.name!r}"
+            if rule.role is Role.UNITS:
+                continue
+            if rule.role is Role.CONCAT and _concat_axis(node, graph) != len(graph.shapes[tid]) - 1:
+                return f"feeds {node.name!r}, which concatenates along a non-channel axis"
+            stack.extend(node.outputs)
+    return None
+
+
+def _concat_axis(node, graph):
+    rank = len(graph.shapes[node.outputs[0]])
+    return node.layer.axis % rank
+
+
+def plan_model(graph, prune_outputs=False):
+    """Return the `Plan` for a flattened graph."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise FinePruneError(
+            f"expected a model with one input and one output, got {len(graph.inputs)} inputs "
+            f"and {len(graph.outputs)} outputs"
+        )
+    rules = {id(n): rule_for(n.layer) for n in graph.nodes if n.layer is not None}
+    calls = {}
+    for node in graph.nodes:
+        if node.layer is not None and rules[id(node)].role is Role.UNITS:
+            calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+            if calls[id(node.layer)] > 1:
+                raise FinePruneError(f"layer {node.name!r} is called more than once; shared layers are not supported")
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+    output_tensor = graph.outputs[0]
+    _static(graph.shapes[graph.inputs[0]], "the model input")
+
+    groups, excluded = [], []
+    output_kind = OUTPUT_LOGITS
+    for node in graph.nodes:
+        if node.layer is None or rules[id(node)].role is not Role.UNITS:
+            continue
+        chain, tensor = _follow_chain(node, graph, consumers, rules, outputs)
+        shape = _static(graph.shapes[tensor], f"output of {node.name!r}")
+        units = int(shape[-1])
+        positions = _prod(shape[1:-1])
+        layer_class = type(node.layer).__name__
+        if tensor == output_tensor:
+            last = chain[-1].layer if chain else node.layer
+            if activation_name(last) in ("softmax",):
+                output_kind = OUTPUT_PROBABILITIES
+            if prune_outputs:
+                groups.append(PlannedGroup(node.name, layer_class, units, 1, ROLE_OUTPUT, tensor, chain))
+            else:
+                excluded.append((node.name, "output layer (export with prune_outputs=True to prune classes)"))
+            continue
+        reason = _exclusion_reason(tensor, consumers, rules, outputs, graph)
+        if reason is not None:
+            excluded.append((node.name, reason))
+            continue
+        if units < 2:
+            excluded.append((node.name, "has a single unit"))
+            continue
+        groups.append(PlannedGroup(node.name, layer_class, units, positions, ROLE_HIDDEN, tensor, chain))
+    if output_kind == OUTPUT_PROBABILITIES or prune_outputs:
+        _check_output(graph, output_tensor, groups, prune_outputs)
+    # Output group last, so hidden groups occupy the start of the mask vector.
+    groups.sort(key=lambda g: g.role == ROLE_OUTPUT)
+    weight_layers = _weight_layers(graph, rules, groups)
+    total_macs = sum(w.output_positions * w.kernel_positions * _full_pairs(w) for w in weight_layers)
+    return Plan(groups, excluded, weight_layers, output_kind, total_macs)
+
+
+def _check_output(graph, output_tensor, groups, prune_outputs):
+    if prune_outputs and not any(g.role == ROLE_OUTPUT for g in groups):
+        raise FinePruneError(
+            "prune_outputs=True needs the model output to be a Dense/Conv layer (optionally followed by "
+            "BatchNormalization/activation); this model's output comes from another layer"
+        )
+    shape = graph.shapes[output_tensor]
+    if prune_outputs and len(shape) != 2:
+        raise FinePruneError(f"prune_outputs=True needs a (batch, classes) output, got shape {shape}")
+
+
+def _full_pairs(w):
+    if w.kind == "depthwise":
+        return w.out_channels
+    return sum(c * r for _, c, r in w.in_segments) * w.out_channels
+
+
+# -- weight and MAC accounting -----------------------------------------------
+
+def _provenance(graph, rules, groups):
+    """Tensor id -> list of [group index or None, channels, repeat] along the last axis."""
+    unit_of = {g.unit_tensor: i for i, g in enumerate(groups)}
+    prov = {}
+
+    def fresh(tid):
+        return [[None, int(graph.shapes[tid][-1]), 1]]
+
+    for tid in graph.inputs:
+        prov[tid] = fresh(tid)
+    for node in graph.nodes:
+        ins = [prov.get(t) for t in node.inputs]
+        if node.layer is None:
+            result = ins[0]
+        else:
+            role = rules[id(node)].role
+            out = node.outputs[0]
+            in_shape = graph.shapes[node.inputs[0]] if node.inputs else None
+            out_shape = graph.shapes[out]
+            if role in (Role.CHAIN, Role.CHANNELWISE) or (role is Role.ELEMENTWISE_OP and len(ins) == 1):
+                result = ins[0] if not is_mixing(node.layer, rules[id(node)]) else None
+            elif role is Role.FLATTEN or role is Role.RESHAPE:
+                result = _reshaped(ins[0], in_shape, out_shape)
+            elif role is Role.CONCAT:
+                if _concat_axis(node, graph) == len(out_shape) - 1 and all(p is not None for p in ins):
+                    result = [seg for p in ins for seg in p]
+                else:
+                    result = None
+            elif role is Role.MERGE or role is Role.ELEMENTWISE_OP:
+                result = ins[0] if all(p == ins[0] for p in ins) else None
+            else:
+                result = None
+        for tid in node.outputs:
+            if tid in unit_of:
+                prov[tid] = [[unit_of[tid], int(graph.shapes[tid][-1]), 1]]
+            elif result is not None and sum(c * r for _, c, r in result) == int(graph.shapes[tid][-1] or -1):
+                prov[tid] = [list(s) for s in result]
+            else:
+                prov[tid] = fresh(tid) if graph.shapes[tid][-1] is not None else None
+    return prov
+
+
+def _reshaped(segments, in_shape, out_shape):
+    if segments is None or in_shape is None or any(d is None for d in in_shape[1:] + out_shape[1:]):
+        return None
+    in_last, out_last = int(in_shape[-1]), int(out_shape[-1])
+    # Channels stay innermost when the trailing input dims merge into the new last axis.
+    product = 1
+    for dim in reversed(in_shape[1:]):
+        product *= int(dim)
+        if product == out_last:
+            factor = out_last // in_last
+            return [[g, c, r * factor] for g, c, r in segments]
+        if product > out_last:
+            break
+    return None
+
+
+def _attached_params(chain):
+    """BatchNormalization parameters per unit that go with a pruned unit."""
+    total = 0
+    for node in chain:
+        if isinstance(node.layer, layers.BatchNormalization):
+            channels = int(node.layer.moving_mean.shape[0])
+            total += node.layer.count_params() // channels
+    return total
+
+
+def _weight_layers(graph, rules, groups):
+    prov = _provenance(graph, rules, groups)
+    group_of_layer = {g.name: (i, g) for i, g in enumerate(groups)}
+    result = []
+    for node in graph.nodes:
+        if node.layer is None or rules[id(node)].role is not Role.UNITS:
+            continue
+        layer = node.layer
+        kind = rules[id(node)].unit_kind
+        in_shape = graph.shapes[node.inputs[0]]
+        out_shape = graph.shapes[node.outputs[0]]
+        in_channels = int(in_shape[-1])
+        segments = prov.get(node.inputs[0]) or [[None, in_channels, 1]]
+        out_channels = int(out_shape[-1])
+        out_positions = _prod(out_shape[1:-1])
+        entry = group_of_layer.get(node.name)
+        out_group = entry[0] if entry else None
+        bias = 1 if getattr(layer, "use_bias", False) else 0
+        attached = _attached_params(entry[1].chain) if entry else 0
+        if kind is UnitKind.DENSE:
+            kernel = layer.kernel.shape
+            result.append(WeightLayer(node.name, "dense", out_group, out_channels, _tuple(segments), 1,
+                                      _prod(kernel[:-2]), out_positions, bias + attached))
+        elif kind is UnitKind.DEPTHWISE:
+            kernel = layer.kernel.shape
+            result.append(WeightLayer(node.name, "depthwise", out_group, out_channels, _tuple(segments),
+                                      int(kernel[-1]), _prod(kernel[:-2]), out_positions, bias + attached))
+        else:
+            kernel = layer.depthwise_kernel.shape
+            mid = in_channels * int(kernel[-1])
+            result.append(WeightLayer(node.name + "/depthwise", "depthwise", None, mid, _tuple(segments),
+                                      int(kernel[-1]), _prod(kernel[:-2]), out_positions, 0))
+            result.append(WeightLayer(node.name + "/pointwise", "dense", out_group, out_channels,
+                                      ((None, mid, 1),), 1, 1, out_positions, bias + attached))
+    return result
+
+
+def _tuple(segments):
+    return tuple(tuple(s) for s in segments)

@@ -1,0 +1,57 @@
+"""Validation of the arrays fed to an exported model."""
+
+import numpy as np
+
+from .errors import FinePruneError
+
+
+def check_batch(x, input_shape, dtype="float32", what="input"):
+    """Return `x` as a C-contiguous array of the model's dtype, or raise.
+
+    Parameters
+    ----------
+    x : array_like
+        A batch, shape `(N,) + input_shape[1:]`.
+    input_shape : sequence of int or None
+        The model's input shape; the first (batch) entry is ignored.
+    dtype : str
+        The model's input dtype. Any floating array is cast to it; integer,
+        boolean, complex and object arrays are rejected for float models.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and similar
+        raise FinePruneError(f"{what} cannot be read as an array: {exc}") from None
+    expected = tuple(input_shape[1:])
+    if arr.dtype == object:
+        raise FinePruneError(f"{what} has dtype object; expected a numeric {dtype} array")
+    if arr.ndim != len(expected) + 1:
+        hint = " (a single sample? add a batch axis: x[None])" if arr.ndim == len(expected) else ""
+        raise FinePruneError(
+            f"{what} has rank {arr.ndim} and shape {arr.shape}; expected rank {len(expected) + 1}, "
+            f"shape (N, {', '.join(map(str, expected))}){hint}"
+        )
+    if tuple(arr.shape[1:]) != expected:
+        raise FinePruneError(f"{what} has shape {arr.shape}; expected (N, {', '.join(map(str, expected))})")
+    if arr.shape[0] == 0:
+        raise FinePruneError(f"{what} is empty: a batch of 0 samples")
+    target = np.dtype(dtype)
+    if target.kind == "f":
+        if arr.dtype.kind != "f":
+            raise FinePruneError(f"{what} has dtype {arr.dtype}; expected a floating-point array ({dtype})")
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.sum(~np.isfinite(arr)))
+            raise FinePruneError(f"{what} contains {bad} NaN or infinite values")
+    elif arr.dtype != target:
+        raise FinePruneError(f"{what} has dtype {arr.dtype}; expected {dtype}")
+    return np.ascontiguousarray(arr, dtype=target)
+
+
+def check_sparsity(sparsity, name="sparsity"):
+    try:
+        value = float(sparsity)
+    except (TypeError, ValueError):
+        raise FinePruneError(f"{name} must be a number in [0, 1), got {sparsity!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise FinePruneError(f"{name} must be in [0, 1), got {value}")
+    return value

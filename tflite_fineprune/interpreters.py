@@ -1,0 +1,52 @@
+"""Pick a TFLite interpreter without importing TensorFlow unless asked to.
+
+Order for `backend="auto"`: LiteRT (`ai_edge_litert`), then `tflite_runtime`,
+then `tensorflow.lite` (deprecated, last resort).
+"""
+
+import importlib
+import importlib.util
+
+from .errors import FinePruneError
+
+_MODULES = {
+    "litert": "ai_edge_litert.interpreter",
+    "tflite_runtime": "tflite_runtime.interpreter",
+    "tensorflow": "tensorflow.lite",
+}
+BACKENDS = tuple(_MODULES)
+
+
+def _interpreter_class(backend):
+    module = importlib.import_module(_MODULES[backend])
+    return module.Interpreter
+
+
+def available_backends():
+    found = []
+    for backend in BACKENDS:
+        if importlib.util.find_spec(_MODULES[backend].split(".")[0]) is not None:
+            found.append(backend)
+    return found
+
+
+def open_interpreter(model_path, backend="auto", num_threads=None):
+    """Return `(interpreter, backend_name)` for a model file."""
+    if backend not in ("auto",) + BACKENDS:
+        raise FinePruneError(f"unknown backend {backend!r}; expected 'auto' or one of {', '.join(BACKENDS)}")
+    candidates = BACKENDS if backend == "auto" else (backend,)
+    errors = []
+    for name in candidates:
+        try:
+            cls = _interpreter_class(name)
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        try:
+            return cls(model_path=str(model_path), num_threads=num_threads), name
+        except ValueError as exc:
+            raise FinePruneError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None
+    raise FinePruneError(
+        "no TFLite interpreter is installed (tried " + "; ".join(errors) + "). "
+        "Install one: pip install ai-edge-litert (or tflite-runtime)"
+    )

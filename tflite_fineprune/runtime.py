@@ -1,0 +1,216 @@
+"""Personalize an exported model through a TFLite interpreter, without TensorFlow."""
+
+import os
+
+import numpy as np
+
+from . import signatures as sig
+from .errors import FinePruneError
+from .inputs import check_batch, check_sparsity
+from .interpreters import open_interpreter
+from .metadata import read_model_metadata
+from .sparsity import measure_sparsity
+from .state import State, atomic_write, decode_state, encode_state, read_file
+
+DEFAULT_BATCH_SIZE = 32
+_PROGRESS_MIN_BATCHES = 20
+
+
+class Personalizer:
+    """One user's copy of an exported model: observe their data, prune, save.
+
+    Parameters
+    ----------
+    model_path : str or path
+        A `.tflite` written by `export_model`.
+    backend : {"auto", "litert", "tflite_runtime", "tensorflow"}
+        Which interpreter runs the model.
+    batch_size : int
+        Samples per interpreter call in `predict` and `observe`.
+    num_threads : int, optional
+        Interpreter threads.
+    """
+
+    def __init__(self, model_path, backend="auto", batch_size=DEFAULT_BATCH_SIZE, num_threads=None):
+        self.model_path = os.fspath(model_path)
+        data = read_file(self.model_path, "model")
+        self.metadata = read_model_metadata(data, source=self.model_path)
+        if int(batch_size) < 1:
+            raise FinePruneError(f"batch_size must be ≥ 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self._interpreter, self.backend = open_interpreter(self.model_path, backend, num_threads)
+        available = set(self._interpreter.get_signature_list())
+        missing = [name for name in self.metadata.signatures if name not in available]
+        if missing:
+            raise FinePruneError(f"{self.model_path}: signatures {missing} are described but missing from the model")
+        self._runners = {}
+
+    # -- description -----------------------------------------------------
+
+    @property
+    def units(self):
+        """The unit groups, in mask-vector order (`UnitGroup` records)."""
+        return self.metadata.groups
+
+    @property
+    def labels(self):
+        return list(self.metadata.labels)
+
+    @property
+    def input_shape(self):
+        return self.metadata.input_shape
+
+    # -- running ---------------------------------------------------------
+
+    def _runner(self, name):
+        if name not in self._runners:
+            if name not in self.metadata.signatures:
+                raise FinePruneError(f"{self.model_path} was exported without the {name!r} signature")
+            self._runners[name] = self._interpreter.get_signature_runner(name)
+        return self._runners[name]
+
+    def _batches(self, x, batch_size):
+        if isinstance(x, (str, bytes, os.PathLike)):
+            raise FinePruneError("expected an array or an iterable of batches, got a path; load the files first")
+        rank = len(self.metadata.input_shape)
+        if not isinstance(x, np.ndarray) and isinstance(x, (list, tuple)):
+            try:
+                candidate = np.asarray(x)
+            except ValueError:
+                candidate = None
+            if candidate is not None and candidate.dtype != object and candidate.ndim == rank:
+                x = candidate
+        if isinstance(x, np.ndarray) or np.isscalar(x):
+            arr = check_batch(x, self.metadata.input_shape, self.metadata.input_dtype)
+            step = batch_size or self.batch_size
+            return [arr[i:i + step] for i in range(0, len(arr), step)]
+        try:
+            x = iter(x)
+        except TypeError:
+            raise FinePruneError(f"expected an array or an iterable of batches, got {type(x).__name__}") from None
+        batches = [check_batch(b, self.metadata.input_shape, self.metadata.input_dtype, what=f"batch {i}")
+                   for i, b in enumerate(x)]
+        if not batches:
+            raise FinePruneError("no data: the iterable of batches is empty")
+        return batches
+
+    def _run_batches(self, name, x, batch_size, progress, desc):
+        batches = self._batches(x, batch_size)
+        runner = self._runner(name)
+        if progress is None:
+            progress = len(batches) >= _PROGRESS_MIN_BATCHES
+        iterator = batches
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(batches, desc=desc, unit="batch")
+        outputs = [runner(**{sig.INPUT: b})[sig.OUTPUT] for b in iterator]
+        return np.concatenate(outputs, axis=0)
+
+    def predict(self, x, batch_size=None, progress=False):
+        """Model outputs for a batch `x` of shape `(N,) + input_shape[1:]`."""
+        return self._run_batches(sig.INFER, x, batch_size, progress, "predict")
+
+    def observe(self, x, batch_size=None, progress=None):
+        """Run unlabeled samples forward, accumulating unit activity; returns the outputs.
+
+        `x` is one array or an iterable of batches. A progress bar is shown for
+        long runs unless `progress=False`.
+        """
+        return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe")
+
+    def prune(self, sparsity):
+        """Prune the least active hidden units so each layer reaches `sparsity`.
+
+        Cumulative: units pruned before stay pruned, and every layer keeps at
+        least one unit. Needs observed data. Returns `sparsity()`.
+        """
+        value = check_sparsity(sparsity)
+        if self.samples == 0:
+            raise FinePruneError("no activity observed yet: call observe() with the user's data before prune()")
+        self._runner(sig.PRUNE)(**{sig.SPARSITY: np.array(value, np.float32)})
+        return self.sparsity()
+
+    def prune_outputs(self, min_fraction):
+        """Prune output classes predicted on less than `min_fraction` of the observed samples."""
+        value = check_sparsity(min_fraction, "min_fraction")
+        if self.metadata.output_group is None:
+            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning")
+        if self.samples == 0:
+            raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
+        self._runner(sig.PRUNE_OUTPUTS)(**{sig.MIN_FRACTION: np.array(value, np.float32)})
+        return self.sparsity()
+
+    def reset(self, counts=True, masks=True):
+        """Clear the activity counters and/or restore every unit."""
+        self._runner(sig.RESET)(**{sig.CLEAR_COUNTS: np.array(int(bool(counts)), np.int32),
+                                   sig.CLEAR_MASKS: np.array(int(bool(masks)), np.int32)})
+
+    # -- state -------------------------------------------------------------
+
+    def get_state(self):
+        out = self._runner(sig.GET_STATE)(**{sig.TOKEN: np.array(0, np.int32)})
+        return State(masks=np.array(out[sig.MASKS], np.float32),
+                     counts=np.array(out[sig.COUNTS], np.float32),
+                     samples=float(np.ravel(out[sig.SAMPLES])[0]))
+
+    def set_state(self, state):
+        masks = np.asarray(state.masks, np.float32)
+        counts = np.asarray(state.counts, np.float32)
+        n = self.metadata.num_units
+        if masks.shape != (n,) or counts.shape != (n,):
+            raise FinePruneError(f"state has masks {masks.shape} and counts {counts.shape}; this model has {n} units")
+        if not np.all((masks == 0) | (masks == 1)):
+            raise FinePruneError("masks must be 0 or 1")
+        if not np.all(np.isfinite(counts)) or np.any(counts < 0) or not np.isfinite(state.samples) or state.samples < 0:
+            raise FinePruneError("counters must be finite and non-negative")
+        for group in self.units:
+            if not masks[group.offset:group.offset + group.units].any():
+                raise FinePruneError(f"masks prune every unit of {group.name!r}; at least one must stay")
+        self._runner(sig.SET_STATE)(**{sig.MASKS: masks, sig.COUNTS: counts,
+                                       sig.SAMPLES: np.array([state.samples], np.float32)})
+
+    def save_state(self, path):
+        """Write masks and counters atomically (temp file, fsync, rename)."""
+        atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
+
+    def load_state(self, path):
+        """Load a state file; on any error the current state is left untouched."""
+        blob = read_file(path, "state file")
+        state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path))
+        self.set_state(state)
+
+    # -- views -------------------------------------------------------------
+
+    @property
+    def samples(self):
+        """Number of samples observed since the counters were last cleared."""
+        return int(round(self.get_state().samples))
+
+    def _split(self, vector):
+        return {g.name: vector[g.offset:g.offset + g.units] for g in self.units}
+
+    @property
+    def activity(self):
+        """Layer name → fraction of (sample, position) pairs where each unit was > 0.
+
+        For the output group (when exported) it is the fraction of samples
+        predicted as each class.
+        """
+        state = self.get_state()
+        return self._split(state.counts / max(state.samples, 1.0))
+
+    @property
+    def masks(self):
+        """Layer name → 0/1 array (1 = unit kept)."""
+        return {k: v.astype(np.uint8) for k, v in self._split(self.get_state().masks).items()}
+
+    def sparsity(self):
+        """Unit, weight and MAC sparsity of the current masks (a `Sparsity`)."""
+        return measure_sparsity(self.metadata, self.get_state().masks)
+
+    def __repr__(self):
+        s = self.sparsity()
+        return (f"Personalizer({self.model_path!r}, backend={self.backend!r}, units={self.metadata.num_units}, "
+                f"unit_sparsity={s.units:.3f})")
+

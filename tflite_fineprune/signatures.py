@@ -1,0 +1,26 @@
+"""Names of the signatures, and of their inputs and outputs, in every export.
+
+Export and runtime (and the Android app) agree on these names; they are part
+of the file format.
+"""
+
+INFER = "infer"
+COLLECT = "collect"
+PRUNE = "prune"
+PRUNE_OUTPUTS = "prune_outputs"
+RESET = "reset"
+GET_STATE = "get_state"
+SET_STATE = "set_state"
+
+REQUIRED = (INFER, COLLECT, PRUNE, RESET, GET_STATE, SET_STATE)
+
+INPUT = "x"
+OUTPUT = "output"
+SPARSITY = "sparsity"
+MIN_FRACTION = "min_fraction"
+CLEAR_COUNTS = "clear_counts"
+CLEAR_MASKS = "clear_masks"
+TOKEN = "token"
+MASKS = "masks"
+COUNTS = "counts"
+SAMPLES = "samples"

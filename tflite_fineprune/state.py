@@ -1,0 +1,117 @@
+"""Versioned binary state files: one user's masks and activity counters.
+
+Layout (all little-endian; see docs/state_format.md, which the Android app follows):
+
+=======  =====  ===============================================
+offset   size   field
+=======  =====  ===============================================
+0        8      magic ``b"FPSTATE\\0"``
+8        2      format version (uint16, currently 1)
+10       2      reserved, 0
+12       4      number of units N (uint32)
+16       32     model fingerprint (SHA-256 bytes from the model metadata)
+48       8      samples observed (float64)
+56       N      masks, one uint8 (0 or 1) per unit
+56+N     4N     activity counters (float32, in samples)
+56+5N    4      CRC-32 (zlib) of bytes [0, 56+5N)
+=======  =====  ===============================================
+"""
+
+import dataclasses
+import os
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+from .errors import FinePruneError
+
+MAGIC = b"FPSTATE\0"
+STATE_VERSION = 1
+_HEADER = struct.Struct("<8sHHI32sd")
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    masks: np.ndarray
+    counts: np.ndarray
+    samples: float
+
+
+def encode_state(fingerprint_hex, state):
+    masks = np.asarray(state.masks)
+    counts = np.asarray(state.counts, dtype="<f4")
+    if masks.shape != counts.shape or masks.ndim != 1:
+        raise FinePruneError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
+    header = _HEADER.pack(MAGIC, STATE_VERSION, 0, masks.size, bytes.fromhex(fingerprint_hex), float(state.samples))
+    body = header + (masks > 0.5).astype(np.uint8).tobytes() + counts.tobytes()
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def decode_state(blob, fingerprint_hex, num_units, source="state"):
+    """Parse and check a state file's bytes against the model it is loaded into."""
+    if len(blob) < _HEADER.size + 4:
+        raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
+    magic, version, _, units, fingerprint, samples = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise FinePruneError(f"{source} is not a tflite-fineprune state file (magic {magic!r}, expected {MAGIC!r})")
+    if version != STATE_VERSION:
+        raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads {STATE_VERSION}")
+    expected_size = _HEADER.size + 5 * units + 4
+    if len(blob) != expected_size:
+        raise FinePruneError(
+            f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
+        )
+    (crc,) = struct.unpack_from("<I", blob, expected_size - 4)
+    if zlib.crc32(blob[:expected_size - 4]) != crc:
+        raise FinePruneError(f"{source} is corrupted: checksum mismatch")
+    if fingerprint.hex() != fingerprint_hex or units != num_units:
+        raise FinePruneError(
+            f"{source} belongs to another model (fingerprint {fingerprint.hex()[:12]}…, {units} units; "
+            f"this model is {fingerprint_hex[:12]}…, {num_units} units)"
+        )
+    masks = np.frombuffer(blob, np.uint8, units, _HEADER.size).astype(np.float32)
+    counts = np.frombuffer(blob, "<f4", units, _HEADER.size + units).astype(np.float32)
+    if np.any(masks > 1) or not np.isfinite(samples) or samples < 0 or not np.all(np.isfinite(counts)):
+        raise FinePruneError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
+    return State(masks=masks, counts=counts, samples=float(samples))
+
+
+def atomic_write(path, blob):
+    """Write bytes so that `path` holds either its old or its new content, never a mix."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fineprune-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def read_file(path, what):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise FinePruneError(f"{what} {os.fspath(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise FinePruneError(f"{what} {os.fspath(path)!r} is a directory, expected a file") from None
+    except OSError as exc:
+        raise FinePruneError(f"cannot read {what} {os.fspath(path)!r}: {exc.strerror}") from None
