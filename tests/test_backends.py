@@ -1,5 +1,8 @@
 """The same exported file behaves the same under LiteRT and tflite-runtime 2.14.
 
+Masks are bit-identical; outputs and counters agree to float rounding (the two
+ship different XNNPACK builds: seen up to 8e-7 on outputs, 2e-6 on counters).
+
 tflite-runtime 2.14 needs numpy<2, so it lives in its own venv (created by
 .ci/run); FINEPRUNE_TFLITE_RUNTIME_PYTHON names its interpreter.
 """
@@ -26,7 +29,7 @@ def runtime_python():
     return python
 
 
-@pytest.mark.parametrize("name", ["plain_cnn", "conv1d_audio", "residual_separable", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["plain_cnn", "dense_only", "conv1d_audio", "residual_separable", "mobilenet_v2"])
 def test_litert_and_tflite_runtime_agree(exports, tmp_path, name):
     python = runtime_python()
     model = exports.model(name)

@@ -81,3 +81,19 @@ def test_npy_folders_and_preprocess_hook(exports, tmp_path):
     finally:
         os.environ["PYTHONPATH"] = env_path
     assert "observed 7 samples" in out
+
+
+def test_quickstart_main_job(tmp_path):
+    """The README's main command runs end to end on the real ResNet-8 and CIFAR-10 photos."""
+    from tests.realdata import require
+
+    require("mlperf_tiny/image_classification/pretrainedResnet.h5")
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "quickstart.py")
+    result = subprocess.run([sys.executable, script, "--out", str(tmp_path)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line[:30].strip(): line[30:].split() for line in result.stdout.splitlines() if line[:1].isalpha()}
+    dense = float(rows["dense model"][0])
+    assert 0.3 < dense < 0.9  # ResNet-8 on cat/dog JPEGs, 10-way predictions
+    assert rows["prune unseen classes"][1] != "0.0%"
+    assert (tmp_path / "resnet8.tflite").exists()

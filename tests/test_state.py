@@ -92,11 +92,17 @@ def test_failed_save_keeps_previous_file(personalized, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(state_format.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(FinePruneError, match="No space left"):
         personalizer.save_state(path)
     monkeypatch.undo()
     assert path.read_bytes() == original
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".fineprune-")] == []
+
+
+def test_save_into_missing_folder(personalized, tmp_path):
+    personalizer, _, _ = personalized
+    with pytest.raises(FinePruneError, match="cannot write"):
+        personalizer.save_state(tmp_path / "no" / "such" / "dir.state")
 
 
 def test_set_state_rejects_invalid_masks(personalized):

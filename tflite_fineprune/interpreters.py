@@ -44,7 +44,7 @@ def open_interpreter(model_path, backend="auto", num_threads=None):
             continue
         try:
             return cls(model_path=str(model_path), num_threads=num_threads), name
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:
             raise FinePruneError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None
     raise FinePruneError(
         "no TFLite interpreter is installed (tried " + "; ".join(errors) + "). "

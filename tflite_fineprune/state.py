@@ -82,17 +82,25 @@ def atomic_write(path, blob):
     """Write bytes so that `path` holds either its old or its new content, never a mix."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fineprune-", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".fineprune-", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        tmp = None
+        _fsync_directory(directory)
+    except OSError as exc:
+        raise FinePruneError(f"cannot write {path!r}: {exc.strerror or exc}; any previous file is unchanged") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def _fsync_directory(directory):
+    # Makes the rename itself durable; not every platform allows opening a directory.
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -10,6 +10,22 @@ from .planner import OUTPUT_PROBABILITIES
 from .pruning_policy import POLICIES, output_by_frequency
 
 EXCLUDED_LOGIT = -1e9  # a pruned class's logit: far below any real logit
+_SATURATION = 6.0
+_ACTIVE_SCALE = 2.0 ** 100
+
+
+def _is_positive(value):
+    """6 where value > 0, else 0, as one MUL with a fused RELU6.
+
+    GREATER + CAST would do the same but fall outside XNNPACK and cost as much
+    as the layer itself; positive values below about 5e-30 count partially.
+    """
+    return tf.nn.relu6(value * _ACTIVE_SCALE)
+
+
+def _function(method, *specs):
+    # No Python control flow depends on tensors here, so autograph only costs tracing time.
+    return tf.function(method, input_signature=list(specs), autograph=False)
 
 
 class FinePruneModule(tf.Module):
@@ -33,7 +49,10 @@ class FinePruneModule(tf.Module):
         self._graph = graph
         self._plan = plan
         self._layout = list(layout)
-        self._frozen = frozen
+        # Plain tf.Variables that no signature assigns: saved in the checkpoint (fast) rather
+        # than the graph, and folded into constants by the converter.
+        self._keras_variables = [v for v, _ in frozen]
+        self.weights = [tf.Variable(value, trainable=False, name="weight") for _, value in frozen]
         self._output_kind = output_kind
         self._policy = POLICIES[policy]
         self._mask_points = plan.mask_points
@@ -46,15 +65,15 @@ class FinePruneModule(tf.Module):
         flag = tf.TensorSpec([], tf.int32)
         vector = tf.TensorSpec([units], tf.float32)
         self.functions = {
-            sig.INFER: tf.function(self._infer, input_signature=[x_spec]),
-            sig.COLLECT: tf.function(self._collect, input_signature=[x_spec]),
-            sig.PRUNE: tf.function(self._prune, input_signature=[scalar]),
-            sig.RESET: tf.function(self._reset, input_signature=[flag, flag]),
-            sig.GET_STATE: tf.function(self._get_state, input_signature=[flag]),
-            sig.SET_STATE: tf.function(self._set_state, input_signature=[vector, vector, tf.TensorSpec([1], tf.float32)]),
+            sig.INFER: _function(self._infer, x_spec),
+            sig.COLLECT: _function(self._collect, x_spec),
+            sig.PRUNE: _function(self._prune, scalar),
+            sig.RESET: _function(self._reset, flag, flag),
+            sig.GET_STATE: _function(self._get_state, flag),
+            sig.SET_STATE: _function(self._set_state, vector, vector, tf.TensorSpec([1], tf.float32)),
         }
         if any(g.role == ROLE_OUTPUT for g in self._layout):
-            self.functions[sig.PRUNE_OUTPUTS] = tf.function(self._prune_outputs, input_signature=[scalar])
+            self.functions[sig.PRUNE_OUTPUTS] = _function(self._prune_outputs, scalar)
 
     def concrete_functions(self):
         return {name: fn.get_concrete_function() for name, fn in self.functions.items()}
@@ -68,7 +87,7 @@ class FinePruneModule(tf.Module):
     def _forward(self, x):
         """Masked model output and the masked tensor of every group."""
         masked = {}
-        mapping = [(v, tf.constant(value)) for v, value in self._frozen]
+        mapping = list(zip(self._keras_variables, self.weights))
 
         def call(node, args, kwargs):
             layer = node.layer
@@ -108,11 +127,13 @@ class FinePruneModule(tf.Module):
             if group.role == ROLE_OUTPUT:
                 deltas.append(tf.reduce_sum(tf.one_hot(tf.argmax(value, axis=-1), group.units), axis=0))
                 continue
-            active = tf.cast(value > 0, tf.float32)
             spatial = list(range(1, len(value.shape) - 1))
+            active = _is_positive(value)
             if spatial:
-                active = tf.reduce_mean(active, axis=spatial)
-            deltas.append(tf.reduce_sum(active, axis=0))
+                # keepdims=True is the form XNNPACK delegates.
+                active = tf.reduce_mean(active, axis=spatial, keepdims=True)
+            active = tf.reshape(active, [-1, group.units])
+            deltas.append(tf.reduce_sum(active, axis=0) * (1.0 / _SATURATION))
         self.counts.assign_add(tf.concat(deltas, axis=0))
         self.samples.assign_add(tf.cast(tf.shape(x)[:1], tf.float32))
         return {sig.OUTPUT: y}

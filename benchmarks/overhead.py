@@ -1,0 +1,119 @@
+"""Cost of the Fine-Pruning machinery inside an exported model.
+
+For MobileNetV2 (alpha 0.35, 224x224, random weights) and a CIFAR-style
+residual CNN, under LiteRT with a fixed thread count:
+
+* `collect` vs `infer` time on the same batches (goal <= 1.25x);
+* masked `infer` vs the plain model converted by TFLiteConverter, time and
+  file size (goal <= 1.10x).
+
+usage: python benchmarks/overhead.py [--threads 2] [--repeats 30] [--batches 1,8]
+"""
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from keras import layers  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from tflite_fineprune import export_model  # noqa: E402
+
+
+def residual_cnn():
+    """ResNet-20-like CIFAR network (3 stages x 3 blocks, 16/32/64 channels)."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inp)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    for stage, width in enumerate((16, 32, 64)):
+        for block in range(3):
+            stride = 2 if stage and not block else 1
+            y = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False)(x)
+            y = layers.ReLU()(layers.BatchNormalization()(y))
+            y = layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
+            y = layers.BatchNormalization()(y)
+            if stride != 1 or x.shape[-1] != width:
+                x = layers.BatchNormalization()(layers.Conv2D(width, 1, strides=stride, use_bias=False)(x))
+            x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(10)(x), name="resnet20")
+
+
+def mobilenet_v2():
+    keras.utils.set_random_seed(0)
+    return keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(224, 224, 3))
+
+
+def time_runners(calls, repeats):
+    """Median seconds per call of each (runner, feed), interleaved so drift hits all alike."""
+    for runner, feed in calls:  # warm-up: allocation, delegate preparation
+        runner(**feed)
+        runner(**feed)
+    samples = [[] for _ in calls]
+    for _ in range(repeats):
+        for i, (runner, feed) in enumerate(calls):
+            start = time.perf_counter()
+            runner(**feed)
+            samples[i].append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def measure(name, model, workdir, threads, repeats, batches):
+    masked_path = os.path.join(workdir, f"{name}.tflite")
+    export_model(model, masked_path, verify=False)
+    plain_path = os.path.join(workdir, f"{name}-plain.tflite")
+    with contextlib.redirect_stdout(io.StringIO()):  # the Keras exporter lists every captured variable
+        plain_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    with open(plain_path, "wb") as f:
+        f.write(plain_bytes)
+    masked = Interpreter(model_path=masked_path, num_threads=threads)
+    plain = Interpreter(model_path=plain_path, num_threads=threads)
+    plain_key = next(iter(plain.get_signature_list()))
+    plain_input = plain.get_signature_list()[plain_key]["inputs"][0]
+    infer, collect = masked.get_signature_runner("infer"), masked.get_signature_runner("collect")
+    plain_runner = plain.get_signature_runner(plain_key)
+    size_ratio = os.path.getsize(masked_path) / os.path.getsize(plain_path)
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        x = rng.uniform(-1, 1, (batch, *model.input_shape[1:])).astype(np.float32)
+        t_plain, t_infer, t_collect = time_runners(
+            [(plain_runner, {plain_input: x}), (infer, {"x": x}), (collect, {"x": x})], repeats)
+        rows.append((batch, t_plain, t_infer, t_collect))
+    print(f"\n{name}: {model.count_params():,} weights; file {os.path.getsize(masked_path) / 1e6:.2f} MB masked vs "
+          f"{os.path.getsize(plain_path) / 1e6:.2f} MB plain = {size_ratio:.3f}x (goal <= 1.10x)")
+    print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'infer/plain':>11} {'collect/infer':>13}")
+    for batch, t_plain, t_infer, t_collect in rows:
+        print(f"{batch:>5} {1e3 * t_plain:>9.2f} {1e3 * t_infer:>9.2f} {1e3 * t_collect:>10.2f} "
+              f"{t_infer / t_plain:>11.3f} {t_collect / t_infer:>13.3f}")
+    return rows, size_ratio
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--batches", default="1,8")
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    print(f"LiteRT interpreter, {args.threads} threads, median of {args.repeats} calls; goals: "
+          "collect/infer <= 1.25, infer/plain <= 1.10, size <= 1.10")
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, build in (("mobilenet_v2_0.35_224", mobilenet_v2), ("resnet20_cifar", residual_cnn)):
+            measure(name, build(), workdir, args.threads, args.repeats, batches)
+
+
+if __name__ == "__main__":
+    main()
