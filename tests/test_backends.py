@@ -93,3 +93,26 @@ print("ok", p.backend)
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ok litert" in result.stdout
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
+def test_tensorflow_backend_runs_the_same_file(exports):
+    """The deprecated tf.lite interpreter remains a fallback; it must agree too."""
+    pytest.importorskip("tensorflow")
+    x = real_inputs("residual_separable")
+    litert = Personalizer(exports.path("residual_separable"), backend="litert")
+    tf_lite = Personalizer(exports.path("residual_separable"), backend="tensorflow")
+    assert tf_lite.backend == "tensorflow"
+    np.testing.assert_allclose(tf_lite.predict(x), litert.predict(x), atol=1e-5)
+    for p in (litert, tf_lite):
+        p.observe(x)
+        p.prune(0.25)
+    np.testing.assert_array_equal(tf_lite.get_state().masks, litert.get_state().masks)
+
+
+def test_progress_bar_on_long_runs(exports, capsys):
+    p = Personalizer(exports.path("dense_only"), batch_size=1)
+    p.observe(real_inputs("dense_only", count=30))  # 30 batches: long enough for a bar
+    assert "observe" in capsys.readouterr().err
+    p.predict(real_inputs("dense_only", count=30))  # predict shows none unless asked
+    assert "predict" not in capsys.readouterr().err

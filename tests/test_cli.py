@@ -97,3 +97,32 @@ def test_quickstart_main_job(tmp_path):
     assert 0.3 < dense < 0.9  # ResNet-8 on cat/dog JPEGs, 10-way predictions
     assert rows["prune unseen classes"][1] != "0.0%"
     assert (tmp_path / "resnet8.tflite").exists()
+
+
+def test_wav_folders(exports, tmp_path):
+    """Real Speech Commands clips through the CLI; FSDD clips of other lengths are refused clearly."""
+    from tests.realdata import require
+
+    speech = require("speech_commands_v0.02_test")
+    model = exports.path("conv1d_audio")
+    user = tmp_path / "user"
+    user.mkdir()
+    clips = [p for p in sorted((speech / "yes").glob("*.wav"))[:40] if p.stat().st_size == 32044][:6]
+    for path in clips:
+        os.symlink(path, user / path.name)
+    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.2, "--state", tmp_path / "s.state")
+    assert f"observed {len(clips)} samples" in out
+
+    fsdd = require("fsdd/recordings")
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    os.symlink(sorted(fsdd.glob("*.wav"))[0], odd / "digit.wav")
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize", str(model), "--data", str(odd),
+                             "--sparsity", "0.2", "--state", str(tmp_path / "t.state")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "samples; the model takes 16000" in result.stderr
+    (odd / "digit.wav").unlink()
+    (odd / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "evaluate", str(model), "--data", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "not a readable PCM WAV" in result.stderr

@@ -78,7 +78,7 @@ def conv1d_audio(samples=16000):
 def residual_separable(input_shape=(32, 32, 3)):
     keras.utils.set_random_seed(4)
     inp = keras.Input(input_shape)
-    x = layers.Rescaling(1 / 255.0)(inp)
+    x = layers.Normalization(mean=[125.3, 123.0, 113.9], variance=[3900.0, 3800.0, 4400.0])(inp)
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)

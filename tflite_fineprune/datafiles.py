@@ -36,9 +36,16 @@ def list_files(root):
     return found
 
 
-def load_image(path, sample_shape):
-    from PIL import Image, UnidentifiedImageError
+def _pillow():
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise FinePruneError("reading images needs Pillow: pip install pillow") from None
+    return Image, UnidentifiedImageError
 
+
+def load_image(path, sample_shape):
+    Image, UnidentifiedImageError = _pillow()
     if len(sample_shape) != 3 or sample_shape[-1] not in (1, 3):
         raise FinePruneError(f"{path}: the model input {sample_shape} is not an image (H, W, 1 or 3)")
     height, width, channels = sample_shape
@@ -121,8 +128,7 @@ def load_samples(path, sample_shape, preprocess=None):
 
 
 def _raw_image(path):
-    from PIL import Image, UnidentifiedImageError
-
+    Image, UnidentifiedImageError = _pillow()
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))

@@ -5,28 +5,22 @@ then `tensorflow.lite` (deprecated, last resort).
 """
 
 import importlib
-import importlib.util
 
 from .errors import FinePruneError
 
-_MODULES = {
-    "litert": "ai_edge_litert.interpreter",
-    "tflite_runtime": "tflite_runtime.interpreter",
-    "tensorflow": "tensorflow.lite",
+_INTERPRETERS = {  # backend -> (module, attribute path of the Interpreter class)
+    "litert": ("ai_edge_litert.interpreter", "Interpreter"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "Interpreter"),
+    "tensorflow": ("tensorflow", "lite.Interpreter"),
 }
-BACKENDS = tuple(_MODULES)
+BACKENDS = tuple(_INTERPRETERS)
 
 
 def _interpreter_class(backend):
-    module = importlib.import_module(_MODULES[backend])
-    return module.Interpreter
-
-
-def available_backends():
-    found = []
-    for backend in BACKENDS:
-        if importlib.util.find_spec(_MODULES[backend].split(".")[0]) is not None:
-            found.append(backend)
+    module_name, attribute = _INTERPRETERS[backend]
+    found = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        found = getattr(found, part)
     return found
 
 

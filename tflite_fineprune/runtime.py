@@ -101,9 +101,12 @@ class Personalizer:
             progress = len(batches) >= _PROGRESS_MIN_BATCHES
         iterator = batches
         if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(batches, desc=desc, unit="batch")
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # progress bars are optional at run time
+                pass
+            else:
+                iterator = tqdm(batches, desc=desc, unit="batch")
         outputs = [runner(**{sig.INPUT: b})[sig.OUTPUT] for b in iterator]
         return np.concatenate(outputs, axis=0)
 
