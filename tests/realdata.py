@@ -45,19 +45,27 @@ def cifar_images(per_class=4, size=None, classes=CIFAR_CLASSES, start=0):
     return np.stack(images)
 
 
+def read_clip(path):
+    """float32 PCM in [-1, 1], zero-padded or cut to 16000 samples."""
+    with wave.open(str(path), "rb") as f:
+        pcm = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768.0
+    clip = np.zeros(16000, np.float32)
+    clip[:min(16000, pcm.size)] = pcm[:16000]
+    return clip
+
+
 def speech_clips(count=16, words=("yes", "no", "up", "down")):
     """float32 PCM in [-1, 1], shape (n, 16000), from Speech Commands test clips."""
     root = require("speech_commands_v0.02_test")
-    clips = []
     per_word = max(1, count // len(words))
-    for word in words:
-        for path in sorted((root / word).glob("*.wav"))[:per_word]:
-            with wave.open(str(path), "rb") as f:
-                pcm = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768.0
-            clip = np.zeros(16000, np.float32)
-            clip[:min(16000, pcm.size)] = pcm[:16000]
-            clips.append(clip)
-    return np.stack(clips)
+    return np.stack([read_clip(path) for word in words for path in sorted((root / word).glob("*.wav"))[:per_word]])
+
+
+def speech_test_split(step=1):
+    """(clips, labels) of every `step`-th clip of the Speech Commands test split, all 12 classes."""
+    root = require("speech_commands_v0.02_test")
+    files = sorted(p for p in root.glob("*/*.wav"))[::step]
+    return np.stack([read_clip(p) for p in files]), [p.parent.name for p in files]
 
 
 def real_inputs(name, count=24):

@@ -5,7 +5,7 @@ import numpy as np
 from .errors import FinePruneError
 
 
-def check_batch(x, input_shape, dtype="float32", what="input"):
+def check_batch(x, input_shape, dtype="float32", what="input", int16_scale=0.0):
     """Return `x` as a C-contiguous array of the model's dtype, or raise.
 
     Parameters
@@ -36,9 +36,12 @@ def check_batch(x, input_shape, dtype="float32", what="input"):
     if arr.shape[0] == 0:
         raise FinePruneError(f"{what} is empty: a batch of 0 samples")
     target = np.dtype(dtype)
+    if int16_scale and arr.dtype == np.int16 and target.kind == "f":
+        return np.ascontiguousarray(arr.astype(target) * target.type(int16_scale))
     if target.kind == "f":
         if arr.dtype.kind != "f":
-            raise FinePruneError(f"{what} has dtype {arr.dtype}; expected a floating-point array ({dtype})")
+            also = " or int16" if int16_scale else ""
+            raise FinePruneError(f"{what} has dtype {arr.dtype}; expected a floating-point array ({dtype}){also}")
         if not np.all(np.isfinite(arr)):
             bad = int(np.sum(~np.isfinite(arr)))
             raise FinePruneError(f"{what} contains {bad} NaN or infinite values")

@@ -94,6 +94,7 @@ class ModelMetadata:
     total_macs: int
     signatures: tuple
     excluded: tuple = ()
+    int16_scale: float = 0.0  # > 0: int16 input is accepted and multiplied by this (e.g. PCM / 32768)
 
     @property
     def num_units(self):

@@ -81,15 +81,16 @@ class Personalizer:
             if candidate is not None and candidate.dtype != object and candidate.ndim == rank:
                 x = candidate
         if isinstance(x, np.ndarray) or np.isscalar(x):
-            arr = check_batch(x, self.metadata.input_shape, self.metadata.input_dtype)
+            arr = check_batch(x, self.metadata.input_shape, self.metadata.input_dtype,
+                              int16_scale=self.metadata.int16_scale)
             step = batch_size or self.batch_size
             return [arr[i:i + step] for i in range(0, len(arr), step)]
         try:
             x = iter(x)
         except TypeError:
             raise FinePruneError(f"expected an array or an iterable of batches, got {type(x).__name__}") from None
-        batches = [check_batch(b, self.metadata.input_shape, self.metadata.input_dtype, what=f"batch {i}")
-                   for i, b in enumerate(x)]
+        batches = [check_batch(b, self.metadata.input_shape, self.metadata.input_dtype, what=f"batch {i}",
+                               int16_scale=self.metadata.int16_scale) for i, b in enumerate(x)]
         if not batches:
             raise FinePruneError("no data: the iterable of batches is empty")
         return batches

@@ -134,7 +134,7 @@ def _verify(path, model, input_shape, output_name, seed=0):
 
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
-                 verify=True):
+                 verify=True, int16_scale=0.0):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -154,6 +154,9 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         The in-graph policy of the `prune` signature.
     verify : bool
         Compare the export against Keras on a random batch (needs LiteRT).
+    int16_scale : float
+        When > 0, the runtime also accepts int16 input and multiplies it by
+        this before feeding the float model (1 / 32768 for PCM audio).
 
     Returns
     -------
@@ -206,6 +209,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         total_macs=int(plan.total_macs),
         signatures=tuple(names),
         excluded=tuple(plan.excluded),
+        int16_scale=float(int16_scale),
     )
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)

@@ -98,12 +98,24 @@ REGISTRY = {
     knp.TrueDivide: Rule(Role.ELEMENTWISE_OP),
 }
 
+def register(layer_class, role):
+    """Teach the exporter a custom layer (e.g. a feature front-end) by its `Role`.
+
+    A fixed feature transform that does not keep channels independent is
+    `Role.MIXING`: units before it are not prunable, and its output starts
+    fresh channels for the layers after it.
+    """
+    if not isinstance(role, Role) or role is Role.UNITS:
+        raise FinePruneError(f"custom layers can take any role but UNITS, got {role!r}")
+    REGISTRY[layer_class] = Rule(role)
+
+
 # Activations that mix the channel axis: a masked unit does not stay zero through them.
 CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax"}
 
 
 def supported_names():
-    return sorted({cls.__name__ for cls in REGISTRY if cls.__module__.startswith("keras.src.layers")})
+    return sorted({cls.__name__ for cls in REGISTRY if not cls.__module__.startswith("keras.src.ops")})
 
 
 def rule_for(layer):

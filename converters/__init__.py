@@ -1,0 +1,1 @@
+"""Converters: real speech and vision models → personalizable `.tflite` with their front-end inside."""

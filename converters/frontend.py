@@ -1,0 +1,101 @@
+"""The MLPerf Tiny keyword-spotting MFCC front-end as a Keras layer of TFLite builtins.
+
+Raw 16 kHz PCM `[N, 16000]` → MFCC `[N, 49, 10, 1]`, computed the way the MLPerf
+Tiny DS-CNN was trained (its `get_preprocess_audio_func`):
+
+1. scale each clip by its maximum sample value, clip to [-1, 1];
+2. 49 frames of 480 samples every 320 (30 ms / 20 ms), periodic Hann window;
+3. magnitude of the 512-point DFT (257 bins);
+4. 40 HTK-mel bins between 20 and 4000 Hz (TensorFlow's mel matrix), `log(x + 1e-6)`;
+5. the first 10 coefficients of TensorFlow's MFCC DCT.
+
+The DFT, mel and DCT steps are constant matrices, so the whole front-end
+lowers to GATHER, MUL, FULLY_CONNECTED/BATCH_MATMUL, SQRT and LOG — builtins a
+phone runs without any feature code. Int16 PCM works too: step 1 makes the
+features independent of the input scale.
+"""
+
+import keras
+import numpy as np
+
+SAMPLE_RATE = 16000
+CLIP_SAMPLES = 16000
+FRAME_LENGTH = 480
+FRAME_STEP = 320
+FFT_LENGTH = 512
+NUM_MEL_BINS = 40
+LOWER_HZ = 20.0
+UPPER_HZ = 4000.0
+NUM_MFCC = 10
+LOG_OFFSET = 1e-6
+NUM_FRAMES = 1 + (CLIP_SAMPLES - FRAME_LENGTH) // FRAME_STEP  # 49
+
+
+def hann_window():
+    """Periodic Hann window of FRAME_LENGTH samples (as tf.signal.hann_window)."""
+    n = np.arange(FRAME_LENGTH)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / FRAME_LENGTH)).astype(np.float32)
+
+
+def dft_matrix():
+    """[FRAME_LENGTH, 2 * bins]: real then imaginary parts of the zero-padded 512-point DFT."""
+    n = np.arange(FRAME_LENGTH)[:, None]
+    k = np.arange(FFT_LENGTH // 2 + 1)[None, :]
+    angle = 2 * np.pi * n * k / FFT_LENGTH
+    window = hann_window().astype(np.float64)[:, None]
+    return np.concatenate([np.cos(angle) * window, -np.sin(angle) * window], axis=1).astype(np.float32)
+
+
+def mel_matrix():
+    """TensorFlow's linear-to-mel weight matrix [257, 40] (HTK mel, triangles in mel space)."""
+    import tensorflow as tf
+
+    return tf.signal.linear_to_mel_weight_matrix(
+        NUM_MEL_BINS, FFT_LENGTH // 2 + 1, SAMPLE_RATE, LOWER_HZ, UPPER_HZ).numpy().astype(np.float32)
+
+
+def dct_matrix():
+    """[40, 10]: TensorFlow's `mfccs_from_log_mel_spectrograms`, first 10 coefficients, as a matrix."""
+    import tensorflow as tf
+
+    basis = tf.signal.mfccs_from_log_mel_spectrograms(tf.eye(NUM_MEL_BINS)).numpy()
+    return basis[:, :NUM_MFCC].astype(np.float32)
+
+
+def frame_indices():
+    return (np.arange(NUM_FRAMES)[:, None] * FRAME_STEP + np.arange(FRAME_LENGTH)[None, :]).astype(np.int32)
+
+
+@keras.saving.register_keras_serializable(package="tflite_fineprune")
+class MlperfMfcc(keras.layers.Layer):
+    """PCM `[N, 16000]` → MLPerf Tiny KWS MFCC features `[N, 49, 10, 1]`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._dft = dft_matrix()
+        self._mel = mel_matrix()
+        self._dct = dct_matrix()
+        self._frames = frame_indices()
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], NUM_FRAMES, NUM_MFCC, 1)
+
+    def call(self, pcm):
+        ops = keras.ops
+        pcm = ops.cast(pcm, "float32")
+        peak = ops.max(pcm, axis=-1, keepdims=True)
+        # A silent clip has peak 0; keep it finite instead of dividing by zero.
+        scaled = ops.clip(pcm / ops.maximum(peak, 1e-12), -1.0, 1.0)
+        frames = ops.take(scaled, self._frames, axis=1)  # [N, 49, 480]
+        spectrum = ops.matmul(frames, self._dft)  # [N, 49, 514]
+        bins = FFT_LENGTH // 2 + 1
+        magnitude = ops.sqrt(ops.square(spectrum[..., :bins]) + ops.square(spectrum[..., bins:]))
+        mel = ops.matmul(magnitude, self._mel)
+        mfcc = ops.matmul(ops.log(mel + LOG_OFFSET), self._dct)
+        return ops.expand_dims(mfcc, -1)
+
+
+def register_with_exporter():
+    from tflite_fineprune.export.layer_registry import Role, register
+
+    register(MlperfMfcc, Role.MIXING)

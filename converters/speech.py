@@ -1,0 +1,131 @@
+"""The speech converter: keyword-spotting models that take raw 16 kHz PCM.
+
+Commands (see README):
+
+    python -m converters.speech mlperf -o KWS.tflite [--data DIR]
+    python -m converters.speech train DATA_DIR -o KWS.tflite [--keras MODEL.keras] [--epochs E]
+
+`mlperf` rebuilds the MLPerf Tiny DS-CNN in Keras 3, loads the weights of its
+SavedModel checkpoint, puts the MFCC front-end in front of it and exports the
+result: input float32 PCM `[N, 16000]` in [-1, 1] (int16 values work too).
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+
+import keras
+import numpy as np
+from keras import layers
+
+from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, MlperfMfcc, register_with_exporter
+from tflite_fineprune.errors import FinePruneError
+
+KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
+MLPERF_KWS = "mlperf_tiny/keyword_spotting/kws_ref_model"
+DS_CNN_FILTERS = 64
+DS_CNN_BLOCKS = 4
+
+
+def default_data_root():
+    return pathlib.Path(os.environ.get("FINEPRUNE_DATA") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def ds_cnn(num_classes=len(KWS_LABELS), input_shape=(NUM_FRAMES, NUM_MFCC, 1), filters=DS_CNN_FILTERS,
+           blocks=DS_CNN_BLOCKS, name="ds_cnn"):
+    """The MLPerf Tiny DS-CNN (keras_model.py, `ds_cnn`), layer for layer.
+
+    The final average pool spans the whole 25x5 map left by the stride-2 stem.
+    """
+    inputs = keras.Input(input_shape, name="mfcc")
+    x = layers.Conv2D(filters, (10, 4), strides=(2, 2), padding="same", name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    x = layers.Dropout(0.2)(x)
+    for i in range(blocks):
+        x = layers.DepthwiseConv2D((3, 3), padding="same", name=f"dw{i}")(x)
+        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = layers.Activation("relu", name=f"dw{i}_relu")(x)
+        x = layers.Conv2D(filters, (1, 1), padding="same", name=f"pw{i}")(x)
+        x = layers.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = layers.Activation("relu", name=f"pw{i}_relu")(x)
+    x = layers.Dropout(0.4)(x)
+    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name="pool")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="classes")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _weight_layers(model):
+    """Layers in the order Keras 2 numbered them in checkpoints ('layer_with_weights-i')."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+_CHECKPOINT_NAMES = {
+    layers.Conv2D: ("kernel", "bias"),
+    layers.DepthwiseConv2D: ("depthwise_kernel", "bias"),
+    layers.Dense: ("kernel", "bias"),
+    layers.BatchNormalization: ("gamma", "beta", "moving_mean", "moving_variance"),
+}
+
+
+def load_mlperf_ds_cnn(saved_model_dir):
+    """Keras 3 DS-CNN holding the weights of the MLPerf Tiny KWS SavedModel checkpoint."""
+    import tensorflow as tf
+
+    prefix = os.path.join(os.fspath(saved_model_dir), "variables", "variables")
+    if not os.path.exists(prefix + ".index"):
+        raise FinePruneError(f"no SavedModel checkpoint at {prefix}.index; expected the MLPerf Tiny kws_ref_model folder")
+    reader = tf.train.load_checkpoint(prefix)
+    model = ds_cnn()
+    for index, layer in enumerate(_weight_layers(model)):
+        names = next(v for k, v in _CHECKPOINT_NAMES.items() if type(layer) is k)
+        values = []
+        for name in names:
+            key = f"layer_with_weights-{index}/{name}/.ATTRIBUTES/VARIABLE_VALUE"
+            if not reader.has_tensor(key):
+                raise FinePruneError(f"checkpoint {prefix} lacks {key}; is this the MLPerf Tiny DS-CNN?")
+            values.append(reader.get_tensor(key))
+        try:
+            layer.set_weights(values)
+        except ValueError as exc:
+            raise FinePruneError(f"checkpoint weights do not fit layer {layer.name!r}: {exc}") from None
+    return model
+
+
+def with_frontend(classifier, name="kws"):
+    """Raw PCM `[N, 16000]` → MFCC front-end → `classifier`."""
+    pcm = keras.Input((CLIP_SAMPLES,), name="pcm")
+    return keras.Model(pcm, classifier(MlperfMfcc(name="mfcc_frontend")(pcm)), name=name)
+
+
+def export_mlperf(output, data_root=None, **options):
+    from tflite_fineprune import export_model
+
+    register_with_exporter()
+    root = pathlib.Path(data_root) if data_root else default_data_root()
+    model = with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS))
+    return export_model(model, output, labels=KWS_LABELS, int16_scale=1.0 / 32768, **options)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m converters.speech", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("mlperf", help="MLPerf Tiny DS-CNN with the MFCC front-end")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
+    p.add_argument("--prune-outputs", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "mlperf":
+            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+    except FinePruneError as exc:
+        print(f"converters.speech: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
