@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, MlperfMfcc, register_with_exporter
+from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, MlperfMfcc
 from tflite_fineprune.errors import FinePruneError
 
 KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
@@ -103,7 +103,6 @@ def with_frontend(classifier, name="kws"):
 def export_mlperf(output, data_root=None, **options):
     from tflite_fineprune import export_model
 
-    register_with_exporter()
     root = pathlib.Path(data_root) if data_root else default_data_root()
     model = with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS))
     return export_model(model, output, labels=KWS_LABELS, int16_scale=1.0 / 32768, **options)

@@ -52,6 +52,11 @@ def build_parser():
     p.add_argument("--min-class-fraction", type=_fraction,
                    help="also prune classes predicted on less than this fraction of the data")
 
+    p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, or --vision)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
+    p.add_argument("--out", default="fineprune-demo", help="folder for the models, CSV and plot")
+    p.add_argument("--vision", action="store_true", help="CIFAR-10 class-subset users with ResNet-8 instead of speakers")
+
     p = commands.add_parser("evaluate", help="accuracy on DATA/<label>/<file>")
     _runtime_args(p)
     p.add_argument("--state", help="a state file to apply first")
@@ -121,7 +126,8 @@ def cmd_personalize(args):
     if args.state and os.path.exists(args.state) and not args.fresh:
         personalizer.load_state(args.state)
         print(f"continuing from {args.state} ({personalizer.samples} samples observed before)")
-    x, _, files = load_folder(args.data, personalizer.input_shape[1:], args.preprocess)
+    x, _, files = load_folder(args.data, personalizer.input_shape[1:], args.preprocess,
+                              dtype=personalizer.metadata.input_dtype)
     personalizer.observe(x)
     sparsity = personalizer.prune(args.sparsity)
     if args.min_class_fraction is not None:
@@ -139,7 +145,8 @@ def cmd_evaluate(args):
     if args.state:
         personalizer.load_state(args.state)
     labels = personalizer.labels
-    x, y, _ = load_folder(args.data, personalizer.input_shape[1:], args.preprocess, labels=labels)
+    x, y, _ = load_folder(args.data, personalizer.input_shape[1:], args.preprocess, labels=labels,
+                          dtype=personalizer.metadata.input_dtype)
     if y.max() >= personalizer.metadata.num_classes:
         raise FinePruneError(f"class index {int(y.max())} is out of range for {personalizer.metadata.num_classes} classes")
     predicted = np.argmax(personalizer.predict(x, progress=None), axis=-1)
@@ -149,7 +156,13 @@ def cmd_evaluate(args):
           f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}")
 
 
-COMMANDS = {"export": cmd_export, "inspect": cmd_inspect, "personalize": cmd_personalize, "evaluate": cmd_evaluate}
+def cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(args.data, args.out, args.vision)
+
+
+COMMANDS = {"demo": cmd_demo, "export": cmd_export, "inspect": cmd_inspect, "personalize": cmd_personalize, "evaluate": cmd_evaluate}
 
 
 def main(argv=None):

@@ -99,7 +99,7 @@ def resolve_hook(spec):
         raise FinePruneError(f"cannot import preprocess hook {spec!r}: {exc}") from None
 
 
-def load_samples(path, sample_shape, preprocess=None):
+def load_samples(path, sample_shape, preprocess=None, dtype="float32"):
     """Samples (an array `(n,) + sample_shape`) stored in one file.
 
     `preprocess(raw, path)`, when given, receives the decoded file (an image
@@ -124,7 +124,13 @@ def load_samples(path, sample_shape, preprocess=None):
         raise FinePruneError(f"{path} gives shape {arr.shape}; the model takes samples of shape {tuple(sample_shape)}")
     if arr.dtype.kind not in "fiu":
         raise FinePruneError(f"{path} gives dtype {arr.dtype}; expected numbers")
-    return arr.astype(np.float32)
+    target = np.dtype(dtype)
+    if target.kind != "f":
+        info = np.iinfo(target)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise FinePruneError(f"{path} holds values outside the model's {dtype} input range")
+        return np.round(arr).astype(target)
+    return arr.astype(target)
 
 
 def _raw_image(path):
@@ -146,7 +152,7 @@ def _fit_audio(path, audio, sample_shape):
     return audio.reshape(sample_shape)
 
 
-def load_folder(root, sample_shape, preprocess=None, labels=None):
+def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32"):
     """Load every data file under `root`.
 
     Returns `(x, y, files)`; `y` holds class indices from each file's parent
@@ -157,7 +163,7 @@ def load_folder(root, sample_shape, preprocess=None, labels=None):
     files = list_files(root)
     xs, ys = [], []
     for path in files:
-        samples = load_samples(path, sample_shape, hook)
+        samples = load_samples(path, sample_shape, hook, dtype)
         xs.append(samples)
         if labels is not None:
             ys.extend([_label_index(path, root, labels)] * len(samples))

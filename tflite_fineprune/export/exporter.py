@@ -69,6 +69,16 @@ def _input_shape(graph, override):
     return shape
 
 
+SUPPORTED_INPUT_DTYPES = ("float32", "uint8", "int8", "int16")
+
+
+def _input_dtype(model):
+    dtype = str(keras.backend.standardize_dtype(model.inputs[0].dtype))
+    if dtype not in SUPPORTED_INPUT_DTYPES:
+        raise FinePruneError(f"model input dtype {dtype} is not supported; expected one of {SUPPORTED_INPUT_DTYPES}")
+    return dtype
+
+
 def _weights_digest(frozen):
     h = hashlib.sha256()
     for variable, value in frozen:
@@ -119,13 +129,17 @@ def _convert(module, workdir):
         raise FinePruneError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc)[:2000]}") from None
 
 
-def _verify(path, model, input_shape, output_name, seed=0):
+def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return None
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((2, *input_shape[1:])).astype(np.float32)
+    if np.dtype(input_dtype).kind == "f":
+        x = rng.standard_normal((2, *input_shape[1:])).astype(input_dtype)
+    else:
+        info = np.iinfo(input_dtype)
+        x = rng.integers(info.min, info.max, (2, *input_shape[1:]), endpoint=True).astype(input_dtype)
     with warnings.catch_warnings():  # models saved with list inputs warn about the structure
         warnings.simplefilter("ignore")
         expected = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
@@ -172,7 +186,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         shape = _input_shape(graph, input_shape)
         graph.shapes[graph.inputs[0]] = shape
         if input_shape is not None:
-            _resolve_shapes(graph, shape)
+            _resolve_shapes(graph, shape, model.inputs[0].dtype)
     plan = plan_model(graph, prune_outputs=prune_outputs)
     shape = graph.shapes[graph.inputs[0]]
     output_shape = graph.shapes[graph.outputs[0]]
@@ -187,7 +201,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         )
     frozen = freeze_variables(model)
     layout = _with_costs(_layout(plan), plan.weight_layers)
-    module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy)
+    input_dtype = _input_dtype(model)
+    module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype)
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
         flatbuffer, names = _convert(module, workdir)
     digest = _weights_digest(frozen)
@@ -197,7 +212,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         fingerprint=fingerprint(digest, layout_key),
         input_name=sig.INPUT,
         input_shape=tuple(shape),
-        input_dtype="float32",
+        input_dtype=input_dtype,
         output_name=sig.OUTPUT,
         output_kind=plan.output_kind,
         num_classes=num_classes,
@@ -214,16 +229,16 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)
     atomic_write(path, blob)
-    error = _verify(path, model, shape, sig.OUTPUT) if verify else None
+    error = _verify(path, model, shape, input_dtype, sig.OUTPUT) if verify else None
     if error is not None and error > 1e-3:
         raise FinePruneError(f"exported model differs from Keras by {error:.3g} on a random batch; please report this")
     return ExportReport(path, len(layout), metadata.num_units, tuple(plan.excluded), len(blob),
                         time.perf_counter() - start, error, metadata)
 
 
-def _resolve_shapes(graph, shape):
+def _resolve_shapes(graph, shape, dtype="float32"):
     """Static shapes of every tensor for a model built with unknown spatial sizes."""
-    spec = keras.KerasTensor(shape, dtype="float32")
+    spec = keras.KerasTensor(shape, dtype=dtype)
     try:
         values = graph.evaluate([spec], lambda node, args, kwargs: node.layer.compute_output_spec(*args, **kwargs))
     except Exception as exc:

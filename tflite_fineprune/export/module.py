@@ -41,10 +41,10 @@ class FinePruneModule(tf.Module):
         Offsets of each planned group in the flat mask vector.
     frozen : list of (keras.Variable, np.ndarray)
         Every model variable with its value, substituted as a constant.
-    input_shape, policy : the input spec and the pruning policy name.
+    input_shape, input_dtype, policy : the input spec and the pruning policy name.
     """
 
-    def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy):
+    def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32"):
         super().__init__(name="fineprune")
         self._graph = graph
         self._plan = plan
@@ -60,7 +60,7 @@ class FinePruneModule(tf.Module):
         self.masks = tf.Variable(tf.ones([units], tf.float32), name="masks")
         self.counts = tf.Variable(tf.zeros([units], tf.float32), name="counts")
         self.samples = tf.Variable(tf.zeros([1], tf.float32), name="samples")
-        x_spec = tf.TensorSpec([None, *input_shape[1:]], tf.float32, name=sig.INPUT)
+        x_spec = tf.TensorSpec([None, *input_shape[1:]], tf.as_dtype(input_dtype), name=sig.INPUT)
         scalar = tf.TensorSpec([], tf.float32)
         flag = tf.TensorSpec([], tf.int32)
         vector = tf.TensorSpec([units], tf.float32)

@@ -130,8 +130,7 @@ def plan_model(graph, prune_outputs=False):
             if calls[id(node.layer)] > 1:
                 raise FinePruneError(f"layer {node.name!r} is called more than once; shared layers are not supported")
     consumers = graph.consumers()
-    outputs = set(graph.outputs)
-    output_tensor = graph.outputs[0]
+    outputs = _with_aliases(graph, graph.outputs)
     _static(graph.shapes[graph.inputs[0]], "the model input")
 
     groups, excluded = [], []
@@ -144,7 +143,7 @@ def plan_model(graph, prune_outputs=False):
         units = int(shape[-1])
         positions = _prod(shape[1:-1])
         layer_class = type(node.layer).__name__
-        if tensor == output_tensor:
+        if tensor in outputs:
             last = chain[-1].layer if chain else node.layer
             if activation_name(last) in ("softmax",):
                 output_kind = OUTPUT_PROBABILITIES
@@ -162,12 +161,27 @@ def plan_model(graph, prune_outputs=False):
             continue
         groups.append(PlannedGroup(node.name, layer_class, units, positions, ROLE_HIDDEN, tensor, chain))
     if output_kind == OUTPUT_PROBABILITIES or prune_outputs:
-        _check_output(graph, output_tensor, groups, prune_outputs)
+        _check_output(graph, graph.outputs[0], groups, prune_outputs)
     # Output group last, so hidden groups occupy the start of the mask vector.
     groups.sort(key=lambda g: g.role == ROLE_OUTPUT)
     weight_layers = _weight_layers(graph, rules, groups)
     total_macs = sum(w.output_positions * w.kernel_positions * _full_pairs(w) for w in weight_layers)
     return Plan(groups, excluded, weight_layers, output_kind, total_macs)
+
+
+def _with_aliases(graph, tensors):
+    """The tensors plus the inner-model tensors they alias (nested models are inlined)."""
+    producers = graph.producers()
+    found, stack = set(), list(tensors)
+    while stack:
+        tid = stack.pop()
+        if tid in found:
+            continue
+        found.add(tid)
+        node = producers.get(tid)
+        if node is not None and node.layer is None:
+            stack.extend(node.inputs)
+    return found
 
 
 def _check_output(graph, output_tensor, groups, prune_outputs):

@@ -1,0 +1,173 @@
+"""The vision converter: image classifiers that take uint8 HxWx3 pixels.
+
+Commands:
+
+    python -m converters.vision mlperf -o RESNET8.tflite [--data DIR]
+    python -m converters.vision keras-app NAME -o X.tflite [--weights auto|imagenet|none|PATH] [--size 224]
+
+The image front-end (cast, bilinear resize, the model's own pixel scaling) is a
+Keras layer inside the exported graph, so a phone feeds camera pixels as they are.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+
+import keras
+
+from tflite_fineprune.errors import FinePruneError
+
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MLPERF_RESNET8 = "mlperf_tiny/image_classification/pretrainedResnet.h5"
+
+# keras.applications constructors and how each expects its pixels: (scale, offset) per channel after
+# x * scale + offset, or None when the model rescales by itself.
+KERAS_APPS = {
+    "MobileNetV2": ("mobilenet_v2", (1 / 127.5, -1.0)),
+    "MobileNetV3Small": ("mobilenet_v3", None),
+    "MobileNetV3Large": ("mobilenet_v3", None),
+    "ResNet50": ("resnet50", "caffe"),
+}
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="tflite_fineprune")
+class ImageFrontEnd(keras.layers.Layer):
+    """uint8 `[N, H, W, 3]` → float `[N, size, size, 3]`: cast, resize, `x * scale + offset`.
+
+    `mode="caffe"` flips RGB to BGR and subtracts the ImageNet means (ResNet50).
+    """
+
+    def __init__(self, size, scale=1.0, offset=0.0, mode="linear", **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(int(v) for v in size)
+        self.scale = float(scale)
+        self.offset = float(offset)
+        self.mode = mode
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "scale": self.scale, "offset": self.offset,
+                "mode": self.mode}
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, 3)
+
+    def call(self, pixels):
+        ops = keras.ops
+        x = ops.cast(pixels, "float32")
+        if tuple(pixels.shape[1:3]) != self.size:
+            x = ops.image.resize(x, self.size, interpolation="bilinear")
+        if self.mode == "caffe":
+            x = ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR, "float32")
+        elif self.scale != 1.0 or self.offset != 0.0:
+            x = x * self.scale + self.offset
+        return x
+
+
+def register_with_exporter():
+    from tflite_fineprune.export.layer_registry import Role, register
+
+    register(ImageFrontEnd, Role.MIXING)
+
+
+# Importing this module is enough for export_model to accept ImageFrontEnd.
+register_with_exporter()
+
+
+def with_frontend(classifier, input_size=None, scale=1.0, offset=0.0, mode="linear"):
+    size = tuple(classifier.input_shape[1:3])
+    input_size = tuple(input_size or size)
+    pixels = keras.Input((*input_size, 3), dtype="uint8", name="pixels")
+    front = ImageFrontEnd(size, scale, offset, mode, name="image_frontend")(pixels)
+    return keras.Model(pixels, classifier(front), name=f"{classifier.name}_uint8")
+
+
+def default_data_root():
+    return pathlib.Path(os.environ.get("FINEPRUNE_DATA") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def load_mlperf_resnet8(data_root=None):
+    root = pathlib.Path(data_root) if data_root else default_data_root()
+    path = root / MLPERF_RESNET8
+    if not path.exists():
+        raise FinePruneError(f"MLPerf Tiny ResNet-8 not found at {path}; pass --data or set FINEPRUNE_DATA")
+    return keras.models.load_model(path, compile=False)
+
+
+def export_mlperf(output, data_root=None, **options):
+    """MLPerf Tiny ResNet-8 (CIFAR-10, raw 0–255 input) behind a uint8 front-end."""
+    from tflite_fineprune import export_model
+
+    model = with_frontend(load_mlperf_resnet8(data_root))
+    return export_model(model, output, labels=CIFAR10_LABELS, **options)
+
+
+def _cached_imagenet(name):
+    cache = pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras")) / "models"
+    return sorted(cache.glob(f"{name.lower()}*.h5")) if cache.exists() else []
+
+
+def keras_app(name, weights="auto", size=224):
+    """A keras.applications classifier. `weights="auto"` never touches the network: cached
+    ImageNet weights when present, else random weights (weights=None)."""
+    if name not in KERAS_APPS:
+        raise FinePruneError(f"unknown keras application {name!r}; expected one of {', '.join(KERAS_APPS)}")
+    constructor = getattr(keras.applications, name)
+    if weights == "auto":
+        weights = "imagenet" if _cached_imagenet(KERAS_APPS[name][0]) else None
+    elif weights == "none":
+        weights = None
+    elif weights not in ("imagenet", None) and not os.path.isfile(weights):
+        raise FinePruneError(f"weights must be auto, imagenet, none or an existing file; got {weights!r}")
+    try:
+        return constructor(weights=weights, input_shape=(size, size, 3)), weights
+    except Exception as exc:  # download failures come as several types
+        raise FinePruneError(f"cannot build {name} with weights={weights!r}: {exc}. Offline? use --weights none "
+                             "or a local weights file") from None
+
+
+def export_keras_app(name, output, weights="auto", size=224, **options):
+    from tflite_fineprune import export_model
+
+    model, used = keras_app(name, weights, size)
+    preprocessing = KERAS_APPS[name][1]
+    if preprocessing is None:
+        wrapped = with_frontend(model)
+    elif preprocessing == "caffe":
+        wrapped = with_frontend(model, mode="caffe")
+    else:
+        wrapped = with_frontend(model, scale=preprocessing[0], offset=preprocessing[1])
+    return export_model(wrapped, output, **options), used
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m converters.vision", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("mlperf", help="MLPerf Tiny ResNet-8 (CIFAR-10) with a uint8 front-end")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--data")
+    p.add_argument("--prune-outputs", action="store_true")
+    p = commands.add_parser("keras-app", help="a keras.applications model with a uint8 front-end")
+    p.add_argument("name", choices=sorted(KERAS_APPS))
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--weights", default="auto", help="auto (cached ImageNet or random, no network), imagenet, none, PATH")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--prune-outputs", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "mlperf":
+            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+        else:
+            report, used = export_keras_app(args.name, args.output, args.weights, args.size,
+                                            prune_outputs=args.prune_outputs)
+            print(f"{report} (weights: {used or 'random'})")
+    except FinePruneError as exc:
+        print(f"converters.vision: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Per-user evaluation: user construction and the `demo` command on the real data."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.realdata import require
+from tflite_fineprune import FinePruneError
+from tflite_fineprune.evaluation import class_subset_users, speaker_of, split_adapt_eval, summarize
+
+
+def test_speaker_ids():
+    assert speaker_of("yes/0a7c2a8d_nohash_1.wav") == "0a7c2a8d"
+    assert speaker_of("_unknown_/bird_0a7c2a8d_nohash_0.wav") == "0a7c2a8d"
+    assert speaker_of("_silence_/noise_12.wav") is None
+
+
+def test_adapt_eval_split_is_disjoint_and_fixed():
+    items = list(range(31))
+    adapt, held_out = split_adapt_eval(items, seed=3)
+    assert len(adapt) == 16 and len(held_out) == 15 and not set(adapt) & set(held_out)
+    assert split_adapt_eval(items, seed=3) == (adapt, held_out)
+
+
+def test_class_subset_users_are_disjoint():
+    images = [np.arange(100 * c, 100 * c + 100).reshape(100, 1) for c in range(10)]
+    users = class_subset_users(images, class_counts=(2, 5), users_per_count=3, adapt_per_class=20, eval_per_class=30)
+    assert len(users) == 6
+    for user in users:
+        classes = set(user.eval_y)
+        assert len(classes) in (2, 5) and len(user.eval_y) == 30 * len(classes)
+        assert not set(user.adapt_x.ravel()) & set(user.eval_x.ravel())
+        assert {int(v) // 100 for v in user.adapt_x.ravel()} == classes
+    with pytest.raises(FinePruneError, match="need"):
+        class_subset_users(images, adapt_per_class=60, eval_per_class=60)
+
+
+def test_summary_counts_helped_and_hurt():
+    rows = [{"recipe": "r", "user": str(i), "dense_accuracy": 0.5, "accuracy": a, "dense_others": 0.5,
+             "others": 0.4, "unit_sparsity": 0.1, "weight_sparsity": 0.1, "mac_sparsity": 0.1}
+            for i, a in enumerate([0.4, 0.5, 0.6, 0.7])]
+    (s,) = summarize(rows)
+    assert (s["helped"], s["hurt"], s["users"]) == (2, 1, 4)
+    assert s["mean"] == pytest.approx(0.55) and s["worst_decile"] == pytest.approx(0.4)
+
+
+def run_demo(*args):
+    return subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", *map(str, args)],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("vision", [False, True])
+def test_demo_end_to_end(tmp_path, vision):
+    require("cifar10_test" if vision else "speech_commands_v0.02_test")
+    result = run_demo("--out", tmp_path, *(["--vision"] if vision else []))
+    assert result.returncode == 0, result.stderr[-3000:]
+    kind = "vision" if vision else "speech"
+    with open(tmp_path / f"{kind}_users.csv") as f:
+        rows = list(csv.DictReader(f))
+    users = {r["user"] for r in rows}
+    assert len(users) == (30 if vision else 53)
+    assert (tmp_path / f"{kind}_users.png").stat().st_size > 10_000
+    default = [r for r in rows if "(default)" in r["recipe"]]
+    dense = np.mean([float(r["dense_accuracy"]) for r in default])
+    personalized = np.mean([float(r["accuracy"]) for r in default])
+    assert personalized >= dense - 1e-9  # the shipped default must not make users worse on average
+    assert "summary over" in result.stdout and "worst10%" in result.stdout
+
+
+def test_demo_without_data_explains(tmp_path):
+    env = dict(os.environ, FINEPRUNE_DATA=str(tmp_path / "nothing"))
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", "--data", str(tmp_path / "nothing"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    assert "Speech" in result.stderr and "--data DIR" in result.stderr and "Traceback" not in result.stderr
