@@ -16,10 +16,10 @@ import pathlib
 import sys
 
 import keras
-import numpy as np
 from keras import layers
 
-from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, MlperfMfcc
+from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, SAMPLE_RATE, MlperfMfcc
+from converters.common import default_data_root, run_command
 from tflite_fineprune.errors import FinePruneError
 
 KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
@@ -27,9 +27,6 @@ MLPERF_KWS = "mlperf_tiny/keyword_spotting/kws_ref_model"
 DS_CNN_FILTERS = 64
 DS_CNN_BLOCKS = 4
 
-
-def default_data_root():
-    return pathlib.Path(os.environ.get("FINEPRUNE_DATA") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def ds_cnn(num_classes=len(KWS_LABELS), input_shape=(NUM_FRAMES, NUM_MFCC, 1), filters=DS_CNN_FILTERS,
@@ -105,7 +102,8 @@ def export_mlperf(output, data_root=None, **options):
 
     root = pathlib.Path(data_root) if data_root else default_data_root()
     model = with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS))
-    return export_model(model, output, labels=KWS_LABELS, int16_scale=1.0 / 32768, **options)
+    return export_model(model, output, labels=KWS_LABELS, int16_scale=1.0 / 32768,
+                        sample_rate=SAMPLE_RATE, **options)
 
 
 def main(argv=None):
@@ -117,13 +115,8 @@ def main(argv=None):
     p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
     p.add_argument("--prune-outputs", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "mlperf":
-            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
-    except FinePruneError as exc:
-        print(f"converters.speech: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(parser.prog, lambda: print(export_mlperf(args.output, args.data,
+                                                                prune_outputs=args.prune_outputs)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 
 import keras
 
+from converters.common import default_data_root, run_command
 from tflite_fineprune.errors import FinePruneError
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -82,9 +83,6 @@ def with_frontend(classifier, input_size=None, scale=1.0, offset=0.0, mode="line
     front = ImageFrontEnd(size, scale, offset, mode, name="image_frontend")(pixels)
     return keras.Model(pixels, classifier(front), name=f"{classifier.name}_uint8")
 
-
-def default_data_root():
-    return pathlib.Path(os.environ.get("FINEPRUNE_DATA") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def load_mlperf_resnet8(data_root=None):
@@ -156,17 +154,16 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--prune-outputs", action="store_true")
     args = parser.parse_args(argv)
-    try:
+
+    def action():
         if args.command == "mlperf":
             print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
         else:
             report, used = export_keras_app(args.name, args.output, args.weights, args.size,
                                             prune_outputs=args.prune_outputs)
             print(f"{report} (weights: {used or 'random'})")
-    except FinePruneError as exc:
-        print(f"converters.vision: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(parser.prog, action)
 
 
 if __name__ == "__main__":

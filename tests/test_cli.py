@@ -125,4 +125,37 @@ def test_wav_folders(exports, tmp_path):
     (odd / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
     result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "evaluate", str(model), "--data", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "not a readable PCM WAV" in result.stderr
+    assert result.returncode == 2 and "broken.wav is not a readable audio file" in result.stderr
+
+
+def test_audio_files_are_resampled_for_audio_models(tmp_path):
+    """FSDD (8 kHz, variable length) and FLAC clips feed the 16 kHz KWS model; bad audio is refused clearly."""
+    import soundfile
+
+    from converters.speech import export_mlperf
+    from tests.realdata import require
+
+    fsdd = require("fsdd/recordings")
+    require("mlperf_tiny/keyword_spotting/kws_ref_model")
+    model = tmp_path / "kws.tflite"
+    export_mlperf(model)
+    assert Personalizer(model).metadata.sample_rate == 16000
+    user = tmp_path / "user"
+    user.mkdir()
+    for path in sorted(fsdd.glob("*_jackson_*.wav"))[:5]:
+        os.symlink(path, user / path.name)
+    speech = require("speech_commands_v0.02_test")
+    clip, rate = soundfile.read(sorted((speech / "yes").glob("*.wav"))[0], dtype="int16")
+    soundfile.write(user / "yes.flac", clip, rate)
+    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.0, "--state", tmp_path / "s.state")
+    assert "observed 6 samples from 6 files" in out
+
+    for name, data, rate, message in [("silent.wav", np.zeros(16000, np.int16), 16000, "silent"),
+                                      ("slow.wav", np.ones(100, np.int16), 50, "sample rate of 50 Hz")]:
+        bad = tmp_path / name.split(".")[0]
+        bad.mkdir()
+        soundfile.write(bad / name, data, rate)
+        result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize", str(model),
+                                 "--data", str(bad), "--sparsity", "0.1", "--state", str(tmp_path / "x.state")],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -127,7 +127,7 @@ def cmd_personalize(args):
         personalizer.load_state(args.state)
         print(f"continuing from {args.state} ({personalizer.samples} samples observed before)")
     x, _, files = load_folder(args.data, personalizer.input_shape[1:], args.preprocess,
-                              dtype=personalizer.metadata.input_dtype)
+                              dtype=personalizer.metadata.input_dtype, sample_rate=personalizer.metadata.sample_rate)
     personalizer.observe(x)
     sparsity = personalizer.prune(args.sparsity)
     if args.min_class_fraction is not None:
@@ -146,7 +146,7 @@ def cmd_evaluate(args):
         personalizer.load_state(args.state)
     labels = personalizer.labels
     x, y, _ = load_folder(args.data, personalizer.input_shape[1:], args.preprocess, labels=labels,
-                          dtype=personalizer.metadata.input_dtype)
+                          dtype=personalizer.metadata.input_dtype, sample_rate=personalizer.metadata.sample_rate)
     if y.max() >= personalizer.metadata.num_classes:
         raise FinePruneError(f"class index {int(y.max())} is out of range for {personalizer.metadata.num_classes} classes")
     predicted = np.argmax(personalizer.predict(x, progress=None), axis=-1)

@@ -1,8 +1,8 @@
 """Load folders of `.npy`, image and WAV files into model-shaped batches.
 
-Desktop-side decoding only: images become float32 pixels in 0–255 (resized to
-the model's height and width with Pillow), WAV files float32 samples in
-[-1, 1]. Anything else the model needs (scaling, features) belongs either
+Desktop-side decoding only: images become pixels in 0–255 (resized to the
+model's height and width with Pillow), audio files (WAV, FLAC, OGG) float32
+samples in [-1, 1], resampled to an audio model's rate. Anything else the model needs (scaling, features) belongs either
 inside the exported graph or in a `preprocess` hook.
 """
 
@@ -16,7 +16,9 @@ from .errors import FinePruneError
 
 NPY_SUFFIXES = (".npy",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-AUDIO_SUFFIXES = (".wav",)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384000
 SUFFIXES = NPY_SUFFIXES + IMAGE_SUFFIXES + AUDIO_SUFFIXES
 
 
@@ -79,6 +81,49 @@ def load_wav(path):
     return audio.reshape(-1, channels).mean(axis=1), rate
 
 
+def load_audio(path):
+    """Mono float32 samples and the sample rate: soundfile (WAV, FLAC, OGG) when installed, else PCM WAV."""
+    try:
+        import soundfile
+    except ImportError:
+        if not str(path).lower().endswith(".wav"):
+            raise FinePruneError(f"{path}: reading {os.path.splitext(path)[1]} files needs soundfile "
+                                 "(pip install soundfile)") from None
+        return load_wav(path)
+    try:
+        audio, rate = soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError) as exc:  # libsndfile errors are RuntimeErrors
+        raise FinePruneError(f"{path} is not a readable audio file ({exc})") from None
+    if audio.size == 0:
+        raise FinePruneError(f"{path} holds no audio samples")
+    return audio.mean(axis=1), int(rate)
+
+
+def fit_audio(path, audio, rate, sample_shape, model_rate):
+    """Resample to the model's rate and pad (zeros at the end) or cut to its length."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise FinePruneError(f"{path} claims a sample rate of {rate} Hz; expected {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
+    if audio.size == 0:
+        raise FinePruneError(f"{path} holds no audio samples")
+    if not np.all(np.isfinite(audio)):
+        raise FinePruneError(f"{path} holds NaN or infinite samples")
+    if not np.any(audio):
+        raise FinePruneError(f"{path} is silent (every sample is 0)")
+    expected = int(np.prod(sample_shape))
+    if not model_rate:
+        return _fit_audio(path, audio, sample_shape)
+    if rate != model_rate:
+        try:
+            import librosa
+        except ImportError:
+            raise FinePruneError(f"{path} is {rate} Hz and the model takes {model_rate} Hz; resampling needs librosa "
+                                 "(pip install librosa)") from None
+        audio = librosa.resample(audio.astype(np.float32), orig_sr=rate, target_sr=model_rate)
+    clip = np.zeros(expected, np.float32)
+    clip[:min(expected, audio.size)] = audio[:expected]
+    return clip.reshape(sample_shape)
+
+
 def load_npy(path):
     try:
         return np.load(path, allow_pickle=False)
@@ -99,12 +144,13 @@ def resolve_hook(spec):
         raise FinePruneError(f"cannot import preprocess hook {spec!r}: {exc}") from None
 
 
-def load_samples(path, sample_shape, preprocess=None, dtype="float32"):
+def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_rate=0):
     """Samples (an array `(n,) + sample_shape`) stored in one file.
 
     `preprocess(raw, path)`, when given, receives the decoded file (an image
-    array, a `(samples, rate)` tuple for WAV, or the `.npy` array) and returns
-    one sample or a batch.
+    array, a `(samples, rate)` tuple for audio, or the `.npy` array) and returns
+    one sample or a batch. Audio for a model with a `sample_rate` (Hz) is
+    resampled to it and padded or cut to the model's length.
     """
     lower = path.lower()
     if lower.endswith(NPY_SUFFIXES):
@@ -112,9 +158,9 @@ def load_samples(path, sample_shape, preprocess=None, dtype="float32"):
     elif lower.endswith(IMAGE_SUFFIXES):
         raw = load_image(path, sample_shape) if preprocess is None else _raw_image(path)
     else:
-        raw = load_wav(path)
+        raw = load_audio(path)
         if preprocess is None:
-            raw = _fit_audio(path, raw[0], sample_shape)
+            raw = fit_audio(path, raw[0], raw[1], sample_shape, sample_rate)
     if preprocess is not None:
         raw = preprocess(raw, path)
     arr = np.asarray(raw)
@@ -152,7 +198,7 @@ def _fit_audio(path, audio, sample_shape):
     return audio.reshape(sample_shape)
 
 
-def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32"):
+def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32", sample_rate=0):
     """Load every data file under `root`.
 
     Returns `(x, y, files)`; `y` holds class indices from each file's parent
@@ -163,7 +209,7 @@ def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32
     files = list_files(root)
     xs, ys = [], []
     for path in files:
-        samples = load_samples(path, sample_shape, hook, dtype)
+        samples = load_samples(path, sample_shape, hook, dtype, sample_rate)
         xs.append(samples)
         if labels is not None:
             ys.extend([_label_index(path, root, labels)] * len(samples))

@@ -21,7 +21,7 @@ from .evaluation import (Recipe, class_subset_users, evaluate_users, format_summ
 SPEECH_DATA = ("speech_commands_v0.02_test", "mlperf_tiny/keyword_spotting/kws_ref_model")
 VISION_DATA = ("cifar10_test", "mlperf_tiny/image_classification/pretrainedResnet.h5")
 
-# Chosen from `benchmarks/personalization.py` runs (README, "Which settings help"): on speakers every
+# Chosen from this demo's own per-user evaluation (README, "Which settings help"): on speakers every
 # pruning recipe lowered mean accuracy, so the speech default keeps the model dense; class-subset
 # users gain most from excluding classes the model rarely predicts on their data.
 SPEECH_RECIPES = (

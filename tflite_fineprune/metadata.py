@@ -95,6 +95,7 @@ class ModelMetadata:
     signatures: tuple
     excluded: tuple = ()
     int16_scale: float = 0.0  # > 0: int16 input is accepted and multiplied by this (e.g. PCM / 32768)
+    sample_rate: int = 0  # audio models: the rate (Hz) their input is sampled at
 
     @property
     def num_units(self):

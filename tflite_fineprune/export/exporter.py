@@ -148,7 +148,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
 
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
-                 verify=True, int16_scale=0.0):
+                 verify=True, int16_scale=0.0, sample_rate=0):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -171,6 +171,9 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     int16_scale : float
         When > 0, the runtime also accepts int16 input and multiplies it by
         this before feeding the float model (1 / 32768 for PCM audio).
+    sample_rate : int
+        For audio models, the input's sample rate in Hz: the CLI then
+        resamples audio files to it.
 
     Returns
     -------
@@ -225,6 +228,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         signatures=tuple(names),
         excluded=tuple(plan.excluded),
         int16_scale=float(int16_scale),
+        sample_rate=int(sample_rate),
     )
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)

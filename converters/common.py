@@ -1,0 +1,22 @@
+"""What the converters share: where the reference data lives, and one-line command errors."""
+
+import os
+import pathlib
+import sys
+
+from tflite_fineprune.errors import FinePruneError
+
+
+def default_data_root():
+    """$FINEPRUNE_DATA, else the shared data folder beside the repository."""
+    return pathlib.Path(os.environ.get("FINEPRUNE_DATA") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def run_command(prog, action):
+    """Run a converter command; a `FinePruneError` becomes one line on stderr and exit status 2."""
+    try:
+        action()
+    except FinePruneError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
