@@ -16,6 +16,7 @@ import pathlib
 import sys
 
 import keras
+import numpy as np
 from keras import layers
 
 from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, SAMPLE_RATE, MlperfMfcc
@@ -106,6 +107,47 @@ def export_mlperf(output, data_root=None, **options):
                         sample_rate=SAMPLE_RATE, **options)
 
 
+def load_labelled_clips(data_dir):
+    """(pcm [N, 16000], labels [N], label names) from DATA_DIR/<label>/*.wav|flac, resampled to 16 kHz."""
+    from tflite_fineprune.datafiles import AUDIO_SUFFIXES, fit_audio, load_audio
+
+    root = pathlib.Path(data_dir)
+    if not root.is_dir():
+        raise FinePruneError(f"training data folder {root} does not exist")
+    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    clips, labels = [], []
+    for index, name in enumerate(names):
+        for path in sorted((root / name).iterdir()):
+            if path.suffix.lower() in AUDIO_SUFFIXES:
+                audio, rate = load_audio(path)
+                clips.append(fit_audio(path, audio, rate, (CLIP_SAMPLES,), SAMPLE_RATE))
+                labels.append(index)
+    if len(set(labels)) < 2:
+        raise FinePruneError(f"{root} needs at least two <label>/ folders with audio files; found {names or 'none'}")
+    return np.stack(clips), np.array(labels), tuple(names)
+
+
+def train_keyword_model(pcm, labels, num_classes, epochs=20, filters=DS_CNN_FILTERS, seed=0, verbose=2):
+    """A DS-CNN-style model trained end to end on raw PCM (the MFCC front-end has no weights)."""
+    keras.utils.set_random_seed(seed)
+    model = with_frontend(ds_cnn(num_classes, filters=filters, name="ds_cnn_keywords"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(pcm, labels, batch_size=64, epochs=epochs, shuffle=True, verbose=verbose)
+    return model
+
+
+def export_trained(data_dir, output, keras_path=None, epochs=20, **options):
+    from tflite_fineprune import export_model
+
+    pcm, labels, names = load_labelled_clips(data_dir)
+    model = train_keyword_model(pcm, labels, len(names), epochs)
+    if keras_path:
+        model.save(keras_path)
+    return export_model(model, output, labels=names, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE,
+                        **options)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m converters.speech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,9 +156,21 @@ def main(argv=None):
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
     p.add_argument("--prune-outputs", action="store_true")
+    p = commands.add_parser("train", help="train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it")
+    p.add_argument("data_dir")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--keras", help="also save the trained Keras model here")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--prune-outputs", action="store_true")
     args = parser.parse_args(argv)
-    return run_command(parser.prog, lambda: print(export_mlperf(args.output, args.data,
-                                                                prune_outputs=args.prune_outputs)))
+
+    def action():
+        if args.command == "mlperf":
+            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+        else:
+            print(export_trained(args.data_dir, args.output, args.keras, args.epochs, prune_outputs=args.prune_outputs))
+
+    return run_command(parser.prog, action)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Commands:
 
     python -m converters.vision mlperf -o RESNET8.tflite [--data DIR]
     python -m converters.vision keras-app NAME -o X.tflite [--weights auto|imagenet|none|PATH] [--size 224]
+    python -m converters.vision fashion-mlp -o X.tflite [--keras MODEL.keras] [--epochs 5]
 
 The image front-end (cast, bilinear resize, the model's own pixel scaling) is a
 Keras layer inside the exported graph, so a phone feeds camera pixels as they are.
@@ -153,11 +154,22 @@ def main(argv=None):
     p.add_argument("--weights", default="auto", help="auto (cached ImageNet or random, no network), imagenet, none, PATH")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--prune-outputs", action="store_true")
+    p = commands.add_parser("fashion-mlp", help="train the 784-1024-1024 Fashion-MNIST MLP on the CPU and export it")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--keras", help="save the trained Keras model here (and reuse it if it exists)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--prune-outputs", action="store_true")
     args = parser.parse_args(argv)
 
     def action():
         if args.command == "mlperf":
             print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+        elif args.command == "fashion-mlp":
+            from converters.fashion import export_fashion_mlp
+
+            report, accuracy = export_fashion_mlp(args.output, args.keras, args.epochs,
+                                                  prune_outputs=args.prune_outputs)
+            print(report if accuracy is None else f"{report}; test accuracy {accuracy:.4f}")
         else:
             report, used = export_keras_app(args.name, args.output, args.weights, args.size,
                                             prune_outputs=args.prune_outputs)

@@ -83,3 +83,28 @@ def test_int16_pcm_and_silence(kws, clips):
     assert np.all(np.isfinite(silent))
     with pytest.raises(FinePruneError, match="or int16"):
         personalizer.predict(as_int16.astype(np.int32))
+
+
+def test_train_recipe_on_fsdd_folders(tmp_path):
+    """`converters.speech train` on DATA_DIR/<label>/*.wav (8 kHz FSDD clips, resampled)."""
+    import os
+    import subprocess
+    import sys
+
+    fsdd = require("fsdd/recordings")
+    data = tmp_path / "data"
+    for digit in ("0", "1"):
+        (data / digit).mkdir(parents=True)
+        for path in sorted(fsdd.glob(f"{digit}_jackson_*.wav"))[:12]:
+            os.symlink(path, data / digit / path.name)
+    out = tmp_path / "digits.tflite"
+    result = subprocess.run([sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(out),
+                             "--epochs", "2"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    personalizer = Personalizer(out)
+    assert personalizer.labels == ["0", "1"] and personalizer.metadata.sample_rate == 16000
+    assert len(personalizer.units) == 9  # stem, 4 depthwise and 4 pointwise layers
+    (data / "1").rename(tmp_path / "moved")
+    result = subprocess.run([sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and "at least two <label>/ folders" in result.stderr

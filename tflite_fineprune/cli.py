@@ -55,7 +55,10 @@ def build_parser():
     p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, or --vision)")
     p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
     p.add_argument("--out", default="fineprune-demo", help="folder for the models, CSV and plot")
-    p.add_argument("--vision", action="store_true", help="CIFAR-10 class-subset users with ResNet-8 instead of speakers")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--vision", action="store_true", help="CIFAR-10 class-subset users with ResNet-8 instead of speakers")
+    kind.add_argument("--fashion", action="store_true",
+                      help="Fashion-MNIST class-subset users with an over-parameterized MLP (trained first)")
 
     p = commands.add_parser("evaluate", help="accuracy on DATA/<label>/<file>")
     _runtime_args(p)
@@ -159,7 +162,7 @@ def cmd_evaluate(args):
 def cmd_demo(args):
     from .demo import run_demo
 
-    run_demo(args.data, args.out, args.vision)
+    run_demo(args.data, args.out, args.vision, args.fashion)
 
 
 COMMANDS = {"demo": cmd_demo, "export": cmd_export, "inspect": cmd_inspect, "personalize": cmd_personalize, "evaluate": cmd_evaluate}

@@ -3,7 +3,9 @@
 Speech (default): the MLPerf Tiny DS-CNN with its MFCC front-end inside, one
 user per Speech Commands speaker with at least 30 test clips. Vision
 (`--vision`): the MLPerf Tiny ResNet-8 behind a uint8 front-end, users who
-only meet 2, 3 or 5 CIFAR-10 classes. Each user's adaptation half is observed
+only meet 2, 3 or 5 CIFAR-10 classes. Fashion (`--fashion`): an
+over-parameterized 784-1024-1024 MLP trained here on Fashion-MNIST (about a
+minute), with class-subset users of its test set. Each user's adaptation half is observed
 without labels through the TFLite interpreter; the evaluation half is never
 observed.
 """
@@ -35,6 +37,14 @@ VISION_RECIPES = (
     Recipe("classes <5%", min_class_fraction=0.05),
     Recipe("prune 2% units", sparsity=0.02),
     Recipe("prune 5% + classes <10%", sparsity=0.05, min_class_fraction=0.10),
+)
+
+FASHION_RECIPES = (
+    Recipe("prune 50% + classes <10% (default)", sparsity=0.5, min_class_fraction=0.10),
+    Recipe("prune 50% units", sparsity=0.5),
+    Recipe("random 50% units (control)", sparsity=0.5, random=True),
+    Recipe("prune 70% units", sparsity=0.7),
+    Recipe("classes <10%", min_class_fraction=0.10),
 )
 
 MISSING_DATA = """\
@@ -87,34 +97,48 @@ def _vision(root, out):
     return model, users, VISION_RECIPES, "class-subset users (CIFAR-10 test images), MLPerf Tiny ResNet-8"
 
 
+def _fashion(root, out):
+    from converters.fashion import export_fashion_mlp, load_fashion_mnist
+
+    model = out / "fashion_mlp.tflite"
+    report, accuracy = export_fashion_mlp(model, out / "fashion_mlp.keras", prune_outputs=True)
+    trained = "loaded the cached model" if accuracy is None else f"trained: test accuracy {accuracy:.4f}"
+    print(f"{report}; {trained}")
+    x, y = load_fashion_mnist("test")
+    users = class_subset_users([x[y == c] for c in range(10)], adapt_per_class=100, eval_per_class=100)
+    return model, users, FASHION_RECIPES, "class-subset users (Fashion-MNIST test images), 784-1024-1024 MLP"
+
+
 def per_user_table(rows, recipes):
-    names = [r.name for r in recipes]
-    width = max(10, max(len(n) for n in names) + 1)
-    header = f"{'user':<18} {'adapt':>5} {'eval':>5} {'dense':>6} " + " ".join(f"{n[:width]:>{width}}" for n in names)
-    lines = [header, "-" * len(header)]
+    """One line per user: adaptation/evaluation sizes, dense accuracy, accuracy under each recipe (#1, #2, …)."""
+    legend = "recipes: " + "; ".join(f"#{i + 1} = {r.name}" for i, r in enumerate(recipes))
+    header = f"{'user':<20} {'adapt':>5} {'eval':>5} {'dense':>6} " + " ".join(f"{'#' + str(i + 1):>6}"
+                                                                          for i in range(len(recipes)))
+    lines = [legend, header, "-" * len(header)]
     for user in dict.fromkeys(r["user"] for r in rows):
         part = {r["recipe"]: r for r in rows if r["user"] == user}
         first = next(iter(part.values()))
-        lines.append(f"{user[:18]:<18} {first['adapt']:>5} {first['eval']:>5} {first['dense_accuracy']:>6.3f} "
-                     + " ".join(f"{part[n]['accuracy']:>{width}.3f}" for n in names))
+        lines.append(f"{user[:20]:<20} {first['adapt']:>5} {first['eval']:>5} {first['dense_accuracy']:>6.3f} "
+                     + " ".join(f"{part[r.name]['accuracy']:>6.3f}" for r in recipes))
     return "\n".join(lines)
 
 
-def run_demo(data=None, out="fineprune-demo", vision=False):
+def run_demo(data=None, out="fineprune-demo", vision=False, fashion=False):
     from .runtime import Personalizer
 
     start = time.perf_counter()
-    root = find_data(data, vision)
+    root = None if fashion else find_data(data, vision)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, users, recipes, title = (_vision if vision else _speech)(root, out)
+    build = _fashion if fashion else _vision if vision else _speech
+    model, users, recipes, title = build(root, out)
     print(f"{len(users)} {title}; recipes: {', '.join(r.name for r in recipes)}")
     rows = evaluate_users(Personalizer(model), users, recipes)
     print(per_user_table(rows, recipes))
     print(f"\nsummary over {len(users)} users: mean accuracy dense → personalized, worst decile of users, "
           "users helped/hurt, accuracy on other users' data, sparsity")
     print(format_summary(summarize(rows)))
-    kind = "vision" if vision else "speech"
+    kind = "fashion" if fashion else "vision" if vision else "speech"
     write_csv(rows, out / f"{kind}_users.csv")
     plot_users(rows, out / f"{kind}_users.png", title)
     print(f"\nwrote {out / f'{kind}_users.csv'} and {out / f'{kind}_users.png'} in {time.perf_counter() - start:.0f} s")

@@ -30,19 +30,67 @@ class User:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """One way to personalize: prune `sparsity` of each layer's units, then classes below `min_class_fraction`."""
+    """One way to personalize a user's copy of the model.
+
+    Prune `sparsity` of each hidden layer's units (the model's in-graph
+    policy), in `steps` rounds of observe-prune-recollect; then mask classes
+    predicted on fewer than `min_class_fraction` of the adaptation samples.
+    `random=True` prunes the same number of units per layer at random (a
+    control); `protect` names layers left dense.
+    """
 
     name: str
     sparsity: float = 0.0
     min_class_fraction: float = None
+    steps: int = 1
+    random: bool = False
+    protect: tuple = ()
 
-    def apply(self, personalizer, adapt_x):
+    def apply(self, personalizer, adapt_x, seed=0):
         personalizer.reset()
-        personalizer.observe(adapt_x, progress=False)
-        if self.sparsity:
-            personalizer.prune(self.sparsity)
+        if self.sparsity and self.random:
+            personalizer.observe(adapt_x, progress=False)
+            _random_masks(personalizer, self.sparsity, seed)
+        elif self.sparsity:
+            for step in range(1, self.steps + 1):
+                personalizer.reset(counts=True, masks=False)
+                personalizer.observe(adapt_x, progress=False)
+                personalizer.prune(self.sparsity * step / self.steps)
+        else:
+            personalizer.observe(adapt_x, progress=False)
+        if self.protect:
+            _unprune(personalizer, self.protect)
         if self.min_class_fraction is not None:
+            if self.steps > 1 or self.protect:
+                personalizer.reset(counts=True, masks=False)
+                personalizer.observe(adapt_x, progress=False)
             personalizer.prune_outputs(self.min_class_fraction)
+
+
+def _random_masks(personalizer, sparsity, seed):
+    from .state import State
+
+    state = personalizer.get_state()
+    masks = state.masks.copy()
+    rng = np.random.default_rng(seed)
+    for group in personalizer.units:
+        if group.role != "hidden":
+            continue
+        count = min(group.units - 1, int(np.floor(sparsity * group.units + 0.5)))
+        dead = rng.choice(group.units, size=count, replace=False)
+        masks[group.offset + dead] = 0.0
+    personalizer.set_state(State(masks, state.counts, state.samples))
+
+
+def _unprune(personalizer, layers):
+    from .state import State
+
+    state = personalizer.get_state()
+    masks = state.masks.copy()
+    for group in personalizer.units:
+        if group.name in layers:
+            masks[group.offset:group.offset + group.units] = 1.0
+    personalizer.set_state(State(masks, state.counts, state.samples))
 
 
 def speaker_of(path):
@@ -116,7 +164,7 @@ def evaluate_users(personalizer, users, recipes, others_per_user=200, seed=0, pr
         dense = _accuracy(personalizer, user.eval_x, user.eval_y)
         dense_others = _accuracy(personalizer, *others[i])
         for recipe in recipes:
-            recipe.apply(personalizer, user.adapt_x)
+            recipe.apply(personalizer, user.adapt_x, seed=seed + i)
             s = personalizer.sparsity()
             rows.append({
                 "user": user.name, "recipe": recipe.name, "adapt": len(user.adapt_x), "eval": len(user.eval_y),
@@ -151,12 +199,13 @@ def summarize(rows):
 
 
 def format_summary(summary):
-    header = (f"{'recipe':<28} {'users':>5} {'dense':>6} {'pers.':>6} {'std':>5} {'worst10%':>14} "
+    width = max([28] + [len(s["recipe"]) for s in summary])
+    header = (f"{'recipe':<{width}} {'users':>5} {'dense':>6} {'pers.':>6} {'std':>5} {'worst10%':>14} "
               f"{'+/-':>7} {'others':>13} {'units':>6} {'weights':>7} {'MACs':>6}")
     lines = [header, "-" * len(header)]
     for s in summary:
         lines.append(
-            f"{s['recipe']:<28} {s['users']:>5} {s['dense_mean']:>6.3f} {s['mean']:>6.3f} {s['std']:>5.3f} "
+            f"{s['recipe']:<{width}} {s['users']:>5} {s['dense_mean']:>6.3f} {s['mean']:>6.3f} {s['std']:>5.3f} "
             f"{s['dense_worst_decile']:>6.3f}→{s['worst_decile']:<6.3f} {s['helped']:>3}/{s['hurt']:<3} "
             f"{s['dense_others']:>5.3f}→{s['others']:<6.3f} {s['unit_sparsity']:>6.1%} {s['weight_sparsity']:>7.1%} "
             f"{s['mac_sparsity']:>6.1%}")

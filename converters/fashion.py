@@ -1,0 +1,84 @@
+"""An over-parameterized Fashion-MNIST MLP (784-1024-1024-10), trained on the CPU in a few minutes.
+
+Compact models have no dormant units; this one has slack, which is where
+activity pruning can personalize. Data: Debian's `dataset-fashion-mnist`
+(`apt-get install dataset-fashion-mnist`), or any folder with the four
+`*-ubyte.gz` files (`FASHION_MNIST` or the `root` argument).
+"""
+
+import gzip
+import os
+import pathlib
+
+import keras
+import numpy as np
+from keras import layers
+
+from tflite_fineprune.errors import FinePruneError
+
+FASHION_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                  "ankle-boot")
+DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+         "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+
+
+def _read_idx(path, offset):
+    try:
+        with gzip.open(path, "rb") as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+    except (OSError, EOFError) as exc:
+        raise FinePruneError(f"cannot read {path}: {exc}") from None
+
+
+def load_fashion_mnist(split="train", root=None):
+    """(images uint8 [N, 28, 28], labels int64 [N]) of one split."""
+    root = pathlib.Path(root or os.environ.get("FASHION_MNIST") or DEFAULT_ROOT)
+    images_file, labels_file = (root / name for name in FILES[split])
+    if not images_file.exists() or not labels_file.exists():
+        raise FinePruneError(f"Fashion-MNIST not found in {root} (needs {images_file.name} and {labels_file.name}); "
+                             "install it with `apt-get install dataset-fashion-mnist` or set FASHION_MNIST")
+    images = _read_idx(images_file, 16).reshape(-1, 28, 28)
+    labels = _read_idx(labels_file, 8).astype(np.int64)
+    if len(images) != len(labels):
+        raise FinePruneError(f"{root}: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def fashion_mlp(hidden=(1024, 1024)):
+    """uint8 28x28 pixels → Rescaling → Flatten → ReLU layers → 10 logits."""
+    pixels = keras.Input((28, 28), dtype="uint8", name="pixels")
+    x = layers.Rescaling(1 / 255.0)(pixels)
+    x = layers.Flatten()(x)
+    for i, width in enumerate(hidden):
+        x = layers.Dense(width, activation="relu", name=f"hidden{i + 1}")(x)
+    return keras.Model(pixels, layers.Dense(10, name="classes")(x), name="fashion_mlp")
+
+
+def train_fashion_mlp(epochs=5, root=None, seed=0, hidden=(1024, 1024), limit=None, verbose=2):
+    """Train on the training split; returns (model, test accuracy)."""
+    keras.utils.set_random_seed(seed)
+    x, y = load_fashion_mnist("train", root)
+    if limit:
+        x, y = x[:limit], y[:limit]
+    test_x, test_y = load_fashion_mnist("test", root)
+    model = fashion_mlp(hidden)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x, y, batch_size=128, epochs=epochs, verbose=verbose)
+    accuracy = float(np.mean(np.argmax(model.predict(test_x, batch_size=1024, verbose=0), 1) == test_y))
+    return model, accuracy
+
+
+def export_fashion_mlp(output, keras_path=None, epochs=5, root=None, **options):
+    """Train (or load from `keras_path` when it exists) and export; saves the Keras model to `keras_path`."""
+    from tflite_fineprune import export_model
+
+    if keras_path and os.path.exists(keras_path):
+        model = keras.models.load_model(keras_path, compile=False)
+        accuracy = None
+    else:
+        model, accuracy = train_fashion_mlp(epochs, root)
+        if keras_path:
+            model.save(keras_path)
+    return export_model(model, output, labels=FASHION_LABELS, **options), accuracy
