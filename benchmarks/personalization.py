@@ -2,8 +2,9 @@
 
 For each user kind — Speech Commands speakers (MLPerf DS-CNN), CIFAR-10
 class subsets (MLPerf ResNet-8), Fashion-MNIST class subsets (784-1024-1024
-MLP, trained first) — exports the model with the per-layer and the global
-in-graph policy and evaluates a grid of recipes per user.
+MLP, trained first) — exports the model with the per-layer policy, the global
+policy, and the per-layer policy with mean compensation, and evaluates a grid
+of recipes per user.
 
 usage: python benchmarks/personalization.py [--kinds speech,cifar,fashion] [--out DIR]
 """
@@ -56,10 +57,12 @@ def main():
         root = None if vision is None else find_data(args.data, vision)
         model, users, _, title = build(root, out)
         print(f"\n=== {title}: {len(users)} users")
-        global_path = out / f"{kind}_global.tflite"
-        for policy, path in (("layerwise", model), ("global", global_path)):
-            if policy == "global":
-                _export_global(kind, out, global_path, root)
+        for policy in ("layerwise", "global", "layerwise+mean"):
+            path = model
+            if policy != "layerwise":
+                path = out / f"{kind}_{policy.replace('+', '_')}.tflite"
+                _export_variant(kind, out, path, root, policy="global" if policy == "global" else "layerwise",
+                                mean_compensation=policy.endswith("mean"))
             rows = evaluate_users(Personalizer(path), users, recipes, progress=False)
             write_csv(rows, out / f"{kind}_{policy}.csv")
             print(f"\n{policy} policy:")
@@ -67,19 +70,19 @@ def main():
         print(f"({time.perf_counter() - start:.0f} s)")
 
 
-def _export_global(kind, out, path, root):
+def _export_variant(kind, out, path, root, **options):
     if kind == "speech":
         from converters.speech import export_mlperf
 
-        export_mlperf(path, root, prune_outputs=True, policy="global")
+        export_mlperf(path, root, prune_outputs=True, **options)
     elif kind == "cifar":
         from converters.vision import export_mlperf
 
-        export_mlperf(path, root, prune_outputs=True, policy="global")
+        export_mlperf(path, root, prune_outputs=True, **options)
     else:
         from converters.fashion import export_fashion_mlp
 
-        export_fashion_mlp(path, out / "fashion_mlp.keras", prune_outputs=True, policy="global")
+        export_fashion_mlp(path, out / "fashion_mlp.keras", prune_outputs=True, **options)
 
 
 if __name__ == "__main__":

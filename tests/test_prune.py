@@ -117,3 +117,34 @@ def test_output_pruning_excludes_classes(exports):
         else:
             assert np.all(after[:, kept == 0] < -1e8)
             np.testing.assert_allclose(after[:, kept == 1], before[:, kept == 1], atol=1e-5)
+
+
+def test_mean_compensation_fills_pruned_units_with_their_mean(exports, tmp_path):
+    """A pruned unit outputs exactly its mean activation over the data seen before pruning."""
+    model = exports.model("plain_cnn")
+    x = real_inputs("plain_cnn", count=40)
+    personalizer = Personalizer(exports.path("plain_cnn", mean_compensation=True))
+    assert personalizer.metadata.mean_compensation
+    np.testing.assert_allclose(personalizer.predict(x), np.asarray(model(x)), atol=1e-4)
+    personalizer.observe(x[:20])
+    personalizer.prune(0.4)
+    state = personalizer.get_state()
+    names = [g.name for g in personalizer.units]
+    values = zoo.keras_mean_activation(model, names, x[:20])
+    for group in personalizer.units:
+        mask = state.masks[group.offset:group.offset + group.units]
+        fill = state.fill[group.offset:group.offset + group.units]
+        assert np.all(fill[mask == 1] == 0)
+        np.testing.assert_allclose(fill[mask == 0], values[group.name][mask == 0], atol=1e-4)
+    # Re-observing: a pruned unit's output is the constant fill, so its mean stays the fill.
+    personalizer.reset(counts=True, masks=False)
+    personalizer.observe(x[20:])
+    again = personalizer.get_state()
+    pruned = state.masks == 0
+    np.testing.assert_allclose(again.sums[pruned] / again.samples, state.fill[pruned], atol=1e-6)
+    np.testing.assert_array_equal(again.fill, state.fill)  # frozen at pruning time
+    zero_fill = Personalizer(exports.path("plain_cnn"))
+    zero_fill.observe(x[:20])
+    zero_fill.prune(0.4)
+    np.testing.assert_array_equal(zero_fill.get_state().masks, state.masks)
+    assert np.max(np.abs(zero_fill.predict(x) - personalizer.predict(x))) > 1e-4

@@ -151,3 +151,35 @@ def test_format_is_documented_layout():
     assert np.frombuffer(blob, "<f8", 1, 48)[0] == 3.0
     assert list(blob[56:59]) == [1, 0, 1]
     assert len(blob) == 56 + 5 * 3 + 4
+
+
+def test_compensated_state_round_trip(exports, tmp_path):
+    x = real_inputs("plain_cnn", count=30)
+    personalizer = Personalizer(exports.path("plain_cnn", mean_compensation=True))
+    personalizer.observe(x)
+    personalizer.prune(0.3)
+    path = tmp_path / "mc.state"
+    personalizer.save_state(path)
+    assert len(path.read_bytes()) == 56 + 13 * personalizer.metadata.num_units + 4
+    fresh = Personalizer(exports.path("plain_cnn", mean_compensation=True))
+    fresh.load_state(path)
+    np.testing.assert_array_equal(fresh.get_state().fill, personalizer.get_state().fill)
+    np.testing.assert_array_equal(fresh.predict(x), personalizer.predict(x))
+    plain = Personalizer(exports.path("plain_cnn"))
+    plain.save_state(tmp_path / "plain.state")
+    with pytest.raises(FinePruneError, match="another model|mean-compensation"):
+        fresh.load_state(tmp_path / "plain.state")
+
+
+@settings(max_examples=40, deadline=None)
+@given(units=st.integers(1, 100), seed=st.integers(0, 2**32 - 1))
+def test_encode_decode_with_compensation(units, seed):
+    rng = np.random.default_rng(seed)
+    masks = rng.integers(0, 2, units).astype(np.float32)
+    values = [rng.random(units).astype(np.float32) for _ in range(3)]
+    blob = state_format.encode_state("ef" * 32, State(masks, values[0], 7.0, values[1], values[2]))
+    decoded = state_format.decode_state(blob, "ef" * 32, units, compensation=True)
+    for got, want in zip((decoded.counts, decoded.sums, decoded.fill), values):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(FinePruneError, match="mean-compensation"):
+        state_format.decode_state(blob, "ef" * 32, units, compensation=False)

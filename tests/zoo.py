@@ -191,6 +191,18 @@ def keras_activity(model, names, x):
     return result
 
 
+def keras_mean_activation(model, names, x):
+    """Reference mean of each unit's masked tensor over samples and positions."""
+    flat = _flat_model(model)
+    tensors = unit_outputs(flat, names)
+    values = keras.Model(flat.inputs[0], list(tensors.values()))(x, training=False)
+    result = {}
+    for name, value in zip(tensors, values):
+        v = np.asarray(value, np.float64)
+        result[name] = v.reshape(-1, v.shape[-1]).mean(axis=0)
+    return result
+
+
 def _flat_model(model):
     if any(isinstance(layer, keras.Model) for layer in model.layers):
         raise ValueError("reference activity needs a flat model")

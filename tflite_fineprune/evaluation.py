@@ -68,8 +68,6 @@ class Recipe:
 
 
 def _random_masks(personalizer, sparsity, seed):
-    from .state import State
-
     state = personalizer.get_state()
     masks = state.masks.copy()
     rng = np.random.default_rng(seed)
@@ -79,18 +77,19 @@ def _random_masks(personalizer, sparsity, seed):
         count = min(group.units - 1, int(np.floor(sparsity * group.units + 0.5)))
         dead = rng.choice(group.units, size=count, replace=False)
         masks[group.offset + dead] = 0.0
-    personalizer.set_state(State(masks, state.counts, state.samples))
+    fill = state.fill
+    if state.sums is not None:  # mean-compensated model: random units get their mean too
+        fill = np.where(masks == 0, state.sums / max(state.samples, 1.0), 0.0).astype(np.float32)
+    personalizer.set_state(dataclasses.replace(state, masks=masks, fill=fill))
 
 
 def _unprune(personalizer, layers):
-    from .state import State
-
     state = personalizer.get_state()
     masks = state.masks.copy()
     for group in personalizer.units:
         if group.name in layers:
             masks[group.offset:group.offset + group.units] = 1.0
-    personalizer.set_state(State(masks, state.counts, state.samples))
+    personalizer.set_state(dataclasses.replace(state, masks=masks))
 
 
 def speaker_of(path):

@@ -154,9 +154,12 @@ class Personalizer:
 
     def get_state(self):
         out = self._runner(sig.GET_STATE)(**{sig.TOKEN: np.array(0, np.int32)})
+        extra = {}
+        if self.metadata.mean_compensation:
+            extra = {"sums": np.array(out[sig.SUMS], np.float32), "fill": np.array(out[sig.FILL], np.float32)}
         return State(masks=np.array(out[sig.MASKS], np.float32),
                      counts=np.array(out[sig.COUNTS], np.float32),
-                     samples=float(np.ravel(out[sig.SAMPLES])[0]))
+                     samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
 
     def set_state(self, state):
         masks = np.asarray(state.masks, np.float32)
@@ -171,8 +174,18 @@ class Personalizer:
         for group in self.units:
             if not masks[group.offset:group.offset + group.units].any():
                 raise FinePruneError(f"masks prune every unit of {group.name!r}; at least one must stay")
-        self._runner(sig.SET_STATE)(**{sig.MASKS: masks, sig.COUNTS: counts,
-                                       sig.SAMPLES: np.array([state.samples], np.float32)})
+        feed = {sig.MASKS: masks, sig.COUNTS: counts, sig.SAMPLES: np.array([state.samples], np.float32)}
+        if self.metadata.mean_compensation:
+            if state.sums is None or state.fill is None:
+                # A state without compensation values (e.g. built by hand): pruned units fill with 0.
+                state_sums, state_fill = np.zeros(n, np.float32), np.zeros(n, np.float32)
+            else:
+                state_sums, state_fill = (np.asarray(v, np.float32) for v in (state.sums, state.fill))
+            if state_sums.shape != (n,) or state_fill.shape != (n,) or not (
+                    np.all(np.isfinite(state_sums)) and np.all(np.isfinite(state_fill))):
+                raise FinePruneError(f"mean-compensation values must be {n} finite numbers each")
+            feed.update({sig.SUMS: state_sums, sig.FILL: state_fill})
+        self._runner(sig.SET_STATE)(**feed)
 
     def save_state(self, path):
         """Write masks and counters atomically (temp file, fsync, rename)."""
@@ -181,7 +194,8 @@ class Personalizer:
     def load_state(self, path):
         """Load a state file; on any error the current state is left untouched."""
         blob = read_file(path, "state file")
-        state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path))
+        state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path),
+                             compensation=self.metadata.mean_compensation)
         self.set_state(state)
 
     # -- views -------------------------------------------------------------

@@ -24,3 +24,5 @@ TOKEN = "token"
 MASKS = "masks"
 COUNTS = "counts"
 SAMPLES = "samples"
+SUMS = "sums"  # mean-compensated models only: summed per-sample mean activation
+FILL = "fill"  # mean-compensated models only: the constant output of each pruned unit

@@ -7,13 +7,15 @@ offset   size   field
 =======  =====  ===============================================
 0        8      magic ``b"FPSTATE\\0"``
 8        2      format version (uint16, currently 1)
-10       2      reserved, 0
+10       2      flags: bit 0 = mean-compensation vectors follow
 12       4      number of units N (uint32)
 16       32     model fingerprint (SHA-256 bytes from the model metadata)
 48       8      samples observed (float64)
 56       N      masks, one uint8 (0 or 1) per unit
 56+N     4N     activity counters (float32, in samples)
-56+5N    4      CRC-32 (zlib) of bytes [0, 56+5N)
+[56+5N   4N     activation sums (float32), flag bit 0 only]
+[56+9N   4N     fill values of pruned units (float32), flag bit 0 only]
+end-4    4      CRC-32 (zlib) of every byte before it
 =======  =====  ===============================================
 """
 
@@ -32,11 +34,19 @@ STATE_VERSION = 1
 _HEADER = struct.Struct("<8sHHI32sd")
 
 
+FLAG_COMPENSATION = 1
+
+
 @dataclasses.dataclass(frozen=True)
 class State:
+    """A user's personalization: masks, activity counters, samples observed, and for
+    mean-compensated models the activation sums and the fill values of pruned units."""
+
     masks: np.ndarray
     counts: np.ndarray
     samples: float
+    sums: np.ndarray = None
+    fill: np.ndarray = None
 
 
 def encode_state(fingerprint_hex, state):
@@ -44,21 +54,28 @@ def encode_state(fingerprint_hex, state):
     counts = np.asarray(state.counts, dtype="<f4")
     if masks.shape != counts.shape or masks.ndim != 1:
         raise FinePruneError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
-    header = _HEADER.pack(MAGIC, STATE_VERSION, 0, masks.size, bytes.fromhex(fingerprint_hex), float(state.samples))
+    flags = FLAG_COMPENSATION if state.sums is not None else 0
+    header = _HEADER.pack(MAGIC, STATE_VERSION, flags, masks.size, bytes.fromhex(fingerprint_hex),
+                          float(state.samples))
     body = header + (masks > 0.5).astype(np.uint8).tobytes() + counts.tobytes()
+    if flags & FLAG_COMPENSATION:
+        body += np.asarray(state.sums, dtype="<f4").tobytes() + np.asarray(state.fill, dtype="<f4").tobytes()
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode_state(blob, fingerprint_hex, num_units, source="state"):
+def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=False):
     """Parse and check a state file's bytes against the model it is loaded into."""
     if len(blob) < _HEADER.size + 4:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
-    magic, version, _, units, fingerprint, samples = _HEADER.unpack_from(blob)
+    magic, version, flags, units, fingerprint, samples = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file (magic {magic!r}, expected {MAGIC!r})")
     if version != STATE_VERSION:
         raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads {STATE_VERSION}")
-    expected_size = _HEADER.size + 5 * units + 4
+    if flags & ~FLAG_COMPENSATION:
+        raise FinePruneError(f"{source} has unknown flags {flags:#x}")
+    vectors = 13 if flags & FLAG_COMPENSATION else 5  # bytes per unit
+    expected_size = _HEADER.size + vectors * units + 4
     if len(blob) != expected_size:
         raise FinePruneError(
             f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
@@ -71,11 +88,17 @@ def decode_state(blob, fingerprint_hex, num_units, source="state"):
             f"{source} belongs to another model (fingerprint {fingerprint.hex()[:12]}…, {units} units; "
             f"this model is {fingerprint_hex[:12]}…, {num_units} units)"
         )
+    if bool(flags & FLAG_COMPENSATION) != bool(compensation):
+        raise FinePruneError(f"{source} {'has' if flags else 'lacks'} mean-compensation values but the model "
+                             f"{'uses' if compensation else 'does not use'} mean compensation")
     masks = np.frombuffer(blob, np.uint8, units, _HEADER.size).astype(np.float32)
-    counts = np.frombuffer(blob, "<f4", units, _HEADER.size + units).astype(np.float32)
-    if np.any(masks > 1) or not np.isfinite(samples) or samples < 0 or not np.all(np.isfinite(counts)):
+    floats = [np.frombuffer(blob, "<f4", units, _HEADER.size + units * (1 + 4 * i)).astype(np.float32)
+              for i in range(1 if vectors == 5 else 3)]
+    if np.any(masks > 1) or not np.isfinite(samples) or samples < 0 or not all(np.all(np.isfinite(v)) for v in floats):
         raise FinePruneError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
-    return State(masks=masks, counts=counts, samples=float(samples))
+    if vectors == 5:
+        return State(masks=masks, counts=floats[0], samples=float(samples))
+    return State(masks=masks, counts=floats[0], samples=float(samples), sums=floats[1], fill=floats[2])
 
 
 def atomic_write(path, blob):

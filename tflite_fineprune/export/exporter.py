@@ -148,7 +148,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
 
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
-                 verify=True, int16_scale=0.0, sample_rate=0):
+                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -174,6 +174,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     sample_rate : int
         For audio models, the input's sample rate in Hz: the CLI then
         resamples audio files to it.
+    mean_compensation : bool
+        Pruned hidden units output their mean activation instead of 0.
 
     Returns
     -------
@@ -205,11 +207,12 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     frozen = freeze_variables(model)
     layout = _with_costs(_layout(plan), plan.weight_layers)
     input_dtype = _input_dtype(model)
-    module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype)
+    module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
+                             mean_compensation)
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
         flatbuffer, names = _convert(module, workdir)
     digest = _weights_digest(frozen)
-    layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy]
+    layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation)]
     metadata = ModelMetadata(
         format_version=FORMAT_VERSION,
         fingerprint=fingerprint(digest, layout_key),
@@ -229,6 +232,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         excluded=tuple(plan.excluded),
         int16_scale=float(int16_scale),
         sample_rate=int(sample_rate),
+        mean_compensation=bool(mean_compensation),
     )
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)

@@ -42,9 +42,15 @@ class FinePruneModule(tf.Module):
     frozen : list of (keras.Variable, np.ndarray)
         Every model variable with its value, substituted as a constant.
     input_shape, input_dtype, policy : the input spec and the pruning policy name.
+    mean_compensation : bool
+        A pruned hidden unit outputs its mean activation over the observed
+        data (frozen when it is pruned) instead of 0: still a constant, so it
+        folds into the next layer's bias, but the next layer keeps its
+        expected input.
     """
 
-    def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32"):
+    def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32",
+                 mean_compensation=False):
         super().__init__(name="fineprune")
         self._graph = graph
         self._plan = plan
@@ -60,6 +66,10 @@ class FinePruneModule(tf.Module):
         self.masks = tf.Variable(tf.ones([units], tf.float32), name="masks")
         self.counts = tf.Variable(tf.zeros([units], tf.float32), name="counts")
         self.samples = tf.Variable(tf.zeros([1], tf.float32), name="samples")
+        self._compensate = bool(mean_compensation)
+        if self._compensate:
+            self.sums = tf.Variable(tf.zeros([units], tf.float32), name="sums")
+            self.fill = tf.Variable(tf.zeros([units], tf.float32), name="fill")
         x_spec = tf.TensorSpec([None, *input_shape[1:]], tf.as_dtype(input_dtype), name=sig.INPUT)
         scalar = tf.TensorSpec([], tf.float32)
         flag = tf.TensorSpec([], tf.int32)
@@ -70,7 +80,9 @@ class FinePruneModule(tf.Module):
             sig.PRUNE: _function(self._prune, scalar),
             sig.RESET: _function(self._reset, flag, flag),
             sig.GET_STATE: _function(self._get_state, flag),
-            sig.SET_STATE: _function(self._set_state, vector, vector, tf.TensorSpec([1], tf.float32)),
+            sig.SET_STATE: (_function(self._set_compensated_state, vector, vector, tf.TensorSpec([1], tf.float32),
+                                      vector, vector) if self._compensate else
+                            _function(self._set_state, vector, vector, tf.TensorSpec([1], tf.float32))),
         }
         if any(g.role == ROLE_OUTPUT for g in self._layout):
             self.functions[sig.PRUNE_OUTPUTS] = _function(self._prune_outputs, scalar)
@@ -108,6 +120,9 @@ class FinePruneModule(tf.Module):
     def _apply_mask(self, value, index):
         mask = self._group_mask(index)
         if self._layout[index].role != ROLE_OUTPUT:
+            if self._compensate:
+                group = self._layout[index]
+                return value * mask + self.fill[group.offset:group.offset + group.units]
             return value * mask
         if self._output_kind == OUTPUT_PROBABILITIES:
             kept = value * mask
@@ -121,13 +136,17 @@ class FinePruneModule(tf.Module):
 
     def _collect(self, x):
         y, masked = self._forward(x)
-        deltas = []
+        deltas, sums = [], []
         for index, group in enumerate(self._layout):
             value = masked[index]
             if group.role == ROLE_OUTPUT:
                 deltas.append(tf.reduce_sum(tf.one_hot(tf.argmax(value, axis=-1), group.units), axis=0))
+                sums.append(tf.zeros([group.units]))
                 continue
             spatial = list(range(1, len(value.shape) - 1))
+            if self._compensate:
+                mean = tf.reduce_mean(value, axis=spatial, keepdims=True) if spatial else value
+                sums.append(tf.reduce_sum(tf.reshape(mean, [-1, group.units]), axis=0))
             active = _is_positive(value)
             if spatial:
                 # keepdims=True is the form XNNPACK delegates.
@@ -135,6 +154,8 @@ class FinePruneModule(tf.Module):
             active = tf.reshape(active, [-1, group.units])
             deltas.append(tf.reduce_sum(active, axis=0) * (1.0 / _SATURATION))
         self.counts.assign_add(tf.concat(deltas, axis=0))
+        if self._compensate:
+            self.sums.assign_add(tf.concat(sums, axis=0))
         self.samples.assign_add(tf.cast(tf.shape(x)[:1], tf.float32))
         return {sig.OUTPUT: y}
 
@@ -145,7 +166,13 @@ class FinePruneModule(tf.Module):
 
     def _prune(self, sparsity):
         sparsity = tf.clip_by_value(sparsity, 0.0, 0.999999)
-        self.masks.assign(self._policy(self._activity(), self.masks, sparsity, self._layout))
+        new_masks = self._policy(self._activity(), self.masks, sparsity, self._layout)
+        if self._compensate:
+            # Newly pruned units freeze their current mean; earlier ones keep theirs.
+            newly = tf.logical_and(new_masks < 0.5, self.masks > 0.5)
+            mean = self.sums / tf.maximum(self.samples, 1.0)
+            self.fill.assign(tf.where(newly, mean, self.fill * (1.0 - new_masks)))
+        self.masks.assign(new_masks)
         return {sig.MASKS: self.masks.read_value()}
 
     def _prune_outputs(self, min_fraction):
@@ -157,20 +184,33 @@ class FinePruneModule(tf.Module):
         zero_counts = tf.not_equal(clear_counts, 0)
         self.counts.assign(tf.where(zero_counts, tf.zeros_like(self.counts), self.counts))
         self.samples.assign(tf.where(zero_counts, tf.zeros_like(self.samples), self.samples))
-        self.masks.assign(tf.where(tf.not_equal(clear_masks, 0), tf.ones_like(self.masks), self.masks))
+        restore = tf.not_equal(clear_masks, 0)
+        self.masks.assign(tf.where(restore, tf.ones_like(self.masks), self.masks))
+        if self._compensate:
+            self.sums.assign(tf.where(zero_counts, tf.zeros_like(self.sums), self.sums))
+            self.fill.assign(tf.where(restore, tf.zeros_like(self.fill), self.fill))
         return {sig.SAMPLES: self.samples.read_value()}
 
     def _get_state(self, token):
         # `token` only exists because Java's runSignature rejects input-less signatures.
         touch = tf.cast(token * 0, tf.float32)
-        return {sig.MASKS: self.masks + touch, sig.COUNTS: self.counts.read_value(),
-                sig.SAMPLES: self.samples.read_value()}
+        state = {sig.MASKS: self.masks + touch, sig.COUNTS: self.counts.read_value(),
+                 sig.SAMPLES: self.samples.read_value()}
+        if self._compensate:
+            state[sig.SUMS] = self.sums.read_value()
+            state[sig.FILL] = self.fill.read_value()
+        return state
 
     def _set_state(self, masks, counts, samples):
         self.masks.assign(masks)
         self.counts.assign(counts)
         self.samples.assign(samples)
         return {sig.MASKS: self.masks.read_value()}
+
+    def _set_compensated_state(self, masks, counts, samples, sums, fill):
+        self.sums.assign(sums)
+        self.fill.assign(fill * (1.0 - masks))  # kept units never carry a fill value
+        return self._set_state(masks, counts, samples)
 
 
 def freeze_variables(model):
