@@ -159,3 +159,26 @@ def test_audio_files_are_resampled_for_audio_models(tmp_path):
                                  "--data", str(bad), "--sparsity", "0.1", "--state", str(tmp_path / "x.state")],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_unreadable_images_and_empty_audio_are_named(exports, tmp_path):
+    import wave
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "photo.jpg").write_text("not really a JPEG")
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize", str(exports.path("plain_cnn")),
+                             "--data", str(data), "--sparsity", "0.1", "--state", str(tmp_path / "s.state")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "photo.jpg is not a readable image" in result.stderr
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    with wave.open(str(audio / "empty.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(b"")
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize",
+                             str(exports.path("conv1d_audio")), "--data", str(audio), "--sparsity", "0.1",
+                             "--state", str(tmp_path / "a.state")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "empty.wav" in result.stderr and "no audio samples" in result.stderr

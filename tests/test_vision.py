@@ -49,3 +49,58 @@ def test_keras_app_offline_with_resize(tmp_path):
     assert isinstance(wrapped.get_layer("image_frontend"), ImageFrontEnd)
     with pytest.raises(FinePruneError, match="unknown keras application"):
         keras_app("VGG99")
+
+
+def numpy_em(posteriors, iterations):
+    prior = np.full(posteriors.shape[1], 1.0 / posteriors.shape[1])
+    for _ in range(iterations):
+        adjusted = posteriors * prior * posteriors.shape[1]
+        prior = (adjusted / adjusted.sum(axis=1, keepdims=True)).mean(axis=0)
+    return prior
+
+
+def test_in_graph_prior_correction_matches_numpy_em(tmp_path):
+    """EM class priors estimated inside the graph equal a numpy EM over the same outputs."""
+    from converters.vision import export_mlperf
+
+    require("mlperf_tiny/image_classification/pretrainedResnet.h5")
+    report = export_mlperf(tmp_path / "r8em.tflite", prior_correction=True)
+    personalizer = Personalizer(report.path)
+    assert personalizer.metadata.prior_correction and "update_priors" in personalizer.metadata.signatures
+    adapt = cifar_images(40, classes=("cat", "ship")).astype(np.uint8)
+    held_out = cifar_images(20, classes=("cat", "ship"), start=100).astype(np.uint8)
+    dense_adapt, dense_held = personalizer.predict(adapt), personalizer.predict(held_out)
+    prior = personalizer.correct_priors(adapt, iterations=10)
+    expected = numpy_em(dense_adapt, 10)
+    np.testing.assert_allclose(prior, expected, atol=1e-4)
+    reweighted = dense_held * expected
+    np.testing.assert_allclose(personalizer.predict(held_out), reweighted / reweighted.sum(1, keepdims=True),
+                               atol=1e-4)
+    truth = np.repeat([3, 8], 20)
+    assert np.mean(personalizer.predict(held_out).argmax(1) == truth) >= np.mean(dense_held.argmax(1) == truth)
+    path = tmp_path / "em.state"
+    personalizer.save_state(path)
+    fresh = Personalizer(report.path)
+    fresh.load_state(path)
+    np.testing.assert_allclose(fresh.predict(held_out), personalizer.predict(held_out), atol=1e-6)
+    personalizer.reset()
+    np.testing.assert_allclose(personalizer.predict(held_out), dense_held, atol=1e-6)
+    with pytest.raises(FinePruneError, match="without prior_correction"):
+        Personalizer(export_mlperf(tmp_path / "plain.tflite").path).correct_priors(adapt)
+
+
+@pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50"])
+def test_frontend_matches_keras_preprocessing(name):
+    """The in-graph scaling equals keras.applications' own preprocess_input on real photos."""
+    import keras
+
+    from converters.vision import KERAS_APPS, ImageFrontEnd
+
+    pixels = cifar_images(2, size=32)
+    module, preprocessing = KERAS_APPS[name]
+    if preprocessing == "caffe":
+        layer = ImageFrontEnd((32, 32), mode="caffe")
+    else:
+        layer = ImageFrontEnd((32, 32), scale=preprocessing[0], offset=preprocessing[1])
+    expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
+    np.testing.assert_allclose(np.asarray(layer(pixels.astype(np.uint8))), expected, atol=1e-4)

@@ -97,6 +97,7 @@ class ModelMetadata:
     int16_scale: float = 0.0  # > 0: int16 input is accepted and multiplied by this (e.g. PCM / 32768)
     sample_rate: int = 0  # audio models: the rate (Hz) their input is sampled at
     mean_compensation: bool = False  # pruned hidden units output their frozen mean activation
+    prior_correction: bool = False  # outputs reweighted by EM-estimated user class priors
 
     @property
     def num_units(self):

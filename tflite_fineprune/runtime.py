@@ -1,5 +1,6 @@
 """Personalize an exported model through a TFLite interpreter, without TensorFlow."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -145,8 +146,30 @@ class Personalizer:
         self._runner(sig.PRUNE_OUTPUTS)(**{sig.MIN_FRACTION: np.array(value, np.float32)})
         return self.sparsity()
 
+    def correct_priors(self, x, iterations=20, batch_size=None):
+        """Estimate the user's class priors from unlabeled `x` by EM and reweight the outputs.
+
+        Each iteration observes `x` once (activity counters accumulate too) and
+        runs one `update_priors` step. Needs a model exported with
+        `prior_correction=True`. Returns the class prior estimate.
+        """
+        if not self.metadata.prior_correction:
+            raise FinePruneError(f"{self.model_path} was exported without prior_correction")
+        if int(iterations) < 1:
+            raise FinePruneError(f"iterations must be ≥ 1, got {iterations}")
+        batches = self._batches(x, batch_size)
+        state = self.get_state()
+        self.set_state(dataclasses.replace(state, soft_counts=np.zeros_like(state.soft_counts)))
+        collect = self._runner(sig.COLLECT)
+        for _ in range(int(iterations)):
+            for batch in batches:
+                collect(**{sig.INPUT: batch})
+            weights = self._runner(sig.UPDATE_PRIORS)(**{sig.TOKEN: np.array(0, np.int32)})[sig.LOG_WEIGHTS]
+        prior = np.exp(weights) / self.metadata.num_classes
+        return prior / prior.sum()
+
     def reset(self, counts=True, masks=True):
-        """Clear the activity counters and/or restore every unit."""
+        """Clear the activity counters and/or restore every unit (and the class weights)."""
         self._runner(sig.RESET)(**{sig.CLEAR_COUNTS: np.array(int(bool(counts)), np.int32),
                                    sig.CLEAR_MASKS: np.array(int(bool(masks)), np.int32)})
 
@@ -156,7 +179,10 @@ class Personalizer:
         out = self._runner(sig.GET_STATE)(**{sig.TOKEN: np.array(0, np.int32)})
         extra = {}
         if self.metadata.mean_compensation:
-            extra = {"sums": np.array(out[sig.SUMS], np.float32), "fill": np.array(out[sig.FILL], np.float32)}
+            extra.update(sums=np.array(out[sig.SUMS], np.float32), fill=np.array(out[sig.FILL], np.float32))
+        if self.metadata.prior_correction:
+            extra.update(log_weights=np.array(out[sig.LOG_WEIGHTS], np.float32),
+                         soft_counts=np.array(out[sig.SOFT_COUNTS], np.float32))
         return State(masks=np.array(out[sig.MASKS], np.float32),
                      counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
@@ -174,18 +200,18 @@ class Personalizer:
         for group in self.units:
             if not masks[group.offset:group.offset + group.units].any():
                 raise FinePruneError(f"masks prune every unit of {group.name!r}; at least one must stay")
-        feed = {sig.MASKS: masks, sig.COUNTS: counts, sig.SAMPLES: np.array([state.samples], np.float32)}
+        extras = {}
         if self.metadata.mean_compensation:
-            if state.sums is None or state.fill is None:
-                # A state without compensation values (e.g. built by hand): pruned units fill with 0.
-                state_sums, state_fill = np.zeros(n, np.float32), np.zeros(n, np.float32)
-            else:
-                state_sums, state_fill = (np.asarray(v, np.float32) for v in (state.sums, state.fill))
-            if state_sums.shape != (n,) or state_fill.shape != (n,) or not (
-                    np.all(np.isfinite(state_sums)) and np.all(np.isfinite(state_fill))):
-                raise FinePruneError(f"mean-compensation values must be {n} finite numbers each")
-            feed.update({sig.SUMS: state_sums, sig.FILL: state_fill})
-        self._runner(sig.SET_STATE)(**feed)
+            extras[sig.SET_COMPENSATION] = {sig.SUMS: _vector(state.sums, n, "sums"),
+                                            sig.FILL: _vector(state.fill, n, "fill")}
+        if self.metadata.prior_correction:
+            c = self.metadata.num_classes
+            extras[sig.SET_PRIORS] = {sig.LOG_WEIGHTS: _vector(state.log_weights, c, "log_weights"),
+                                      sig.SOFT_COUNTS: _vector(state.soft_counts, c, "soft_counts")}
+        self._runner(sig.SET_STATE)(**{sig.MASKS: masks, sig.COUNTS: counts,
+                                       sig.SAMPLES: np.array([state.samples], np.float32)})
+        for name, feed in extras.items():
+            self._runner(name)(**feed)
 
     def save_state(self, path):
         """Write masks and counters atomically (temp file, fsync, rename)."""
@@ -195,7 +221,8 @@ class Personalizer:
         """Load a state file; on any error the current state is left untouched."""
         blob = read_file(path, "state file")
         state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path),
-                             compensation=self.metadata.mean_compensation)
+                             compensation=self.metadata.mean_compensation,
+                             num_classes=self.metadata.num_classes if self.metadata.prior_correction else 0)
         self.set_state(state)
 
     # -- views -------------------------------------------------------------
@@ -232,3 +259,12 @@ class Personalizer:
         return (f"Personalizer({self.model_path!r}, backend={self.backend!r}, units={self.metadata.num_units}, "
                 f"unit_sparsity={s.units:.3f})")
 
+
+def _vector(values, length, name):
+    """A finite float32 vector of `length` values; missing (None) means zeros."""
+    if values is None:
+        return np.zeros(length, np.float32)
+    values = np.asarray(values, np.float32)
+    if values.shape != (length,) or not np.all(np.isfinite(values)):
+        raise FinePruneError(f"{name} must be {length} finite numbers, got shape {values.shape}")
+    return values

@@ -11,6 +11,9 @@ PRUNE_OUTPUTS = "prune_outputs"
 RESET = "reset"
 GET_STATE = "get_state"
 SET_STATE = "set_state"
+SET_COMPENSATION = "set_compensation"  # mean-compensated models
+UPDATE_PRIORS = "update_priors"  # prior-corrected models: one EM step
+SET_PRIORS = "set_priors"  # prior-corrected models
 
 REQUIRED = (INFER, COLLECT, PRUNE, RESET, GET_STATE, SET_STATE)
 
@@ -26,3 +29,5 @@ COUNTS = "counts"
 SAMPLES = "samples"
 SUMS = "sums"  # mean-compensated models only: summed per-sample mean activation
 FILL = "fill"  # mean-compensated models only: the constant output of each pruned unit
+LOG_WEIGHTS = "log_weights"  # prior-corrected models: log(user prior / training prior) per class
+SOFT_COUNTS = "soft_counts"  # prior-corrected models: summed class posteriors since the last EM step

@@ -7,7 +7,8 @@ offset   size   field
 =======  =====  ===============================================
 0        8      magic ``b"FPSTATE\\0"``
 8        2      format version (uint16, currently 1)
-10       2      flags: bit 0 = mean-compensation vectors follow
+10       2      flags: bit 0 = mean-compensation vectors follow,
+                bit 1 = class-prior vectors follow
 12       4      number of units N (uint32)
 16       32     model fingerprint (SHA-256 bytes from the model metadata)
 48       8      samples observed (float64)
@@ -15,6 +16,8 @@ offset   size   field
 56+N     4N     activity counters (float32, in samples)
 [56+5N   4N     activation sums (float32), flag bit 0 only]
 [56+9N   4N     fill values of pruned units (float32), flag bit 0 only]
+[then    4C     log class weights (float32), flag bit 1 only; C classes]
+[then    4C     soft class counts (float32), flag bit 1 only]
 end-4    4      CRC-32 (zlib) of every byte before it
 =======  =====  ===============================================
 """
@@ -35,18 +38,22 @@ _HEADER = struct.Struct("<8sHHI32sd")
 
 
 FLAG_COMPENSATION = 1
+FLAG_PRIORS = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class State:
-    """A user's personalization: masks, activity counters, samples observed, and for
-    mean-compensated models the activation sums and the fill values of pruned units."""
+    """A user's personalization: masks, activity counters, samples observed; for
+    mean-compensated models the activation sums and the fill values of pruned units;
+    for prior-corrected models the log class weights and the soft class counts."""
 
     masks: np.ndarray
     counts: np.ndarray
     samples: float
     sums: np.ndarray = None
     fill: np.ndarray = None
+    log_weights: np.ndarray = None
+    soft_counts: np.ndarray = None
 
 
 def encode_state(fingerprint_hex, state):
@@ -54,17 +61,24 @@ def encode_state(fingerprint_hex, state):
     counts = np.asarray(state.counts, dtype="<f4")
     if masks.shape != counts.shape or masks.ndim != 1:
         raise FinePruneError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
-    flags = FLAG_COMPENSATION if state.sums is not None else 0
+    flags = (FLAG_COMPENSATION if state.sums is not None else 0) | (FLAG_PRIORS if state.log_weights is not None else 0)
     header = _HEADER.pack(MAGIC, STATE_VERSION, flags, masks.size, bytes.fromhex(fingerprint_hex),
                           float(state.samples))
     body = header + (masks > 0.5).astype(np.uint8).tobytes() + counts.tobytes()
     if flags & FLAG_COMPENSATION:
         body += np.asarray(state.sums, dtype="<f4").tobytes() + np.asarray(state.fill, dtype="<f4").tobytes()
+    if flags & FLAG_PRIORS:
+        body += (np.asarray(state.log_weights, dtype="<f4").tobytes()
+                 + np.asarray(state.soft_counts, dtype="<f4").tobytes())
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=False):
-    """Parse and check a state file's bytes against the model it is loaded into."""
+def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=False, num_classes=0):
+    """Parse and check a state file's bytes against the model it is loaded into.
+
+    `compensation` and `num_classes` (> 0 for prior-corrected models) say
+    which optional vectors the model needs; the file must carry exactly those.
+    """
     if len(blob) < _HEADER.size + 4:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
     magic, version, flags, units, fingerprint, samples = _HEADER.unpack_from(blob)
@@ -72,10 +86,10 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
         raise FinePruneError(f"{source} is not a tflite-fineprune state file (magic {magic!r}, expected {MAGIC!r})")
     if version != STATE_VERSION:
         raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads {STATE_VERSION}")
-    if flags & ~FLAG_COMPENSATION:
+    if flags & ~(FLAG_COMPENSATION | FLAG_PRIORS):
         raise FinePruneError(f"{source} has unknown flags {flags:#x}")
-    vectors = 13 if flags & FLAG_COMPENSATION else 5  # bytes per unit
-    expected_size = _HEADER.size + vectors * units + 4
+    classes = num_classes if flags & FLAG_PRIORS else 0
+    expected_size = _HEADER.size + 5 * units + (8 * units if flags & FLAG_COMPENSATION else 0) + 8 * classes + 4
     if len(blob) != expected_size:
         raise FinePruneError(
             f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
@@ -88,17 +102,27 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
             f"{source} belongs to another model (fingerprint {fingerprint.hex()[:12]}…, {units} units; "
             f"this model is {fingerprint_hex[:12]}…, {num_units} units)"
         )
-    if bool(flags & FLAG_COMPENSATION) != bool(compensation):
-        raise FinePruneError(f"{source} {'has' if flags else 'lacks'} mean-compensation values but the model "
-                             f"{'uses' if compensation else 'does not use'} mean compensation")
+    for flag, wanted, what in ((FLAG_COMPENSATION, compensation, "mean-compensation"),
+                               (FLAG_PRIORS, num_classes > 0, "class-prior")):
+        if bool(flags & flag) != bool(wanted):
+            raise FinePruneError(f"{source} {'has' if flags & flag else 'lacks'} {what} values but the model "
+                                 f"{'uses' if wanted else 'does not use'} {what.replace('-', ' ')}")
     masks = np.frombuffer(blob, np.uint8, units, _HEADER.size).astype(np.float32)
-    floats = [np.frombuffer(blob, "<f4", units, _HEADER.size + units * (1 + 4 * i)).astype(np.float32)
-              for i in range(1 if vectors == 5 else 3)]
-    if np.any(masks > 1) or not np.isfinite(samples) or samples < 0 or not all(np.all(np.isfinite(v)) for v in floats):
+    position = _HEADER.size + units
+    vectors = []
+    for length in [units] * (3 if flags & FLAG_COMPENSATION else 1) + [classes] * (2 if classes else 0):
+        vectors.append(np.frombuffer(blob, "<f4", length, position).astype(np.float32))
+        position += 4 * length
+    if np.any(masks > 1) or not np.isfinite(samples) or samples < 0 or not all(np.all(np.isfinite(v)) for v in vectors):
         raise FinePruneError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
-    if vectors == 5:
-        return State(masks=masks, counts=floats[0], samples=float(samples))
-    return State(masks=masks, counts=floats[0], samples=float(samples), sums=floats[1], fill=floats[2])
+    extra = {}
+    rest = vectors[1:]
+    if flags & FLAG_COMPENSATION:
+        extra.update(sums=rest[0], fill=rest[1])
+        rest = rest[2:]
+    if classes:
+        extra.update(log_weights=rest[0], soft_counts=rest[1])
+    return State(masks=masks, counts=vectors[0], samples=float(samples), **extra)
 
 
 def atomic_write(path, blob):

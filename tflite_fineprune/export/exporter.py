@@ -148,7 +148,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
 
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
-                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False):
+                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -176,6 +176,9 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         resamples audio files to it.
     mean_compensation : bool
         Pruned hidden units output their mean activation instead of 0.
+    prior_correction : bool
+        Reweight the output by the user's class priors, estimated without
+        labels by EM (`update_priors` signature; `Personalizer.correct_priors`).
 
     Returns
     -------
@@ -207,12 +210,15 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     frozen = freeze_variables(model)
     layout = _with_costs(_layout(plan), plan.weight_layers)
     input_dtype = _input_dtype(model)
+    if prior_correction and len(output_shape) != 2:
+        raise FinePruneError("prior_correction needs a (batch, classes) output")
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation)
+                             mean_compensation, num_classes, prior_correction)
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
         flatbuffer, names = _convert(module, workdir)
     digest = _weights_digest(frozen)
-    layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation)]
+    layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
+                                                               bool(prior_correction)]
     metadata = ModelMetadata(
         format_version=FORMAT_VERSION,
         fingerprint=fingerprint(digest, layout_key),
@@ -233,6 +239,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         int16_scale=float(int16_scale),
         sample_rate=int(sample_rate),
         mean_compensation=bool(mean_compensation),
+        prior_correction=bool(prior_correction),
     )
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)

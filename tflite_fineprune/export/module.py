@@ -10,6 +10,7 @@ from .planner import OUTPUT_PROBABILITIES
 from .pruning_policy import POLICIES, output_by_frequency
 
 EXCLUDED_LOGIT = -1e9  # a pruned class's logit: far below any real logit
+PRIOR_FLOOR = 1e-6  # smallest class prior EM may estimate (keeps log weights finite)
 _SATURATION = 6.0
 _ACTIVE_SCALE = 2.0 ** 100
 
@@ -47,10 +48,15 @@ class FinePruneModule(tf.Module):
         data (frozen when it is pruned) instead of 0: still a constant, so it
         folds into the next layer's bias, but the next layer keeps its
         expected input.
+    num_classes, prior_correction :
+        With prior correction the output is reweighted by per-class weights
+        w = user prior / training prior (uniform), estimated label-free by EM
+        (Saerens et al. 2002): `collect` sums the reweighted class posteriors,
+        `update_priors` turns them into the next weights.
     """
 
     def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32",
-                 mean_compensation=False):
+                 mean_compensation=False, num_classes=0, prior_correction=False):
         super().__init__(name="fineprune")
         self._graph = graph
         self._plan = plan
@@ -70,6 +76,11 @@ class FinePruneModule(tf.Module):
         if self._compensate:
             self.sums = tf.Variable(tf.zeros([units], tf.float32), name="sums")
             self.fill = tf.Variable(tf.zeros([units], tf.float32), name="fill")
+        self._priors = bool(prior_correction)
+        self._num_classes = int(num_classes)
+        if self._priors:
+            self.log_weights = tf.Variable(tf.zeros([num_classes], tf.float32), name="log_weights")
+            self.soft_counts = tf.Variable(tf.zeros([num_classes], tf.float32), name="soft_counts")
         x_spec = tf.TensorSpec([None, *input_shape[1:]], tf.as_dtype(input_dtype), name=sig.INPUT)
         scalar = tf.TensorSpec([], tf.float32)
         flag = tf.TensorSpec([], tf.int32)
@@ -80,10 +91,14 @@ class FinePruneModule(tf.Module):
             sig.PRUNE: _function(self._prune, scalar),
             sig.RESET: _function(self._reset, flag, flag),
             sig.GET_STATE: _function(self._get_state, flag),
-            sig.SET_STATE: (_function(self._set_compensated_state, vector, vector, tf.TensorSpec([1], tf.float32),
-                                      vector, vector) if self._compensate else
-                            _function(self._set_state, vector, vector, tf.TensorSpec([1], tf.float32))),
+            sig.SET_STATE: _function(self._set_state, vector, vector, tf.TensorSpec([1], tf.float32)),
         }
+        if self._compensate:
+            self.functions[sig.SET_COMPENSATION] = _function(self._set_compensation, vector, vector)
+        if self._priors:
+            classes = tf.TensorSpec([num_classes], tf.float32)
+            self.functions[sig.UPDATE_PRIORS] = _function(self._update_priors, flag)
+            self.functions[sig.SET_PRIORS] = _function(self._set_priors, classes, classes)
         if any(g.role == ROLE_OUTPUT for g in self._layout):
             self.functions[sig.PRUNE_OUTPUTS] = _function(self._prune_outputs, scalar)
 
@@ -115,7 +130,18 @@ class FinePruneModule(tf.Module):
 
         with keras.StatelessScope(state_mapping=mapping):
             (y,) = self._graph.run([x], call)
+        if self._priors:
+            y = self._reweight(y)
         return y, masked
+
+    def _reweight(self, y):
+        if self._output_kind == OUTPUT_PROBABILITIES:
+            weighted = y * tf.exp(self.log_weights)
+            return weighted / tf.reduce_sum(weighted, axis=-1, keepdims=True)
+        return y + self.log_weights
+
+    def _posteriors(self, y):
+        return y if self._output_kind == OUTPUT_PROBABILITIES else tf.nn.softmax(y, axis=-1)
 
     def _apply_mask(self, value, index):
         mask = self._group_mask(index)
@@ -156,6 +182,8 @@ class FinePruneModule(tf.Module):
         self.counts.assign_add(tf.concat(deltas, axis=0))
         if self._compensate:
             self.sums.assign_add(tf.concat(sums, axis=0))
+        if self._priors:
+            self.soft_counts.assign_add(tf.reduce_sum(self._posteriors(y), axis=0))
         self.samples.assign_add(tf.cast(tf.shape(x)[:1], tf.float32))
         return {sig.OUTPUT: y}
 
@@ -189,6 +217,9 @@ class FinePruneModule(tf.Module):
         if self._compensate:
             self.sums.assign(tf.where(zero_counts, tf.zeros_like(self.sums), self.sums))
             self.fill.assign(tf.where(restore, tf.zeros_like(self.fill), self.fill))
+        if self._priors:
+            self.soft_counts.assign(tf.where(zero_counts, tf.zeros_like(self.soft_counts), self.soft_counts))
+            self.log_weights.assign(tf.where(restore, tf.zeros_like(self.log_weights), self.log_weights))
         return {sig.SAMPLES: self.samples.read_value()}
 
     def _get_state(self, token):
@@ -199,6 +230,9 @@ class FinePruneModule(tf.Module):
         if self._compensate:
             state[sig.SUMS] = self.sums.read_value()
             state[sig.FILL] = self.fill.read_value()
+        if self._priors:
+            state[sig.LOG_WEIGHTS] = self.log_weights.read_value()
+            state[sig.SOFT_COUNTS] = self.soft_counts.read_value()
         return state
 
     def _set_state(self, masks, counts, samples):
@@ -207,10 +241,25 @@ class FinePruneModule(tf.Module):
         self.samples.assign(samples)
         return {sig.MASKS: self.masks.read_value()}
 
-    def _set_compensated_state(self, masks, counts, samples, sums, fill):
+    def _set_compensation(self, sums, fill):
         self.sums.assign(sums)
-        self.fill.assign(fill * (1.0 - masks))  # kept units never carry a fill value
-        return self._set_state(masks, counts, samples)
+        self.fill.assign(fill * (1.0 - self.masks))  # kept units never carry a fill value
+        return {sig.FILL: self.fill.read_value()}
+
+    def _update_priors(self, token):
+        """One EM step: the class posteriors summed since the last step become the new prior."""
+        total = tf.reduce_sum(self.soft_counts) + tf.cast(token * 0, tf.float32)
+        prior = self.soft_counts / tf.maximum(total, 1e-12)
+        updated = tf.math.log(tf.maximum(prior, PRIOR_FLOOR) * float(self._num_classes))
+        # Without observed samples keep the current weights.
+        self.log_weights.assign(tf.where(total > 0, updated, self.log_weights))
+        self.soft_counts.assign(tf.zeros_like(self.soft_counts))
+        return {sig.LOG_WEIGHTS: self.log_weights.read_value()}
+
+    def _set_priors(self, log_weights, soft_counts):
+        self.log_weights.assign(log_weights)
+        self.soft_counts.assign(soft_counts)
+        return {sig.LOG_WEIGHTS: self.log_weights.read_value()}
 
 
 def freeze_variables(model):
