@@ -20,3 +20,19 @@ def run_command(prog, action):
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def command_parser(prog, doc):
+    """An argparse parser with sub-commands for a converter module."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def add_export_command(commands, name, help):
+    """A sub-command that writes one `.tflite`: -o/--output and --prune-outputs come with it."""
+    command = commands.add_parser(name, help=help)
+    command.add_argument("-o", "--output", required=True, help="the .tflite to write")
+    command.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
+    return command

@@ -10,7 +10,6 @@ SavedModel checkpoint, puts the MFCC front-end in front of it and exports the
 result: input float32 PCM `[N, 16000]` in [-1, 1] (int16 values work too).
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -20,7 +19,7 @@ import numpy as np
 from keras import layers
 
 from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, SAMPLE_RATE, MlperfMfcc
-from converters.common import default_data_root, run_command
+from converters.common import add_export_command, command_parser, default_data_root, run_command
 from tflite_fineprune.errors import FinePruneError
 
 KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
@@ -149,19 +148,13 @@ def export_trained(data_dir, output, keras_path=None, epochs=20, **options):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m converters.speech", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("mlperf", help="MLPerf Tiny DS-CNN with the MFCC front-end")
-    p.add_argument("-o", "--output", required=True)
+    parser, commands = command_parser("python -m converters.speech", __doc__)
+    p = add_export_command(commands, "mlperf", "MLPerf Tiny DS-CNN with the MFCC front-end")
     p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
-    p.add_argument("--prune-outputs", action="store_true")
-    p = commands.add_parser("train", help="train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it")
+    p = add_export_command(commands, "train", "train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it")
     p.add_argument("data_dir")
-    p.add_argument("-o", "--output", required=True)
     p.add_argument("--keras", help="also save the trained Keras model here")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--prune-outputs", action="store_true")
     args = parser.parse_args(argv)
 
     def action():

@@ -10,14 +10,13 @@ The image front-end (cast, bilinear resize, the model's own pixel scaling) is a
 Keras layer inside the exported graph, so a phone feeds camera pixels as they are.
 """
 
-import argparse
 import os
 import pathlib
 import sys
 
 import keras
 
-from converters.common import default_data_root, run_command
+from converters.common import add_export_command, command_parser, default_data_root, run_command
 from tflite_fineprune.errors import FinePruneError
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -141,24 +140,16 @@ def export_keras_app(name, output, weights="auto", size=224, **options):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m converters.vision", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("mlperf", help="MLPerf Tiny ResNet-8 (CIFAR-10) with a uint8 front-end")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--data")
-    p.add_argument("--prune-outputs", action="store_true")
-    p = commands.add_parser("keras-app", help="a keras.applications model with a uint8 front-end")
+    parser, commands = command_parser("python -m converters.vision", __doc__)
+    p = add_export_command(commands, "mlperf", "MLPerf Tiny ResNet-8 (CIFAR-10) with a uint8 front-end")
+    p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
+    p = add_export_command(commands, "keras-app", "a keras.applications model with a uint8 front-end")
     p.add_argument("name", choices=sorted(KERAS_APPS))
-    p.add_argument("-o", "--output", required=True)
     p.add_argument("--weights", default="auto", help="auto (cached ImageNet or random, no network), imagenet, none, PATH")
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--prune-outputs", action="store_true")
-    p = commands.add_parser("fashion-mlp", help="train the 784-1024-1024 Fashion-MNIST MLP on the CPU and export it")
-    p.add_argument("-o", "--output", required=True)
+    p = add_export_command(commands, "fashion-mlp", "train the 784-1024-1024 Fashion-MNIST MLP on the CPU and export it")
     p.add_argument("--keras", help="save the trained Keras model here (and reuse it if it exists)")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--prune-outputs", action="store_true")
     args = parser.parse_args(argv)
 
     def action():
