@@ -97,13 +97,16 @@ def with_frontend(classifier, name="kws"):
     return keras.Model(pcm, classifier(MlperfMfcc(name="mfcc_frontend")(pcm)), name=name)
 
 
-def export_mlperf(output, data_root=None, **options):
+def export_pcm_model(model, output, labels, **options):
+    """Export a model taking 16 kHz PCM: int16 input accepted (scaled by 1/32768), audio files resampled."""
     from tflite_fineprune import export_model
 
+    return export_model(model, output, labels=labels, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE, **options)
+
+
+def export_mlperf(output, data_root=None, **options):
     root = pathlib.Path(data_root) if data_root else default_data_root()
-    model = with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS))
-    return export_model(model, output, labels=KWS_LABELS, int16_scale=1.0 / 32768,
-                        sample_rate=SAMPLE_RATE, **options)
+    return export_pcm_model(with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS)), output, KWS_LABELS, **options)
 
 
 def load_labelled_clips(data_dir):
@@ -137,14 +140,11 @@ def train_keyword_model(pcm, labels, num_classes, epochs=20, filters=DS_CNN_FILT
 
 
 def export_trained(data_dir, output, keras_path=None, epochs=20, **options):
-    from tflite_fineprune import export_model
-
     pcm, labels, names = load_labelled_clips(data_dir)
     model = train_keyword_model(pcm, labels, len(names), epochs)
     if keras_path:
         model.save(keras_path)
-    return export_model(model, output, labels=names, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE,
-                        **options)
+    return export_pcm_model(model, output, names, **options)
 
 
 def main(argv=None):

@@ -22,13 +22,13 @@ from tflite_fineprune.errors import FinePruneError
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MLPERF_RESNET8 = "mlperf_tiny/image_classification/pretrainedResnet.h5"
 
-# keras.applications constructors and how each expects its pixels: (scale, offset) per channel after
-# x * scale + offset, or None when the model rescales by itself.
+# keras.applications constructors: their module, and the ImageFrontEnd options that reproduce the
+# module's preprocess_input (none for MobileNetV3, which rescales by itself).
 KERAS_APPS = {
-    "MobileNetV2": ("mobilenet_v2", (1 / 127.5, -1.0)),
-    "MobileNetV3Small": ("mobilenet_v3", None),
-    "MobileNetV3Large": ("mobilenet_v3", None),
-    "ResNet50": ("resnet50", "caffe"),
+    "MobileNetV2": ("mobilenet_v2", {"scale": 1 / 127.5, "offset": -1.0}),
+    "MobileNetV3Small": ("mobilenet_v3", {}),
+    "MobileNetV3Large": ("mobilenet_v3", {}),
+    "ResNet50": ("resnet50", {"mode": "caffe"}),
 }
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -84,7 +84,6 @@ def with_frontend(classifier, input_size=None, scale=1.0, offset=0.0, mode="line
     return keras.Model(pixels, classifier(front), name=f"{classifier.name}_uint8")
 
 
-
 def load_mlperf_resnet8(data_root=None):
     root = pathlib.Path(data_root) if data_root else default_data_root()
     path = root / MLPERF_RESNET8
@@ -129,14 +128,7 @@ def export_keras_app(name, output, weights="auto", size=224, **options):
     from tflite_fineprune import export_model
 
     model, used = keras_app(name, weights, size)
-    preprocessing = KERAS_APPS[name][1]
-    if preprocessing is None:
-        wrapped = with_frontend(model)
-    elif preprocessing == "caffe":
-        wrapped = with_frontend(model, mode="caffe")
-    else:
-        wrapped = with_frontend(model, scale=preprocessing[0], offset=preprocessing[1])
-    return export_model(wrapped, output, **options), used
+    return export_model(with_frontend(model, **KERAS_APPS[name][1]), output, **options), used
 
 
 def main(argv=None):

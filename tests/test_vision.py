@@ -38,8 +38,7 @@ def test_keras_app_offline_with_resize(tmp_path):
     report, used = export_keras_app("MobileNetV2", tmp_path / "mnv2.tflite", weights="none", size=96)
     assert used is None and report.metadata.input_dtype == "uint8"
     model, _ = keras_app("MobileNetV2", "none", 96)
-    wrapped = with_frontend(model, input_size=(64, 64), scale=KERAS_APPS["MobileNetV2"][1][0],
-                            offset=KERAS_APPS["MobileNetV2"][1][1])
+    wrapped = with_frontend(model, input_size=(64, 64), **KERAS_APPS["MobileNetV2"][1])
     from tflite_fineprune import export_model
 
     small = export_model(wrapped, tmp_path / "small.tflite")
@@ -97,10 +96,7 @@ def test_frontend_matches_keras_preprocessing(name):
     from converters.vision import KERAS_APPS, ImageFrontEnd
 
     pixels = cifar_images(2, size=32)
-    module, preprocessing = KERAS_APPS[name]
-    if preprocessing == "caffe":
-        layer = ImageFrontEnd((32, 32), mode="caffe")
-    else:
-        layer = ImageFrontEnd((32, 32), scale=preprocessing[0], offset=preprocessing[1])
+    module, options = KERAS_APPS[name]
+    layer = ImageFrontEnd((32, 32), **options)
     expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
     np.testing.assert_allclose(np.asarray(layer(pixels.astype(np.uint8))), expected, atol=1e-4)

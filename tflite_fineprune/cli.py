@@ -118,8 +118,16 @@ def _open(args):
     return Personalizer(args.model, backend=args.backend, batch_size=args.batch_size)
 
 
-def cmd_personalize(args):
+def _load_data(args, personalizer, labels=None):
+    """The --data folder decoded into the model's input shape, dtype and sample rate."""
     from .datafiles import load_folder
+
+    meta = personalizer.metadata
+    return load_folder(args.data, meta.input_shape[1:], args.preprocess, labels=labels, dtype=meta.input_dtype,
+                       sample_rate=meta.sample_rate)
+
+
+def cmd_personalize(args):
     from .inputs import check_sparsity
 
     check_sparsity(args.sparsity)
@@ -129,8 +137,7 @@ def cmd_personalize(args):
     if args.state and os.path.exists(args.state) and not args.fresh:
         personalizer.load_state(args.state)
         print(f"continuing from {args.state} ({personalizer.samples} samples observed before)")
-    x, _, files = load_folder(args.data, personalizer.input_shape[1:], args.preprocess,
-                              dtype=personalizer.metadata.input_dtype, sample_rate=personalizer.metadata.sample_rate)
+    x, _, files = _load_data(args, personalizer)
     personalizer.observe(x)
     sparsity = personalizer.prune(args.sparsity)
     if args.min_class_fraction is not None:
@@ -142,14 +149,11 @@ def cmd_personalize(args):
 
 
 def cmd_evaluate(args):
-    from .datafiles import load_folder
-
     personalizer = _open(args)
     if args.state:
         personalizer.load_state(args.state)
     labels = personalizer.labels
-    x, y, _ = load_folder(args.data, personalizer.input_shape[1:], args.preprocess, labels=labels,
-                          dtype=personalizer.metadata.input_dtype, sample_rate=personalizer.metadata.sample_rate)
+    x, y, _ = _load_data(args, personalizer, labels)
     if y.max() >= personalizer.metadata.num_classes:
         raise FinePruneError(f"class index {int(y.max())} is out of range for {personalizer.metadata.num_classes} classes")
     predicted = np.argmax(personalizer.predict(x, progress=None), axis=-1)

@@ -69,13 +69,12 @@ def find_data(given=None, vision=False):
 def _speech(root, out):
     from converters.speech import KWS_LABELS, export_mlperf
 
-    from .datafiles import load_wav
+    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+
+    from .datafiles import fit_audio, load_audio
 
     def load_clip(path):
-        audio, rate = load_wav(path)
-        clip = np.zeros(16000, np.float32)
-        clip[:min(16000, audio.size)] = audio[:16000]
-        return clip
+        return fit_audio(path, *load_audio(path), (CLIP_SAMPLES,), SAMPLE_RATE)
 
     model = out / "kws_ds_cnn.tflite"
     print(export_mlperf(model, root, prune_outputs=True))

@@ -10,12 +10,14 @@ other users' data (what the personalized model forgets), and the sparsity.
 import collections
 import csv
 import dataclasses
+import io
 import os
 import re
 
 import numpy as np
 
 from .errors import FinePruneError
+from .state import atomic_write
 
 SPEAKER_PATTERN = re.compile(r"([0-9a-f]{8})_nohash_")
 
@@ -212,9 +214,6 @@ def format_summary(summary):
 
 
 def write_csv(rows, path):
-    from .state import atomic_write
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
