@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from converters.common import default_data_root  # noqa: E402
+from tflite_fineprune.reference_data import data_root  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.datafiles import fit_audio, load_audio  # noqa: E402
 
@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--data")
     args = parser.parse_args()
-    recordings = (pathlib.Path(args.data) if args.data else default_data_root()) / "fsdd" / "recordings"
+    recordings = data_root(args.data) / "fsdd" / "recordings"
     files = sorted(recordings.glob("*.wav"))
     speakers = sorted({f.stem.split("_")[1] for f in files})
     with tempfile.TemporaryDirectory() as workdir:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from converters.common import default_data_root  # noqa: E402
+from tflite_fineprune.reference_data import data_root  # noqa: E402
 from converters.speech import MLPERF_KWS, export_mlperf  # noqa: E402
 from tests import kws_reference  # noqa: E402
 from tests.realdata import read_clip  # noqa: E402
@@ -30,7 +30,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data")
     args = parser.parse_args()
-    root = pathlib.Path(args.data) if args.data else default_data_root()
+    root = data_root(args.data)
     files = sorted((root / "speech_commands_v0.02_test").glob("*/*.wav"))
     pcm = np.stack([read_clip(p) for p in files])
     words = np.array([p.parent.name for p in files])

@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from tflite_fineprune import Personalizer  # noqa: E402
-from tflite_fineprune.demo import _fashion, _speech, _vision, find_data  # noqa: E402
+from converters.demo import _fashion, _speech, _vision, find_data  # noqa: E402
 
 
 def probabilities(outputs, kind):

@@ -1,15 +1,8 @@
-"""What the converters share: where the reference data lives, and one-line command errors."""
+"""What the converters share: their command-line plumbing and one-line command errors."""
 
-import os
-import pathlib
 import sys
 
 from tflite_fineprune.errors import FinePruneError
-
-
-def default_data_root():
-    """$FINEPRUNE_DATA, else the shared data folder beside the repository."""
-    return pathlib.Path(os.environ.get("FINEPRUNE_DATA") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def run_command(prog, action):

@@ -19,11 +19,12 @@ import numpy as np
 from keras import layers
 
 from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, SAMPLE_RATE, MlperfMfcc
-from converters.common import add_export_command, command_parser, default_data_root, run_command
+from converters.common import add_export_command, command_parser, run_command
+from tflite_fineprune import reference_data
+from tflite_fineprune.reference_data import MLPERF_KWS
 from tflite_fineprune.errors import FinePruneError
 
 KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
-MLPERF_KWS = "mlperf_tiny/keyword_spotting/kws_ref_model"
 DS_CNN_FILTERS = 64
 DS_CNN_BLOCKS = 4
 
@@ -105,7 +106,7 @@ def export_pcm_model(model, output, labels, **options):
 
 
 def export_mlperf(output, data_root=None, **options):
-    root = pathlib.Path(data_root) if data_root else default_data_root()
+    root = reference_data.require_data([MLPERF_KWS], data_root, "the MLPerf Tiny DS-CNN")
     return export_pcm_model(with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS)), output, KWS_LABELS, **options)
 
 

@@ -16,11 +16,11 @@ import sys
 
 import keras
 
-from converters.common import add_export_command, command_parser, default_data_root, run_command
+from converters.common import add_export_command, command_parser, run_command
+from tflite_fineprune import reference_data
 from tflite_fineprune.errors import FinePruneError
+from tflite_fineprune.reference_data import CIFAR10_LABELS, MLPERF_RESNET8
 
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-MLPERF_RESNET8 = "mlperf_tiny/image_classification/pretrainedResnet.h5"
 
 # keras.applications constructors: their module, and the ImageFrontEnd options that reproduce the
 # module's preprocess_input (none for MobileNetV3, which rescales by itself).
@@ -85,10 +85,7 @@ def with_frontend(classifier, input_size=None, scale=1.0, offset=0.0, mode="line
 
 
 def load_mlperf_resnet8(data_root=None):
-    root = pathlib.Path(data_root) if data_root else default_data_root()
-    path = root / MLPERF_RESNET8
-    if not path.exists():
-        raise FinePruneError(f"MLPerf Tiny ResNet-8 not found at {path}; pass --data or set FINEPRUNE_DATA")
+    path = reference_data.require_data([MLPERF_RESNET8], data_root, "the MLPerf Tiny ResNet-8") / MLPERF_RESNET8
     return keras.models.load_model(path, compile=False)
 
 

@@ -58,7 +58,10 @@ def test_litert_and_tflite_runtime_agree(exports, tmp_path, name):
     assert np.max(np.abs(other["dense"] - np.asarray(model(evaluation, training=False)))) <= 1e-4
     np.testing.assert_allclose(other["dense"], dense, atol=1e-5)
     np.testing.assert_array_equal(other["masks"], state.masks)
-    np.testing.assert_allclose(other["counts"], state.counts, atol=1e-5)
+    # Two interpreters' kernels may round a value within ~1e-7 of zero to opposite signs: allow a couple of
+    # (sample, position) pairs to flip per unit, i.e. 2 / positions of that unit's tensor.
+    positions = np.concatenate([np.full(g.units, g.positions, np.float32) for g in litert.units])
+    np.testing.assert_array_less(np.abs(other["counts"] - state.counts), 1e-5 + 2.0 / positions)
     assert float(other["samples"]) == state.samples
     np.testing.assert_allclose(other["pruned"], pruned, atol=1e-5)
     np.testing.assert_allclose(other["from_litert_state"], pruned, atol=1e-5)

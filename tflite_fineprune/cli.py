@@ -7,6 +7,8 @@ import sys
 import numpy as np
 
 from .errors import FinePruneError
+from .interpreters import BACKENDS
+from .metadata import POLICY_NAMES
 
 EXIT_ERROR = 2
 
@@ -38,7 +40,7 @@ def build_parser():
     p.add_argument("--labels", help="text file with one class name per line")
     p.add_argument("--input-shape", type=_parse_shape, help="input shape without batch, e.g. 96,96,3")
     p.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
-    p.add_argument("--policy", default="layerwise", choices=["layerwise", "global"])
+    p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES)
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
@@ -70,7 +72,7 @@ def _runtime_args(p):
     p.add_argument("model", help="an exported .tflite")
     p.add_argument("--data", required=True, help="folder of .npy, image or .wav files")
     p.add_argument("--preprocess", help="module:function turning a decoded file into samples")
-    p.add_argument("--backend", default="auto", choices=["auto", "litert", "tflite_runtime", "tensorflow"])
+    p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS)
     p.add_argument("--batch-size", type=int, default=32)
 
 
@@ -164,7 +166,7 @@ def cmd_evaluate(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
+    from converters.demo import run_demo
 
     run_demo(args.data, args.out, args.vision, args.fashion)
 

@@ -113,15 +113,21 @@ def fit_audio(path, audio, rate, sample_shape, model_rate):
     if not model_rate:
         return _fit_audio(path, audio, sample_shape)
     if rate != model_rate:
-        try:
-            import librosa
-        except ImportError:
-            raise FinePruneError(f"{path} is {rate} Hz and the model takes {model_rate} Hz; resampling needs librosa "
-                                 "(pip install librosa)") from None
-        audio = librosa.resample(audio.astype(np.float32), orig_sr=rate, target_sr=model_rate)
+        audio = resample(path, audio, rate, model_rate)
     clip = np.zeros(expected, np.float32)
     clip[:min(expected, audio.size)] = audio[:expected]
     return clip.reshape(sample_shape)
+
+
+def resample(path, audio, rate, model_rate):
+    """Resample float32 audio from `rate` to `model_rate` Hz with soxr (librosa's default resampler)."""
+    try:
+        import soxr
+    except ImportError:
+        raise FinePruneError(f"{path} is {rate} Hz and the model takes {model_rate} Hz; resampling needs soxr "
+                             "(pip install soxr, or install tflite-fineprune with the litert or tflite-runtime "
+                             "extra)") from None
+    return soxr.resample(audio.astype(np.float32), rate, model_rate, quality="HQ").astype(np.float32)
 
 
 def load_npy(path):

@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from .errors import FinePruneError
+from .progress import progress_bar
 from .state import atomic_write
 
 SPEAKER_PATTERN = re.compile(r"([0-9a-f]{8})_nohash_")
@@ -151,14 +152,7 @@ def evaluate_users(personalizer, users, recipes, others_per_user=200, seed=0, pr
         chosen = [pool[p] for p in pick]
         others.append((np.stack([users[j].eval_x[k] for j, k in chosen]),
                        np.array([users[j].eval_y[k] for j, k in chosen])))
-    iterator = list(enumerate(users))
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            pass
-        else:
-            iterator = tqdm(iterator, desc="users", unit="user")
+    iterator = progress_bar(list(enumerate(users)), "users", "user", progress)
     rows = []
     for i, user in iterator:
         personalizer.reset()

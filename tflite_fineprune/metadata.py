@@ -20,6 +20,9 @@ FORMAT_VERSION = 1
 ROLE_HIDDEN = "hidden"
 ROLE_OUTPUT = "output"
 
+# The in-graph pruning policies an export may carry (export/pruning_policy.py implements them).
+POLICY_NAMES = ("layerwise", "global")
+
 
 @dataclasses.dataclass(frozen=True)
 class UnitGroup:

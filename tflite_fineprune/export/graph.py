@@ -10,6 +10,7 @@ import dataclasses
 import keras
 
 from ..errors import FinePruneError
+from .keras_compat import functional_graph, nodes_by_depth
 
 
 @dataclasses.dataclass
@@ -64,15 +65,13 @@ class Graph:
 
 
 def _functional_of(model):
-    if isinstance(model, keras.Sequential):
-        functional = getattr(model, "_functional", None)
-        if functional is None:
-            raise FinePruneError(
-                f"Sequential model {model.name!r} is not built: give it a keras.Input(...) first layer "
-                "or call model.build(input_shape) before exporting"
-            )
-        return functional
-    return model
+    functional = functional_graph(model)
+    if functional is None:
+        raise FinePruneError(
+            f"Sequential model {model.name!r} is not built: give it a keras.Input(...) first layer "
+            "or call model.build(input_shape) before exporting"
+        )
+    return functional
 
 
 def _is_model(op):
@@ -84,7 +83,7 @@ def flatten_model(model):
     if not isinstance(model, keras.Model):
         raise FinePruneError(f"expected a keras.Model, got {type(model).__name__}")
     functional = _functional_of(model)
-    if not hasattr(functional, "_nodes_by_depth"):
+    if nodes_by_depth(functional) is None:
         raise FinePruneError(
             f"model {model.name!r} ({type(model).__name__}) is a subclassed model without a layer graph; "
             "export a Sequential or functional model"
@@ -100,7 +99,7 @@ def flatten_model(model):
 def _append(functional, nodes, shapes, inlined):
     for tensor in functional.inputs:
         shapes[id(tensor)] = tuple(tensor.shape)
-    by_depth = functional._nodes_by_depth
+    by_depth = nodes_by_depth(functional)
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
             op = node.operation

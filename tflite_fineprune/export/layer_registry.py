@@ -19,9 +19,9 @@ import dataclasses
 import enum
 
 from keras import layers
-from keras.src.ops import numpy as knp
 
 from ..errors import FinePruneError
+from .keras_compat import ADD_OP, DIVIDE_OP, MULTIPLY_OP, SUBTRACT_OP, is_keras_op
 
 
 class Role(enum.Enum):
@@ -92,10 +92,10 @@ REGISTRY = {
     layers.Average: Rule(Role.MERGE),
     layers.Maximum: Rule(Role.MERGE),
     layers.Minimum: Rule(Role.MERGE),
-    knp.Add: Rule(Role.ELEMENTWISE_OP),
-    knp.Subtract: Rule(Role.ELEMENTWISE_OP),
-    knp.Multiply: Rule(Role.ELEMENTWISE_OP),
-    knp.TrueDivide: Rule(Role.ELEMENTWISE_OP),
+    ADD_OP: Rule(Role.ELEMENTWISE_OP),
+    SUBTRACT_OP: Rule(Role.ELEMENTWISE_OP),
+    MULTIPLY_OP: Rule(Role.ELEMENTWISE_OP),
+    DIVIDE_OP: Rule(Role.ELEMENTWISE_OP),
 }
 
 def register(layer_class, role):
@@ -115,7 +115,7 @@ CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax"}
 
 
 def supported_names():
-    return sorted({cls.__name__ for cls in REGISTRY if not cls.__module__.startswith("keras.src.ops")})
+    return sorted({cls.__name__ for cls in REGISTRY if not is_keras_op(cls)})
 
 
 def rule_for(layer):

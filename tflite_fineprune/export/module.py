@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from .. import signatures as sig
 from ..metadata import ROLE_OUTPUT
+from .keras_compat import takes_training_argument
 from .planner import OUTPUT_PROBABILITIES
 from .pruning_policy import POLICIES, output_by_frequency
 
@@ -118,7 +119,7 @@ class FinePruneModule(tf.Module):
 
         def call(node, args, kwargs):
             layer = node.layer
-            if "training" in getattr(layer, "_call_context_args", ()):
+            if takes_training_argument(layer):
                 kwargs["training"] = False
             outputs = keras.tree.flatten(layer(*args, **kwargs))
             for i, tid in enumerate(node.outputs):

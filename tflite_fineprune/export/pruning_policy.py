@@ -9,7 +9,7 @@ floor(s * n + 0.5), i.e. s * n rounded half up.
 
 import tensorflow as tf
 
-from ..metadata import ROLE_HIDDEN
+from ..metadata import POLICY_NAMES, ROLE_HIDDEN
 
 PRUNED_SCORE = -1.0  # below any activity, so pruned units rank first
 PROTECTED_SCORE = 2.0  # above any activity, so a protected unit ranks last
@@ -82,4 +82,4 @@ def output_by_frequency(activity, masks, min_fraction, group):
     return tf.concat([masks[:group.offset], keep, masks[group.offset + group.units:]], axis=0)
 
 
-POLICIES = {"layerwise": layerwise, "global": global_ranking}
+POLICIES = dict(zip(POLICY_NAMES, (layerwise, global_ranking)))

@@ -16,12 +16,13 @@ import time
 
 import numpy as np
 
-from .errors import FinePruneError
-from .evaluation import (Recipe, class_subset_users, evaluate_users, format_summary, plot_users, speaker_users,
-                         summarize, write_csv)
+from tflite_fineprune.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary, plot_users,
+                                         speaker_users, summarize, write_csv)
+from tflite_fineprune.reference_data import (CIFAR10_LABELS, CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8,
+                                             SPEECH_COMMANDS_TEST, require_data)
 
-SPEECH_DATA = ("speech_commands_v0.02_test", "mlperf_tiny/keyword_spotting/kws_ref_model")
-VISION_DATA = ("cifar10_test", "mlperf_tiny/image_classification/pretrainedResnet.h5")
+SPEECH_DATA = (SPEECH_COMMANDS_TEST, MLPERF_KWS)
+VISION_DATA = (CIFAR10_TEST, MLPERF_RESNET8)
 
 # Chosen from this demo's own per-user evaluation (README, "Which settings help"): on speakers every
 # pruning recipe lowered mean accuracy, so the speech default keeps the model dense; class-subset
@@ -47,31 +48,16 @@ FASHION_RECIPES = (
     Recipe("classes <10%", min_class_fraction=0.10),
 )
 
-MISSING_DATA = """\
-tflite-fineprune demo needs the reference data and found none under {root}.
-Provide a folder (pass --data DIR or set FINEPRUNE_DATA) that holds {needs}: the Google Speech
-Commands v0.02 test split as <label>/<speaker>_nohash_<n>.wav with the MLPerf Tiny keyword-spotting
-SavedModel (kws_ref_model/) for speech, or the CIFAR-10 test images as <class>/<n>.jpg with the MLPerf
-Tiny ResNet-8 (pretrainedResnet.h5) for --vision. Nothing is downloaded."""
-
-
 def find_data(given=None, vision=False):
-    needs = VISION_DATA if vision else SPEECH_DATA
-    candidates = [given] if given else [os.environ.get("FINEPRUNE_DATA"), "../shared/data",
-                                        pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"]
-    for candidate in candidates:
-        if candidate and all((pathlib.Path(candidate) / n).exists() for n in needs):
-            return pathlib.Path(candidate)
-    root = given or os.environ.get("FINEPRUNE_DATA") or "../shared/data"
-    raise FinePruneError(MISSING_DATA.format(root=root, needs=" and ".join(needs)))
+    """The reference data folder holding what the speech (or vision) demo needs."""
+    return require_data(VISION_DATA if vision else SPEECH_DATA, given,
+                        "tflite-fineprune demo" + (" --vision" if vision else ""))
 
 
 def _speech(root, out):
-    from converters.speech import KWS_LABELS, export_mlperf
-
     from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-
-    from .datafiles import fit_audio, load_audio
+    from converters.speech import KWS_LABELS, export_mlperf
+    from tflite_fineprune.datafiles import fit_audio, load_audio
 
     def load_clip(path):
         return fit_audio(path, *load_audio(path), (CLIP_SAMPLES,), SAMPLE_RATE)
@@ -83,7 +69,7 @@ def _speech(root, out):
 
 
 def _vision(root, out):
-    from converters.vision import CIFAR10_LABELS, export_mlperf
+    from converters.vision import export_mlperf
     from PIL import Image
 
     model = out / "resnet8_uint8.tflite"
@@ -123,7 +109,7 @@ def per_user_table(rows, recipes):
 
 
 def run_demo(data=None, out="fineprune-demo", vision=False, fashion=False):
-    from .runtime import Personalizer
+    from tflite_fineprune.runtime import Personalizer
 
     start = time.perf_counter()
     root = None if fashion else find_data(data, vision)
