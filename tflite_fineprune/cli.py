@@ -83,18 +83,21 @@ def cmd_export(args):
     if args.labels:
         from .state import read_file
 
-        labels = [line.strip() for line in read_file(args.labels, "labels file").decode("utf-8").splitlines()
-                  if line.strip()]
+        try:
+            text = read_file(args.labels, "labels file", max_bytes=1 << 24).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FinePruneError(f"labels file {args.labels!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                 "expected one class name per line") from None
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
     report = export_model(args.model, args.output, labels=labels, input_shape=args.input_shape,
                           prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify)
     print(report)
 
 
 def cmd_inspect(args):
-    from .metadata import read_model_metadata
-    from .state import read_file
+    from .metadata import read_model_file
 
-    meta = read_model_metadata(read_file(args.model, "model"), source=args.model)
+    _, meta = read_model_file(args.model)
     print(f"{args.model}: tflite-fineprune format {meta.format_version}, fingerprint {meta.fingerprint[:16]}")
     print(f"input  {meta.input_name} {list(meta.input_shape)} {meta.input_dtype}")
     print(f"output {meta.output_name} [{meta.num_classes}] {meta.output_kind}"
@@ -115,7 +118,10 @@ def cmd_inspect(args):
 
 
 def _open(args):
+    from .datafiles import list_files
     from .runtime import Personalizer
+
+    list_files(args.data)  # a wrong --data fails before the model is loaded
 
     return Personalizer(args.model, backend=args.backend, batch_size=args.batch_size)
 

@@ -6,6 +6,7 @@ so a truncated or random file raises `FinePruneError` instead of reading
 garbage.
 """
 
+import hashlib
 import struct
 
 from .errors import FinePruneError
@@ -78,6 +79,39 @@ def read_metadata(data, source="model"):
     source : str
         How to name the file in error messages.
     """
+    reader, buffers, entries = _parse(data, source)
+    return {name: _buffer_bytes(reader, buffers[index]) for name, index in entries.items()}
+
+
+# The metadata JSON records a SHA-256 of the whole file, computed while the field held 64 zeros; the
+# digest is then written over the zeros (same length, so no offset moves). Any changed byte outside
+# those 64 characters, weights, graph or metadata alike, changes the digest.
+DIGEST_FIELD = "content_sha256"
+UNSEALED_DIGEST = "0" * 64
+
+
+def _digest_marker(value):
+    return f'"{DIGEST_FIELD}": "{value}"'.encode("ascii")
+
+
+def content_digest(data, recorded):
+    """SHA-256 (hex) of a sealed file's bytes with its recorded digest put back to zeros."""
+    marker = _digest_marker(recorded)
+    if data.count(marker) != 1:
+        return None
+    return hashlib.sha256(data.replace(marker, _digest_marker(UNSEALED_DIGEST), 1)).hexdigest()
+
+
+def seal(data):
+    """Write the digest of `data` into its (zeroed) digest field; see `content_digest`."""
+    unsealed = _digest_marker(UNSEALED_DIGEST)
+    if data.count(unsealed) != 1:
+        raise ValueError("the metadata holds no unsealed digest field")
+    return data.replace(unsealed, _digest_marker(hashlib.sha256(data).hexdigest()), 1)
+
+
+def _parse(data, source):
+    """(reader, buffer table positions, {metadata name: buffer index})."""
     data = bytes(data)
     if len(data) < 8:
         raise FinePruneError(f"{source} is not a TFLite file: only {len(data)} bytes")
@@ -100,8 +134,8 @@ def read_metadata(data, source="model"):
         index = reader.unpack("<I", buffer_pos) if buffer_pos is not None else 0
         if index >= len(buffers):
             reader.fail(f"metadata {name!r} names buffer {index} of {len(buffers)}")
-        entries[name] = _buffer_bytes(reader, buffers[index])
-    return entries
+        entries[name] = index
+    return reader, buffers, entries
 
 
 def _buffer_bytes(reader, buffer):

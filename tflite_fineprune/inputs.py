@@ -42,15 +42,33 @@ def check_batch(x, input_shape, dtype="float32", what="input", int16_scale=0.0):
         if arr.dtype.kind != "f":
             also = " or int16" if int16_scale else ""
             raise FinePruneError(f"{what} has dtype {arr.dtype}; expected a floating-point array ({dtype}){also}")
-        if not np.all(np.isfinite(arr)):
-            bad = int(np.sum(~np.isfinite(arr)))
-            raise FinePruneError(f"{what} contains {bad} NaN or infinite values")
-    elif arr.dtype != target:
+        # Checked after the cast: a finite float64 such as 1e300 becomes inf in float32.
+        with np.errstate(over="ignore"):
+            cast = np.ascontiguousarray(arr, dtype=target)
+        if not np.all(np.isfinite(cast)):
+            bad = int(np.sum(~np.isfinite(cast)))
+            raise FinePruneError(f"{what} contains {bad} NaN or infinite values (as {dtype}: finite values beyond "
+                                 f"±{np.finfo(target).max:.3g} count as infinite)")
+        return cast
+    if arr.dtype != target:
         raise FinePruneError(f"{what} has dtype {arr.dtype}; expected {dtype}")
     return np.ascontiguousarray(arr, dtype=target)
 
 
+def check_batch_size(batch_size, name="batch_size"):
+    """A positive int (None → None, meaning the default)."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
+        raise FinePruneError(f"{name} must be a positive integer, got {batch_size!r} ({type(batch_size).__name__})")
+    if batch_size < 1:
+        raise FinePruneError(f"{name} must be a positive integer, got {batch_size}")
+    return int(batch_size)
+
+
 def check_sparsity(sparsity, name="sparsity"):
+    if isinstance(sparsity, (str, bytes, bool, np.bool_)):
+        raise FinePruneError(f"{name} must be a number in [0, 1), got {sparsity!r}")
     try:
         value = float(sparsity)
     except (TypeError, ValueError):

@@ -24,8 +24,8 @@ def _interpreter_class(backend):
     return found
 
 
-def open_interpreter(model_path, backend="auto", num_threads=None):
-    """Return `(interpreter, backend_name)` for a model file."""
+def open_interpreter(model_path, backend="auto", num_threads=None, content=None):
+    """Return `(interpreter, backend_name)` for a model file (or its bytes, `content`)."""
     if backend not in ("auto",) + BACKENDS:
         raise FinePruneError(f"unknown backend {backend!r}; expected 'auto' or one of {', '.join(BACKENDS)}")
     candidates = BACKENDS if backend == "auto" else (backend,)
@@ -37,8 +37,9 @@ def open_interpreter(model_path, backend="auto", num_threads=None):
             errors.append(f"{name}: {exc}")
             continue
         try:
-            return cls(model_path=str(model_path), num_threads=num_threads), name
-        except (ValueError, RuntimeError) as exc:
+            source = {"model_content": bytes(content)} if content is not None else {"model_path": str(model_path)}
+            return cls(**source, num_threads=num_threads), name
+        except (ValueError, RuntimeError, TypeError) as exc:
             raise FinePruneError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None
     raise FinePruneError(
         "no TFLite interpreter is installed (tried " + "; ".join(errors) + "). "

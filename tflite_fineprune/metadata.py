@@ -9,9 +9,13 @@ costs in weights and MACs.
 import dataclasses
 import hashlib
 import json
+import math
+import os
+import re
 
+from . import signatures as sig
 from .errors import FinePruneError
-from .flatbuffer import read_metadata
+from .flatbuffer import content_digest, read_metadata
 
 METADATA_NAME = "tflite_fineprune"
 FORMAT_NAME = "tflite-fineprune"
@@ -19,6 +23,12 @@ FORMAT_VERSION = 1
 
 ROLE_HIDDEN = "hidden"
 ROLE_OUTPUT = "output"
+
+OUTPUT_LOGITS = "logits"
+OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_PROBABILITIES)
+INPUT_DTYPES = ("float32", "uint8", "int8", "int16")
+WEIGHT_LAYER_KINDS = ("dense", "depthwise")
 
 # The in-graph pruning policies an export may carry (export/pruning_policy.py implements them).
 POLICY_NAMES = ("layerwise", "global")
@@ -101,6 +111,7 @@ class ModelMetadata:
     sample_rate: int = 0  # audio models: the rate (Hz) their input is sampled at
     mean_compensation: bool = False  # pruned hidden units output their frozen mean activation
     prior_correction: bool = False  # outputs reweighted by EM-estimated user class priors
+    content_sha256: str = ""  # flatbuffer.content_digest of the whole file; empty in files from before it existed
 
     @property
     def num_units(self):
@@ -147,20 +158,130 @@ class ModelMetadata:
             for key in ("labels", "signatures", "excluded"):
                 body[key] = tuple(tuple(v) if isinstance(v, list) else v for v in body.get(key) or ())
             meta = cls(**body)
-        except (KeyError, TypeError) as exc:
-            raise FinePruneError(f"{source}: tflite-fineprune metadata is incomplete ({exc})") from None
-        meta.validate(source)
+            meta.validate(source)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FinePruneError(f"{source}: tflite-fineprune metadata is incomplete or malformed "
+                                 f"({type(exc).__name__}: {exc})") from None
         return meta
 
     def validate(self, source="model"):
+        """Check every field's type, range and cross-reference; raise `FinePruneError` naming the first bad one."""
+        check = _Checker(source)
+        check.text(self.fingerprint, "fingerprint", pattern=r"[0-9a-f]{64}")
+        check.text(self.input_name, "input_name")
+        check.text(self.output_name, "output_name")
+        check.choice(self.input_dtype, "input_dtype", INPUT_DTYPES)
+        check.choice(self.output_kind, "output_kind", OUTPUT_KINDS)
+        check.choice(self.policy, "policy", POLICY_NAMES)
+        if not self.input_shape or self.input_shape[0] is not None and not check.is_int(self.input_shape[0]):
+            check.fail("input_shape", self.input_shape, "a list starting with the batch axis (null)")
+        for dim in self.input_shape[1:]:
+            check.integer(dim, "input_shape", minimum=1)
+        check.integer(self.num_classes, "num_classes", minimum=1)
+        if self.labels and len(self.labels) != self.num_classes:
+            check.fail("labels", f"{len(self.labels)} labels", f"{self.num_classes} (num_classes) or none")
+        for label in self.labels:
+            check.text(label, "labels", allow_empty=True)
+        check.integer(self.total_weights, "total_weights", minimum=0)
+        check.integer(self.total_macs, "total_macs", minimum=0)
+        for name in self.signatures:
+            check.text(name, "signatures")
+        missing = [name for name in sig.REQUIRED if name not in self.signatures]
+        if missing:
+            check.fail("signatures", list(self.signatures), f"at least {', '.join(sig.REQUIRED)}")
+        for entry in self.excluded:
+            if len(entry) != 2 or not all(isinstance(v, str) for v in entry):
+                check.fail("excluded", entry, "[layer name, reason] pairs")
+        check.number(self.int16_scale, "int16_scale", minimum=0.0)
+        check.integer(self.sample_rate, "sample_rate", minimum=0)
+        if self.content_sha256:
+            check.text(self.content_sha256, "content_sha256", pattern=r"[0-9a-f]{64}")
+        for flag in ("mean_compensation", "prior_correction"):
+            if not isinstance(getattr(self, flag), bool):
+                check.fail(flag, getattr(self, flag), "true or false")
+        if not self.groups:
+            check.fail("groups", "none", "at least one unit group")
         offset = 0
         for group in self.groups:
-            if group.offset != offset or group.units < 1:
-                raise FinePruneError(f"{source}: unit group {group.name!r} has an inconsistent offset or size")
+            check.text(group.name, "group name")
+            check.text(group.layer_class, f"layer_class of {group.name!r}")
+            check.integer(group.units, f"units of {group.name!r}", minimum=1)
+            check.integer(group.positions, f"positions of {group.name!r}", minimum=1)
+            check.number(group.weights_per_unit, f"weights_per_unit of {group.name!r}", minimum=0.0)
+            check.number(group.macs_per_unit, f"macs_per_unit of {group.name!r}", minimum=0.0)
+            if not check.is_int(group.offset) or group.offset != offset:
+                check.fail(f"offset of {group.name!r}", group.offset, f"{offset} (groups are contiguous)")
             offset += group.units
         roles = [g.role for g in self.groups]
         if roles.count(ROLE_OUTPUT) > 1 or any(r not in (ROLE_HIDDEN, ROLE_OUTPUT) for r in roles):
             raise FinePruneError(f"{source}: unit groups have unknown or repeated roles {roles}")
+        if self.output_group is not None and self.output_group.units != self.num_classes:
+            check.fail("output group units", self.output_group.units, f"{self.num_classes} (num_classes)")
+        for layer in self.weight_layers:
+            self._validate_weight_layer(layer, check)
+
+    def _validate_weight_layer(self, layer, check):
+        what = f"weight layer {layer.name!r}"
+        check.text(layer.name, "weight layer name")
+        check.choice(layer.kind, f"kind of {what}", WEIGHT_LAYER_KINDS)
+        check.integer(layer.out_channels, f"out_channels of {what}", minimum=1)
+        for field in ("depth_multiplier", "kernel_positions", "output_positions"):
+            check.integer(getattr(layer, field), f"{field} of {what}", minimum=1)
+        check.integer(layer.params_per_output, f"params_per_output of {what}", minimum=0)
+        if layer.out_group is not None:
+            check.integer(layer.out_group, f"out_group of {what}", minimum=0, maximum=len(self.groups) - 1)
+            if self.groups[layer.out_group].units != layer.out_channels:
+                check.fail(f"out_channels of {what}", layer.out_channels,
+                           f"{self.groups[layer.out_group].units} (its group's units)")
+        if not layer.in_segments:
+            check.fail(f"in_segments of {what}", "none", "at least one segment")
+        in_channels = 0
+        for segment in layer.in_segments:
+            if len(segment) != 3:
+                check.fail(f"in_segments of {what}", segment, "[group or null, channels, repeat]")
+            group, channels, repeat = segment
+            check.integer(channels, f"in_segments channels of {what}", minimum=1)
+            check.integer(repeat, f"in_segments repeat of {what}", minimum=1)
+            if group is not None:
+                check.integer(group, f"in_segments group of {what}", minimum=0, maximum=len(self.groups) - 1)
+                if self.groups[group].units != channels:
+                    check.fail(f"in_segments channels of {what}", channels, f"{self.groups[group].units}")
+            in_channels += channels
+        if layer.kind == "depthwise" and in_channels * layer.depth_multiplier != layer.out_channels:
+            check.fail(f"out_channels of {what}", layer.out_channels,
+                       f"{in_channels * layer.depth_multiplier} (input channels × depth_multiplier)")
+
+
+class _Checker:
+    """Type and range checks that raise `FinePruneError` saying what was expected and what was found."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def fail(self, field, value, expected):
+        raise FinePruneError(f"{self.source}: tflite-fineprune metadata field {field} is {value!r}; expected {expected}")
+
+    @staticmethod
+    def is_int(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def integer(self, value, field, minimum=None, maximum=None):
+        if not self.is_int(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f" ≥ {minimum}" if maximum is None else f" in [{minimum}, {maximum}]"
+            self.fail(field, value, "an integer" + (bounds if minimum is not None else ""))
+
+    def number(self, value, field, minimum=None):
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or (minimum is not None and value < minimum)):
+            self.fail(field, value, "a finite number" + (f" ≥ {minimum}" if minimum is not None else ""))
+
+    def text(self, value, field, pattern=None, allow_empty=False):
+        if not isinstance(value, str) or (not value and not allow_empty) or (pattern and not re.fullmatch(pattern, value)):
+            self.fail(field, value, "a string" + (f" matching {pattern}" if pattern else ""))
+
+    def choice(self, value, field, choices):
+        if value not in choices:
+            self.fail(field, value, f"one of {', '.join(choices)}")
 
 
 def fingerprint(weights_digest, layout):
@@ -171,8 +292,12 @@ def fingerprint(weights_digest, layout):
     return h.hexdigest()
 
 
-def read_model_metadata(data, source="model"):
-    """Parse the embedded metadata of an exported model's bytes."""
+def read_model_metadata(data, source="model", verify=True):
+    """Parse the embedded metadata of an exported model's bytes.
+
+    With `verify`, the whole file is hashed and compared with the digest
+    recorded at export (docs/performance.md: well under a second for ResNet50).
+    """
     entries = read_metadata(data, source)
     if METADATA_NAME not in entries:
         raise FinePruneError(
@@ -180,4 +305,25 @@ def read_model_metadata(data, source="model"):
             f"(no {METADATA_NAME!r} metadata; found {sorted(entries) or 'none'}). "
             "Export it with `tflite-fineprune export`."
         )
-    return ModelMetadata.from_json(entries[METADATA_NAME], source)
+    meta = ModelMetadata.from_json(entries[METADATA_NAME], source)
+    if verify and meta.content_sha256 and content_digest(bytes(data), meta.content_sha256) != meta.content_sha256:
+        raise FinePruneError(
+            f"{source} is corrupted: its content does not match the SHA-256 recorded at export "
+            "(the file was damaged or edited); export it again"
+        )
+    return meta
+
+
+# Beyond this a TFLite flatbuffer cannot be (2 GiB flatbuffer plus buffers stored after it, which
+# the converter uses for very large models only); a bigger "model" is refused unread.
+MAX_MODEL_BYTES = 1 << 34
+
+
+def read_model_file(path, verify=True):
+    """`(bytes, ModelMetadata)` of an exported model file, refusing non-TFLite files before reading them whole."""
+    from .flatbuffer import TFLITE_IDENTIFIER
+    from .state import read_file
+
+    data = read_file(path, "model", max_bytes=MAX_MODEL_BYTES,
+                     expect_prefix=(4, TFLITE_IDENTIFIER, "is not a TFLite file"))
+    return data, read_model_metadata(data, source=os.fspath(path), verify=verify)

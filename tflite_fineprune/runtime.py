@@ -7,11 +7,12 @@ import numpy as np
 
 from . import signatures as sig
 from .errors import FinePruneError
-from .inputs import check_batch, check_sparsity
+from .inputs import check_batch, check_batch_size, check_sparsity
 from .interpreters import open_interpreter
-from .metadata import read_model_metadata
+from .metadata import read_model_file
+from .progress import progress_bar
 from .sparsity import measure_sparsity
-from .state import State, atomic_write, decode_state, encode_state, read_file
+from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_state, encode_state, read_file
 
 DEFAULT_BATCH_SIZE = 32
 _PROGRESS_MIN_BATCHES = 20
@@ -33,14 +34,18 @@ class Personalizer:
     """
 
     def __init__(self, model_path, backend="auto", batch_size=DEFAULT_BATCH_SIZE, num_threads=None):
+        if not isinstance(model_path, (str, bytes, os.PathLike)):
+            raise FinePruneError(f"model_path must be a path, got {type(model_path).__name__}")
         self.model_path = os.fspath(model_path)
-        data = read_file(self.model_path, "model")
-        self.metadata = read_model_metadata(data, source=self.model_path)
-        if int(batch_size) < 1:
-            raise FinePruneError(f"batch_size must be ≥ 1, got {batch_size}")
-        self.batch_size = int(batch_size)
-        self._interpreter, self.backend = open_interpreter(self.model_path, backend, num_threads)
-        available = set(self._interpreter.get_signature_list())
+        self.batch_size = check_batch_size(batch_size) or DEFAULT_BATCH_SIZE
+        num_threads = check_batch_size(num_threads, "num_threads")
+        # The interpreter runs exactly the bytes whose metadata and weights were checked.
+        content, self.metadata = read_model_file(self.model_path)
+        self._interpreter, self.backend = open_interpreter(self.model_path, backend, num_threads, content=content)
+        try:
+            available = set(self._interpreter.get_signature_list())
+        except (ValueError, RuntimeError) as exc:
+            raise FinePruneError(f"{self.model_path}: cannot list the model's signatures ({exc})") from None
         missing = [name for name in self.metadata.signatures if name not in available]
         if missing:
             raise FinePruneError(f"{self.model_path}: signatures {missing} are described but missing from the model")
@@ -67,12 +72,27 @@ class Personalizer:
         if name not in self._runners:
             if name not in self.metadata.signatures:
                 raise FinePruneError(f"{self.model_path} was exported without the {name!r} signature")
-            self._runners[name] = self._interpreter.get_signature_runner(name)
+            try:
+                self._runners[name] = self._interpreter.get_signature_runner(name)
+            except (ValueError, RuntimeError) as exc:
+                raise FinePruneError(f"{self.model_path}: the model's {name!r} signature is unusable ({exc}); "
+                                     "the file may be damaged") from None
         return self._runners[name]
 
+    def _call(self, name, **feeds):
+        """Run one signature; interpreter failures become `FinePruneError` naming the signature."""
+        runner = self._runner(name)
+        try:
+            return runner(**feeds)
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise FinePruneError(f"{self.model_path}: the {name!r} signature failed ({exc}); "
+                                 "the file may be damaged") from None
+
     def _batches(self, x, batch_size):
+        """Checked batches of the model's dtype, produced one at a time (an iterable is never held whole)."""
         if isinstance(x, (str, bytes, os.PathLike)):
             raise FinePruneError("expected an array or an iterable of batches, got a path; load the files first")
+        step = check_batch_size(batch_size) or self.batch_size
         rank = len(self.metadata.input_shape)
         if not isinstance(x, np.ndarray) and isinstance(x, (list, tuple)):
             try:
@@ -82,34 +102,32 @@ class Personalizer:
             if candidate is not None and candidate.dtype != object and candidate.ndim == rank:
                 x = candidate
         if isinstance(x, np.ndarray) or np.isscalar(x):
-            arr = check_batch(x, self.metadata.input_shape, self.metadata.input_dtype,
-                              int16_scale=self.metadata.int16_scale)
-            step = batch_size or self.batch_size
+            arr = self._check(x, "input")
             return [arr[i:i + step] for i in range(0, len(arr), step)]
         try:
-            x = iter(x)
+            iterator = iter(x)
         except TypeError:
             raise FinePruneError(f"expected an array or an iterable of batches, got {type(x).__name__}") from None
-        batches = [check_batch(b, self.metadata.input_shape, self.metadata.input_dtype, what=f"batch {i}",
-                               int16_scale=self.metadata.int16_scale) for i, b in enumerate(x)]
-        if not batches:
+        return self._checked_stream(iterator)
+
+    def _check(self, x, what):
+        return check_batch(x, self.metadata.input_shape, self.metadata.input_dtype, what=what,
+                           int16_scale=self.metadata.int16_scale)
+
+    def _checked_stream(self, iterator):
+        count = 0
+        for count, batch in enumerate(iterator, start=1):
+            yield self._check(batch, f"batch {count - 1}")
+        if count == 0:
             raise FinePruneError("no data: the iterable of batches is empty")
-        return batches
 
     def _run_batches(self, name, x, batch_size, progress, desc):
         batches = self._batches(x, batch_size)
-        runner = self._runner(name)
         if progress is None:
-            progress = len(batches) >= _PROGRESS_MIN_BATCHES
-        iterator = batches
-        if progress:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:  # progress bars are optional at run time
-                pass
-            else:
-                iterator = tqdm(batches, desc=desc, unit="batch")
-        outputs = [runner(**{sig.INPUT: b})[sig.OUTPUT] for b in iterator]
+            progress = not isinstance(batches, list) or len(batches) >= _PROGRESS_MIN_BATCHES
+        total = len(batches) if isinstance(batches, list) else None
+        outputs = [self._call(name, **{sig.INPUT: b})[sig.OUTPUT]
+                   for b in progress_bar(batches, desc, "batch", progress, total)]
         return np.concatenate(outputs, axis=0)
 
     def predict(self, x, batch_size=None, progress=False):
@@ -119,10 +137,17 @@ class Personalizer:
     def observe(self, x, batch_size=None, progress=None):
         """Run unlabeled samples forward, accumulating unit activity; returns the outputs.
 
-        `x` is one array or an iterable of batches. A progress bar is shown for
-        long runs unless `progress=False`.
+        `x` is one array or an iterable of batches (consumed one batch at a
+        time). A progress bar is shown for long runs unless `progress=False`.
+        If any batch is refused, nothing of this call is counted: the state is
+        restored to what it was before.
         """
-        return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe")
+        before = self.get_state()
+        try:
+            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe")
+        except BaseException:
+            self.set_state(before)
+            raise
 
     def prune(self, sparsity):
         """Prune the least active hidden units so each layer reaches `sparsity`.
@@ -133,7 +158,7 @@ class Personalizer:
         value = check_sparsity(sparsity)
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() with the user's data before prune()")
-        self._runner(sig.PRUNE)(**{sig.SPARSITY: np.array(value, np.float32)})
+        self._call(sig.PRUNE, **{sig.SPARSITY: np.array(value, np.float32)})
         return self.sparsity()
 
     def prune_outputs(self, min_fraction):
@@ -143,7 +168,7 @@ class Personalizer:
             raise FinePruneError(f"{self.model_path} was exported without output (class) pruning")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
-        self._runner(sig.PRUNE_OUTPUTS)(**{sig.MIN_FRACTION: np.array(value, np.float32)})
+        self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})
         return self.sparsity()
 
     def correct_priors(self, x, iterations=20, batch_size=None):
@@ -155,28 +180,28 @@ class Personalizer:
         """
         if not self.metadata.prior_correction:
             raise FinePruneError(f"{self.model_path} was exported without prior_correction")
-        if int(iterations) < 1:
-            raise FinePruneError(f"iterations must be ≥ 1, got {iterations}")
-        batches = self._batches(x, batch_size)
+        iterations = check_batch_size(iterations, "iterations")
+        if iterations is None:
+            raise FinePruneError("iterations must be a positive integer, got None")
+        batches = list(self._batches(x, batch_size))  # every iteration passes over the data again
         state = self.get_state()
         self.set_state(dataclasses.replace(state, soft_counts=np.zeros_like(state.soft_counts)))
-        collect = self._runner(sig.COLLECT)
-        for _ in range(int(iterations)):
+        for _ in range(iterations):
             for batch in batches:
-                collect(**{sig.INPUT: batch})
-            weights = self._runner(sig.UPDATE_PRIORS)(**{sig.TOKEN: np.array(0, np.int32)})[sig.LOG_WEIGHTS]
+                self._call(sig.COLLECT, **{sig.INPUT: batch})
+            weights = self._call(sig.UPDATE_PRIORS, **{sig.TOKEN: np.array(0, np.int32)})[sig.LOG_WEIGHTS]
         prior = np.exp(weights) / self.metadata.num_classes
         return prior / prior.sum()
 
     def reset(self, counts=True, masks=True):
         """Clear the activity counters and/or restore every unit (and the class weights)."""
-        self._runner(sig.RESET)(**{sig.CLEAR_COUNTS: np.array(int(bool(counts)), np.int32),
+        self._call(sig.RESET, **{sig.CLEAR_COUNTS: np.array(int(bool(counts)), np.int32),
                                    sig.CLEAR_MASKS: np.array(int(bool(masks)), np.int32)})
 
     # -- state -------------------------------------------------------------
 
     def get_state(self):
-        out = self._runner(sig.GET_STATE)(**{sig.TOKEN: np.array(0, np.int32)})
+        out = self._call(sig.GET_STATE, **{sig.TOKEN: np.array(0, np.int32)})
         extra = {}
         if self.metadata.mean_compensation:
             extra.update(sums=np.array(out[sig.SUMS], np.float32), fill=np.array(out[sig.FILL], np.float32))
@@ -188,15 +213,20 @@ class Personalizer:
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
 
     def set_state(self, state):
-        masks = np.asarray(state.masks, np.float32)
-        counts = np.asarray(state.counts, np.float32)
+        if not isinstance(state, State):
+            raise FinePruneError(f"expected a tflite_fineprune.State, got {type(state).__name__}")
+        try:
+            masks = np.asarray(state.masks, np.float32)
+            counts = np.asarray(state.counts, np.float32)
+            samples = float(state.samples)
+        except (TypeError, ValueError) as exc:
+            raise FinePruneError(f"state values are not numbers ({exc})") from None
         n = self.metadata.num_units
         if masks.shape != (n,) or counts.shape != (n,):
             raise FinePruneError(f"state has masks {masks.shape} and counts {counts.shape}; this model has {n} units")
         if not np.all((masks == 0) | (masks == 1)):
             raise FinePruneError("masks must be 0 or 1")
-        if not np.all(np.isfinite(counts)) or np.any(counts < 0) or not np.isfinite(state.samples) or state.samples < 0:
-            raise FinePruneError("counters must be finite and non-negative")
+        check_counters(counts, samples, "state")
         for group in self.units:
             if not masks[group.offset:group.offset + group.units].any():
                 raise FinePruneError(f"masks prune every unit of {group.name!r}; at least one must stay")
@@ -208,10 +238,10 @@ class Personalizer:
             c = self.metadata.num_classes
             extras[sig.SET_PRIORS] = {sig.LOG_WEIGHTS: _vector(state.log_weights, c, "log_weights"),
                                       sig.SOFT_COUNTS: _vector(state.soft_counts, c, "soft_counts")}
-        self._runner(sig.SET_STATE)(**{sig.MASKS: masks, sig.COUNTS: counts,
-                                       sig.SAMPLES: np.array([state.samples], np.float32)})
+        self._call(sig.SET_STATE, **{sig.MASKS: masks, sig.COUNTS: counts,
+                                     sig.SAMPLES: np.array([samples], np.float32)})
         for name, feed in extras.items():
-            self._runner(name)(**feed)
+            self._call(name, **feed)
 
     def save_state(self, path):
         """Write masks and counters atomically (temp file, fsync, rename)."""
@@ -219,7 +249,7 @@ class Personalizer:
 
     def load_state(self, path):
         """Load a state file; on any error the current state is left untouched."""
-        blob = read_file(path, "state file")
+        blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES)
         state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path),
                              compensation=self.metadata.mean_compensation,
                              num_classes=self.metadata.num_classes if self.metadata.prior_correction else 0)

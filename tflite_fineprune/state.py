@@ -24,8 +24,9 @@ end-4    4      CRC-32 (zlib) of every byte before it
 
 import dataclasses
 import os
+import secrets
+import stat
 import struct
-import tempfile
 import zlib
 
 import numpy as np
@@ -39,6 +40,10 @@ _HEADER = struct.Struct("<8sHHI32sd")
 
 FLAG_COMPENSATION = 1
 FLAG_PRIORS = 2
+# Samples are counted in float32 inside the model: exact integers up to 2**24, and finite below this.
+MAX_SAMPLES = float(np.finfo(np.float32).max)
+# Counters are float32 sums of per-sample fractions; allow their rounding error against the sample count.
+_COUNT_SLACK = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +118,9 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     for length in [units] * (3 if flags & FLAG_COMPENSATION else 1) + [classes] * (2 if classes else 0):
         vectors.append(np.frombuffer(blob, "<f4", length, position).astype(np.float32))
         position += 4 * length
-    if np.any(masks > 1) or not np.isfinite(samples) or samples < 0 or not all(np.all(np.isfinite(v)) for v in vectors):
+    if np.any(masks > 1) or not all(np.all(np.isfinite(v)) for v in vectors):
         raise FinePruneError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
+    check_counters(vectors[0], samples, source)
     extra = {}
     rest = vectors[1:]
     if flags & FLAG_COMPENSATION:
@@ -125,25 +131,106 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     return State(masks=masks, counts=vectors[0], samples=float(samples), **extra)
 
 
-def atomic_write(path, blob):
-    """Write bytes so that `path` holds either its old or its new content, never a mix."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
+def check_counters(counts, samples, source="state"):
+    """Refuse a sample count that is negative, fractional or beyond float32, and counters above it.
+
+    Each counter sums at most one per observed sample (a fraction of positions, or
+    one prediction), so it can never exceed the sample count.
+    """
+    if not np.isfinite(samples) or samples < 0 or samples > MAX_SAMPLES:
+        raise FinePruneError(f"{source}: samples observed is {samples!r}; expected a count in [0, {MAX_SAMPLES:.3g}]")
+    if samples != np.floor(samples):
+        raise FinePruneError(f"{source}: samples observed is {samples!r}; expected a whole number")
+    counts = np.asarray(counts, np.float64)
+    if counts.size and (np.any(counts < 0) or not np.all(np.isfinite(counts))):
+        raise FinePruneError(f"{source}: activity counters must be finite and non-negative")
+    limit = samples * (1 + _COUNT_SLACK) + _COUNT_SLACK
+    if counts.size and counts.max() > limit:
+        raise FinePruneError(f"{source}: an activity counter ({counts.max():.6g}) exceeds the {samples:.0f} samples "
+                             "observed; the counters are inconsistent")
+
+
+# Temporary files are named after their target and the writing process, so a later save can tell
+# its own leftovers (a writer killed mid-save) from a concurrent writer's file in progress.
+_TMP_SUFFIX = ".fineprune.tmp"
+# No state file of any model comes near this; a larger "state file" is refused unread.
+MAX_STATE_BYTES = 1 << 28
+
+
+def _temp_name(path):
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+
+
+def _remove_stale_temps(path):
+    """Delete leftovers of earlier saves to `path` whose writing process no longer exists."""
+    directory, name = os.path.split(path)
+    prefix = f".{name}."
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".fineprune-", suffix=".tmp", dir=directory)
+        entries = os.listdir(directory or ".")
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(_TMP_SUFFIX)):
+            continue
+        pid_text = entry[len(prefix):-len(_TMP_SUFFIX)].split(".")[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except OSError:
+            pass
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def atomic_write(path, blob):
+    """Write bytes so that `path` holds either its old or its new content, never a mix.
+
+    The new file keeps an existing file's permission bits; a new one gets
+    0666 less the umask, like any file the user creates.
+    """
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise FinePruneError(f"cannot write {path!r}: it is a directory")
+    _remove_stale_temps(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
+    tmp = _temp_name(path)
+    created = False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        created = True
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        tmp = None
+        created = False
         _fsync_directory(directory)
     except OSError as exc:
         raise FinePruneError(f"cannot write {path!r}: {exc.strerror or exc}; any previous file is unchanged") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if created:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _fsync_directory(directory):
@@ -160,13 +247,35 @@ def _fsync_directory(directory):
         os.close(dir_fd)
 
 
-def read_file(path, what):
+def read_file(path, what, max_bytes=None, expect_prefix=None):
+    """The bytes of a regular file, refusing FIFOs, devices and folders before opening them.
+
+    `max_bytes` caps what is read (a larger file is refused unread);
+    `expect_prefix` = `(offset, bytes, explanation)` refuses a file whose
+    leading bytes do not match, before reading the rest.
+    """
+    shown = os.fspath(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FinePruneError(f"{what} {shown!r} does not exist") from None
+    except OSError as exc:
+        raise FinePruneError(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise FinePruneError(f"{what} {shown!r} is a directory, expected a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise FinePruneError(f"{what} {shown!r} is not a regular file (a pipe, socket or device); expected a file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise FinePruneError(f"{what} {shown!r} has {info.st_size:,} bytes; at most {max_bytes:,} are expected")
     try:
         with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise FinePruneError(f"{what} {os.fspath(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise FinePruneError(f"{what} {os.fspath(path)!r} is a directory, expected a file") from None
+            if expect_prefix is not None:
+                offset, prefix, explanation = expect_prefix
+                head = f.read(offset + len(prefix))
+                if head[offset:] != prefix:
+                    raise FinePruneError(f"{what} {shown!r} {explanation} (found {head[offset:]!r} at byte {offset}, "
+                                         f"expected {prefix!r})")
+                f.seek(0)
+            return f.read(max_bytes + 1 if max_bytes is not None else -1)
     except OSError as exc:
-        raise FinePruneError(f"cannot read {what} {os.fspath(path)!r}: {exc.strerror}") from None
+        raise FinePruneError(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None

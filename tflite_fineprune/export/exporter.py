@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from .. import signatures as sig
 from ..errors import FinePruneError
-from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint
+from ..flatbuffer import UNSEALED_DIGEST, seal
+from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
 from ..sparsity import layer_cost
 from ..state import atomic_write
 from .embed import add_metadata
@@ -240,8 +241,10 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         sample_rate=int(sample_rate),
         mean_compensation=bool(mean_compensation),
         prior_correction=bool(prior_correction),
+        content_sha256=UNSEALED_DIGEST,
     )
-    blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
+    blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json()))
+    metadata = read_model_metadata(blob, source=os.fspath(path))
     path = os.fspath(path)
     atomic_write(path, blob)
     error = _verify(path, model, shape, input_dtype, sig.OUTPUT) if verify else None

@@ -12,12 +12,11 @@ import math
 
 from keras import layers
 
+from ..metadata import OUTPUT_LOGITS, OUTPUT_PROBABILITIES
 from ..errors import FinePruneError
 from ..metadata import ROLE_HIDDEN, ROLE_OUTPUT, WeightLayer
 from .layer_registry import Role, UnitKind, activation_name, is_mixing, rule_for
 
-OUTPUT_LOGITS = "logits"
-OUTPUT_PROBABILITIES = "probabilities"
 
 
 @dataclasses.dataclass
