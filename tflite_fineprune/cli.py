@@ -77,8 +77,6 @@ def _runtime_args(p):
 
 
 def cmd_export(args):
-    from .export import export_model
-
     labels = None
     if args.labels:
         from .state import read_file
@@ -89,6 +87,8 @@ def cmd_export(args):
             raise FinePruneError(f"labels file {args.labels!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
                                  "expected one class name per line") from None
         labels = [line.strip() for line in text.splitlines() if line.strip()]
+    from .export import export_model  # imports TensorFlow: after the arguments are checked
+
     report = export_model(args.model, args.output, labels=labels, input_shape=args.input_shape,
                           prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify)
     print(report)

@@ -39,15 +39,17 @@ def list_files(root):
 
 
 def _pillow():
+    """Pillow's Image module and the exceptions a bad image file raises."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise FinePruneError("reading images needs Pillow: pip install pillow") from None
-    return Image, UnidentifiedImageError
+    # DecompressionBombError: a header claiming a huge image (e.g. 20000×20000) is refused unread.
+    return Image, (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
 
 
 def load_image(path, sample_shape):
-    Image, UnidentifiedImageError = _pillow()
+    Image, image_errors = _pillow()
     if len(sample_shape) != 3 or sample_shape[-1] not in (1, 3):
         raise FinePruneError(f"{path}: the model input {sample_shape} is not an image (H, W, 1 or 3)")
     height, width, channels = sample_shape
@@ -57,8 +59,8 @@ def load_image(path, sample_shape):
             if image.size != (width, height):
                 image = image.resize((width, height), Image.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise FinePruneError(f"{path} is not a readable image ({exc})") from None
+    except image_errors as exc:
+        raise FinePruneError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
     return pixels.reshape(sample_shape)
 
 
@@ -168,14 +170,22 @@ def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_ra
         if preprocess is None:
             raw = fit_audio(path, raw[0], raw[1], sample_shape, sample_rate)
     if preprocess is not None:
-        raw = preprocess(raw, path)
-    arr = np.asarray(raw)
+        raw = _run_hook(preprocess, raw, path)
+    try:
+        arr = np.asarray(raw)
+    except (ValueError, TypeError) as exc:
+        raise FinePruneError(f"{path}: the preprocess hook returned {type(raw).__name__}, which is not an array "
+                             f"({exc})") from None
     if arr.shape == tuple(sample_shape):
         arr = arr[None]
-    if arr.shape[1:] != tuple(sample_shape):
-        raise FinePruneError(f"{path} gives shape {arr.shape}; the model takes samples of shape {tuple(sample_shape)}")
+    if arr.ndim == 0 or arr.shape[1:] != tuple(sample_shape):
+        via = f" (the preprocess hook returned a {type(raw).__name__})" if preprocess is not None else ""
+        raise FinePruneError(f"{path} gives shape {arr.shape}{via}; the model takes samples of shape "
+                             f"{tuple(sample_shape)} or a batch of them")
+    if arr.shape[0] == 0:
+        raise FinePruneError(f"{path} gives no samples (shape {arr.shape})")
     if arr.dtype.kind not in "fiu":
-        raise FinePruneError(f"{path} gives dtype {arr.dtype}; expected numbers")
+        raise FinePruneError(f"{path} gives dtype {arr.dtype} (a {type(raw).__name__}); expected numbers")
     target = np.dtype(dtype)
     if target.kind != "f":
         info = np.iinfo(target)
@@ -185,13 +195,23 @@ def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_ra
     return arr.astype(target)
 
 
+def _run_hook(preprocess, raw, path):
+    name = getattr(preprocess, "__qualname__", repr(preprocess))
+    try:
+        return preprocess(raw, path)
+    except FinePruneError:
+        raise
+    except Exception as exc:  # a user's hook may raise anything; say whose and on which file
+        raise FinePruneError(f"{path}: the preprocess hook {name} raised {type(exc).__name__}: {exc}") from None
+
+
 def _raw_image(path):
-    Image, UnidentifiedImageError = _pillow()
+    Image, image_errors = _pillow()
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise FinePruneError(f"{path} is not a readable image ({exc})") from None
+    except image_errors as exc:
+        raise FinePruneError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def _fit_audio(path, audio, sample_shape):
