@@ -39,7 +39,7 @@ object StateTool {
     // Float.toString is the shortest text that reads back as the same float32.
     private fun floats(values: FloatArray) = JsonArray(values.map { JsonPrimitive(it) })
 
-    fun run(args: Array<String>): Int {
+    fun run(args: Array<String>, err: java.io.PrintStream = System.err): Int {
         try {
             when {
                 args.size == 2 && args[0] == "decode-state" -> {
@@ -53,12 +53,12 @@ object StateTool {
                     AtomicFiles.write(File(args[2]), StateCodec.encode(fingerprint, state))
                 }
                 else -> {
-                    System.err.println("usage: decode-state STATE_FILE | encode-state IN.json OUT.state")
+                    err.println("usage: decode-state STATE_FILE | encode-state IN.json OUT.state")
                     return 2
                 }
             }
         } catch (e: FinePruneException) {
-            System.err.println("error: ${e.message}")
+            err.println("error: ${e.message}")
             return 2
         }
         return 0
