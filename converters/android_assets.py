@@ -213,9 +213,11 @@ def build_assets(output=DEFAULT_OUTPUT, speech=None, vision=None, data=None, rec
     _writable_folder(output)
     models, users = [], []
     with tempfile.TemporaryDirectory(prefix="fineprune-assets-") as scratch:
-        for kind, given in (("speech", speech), ("vision", vision)):
-            source = given or _export_default(kind, scratch, root)
-            entry, meta, interpreter = describe_model(kind, source)
+        # Every model is checked before anything is written.
+        described = [(kind, given or _export_default(kind, scratch, root)) for kind, given in
+                     (("speech", speech), ("vision", vision))]
+        described = [(kind, source) + describe_model(kind, source) for kind, source in described]
+        for kind, source, entry, meta, interpreter in described:
             (output / "models").mkdir(exist_ok=True)
             shutil.copyfile(source, output / entry["file"])
             key, description, adapt, held_out = (_speech_user if kind == "speech" else _vision_user)(root, list(meta.labels))
