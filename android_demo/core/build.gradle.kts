@@ -1,4 +1,6 @@
 // The portable core: plain Kotlin/JVM, no Android imports (unit-tested on the JVM by check.sh).
+import org.jetbrains.kotlin.gradle.dsl.JvmTarget
+
 plugins {
     id("org.jetbrains.kotlin.jvm")
 }
@@ -9,7 +11,9 @@ java {
 }
 
 kotlin {
-    jvmToolchain(17)
+    compilerOptions {
+        jvmTarget.set(JvmTarget.JVM_17)
+    }
 }
 
 dependencies {

@@ -10,10 +10,10 @@ internal object Json {
         block()
     } catch (e: NoSuchElementException) {
         throw FinePruneException("$source is incomplete: ${e.message}")
+    } catch (e: SerializationException) { // before IllegalArgumentException, its superclass
+        throw FinePruneException("$source is not valid JSON: ${e.message}")
     } catch (e: IllegalArgumentException) {
         throw FinePruneException("$source has a field of the wrong type: ${e.message}")
-    } catch (e: SerializationException) {
-        throw FinePruneException("$source is not valid JSON: ${e.message}")
     }
 }
 
