@@ -188,7 +188,20 @@ class MainActivity : Activity() {
             line(page, "classes excluded: ${r.excludedClasses.ifEmpty { listOf("none") }.joinToString()}")
             line(page, "observe + recipe took ${r.millis} ms on this phone")
         }
+        if (u != null) button(page, "Before: evaluate the dense model") { evaluateDense(u) }
         button(page, "Personalize (${spec.recipe.name})") { personalize() }
+    }
+
+    private fun evaluateDense(u: BundledUser) = background("evaluating the dense model") {
+        val spec = model!!
+        val s = session!!
+        s.reset()
+        val accuracy = s.accuracy(u.eval.map { assets.sample(spec, it.file) }, u.eval.map { it.label }.toIntArray())
+        ui {
+            activeProfile?.let { applyProfile(it) } // the active profile comes back after the dense check
+            showPersonalize()
+            line(content, "before (dense model): ${pct(accuracy)}")
+        }
     }
 
     private fun personalize() = background("personalizing") {
