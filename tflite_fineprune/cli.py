@@ -62,6 +62,14 @@ def build_parser():
     kind.add_argument("--fashion", action="store_true",
                       help="Fashion-MNIST class-subset users with an over-parameterized MLP (trained first)")
 
+    p = commands.add_parser("android-assets", help="generate the Android demo app's assets (models, users, manifest)")
+    p.add_argument("-o", "--output", default=os.path.join("android_demo", "app", "src", "main", "assets"),
+                   help="asset folder (default: android_demo/app/src/main/assets)")
+    p.add_argument("--speech", help="speech model .tflite (default: export the MLPerf Tiny DS-CNN)")
+    p.add_argument("--vision", help="vision model .tflite (default: export the MLPerf Tiny ResNet-8)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
+    p.add_argument("--record", help="also write recordings of the app's signature calls here (JVM replay tests)")
+
     p = commands.add_parser("evaluate", help="accuracy on DATA/<label>/<file>")
     _runtime_args(p)
     p.add_argument("--state", help="a state file to apply first")
@@ -177,7 +185,13 @@ def cmd_demo(args):
     run_demo(args.data, args.out, args.vision, args.fashion)
 
 
-COMMANDS = {"demo": cmd_demo, "export": cmd_export, "inspect": cmd_inspect, "personalize": cmd_personalize, "evaluate": cmd_evaluate}
+def cmd_android_assets(args):
+    from converters.android_assets import build_assets  # needs the converters (TensorFlow) only here
+
+    build_assets(args.output, args.speech, args.vision, args.data, args.record)
+
+
+COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "export": cmd_export, "inspect": cmd_inspect, "personalize": cmd_personalize, "evaluate": cmd_evaluate}
 
 
 def main(argv=None):
