@@ -101,6 +101,7 @@ class ModelMetadata:
     sample_rate: int = 0  # audio models: the rate (Hz) their input is sampled at
     mean_compensation: bool = False  # pruned hidden units output their frozen mean activation
     prior_correction: bool = False  # outputs reweighted by EM-estimated user class priors
+    slim: dict = None  # slim files (pruned units removed, infer only): source fingerprint, state CRC, kept units
 
     @property
     def num_units(self):
