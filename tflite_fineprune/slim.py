@@ -96,6 +96,10 @@ def _rewrite(data, metadata, variables, keep_masked):
                 raise Unslimmable({index}, "its producing layer is shared with a group of another size")
             source_dead[op] = previous | dead
             source_groups.setdefault(op, set()).add(index)
+    for op, dead in source_dead.items():
+        if dead.all():  # groups sharing this layer keep different units: keep one channel, its masks stay
+            group = metadata.groups[min(source_groups[op])]
+            dead[int(np.flatnonzero(variables["masks"][group.offset:group.offset + group.units])[0])] = False
     ChannelPlan(graph, source_dead, source_groups).run()
     remove_identities(graph)
     remap = compact(graph)
@@ -133,6 +137,7 @@ def slim_model(model_path, state, output_path):
 
     Returns a `SlimReport`.
     """
+    load_schema()  # fail first, with what to install, where LiteRT is missing
     model_path = os.fspath(model_path)
     data = read_file(model_path, "model")
     metadata = read_model_metadata(data, source=model_path)
