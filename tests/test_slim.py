@@ -70,7 +70,7 @@ def test_zoo_slim_matches_masked(exports, tmp_path, name, sparsity):
 
 
 def test_keep_one_unit_removes_all_others(exports, tmp_path):
-    path = exports.path("dense_only")
+    path = exports.path("dense_only", prune_outputs=True)
     p, report = check_slim(path, real_inputs("dense_only", count=40), 0.999, tmp_path)
     assert report.kept_units["hidden_1"] and len(report.kept_units["hidden_1"]) == 1
     assert report.still_masked == {}
@@ -113,7 +113,7 @@ def resnet8(tmp_path_factory):
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.999])
 def test_mlperf_ds_cnn_with_mfcc_frontend(kws, tmp_path, sparsity):
-    clips = speech_test_split(step=60)
+    clips, _ = speech_test_split(step=60)
     check_slim(kws, clips, sparsity, tmp_path)
 
 
@@ -129,15 +129,15 @@ def test_mlperf_resnet8_uint8(resnet8, tmp_path, sparsity):
 
 
 def test_state_from_another_model_is_refused(exports, tmp_path):
-    other = personalized(exports.path("dense_only"), real_inputs("dense_only", count=10), 0.5)
+    other = personalized(exports.path("dense_only", prune_outputs=True), real_inputs("dense_only", count=10), 0.5)
     other.save_state(tmp_path / "other.state")
     with pytest.raises(FinePruneError, match="belongs to another model"):
-        slim_model(exports.path("plain_cnn"), tmp_path / "other.state", tmp_path / "out.tflite")
+        slim_model(exports.path("plain_cnn", prune_outputs=True), tmp_path / "other.state", tmp_path / "out.tflite")
     assert not (tmp_path / "out.tflite").exists()
 
 
 def test_slim_file_refuses_personalization_and_reslimming(exports, tmp_path):
-    path = exports.path("dense_only")
+    path = exports.path("dense_only", prune_outputs=True)
     x = real_inputs("dense_only", count=10)
     p = personalized(path, x, 0.5)
     p.save_state(tmp_path / "user.state")
@@ -161,7 +161,7 @@ def test_plain_tflite_is_refused(tmp_path):
 
 
 def test_cli_slim_inspect_and_personalize_errors(exports, tmp_path):
-    path = exports.path("plain_cnn")
+    path = exports.path("plain_cnn", prune_outputs=True)
     p = personalized(path, real_inputs("plain_cnn", count=20), 0.5)
     p.save_state(tmp_path / "user.state")
 
@@ -180,7 +180,7 @@ def test_cli_slim_inspect_and_personalize_errors(exports, tmp_path):
     result = cli("personalize", tmp_path / "user.tflite", "--data", data, "--sparsity", 0.5,
                  "--state", tmp_path / "new.state")
     assert result.returncode == 2 and "slim model" in result.stderr and len(result.stderr.splitlines()) == 1
-    other = personalized(exports.path("dense_only"), real_inputs("dense_only", count=10), 0.5)
+    other = personalized(exports.path("dense_only", prune_outputs=True), real_inputs("dense_only", count=10), 0.5)
     other.save_state(tmp_path / "other.state")
     result = cli("slim", path, "--state", tmp_path / "other.state", "-o", tmp_path / "x.tflite")
     assert result.returncode == 2 and "belongs to another model" in result.stderr
@@ -199,7 +199,7 @@ sys.meta_path.insert(0, Block())
 
 
 def test_slim_runs_without_tensorflow(exports, tmp_path):
-    path = exports.path("residual_separable")
+    path = exports.path("residual_separable", prune_outputs=True)
     p = personalized(path, real_inputs("residual_separable", count=20), 0.5)
     p.save_state(tmp_path / "user.state")
     script = BLOCK_TENSORFLOW + f"""
@@ -218,7 +218,7 @@ def test_slim_file_runs_under_tflite_runtime(exports, tmp_path):
     python = os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON")
     if not python:
         pytest.skip("FINEPRUNE_TFLITE_RUNTIME_PYTHON is not set (.ci/run creates the tflite-runtime 2.14 venv)")
-    path = exports.path("mobilenet_v2")
+    path = exports.path("mobilenet_v2", prune_outputs=True)
     x = real_inputs("mobilenet_v2", count=20)
     p = personalized(path, x[::2], 0.5)
     p.slim(tmp_path / "user.tflite")
