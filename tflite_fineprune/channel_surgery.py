@@ -509,12 +509,43 @@ class ChannelPlan:
         else:
             self.fail(affected, f"reshape {before} -> {after} mixes the channel axis", i)
         if len(op.inputs) > 1 and op.inputs[1] >= 0:
-            target = np.array(g.const(op.inputs[1]))
-            target[-1] = int(new_keep.sum())
-            g.replace_input(op, 1, target, op.inputs[1])
+            self._set_last_dim(i, op.inputs[1], int(new_keep.sum()), affected)
         if op.builtinOptions is not None and getattr(op.builtinOptions, "newShape", None) is not None:
             op.builtinOptions.newShape = list(op.builtinOptions.newShape[:-1]) + [int(new_keep.sum())]
         self._set(out, new_keep, new_dropped, self._origin(affected))
+
+    def _set_last_dim(self, i, shape_tensor, size, affected):
+        """Rewrite the last entry of a reshape target: a constant, or a PACK of [batch, …, constant]."""
+        g = self.graph
+        target = g.const(shape_tensor)
+        if target is not None:
+            target = np.array(target)
+            target[-1] = size
+            g.replace_input(g.ops[i], 1, target, shape_tensor)
+            return
+        producer = g.producers().get(shape_tensor)
+        if producer is not None and g.names[producer] == "PACK":
+            pack = g.ops[producer]
+            last = g.const(pack.inputs[-1])
+            if last is not None and last.size == 1:
+                g.replace_input(pack, len(pack.inputs) - 1, np.full(last.shape, size), pack.inputs[-1])
+                return
+        self.fail(affected, "a reshape target computed at run time", i)
+
+    def _shape(self, i, op, affected):
+        """SHAPE only feeds the batch size to a Flatten: fine as long as nobody reads the channel count."""
+        g = self.graph
+        rank = len(g.shape(op.inputs[0]))
+        for user in g.consumers().get(op.outputs[0], []):
+            name, user_op = g.names[user], g.ops[user]
+            indices = None
+            if name == "STRIDED_SLICE" and not any(getattr(user_op.builtinOptions, k, 0) for k in
+                                                       ("beginMask", "endMask", "ellipsisMask")):
+                indices = range(int(g.const(user_op.inputs[1])[0]), int(g.const(user_op.inputs[2])[0]))
+            elif name == "GATHER" and g.const(user_op.inputs[1]) is not None:
+                indices = g.const(user_op.inputs[1]).reshape(-1)
+            if indices is None or any(int(k) % rank == rank - 1 for k in indices):
+                raise FinePruneError(f"slim cannot rewrite a {name} reading the channel count of a pruned tensor")
 
     def _squeeze(self, i, op, affected):
         g = self.graph
