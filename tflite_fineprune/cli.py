@@ -54,6 +54,11 @@ def build_parser():
     p.add_argument("--min-class-fraction", type=_fraction,
                    help="also prune classes predicted on less than this fraction of the data")
 
+    p = commands.add_parser("slim", help="write a plain .tflite of a user's model with the pruned units removed")
+    p.add_argument("model", help="an exported .tflite")
+    p.add_argument("--state", required=True, help="the user's state file")
+    p.add_argument("-o", "--output", required=True, help="the slim .tflite to write")
+
     p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, or --vision)")
     p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
     p.add_argument("--out", default="fineprune-demo", help="folder for the models, CSV and plot")
@@ -123,6 +128,12 @@ def cmd_inspect(args):
         print("not prunable:")
         for name, reason in meta.excluded:
             print(f"  {name}: {reason}")
+    if meta.slim:
+        kept = sum(len(v) for v in meta.slim["kept_units"].values())
+        print(f"slim: pruned units removed ({kept} of {meta.num_units} units kept), from model "
+              f"{meta.slim['from_fingerprint'][:16]} with state CRC-32 {meta.slim['state_crc32']:08x}; predict only")
+        for name, reason in meta.slim.get("still_masked", {}).items():
+            print(f"  {name}: still masked ({reason})")
 
 
 def _open(args):
@@ -179,6 +190,16 @@ def cmd_evaluate(args):
           f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}")
 
 
+def cmd_slim(args):
+    from .slim import slim_model
+
+    report = slim_model(args.model, args.state, args.output)
+    print(f"{report.path}: {report.slim_bytes:,} bytes (export {report.dense_bytes:,}), "
+          f"weight sparsity {report.weight_sparsity:.1%}, MAC sparsity {report.mac_sparsity:.1%}")
+    for name, reason in report.still_masked.items():
+        print(f"  {name}: still masked ({reason})")
+
+
 def cmd_demo(args):
     from converters.demo import run_demo
 
@@ -191,7 +212,8 @@ def cmd_android_assets(args):
     build_assets(args.output, args.speech, args.vision, args.data, args.record)
 
 
-COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "export": cmd_export, "inspect": cmd_inspect, "personalize": cmd_personalize, "evaluate": cmd_evaluate}
+COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "evaluate": cmd_evaluate, "export": cmd_export,
+            "inspect": cmd_inspect, "personalize": cmd_personalize, "slim": cmd_slim}
 
 
 def main(argv=None):
