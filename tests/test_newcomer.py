@@ -119,7 +119,8 @@ def test_class_pruning_names_the_flag(exports, tmp_path):
         p.observe(images(10))
         p.prune_outputs(0.1)
     inspect = run("inspect", model)
-    assert "--prune-outputs" in inspect.stdout and "prune_outputs=True" not in inspect.stdout
+    assert "tflite-fineprune export --prune-outputs" in inspect.stdout  # the CLI flag, not only the Python one
+    assert "export with --prune-outputs" in inspect.stdout
 
 
 # -- export: quiet, staged, an honest check, keras.applications ----------------------------------------------
