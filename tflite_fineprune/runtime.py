@@ -168,7 +168,9 @@ class Personalizer:
         """Prune output classes predicted on less than `min_fraction` of the observed samples."""
         value = check_sparsity(min_fraction, "min_fraction")
         if self.metadata.output_group is None:
-            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning")
+            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning; re-export it with "
+                                 "`tflite-fineprune export --prune-outputs` (Python: export_model(..., "
+                                 "prune_outputs=True); the converters: --prune-outputs)")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
         self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})
