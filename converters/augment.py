@@ -50,7 +50,7 @@ class RandomTimeShift(_TrainingOnly):
 class RandomNoise(_TrainingOnly):
     """Add Gaussian noise at a random SNR (uniform in dB) to a `probability` share of the clips."""
 
-    def __init__(self, min_snr_db=5.0, max_snr_db=30.0, probability=0.8, **kwargs):
+    def __init__(self, min_snr_db=10.0, max_snr_db=40.0, probability=0.5, **kwargs):
         super().__init__(**kwargs)
         self.min_snr_db, self.max_snr_db, self.probability = min_snr_db, max_snr_db, probability
 
@@ -79,7 +79,7 @@ class SpecAugment(_TrainingOnly):
     out-of-range value rather than "no information").
     """
 
-    def __init__(self, time_masks=2, max_time=8, freq_masks=1, max_freq=2, **kwargs):
+    def __init__(self, time_masks=2, max_time=5, freq_masks=1, max_freq=2, **kwargs):
         super().__init__(**kwargs)
         self.time_masks, self.max_time, self.freq_masks, self.max_freq = time_masks, max_time, freq_masks, max_freq
 

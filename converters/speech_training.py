@@ -25,7 +25,7 @@ from converters.augment import RandomNoise, RandomTimeShift, SpecAugment
 from converters.frontend import CLIP_SAMPLES, MlperfMfcc
 from tflite_fineprune.errors import FinePruneError
 
-BATCH_SIZE = 64
+BATCH_SIZE = 32
 
 
 @dataclasses.dataclass
@@ -92,13 +92,15 @@ def predict(classifier, features, batch=512):
 class BestOnValidation(keras.callbacks.Callback):
     """After each epoch: recalibrate BN, score the validation speakers, keep the best weights, stop on patience."""
 
-    def __init__(self, classifier, train_features, val_features, val_labels, patience, recalibrate, log=print):
+    def __init__(self, classifier, train_features, val_features, val_labels, patience, recalibrate, log=print,
+                 augmented=True):
         super().__init__()
         self.classifier, self.train_features = classifier, train_features
         self.val_features, self.val_labels = val_features, val_labels
         self.patience, self.recalibrate, self.log = patience, recalibrate, log
         self.best_accuracy, self.best_epoch, self.best_weights, self.epochs_run = -1.0, 0, None, 0
         self.history = []
+        self.train_note = " (augmented)" if augmented else ""
 
     def on_epoch_end(self, epoch, logs=None):
         if self.recalibrate:
@@ -110,7 +112,7 @@ class BestOnValidation(keras.callbacks.Callback):
             self.best_accuracy, self.best_epoch = accuracy, epoch + 1
             self.best_weights = self.model.get_weights()
         self.log(f"epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.3f}, train accuracy "
-                 f"{logs.get('accuracy', float('nan')):.3f} (augmented), validation {accuracy:.3f} "
+                 f"{logs.get('accuracy', float('nan')):.3f}{self.train_note}, validation {accuracy:.3f} "
                  f"(best {self.best_accuracy:.3f} at epoch {self.best_epoch})")
         if epoch + 1 - self.best_epoch >= self.patience:
             self.model.stop_training = True
@@ -139,7 +141,7 @@ def train(pcm, labels, num_classes, train_index, val_index, recipe, verbose=0, l
                   metrics=["accuracy"])
     train_pcm, train_labels = pcm[train_index], labels[train_index]
     monitor = BestOnValidation(classifier, mfcc_features(train_pcm), mfcc_features(pcm[val_index]),
-                               labels[val_index], recipe.patience, recipe.recalibrate_bn, log)
+                               labels[val_index], recipe.patience, recipe.recalibrate_bn, log, recipe.augment)
     model.fit(train_pcm, train_labels, batch_size=BATCH_SIZE, epochs=recipe.max_epochs, shuffle=True,
               verbose=verbose, callbacks=[monitor])
     return TrainingResult(model, classifier, monitor.epochs_run, monitor.best_epoch, monitor.best_accuracy,
