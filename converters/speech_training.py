@@ -8,6 +8,7 @@ Why each step (docs/training.md has the measurements):
   masks on the MFCCs) — a few thousand clips of a few dozen speakers are easy to
   memorize;
 * early stopping on validation accuracy, best weights kept — `epochs` is a maximum;
+  the learning rate halves after `patience // 2` epochs without improvement;
 * BatchNorm statistics re-estimated in inference mode on the clean training clips
   after every epoch (and so in the model that is kept): training-mode statistics are
   measured through Dropout and on augmented audio, so the stored moving variances
@@ -100,6 +101,7 @@ class BestOnValidation(keras.callbacks.Callback):
         self.patience, self.recalibrate, self.log = patience, recalibrate, log
         self.best_accuracy, self.best_epoch, self.best_weights, self.epochs_run = -1.0, 0, None, 0
         self.history = []
+        self.last_reduction = 0
         self.train_note = " (augmented)" if augmented else ""
 
     def on_epoch_end(self, epoch, logs=None):
@@ -114,8 +116,15 @@ class BestOnValidation(keras.callbacks.Callback):
         self.log(f"epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.3f}, train accuracy "
                  f"{logs.get('accuracy', float('nan')):.3f}{self.train_note}, validation {accuracy:.3f} "
                  f"(best {self.best_accuracy:.3f} at epoch {self.best_epoch})")
+        stalled = epoch + 1 - max(self.best_epoch, self.last_reduction)
         if epoch + 1 - self.best_epoch >= self.patience:
             self.model.stop_training = True
+        elif stalled >= max(1, self.patience // 2):
+            # Halve the learning rate on a plateau: small data sets give few steps per epoch and noisy scores.
+            rate = self.model.optimizer.learning_rate
+            rate.assign(rate * 0.5)
+            self.last_reduction = epoch + 1
+            self.log(f"validation has not improved for {stalled} epochs: learning rate {float(rate.numpy()):.2e}")
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
