@@ -1,13 +1,16 @@
 """Cost of the Fine-Pruning machinery inside an exported model.
 
-For MobileNetV2 (alpha 0.35, 224x224, random weights) and a CIFAR-style
-residual CNN, under LiteRT with a fixed thread count:
+For MobileNetV2 (alpha 0.35, 224x224, random weights), MobileNetV3-Small
+(224x224, random weights) and a CIFAR-style residual CNN, under LiteRT with a
+fixed thread count:
 
-* `collect` vs `infer` time on the same batches (goal <= 1.25x);
+* `collect` vs `infer` time on the same batches (goal <= 1.25x), with activity
+  counted exactly (every position) and on a strided grid of >= 256 positions
+  per feature map (`activity_positions=256`, export/activity.py);
 * masked `infer` vs the plain model converted by TFLiteConverter, time and
   file size (goal <= 1.10x).
 
-usage: python benchmarks/overhead.py [--threads 2] [--repeats 30] [--batches 1,8]
+usage: python benchmarks/overhead.py [--threads 2] [--repeats 50] [--batches 1,8] [--models mobilenet_v2,...]
 """
 
 import argparse
@@ -56,6 +59,17 @@ def mobilenet_v2():
     return keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(224, 224, 3))
 
 
+def mobilenet_v3_small():
+    keras.utils.set_random_seed(0)
+    return keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3))
+
+
+MODELS = {"mobilenet_v2": ("mobilenet_v2_0.35_224", mobilenet_v2),
+          "mobilenet_v3_small": ("mobilenet_v3_small_224", mobilenet_v3_small),
+          "resnet20": ("resnet20_cifar", residual_cnn)}
+SAMPLED_POSITIONS = 256
+
+
 def time_runners(calls, repeats):
     """Median seconds per call of each (runner, feed), interleaved so drift hits all alike."""
     for runner, feed in calls:  # warm-up: allocation, delegate preparation
@@ -73,6 +87,8 @@ def time_runners(calls, repeats):
 def measure(name, model, workdir, threads, repeats, batches):
     masked_path = os.path.join(workdir, f"{name}.tflite")
     export_model(model, masked_path, verify=False)
+    sampled_path = os.path.join(workdir, f"{name}-sampled.tflite")
+    export_model(model, sampled_path, verify=False, activity_positions=SAMPLED_POSITIONS)
     plain_path = os.path.join(workdir, f"{name}-plain.tflite")
     with contextlib.redirect_stdout(io.StringIO()):  # the Keras exporter lists every captured variable
         plain_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -83,21 +99,23 @@ def measure(name, model, workdir, threads, repeats, batches):
     plain_key = next(iter(plain.get_signature_list()))
     plain_input = plain.get_signature_list()[plain_key]["inputs"][0]
     infer, collect = masked.get_signature_runner("infer"), masked.get_signature_runner("collect")
+    sampled = Interpreter(model_path=sampled_path, num_threads=threads).get_signature_runner("collect")
     plain_runner = plain.get_signature_runner(plain_key)
     size_ratio = os.path.getsize(masked_path) / os.path.getsize(plain_path)
     rows = []
     rng = np.random.default_rng(0)
     for batch in batches:
         x = rng.uniform(-1, 1, (batch, *model.input_shape[1:])).astype(np.float32)
-        t_plain, t_infer, t_collect = time_runners(
-            [(plain_runner, {plain_input: x}), (infer, {"x": x}), (collect, {"x": x})], repeats)
-        rows.append((batch, t_plain, t_infer, t_collect))
+        t_plain, t_infer, t_collect, t_sampled = time_runners(
+            [(plain_runner, {plain_input: x}), (infer, {"x": x}), (collect, {"x": x}), (sampled, {"x": x})], repeats)
+        rows.append((batch, t_plain, t_infer, t_collect, t_sampled))
     print(f"\n{name}: {model.count_params():,} weights; file {os.path.getsize(masked_path) / 1e6:.2f} MB masked vs "
           f"{os.path.getsize(plain_path) / 1e6:.2f} MB plain = {size_ratio:.3f}x (goal <= 1.10x)")
-    print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'infer/plain':>11} {'collect/infer':>13}")
-    for batch, t_plain, t_infer, t_collect in rows:
-        print(f"{batch:>5} {1e3 * t_plain:>9.2f} {1e3 * t_infer:>9.2f} {1e3 * t_collect:>10.2f} "
-              f"{t_infer / t_plain:>11.3f} {t_collect / t_infer:>13.3f}")
+    print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'sampled ms':>10} {'infer/plain':>11} "
+          f"{'collect/infer':>13} {'sampled/infer':>13}")
+    for batch, t_plain, t_infer, t_collect, t_sampled in rows:
+        print(f"{batch:>5} {1e3 * t_plain:>9.2f} {1e3 * t_infer:>9.2f} {1e3 * t_collect:>10.2f} {1e3 * t_sampled:>10.2f} "
+              f"{t_infer / t_plain:>11.3f} {t_collect / t_infer:>13.3f} {t_sampled / t_infer:>13.3f}")
     return rows, size_ratio
 
 
@@ -106,12 +124,14 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"some of {', '.join(MODELS)}")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     print(f"LiteRT interpreter, {args.threads} threads, median of {args.repeats} calls; goals: "
           "collect/infer <= 1.25, infer/plain <= 1.10, size <= 1.10")
     with tempfile.TemporaryDirectory() as workdir:
-        for name, build in (("mobilenet_v2_0.35_224", mobilenet_v2), ("resnet20_cifar", residual_cnn)):
+        for key in args.models.split(","):
+            name, build = MODELS[key]
             measure(name, build(), workdir, args.threads, args.repeats, batches)
 
 

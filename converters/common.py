@@ -24,8 +24,18 @@ def command_parser(prog, doc):
 
 
 def add_export_command(commands, name, help):
-    """A sub-command that writes one `.tflite`: -o/--output and --prune-outputs come with it."""
+    """A sub-command that writes one `.tflite`: -o/--output, --prune-outputs and --quantize come with it."""
     command = commands.add_parser(name, help=help)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")
     command.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
+    command.add_argument("--quantize", choices=("int8",), help="int8 weights (and activations with --representative-data)")
+    command.add_argument("--representative-data", help=".npy file of samples [N, *input_shape] to calibrate int8 on")
     return command
+
+
+def export_options(args):
+    """The `export_model` options that `add_export_command`'s flags set."""
+    from tflite_fineprune.export.quantize import load_representative_file
+
+    return {"prune_outputs": args.prune_outputs, "quantize": args.quantize,
+            "representative_data": load_representative_file(args.representative_data)}

@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers
 
 from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, SAMPLE_RATE, MlperfMfcc
-from converters.common import add_export_command, command_parser, run_command
+from converters.common import add_export_command, command_parser, export_options, run_command
 from tflite_fineprune import reference_data
 from tflite_fineprune.reference_data import MLPERF_KWS
 from tflite_fineprune.errors import FinePruneError
@@ -160,9 +160,9 @@ def main(argv=None):
 
     def action():
         if args.command == "mlperf":
-            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+            print(export_mlperf(args.output, args.data, **export_options(args)))
         else:
-            print(export_trained(args.data_dir, args.output, args.keras, args.epochs, prune_outputs=args.prune_outputs))
+            print(export_trained(args.data_dir, args.output, args.keras, args.epochs, **export_options(args)))
 
     return run_command(parser.prog, action)
 

@@ -16,7 +16,7 @@ import sys
 
 import keras
 
-from converters.common import add_export_command, command_parser, run_command
+from converters.common import add_export_command, command_parser, export_options, run_command
 from tflite_fineprune import reference_data
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.reference_data import CIFAR10_LABELS, MLPERF_RESNET8
@@ -143,16 +143,16 @@ def main(argv=None):
 
     def action():
         if args.command == "mlperf":
-            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+            print(export_mlperf(args.output, args.data, **export_options(args)))
         elif args.command == "fashion-mlp":
             from converters.fashion import export_fashion_mlp
 
             report, accuracy = export_fashion_mlp(args.output, args.keras, args.epochs,
-                                                  prune_outputs=args.prune_outputs)
+                                                  **export_options(args))
             print(report if accuracy is None else f"{report}; test accuracy {accuracy:.4f}")
         else:
             report, used = export_keras_app(args.name, args.output, args.weights, args.size,
-                                            prune_outputs=args.prune_outputs)
+                                            **export_options(args))
             print(f"{report} (weights: {used or 'random'})")
 
     return run_command(parser.prog, action)

@@ -42,6 +42,8 @@ def build_parser():
     p.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
     p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES)
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
+    p.add_argument("--quantize", choices=("int8",), help="int8 weights (and activations with --representative-data)")
+    p.add_argument("--representative-data", help=".npy file of samples [N, *input_shape] to calibrate int8 on")
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
     p.add_argument("model")
@@ -85,8 +87,11 @@ def cmd_export(args):
 
         labels = [line.strip() for line in read_file(args.labels, "labels file").decode("utf-8").splitlines()
                   if line.strip()]
+    from .export.quantize import load_representative_file
+
     report = export_model(args.model, args.output, labels=labels, input_shape=args.input_shape,
-                          prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify)
+                          prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify,
+                          quantize=args.quantize, representative_data=load_representative_file(args.representative_data))
     print(report)
 
 

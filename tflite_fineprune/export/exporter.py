@@ -21,6 +21,7 @@ from .graph import flatten_model
 from .module import FinePruneModule, freeze_variables
 from .planner import plan_model
 from .pruning_policy import POLICIES
+from .quantize import check_quantize, check_quantized, check_representative_data, configure as configure_quantization
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,8 @@ class ExportReport:
 
     def __str__(self):
         err = "not checked" if self.max_abs_error is None else f"{self.max_abs_error:.2e}"
-        return (f"wrote {self.path}: {self.groups} unit groups, {self.units} prunable units, "
+        quantized = f" ({self.metadata.quantization})" if self.metadata.quantization else ""
+        return (f"wrote {self.path}{quantized}: {self.groups} unit groups, {self.units} prunable units, "
                 f"{len(self.excluded)} layers not prunable, {self.file_bytes / 1e6:.2f} MB, "
                 f"{self.seconds:.1f} s, max |TFLite - Keras| on a random batch: {err}")
 
@@ -116,26 +118,32 @@ def _with_costs(layout, weight_layers):
     return result
 
 
-def _convert(module, workdir):
+def _convert(module, workdir, quantize=None, representative_data=None):
     functions = module.concrete_functions()
     saved = os.path.join(workdir, "saved_model")
     tf.saved_model.save(module, saved, signatures=functions)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(functions))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.experimental_enable_resource_variables = True
+    method = configure_quantization(converter, quantize, representative_data)
     try:
-        return converter.convert(), sorted(functions)
+        flatbuffer = converter.convert()
     except Exception as exc:
-        raise FinePruneError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc)[:2000]}") from None
+        what = f"{method} quantization" if method else "TFLite conversion"
+        raise FinePruneError(f"{what} failed: {type(exc).__name__}: {str(exc)[:2000]}") from None
+    check_quantized(flatbuffer, method)
+    return flatbuffer, sorted(functions), method
 
 
-def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
+def _verify(path, model, input_shape, input_dtype, output_name, seed=0, samples=None):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return None
     rng = np.random.default_rng(seed)
-    if np.dtype(input_dtype).kind == "f":
+    if samples is not None:
+        x = samples
+    elif np.dtype(input_dtype).kind == "f":
         x = rng.standard_normal((2, *input_shape[1:])).astype(input_dtype)
     else:
         info = np.iinfo(input_dtype)
@@ -148,7 +156,8 @@ def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
 
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
-                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False):
+                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
+                 quantize=None, representative_data=None, activity_positions=0):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -179,6 +188,16 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     prior_correction : bool
         Reweight the output by the user's class priors, estimated without
         labels by EM (`update_priors` signature; `Personalizer.correct_priors`).
+    quantize : {None, "int8"}
+        "int8": int8 weights; with `representative_data`, int8 activations too
+        (full integer, float input and output). See docs/quantization.md.
+    representative_data : array-like, optional
+        Samples `[N, *input_shape]` like the user's data, to calibrate the
+        int8 activation ranges (at most 200 are used).
+    activity_positions : int
+        0 (exact): `collect` counts activity on every spatial position. n > 0:
+        on a strided grid of at least n positions per feature map, which
+        makes `collect` cheaper on large maps (docs/performance.md).
 
     Returns
     -------
@@ -212,13 +231,22 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     input_dtype = _input_dtype(model)
     if prior_correction and len(output_shape) != 2:
         raise FinePruneError("prior_correction needs a (batch, classes) output")
+    if int(activity_positions) < 0:
+        raise FinePruneError(f"activity_positions must be 0 (exact) or a positive count; got {activity_positions}")
+    quantize = check_quantize(quantize)
+    if representative_data is not None:
+        if quantize is None:
+            raise FinePruneError("representative_data is only used with quantize='int8'")
+        representative_data = check_representative_data(representative_data, shape, input_dtype)
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction)
+                             mean_compensation, num_classes, prior_correction, activity_positions)
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
-        flatbuffer, names = _convert(module, workdir)
+        flatbuffer, names, quantization = _convert(module, workdir, quantize, representative_data)
     digest = _weights_digest(frozen)
     layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
                                                                bool(prior_correction)]
+    if quantization:  # other weights: a float model's state must not load into it
+        layout_key.append(quantization)
     metadata = ModelMetadata(
         format_version=FORMAT_VERSION,
         fingerprint=fingerprint(digest, layout_key),
@@ -240,12 +268,20 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         sample_rate=int(sample_rate),
         mean_compensation=bool(mean_compensation),
         prior_correction=bool(prior_correction),
+        quantization=quantization,
+        activity_positions=int(activity_positions),
     )
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)
     atomic_write(path, blob)
-    error = _verify(path, model, shape, input_dtype, sig.OUTPUT) if verify else None
-    if error is not None and error > 1e-3:
+    if quantization:
+        # Rounded weights and activations differ from Keras by design: report the error on the
+        # calibration samples (or a random batch) and leave accuracy to the user's own evaluation.
+        samples = None if representative_data is None else representative_data[:8]
+        error = _verify(path, model, shape, input_dtype, sig.OUTPUT, samples=samples) if verify else None
+    else:
+        error = _verify(path, model, shape, input_dtype, sig.OUTPUT) if verify else None
+    if error is not None and error > 1e-3 and not quantization:
         raise FinePruneError(f"exported model differs from Keras by {error:.3g} on a random batch; please report this")
     return ExportReport(path, len(layout), metadata.num_units, tuple(plan.excluded), len(blob),
                         time.perf_counter() - start, error, metadata)
