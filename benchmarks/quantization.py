@@ -39,7 +39,7 @@ def routine_check(float_model, quantized, clips, workdir):
     for personalizer in (float_model, quantized):
         personalizer.reset()
         personalizer.observe(clips, batch_size=50)
-        activity.append(personalizer.activity())
+        activity.append(np.concatenate([personalizer.activity[g.name] for g in personalizer.units]))
         personalizer.prune(0.05)
         masks.append(personalizer.get_state().masks)
     a, b = activity
@@ -82,7 +82,11 @@ def main():
         for name, options in variants.items():
             path = os.path.join(workdir, name.replace(" ", "_") + ".tflite")
             start = time.perf_counter()
-            export_mlperf(path, root, prune_outputs=True, **options)
+            try:
+                export_mlperf(path, root, prune_outputs=True, **options)
+            except FinePruneError as exc:
+                print(f"{name}: {exc}")
+                continue
             export_seconds = time.perf_counter() - start
             personalizer = Personalizer(path)
             start = time.perf_counter()
@@ -104,10 +108,11 @@ def main():
             print(f"{name:<20} {accuracy:>8.4f} {100 * (accuracy - float_accuracy):>+8.2f}p {agree:>7.2%} "
                   f"{size / 1e6:>6.3f} {size / float_bytes:>5.3f}x {1e3 * seconds / len(files):>7.2f} "
                   f"{export_seconds:>8.1f}")
-        for name in ("int8 dynamic range", "int8 full integer"):
-            print(f"{name}: {routine_check(float_model, results[name][1], observed, workdir)}")
+        for name in results:
+            if name != "float32":
+                print(f"{name}: {routine_check(float_model, results[name][1], observed, workdir)}")
         if args.demo:
-            demo_tables(root, {"float32": float_path, "int8 full integer": results["int8 full integer"][0]})
+            demo_tables(root, {name: results[name][0] for name in results})
 
 
 def demo_tables(root, paths):

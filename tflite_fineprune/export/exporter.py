@@ -239,7 +239,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
             raise FinePruneError("representative_data is only used with quantize='int8'")
         representative_data = check_representative_data(representative_data, shape, input_dtype)
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction, activity_positions)
+                             mean_compensation, num_classes, prior_correction, activity_positions,
+                             integer_activations=representative_data is not None)
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
         flatbuffer, names, quantization = _convert(module, workdir, quantize, representative_data)
     digest = _weights_digest(frozen)
@@ -278,7 +279,13 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         # Rounded weights and activations differ from Keras by design: report the error on the
         # calibration samples (or a random batch) and leave accuracy to the user's own evaluation.
         samples = None if representative_data is None else representative_data[:8]
-        error = _verify(path, model, shape, input_dtype, sig.OUTPUT, samples=samples) if verify else None
+        try:
+            error = _verify(path, model, shape, input_dtype, sig.OUTPUT, samples=samples) if verify else None
+        except RuntimeError as exc:  # an int8 kernel refused its quantized input (e.g. a division by zero)
+            os.remove(path)
+            raise FinePruneError(f"the model cannot be quantized ({quantization}): the int8 file fails to run: "
+                                 f"{str(exc).strip()[:300]}; export without representative_data (dynamic range) "
+                                 "or without quantize") from None
     else:
         error = _verify(path, model, shape, input_dtype, sig.OUTPUT) if verify else None
     if error is not None and error > 1e-3 and not quantization:
