@@ -1,13 +1,12 @@
 """int8 exports of the MLPerf Tiny DS-CNN (MFCC front-end inside) on the Speech Commands v0.02 test split.
 
-Exports the float model and both int8 routes (dynamic-range weights; full
-integer calibrated on 200 clips — ranges only, no labels), then on all 4,890
-clips through LiteRT on raw PCM: accuracy, agreement with the float export,
-file size. The on-device routine on each int8 file: activity counted by
-`collect` on 300 clips vs the float file's, the units a 5 % prune removes,
-a state round trip, and the float file's state refused. `--demo` adds the
-per-user speaker table (converters/demo.py's users and recipes) on the float
-and the full-integer file.
+Exports the float model and the int8 one (`quantize="int8"`: int8 weights,
+float activations), then on all 4,890 clips through LiteRT on raw PCM:
+accuracy, agreement with the float export, file size. The on-device routine
+on the int8 file: activity counted by `collect` on 300 clips vs the float
+file's, the units a 5 % prune removes, a state round trip, and the float
+file's state refused. `--demo` adds the per-user speaker table
+(converters/demo.py's users and recipes) on both files.
 
 usage: python benchmarks/quantization.py [--data DIR] [--demo]
 """
@@ -73,11 +72,9 @@ def main():
     pcm = np.stack([read_clip(p) for p in files])
     words = np.array([p.parent.name for p in files])
     rng = np.random.default_rng(0)
-    calibration = pcm[rng.choice(len(pcm), 200, replace=False)]
     observed = pcm[rng.choice(len(pcm), 300, replace=False)]
     with tempfile.TemporaryDirectory() as workdir:
-        variants = {"float32": {}, "int8 dynamic range": {"quantize": "int8"},
-                    "int8 full integer": {"quantize": "int8", "representative_data": calibration}}
+        variants = {"float32": {}, "int8": {"quantize": "int8"}}
         results = {}
         for name, options in variants.items():
             path = os.path.join(workdir, name.replace(" ", "_") + ".tflite")
@@ -96,8 +93,7 @@ def main():
         labels = np.array(results["float32"][1].labels)
         float_path, float_model, float_probabilities, _, _ = results["float32"]
         float_bytes = os.path.getsize(float_path)
-        print(f"{len(files)} clips of the Speech Commands v0.02 test split, raw PCM through LiteRT; int8 full "
-              "integer calibrated on 200 random test clips (no labels)")
+        print(f"{len(files)} clips of the Speech Commands v0.02 test split, raw PCM through LiteRT")
         print(f"{'model':<20} {'accuracy':>8} {'vs float':>9} {'agree':>7} {'MB':>6} {'size':>6} {'ms/clip':>7} "
               f"{'export s':>8}")
         for name, (path, personalizer, probabilities, seconds, export_seconds) in results.items():

@@ -28,8 +28,8 @@ def add_export_command(commands, name, help):
     command = commands.add_parser(name, help=help)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")
     command.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
-    command.add_argument("--quantize", choices=("int8",), help="int8 weights (and activations with --representative-data)")
-    command.add_argument("--representative-data", help=".npy file of samples [N, *input_shape] to calibrate int8 on")
+    command.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
+    command.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
     return command
 
 

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ from tests.realdata import real_inputs
 from tests.test_backends import REPO, WORKER, runtime_python
 from tflite_fineprune import Personalizer, export_model
 from tflite_fineprune.errors import FinePruneError
-from tflite_fineprune.export.quantize import DYNAMIC_RANGE, FULL_INTEGER, int8_weight_bytes
+from tflite_fineprune.export.quantize import DYNAMIC_RANGE, int8_weight_bytes
 
 NAME = "plain_cnn"
 
@@ -19,19 +20,20 @@ NAME = "plain_cnn"
 @pytest.fixture(scope="module")
 def calibration():
     x = real_inputs(NAME, count=80)
-    return x[:40], x[40:]  # calibrate on one half, test on the other
+    return x[:40], x[40:]  # the export checks itself on one half, the tests use the other
 
 
 @pytest.fixture(scope="module")
-def full_integer(exports, tmp_path_factory, calibration):
+def int8_file(exports, tmp_path_factory, calibration):
     path = tmp_path_factory.mktemp("int8") / "full.tflite"
     report = export_model(exports.model(NAME), path, quantize="int8", representative_data=calibration[0])
     return path, report
 
 
-def test_full_integer_export_is_smaller_and_agrees_with_float(exports, full_integer, calibration):
-    path, report = full_integer
-    assert report.metadata.quantization == FULL_INTEGER
+def test_int8_export_is_smaller_and_agrees_with_float(exports, int8_file, calibration):
+    path, report = int8_file
+    assert report.metadata.quantization == DYNAMIC_RANGE
+    assert report.max_abs_error is not None and report.max_abs_error < 0.1  # on the representative samples
     float_path = exports.path(NAME)
     assert os.path.getsize(path) < 0.75 * os.path.getsize(float_path)  # a small model: graph bytes weigh in
     assert int8_weight_bytes(open(path, "rb").read()) > 0
@@ -42,8 +44,8 @@ def test_full_integer_export_is_smaller_and_agrees_with_float(exports, full_inte
     assert np.max(np.abs(quantized - reference)) < 0.5 * np.abs(reference).max()
 
 
-def test_routine_on_the_int8_file_behaves_as_on_the_float_one(exports, full_integer, calibration, tmp_path):
-    path, _ = full_integer
+def test_routine_on_the_int8_file_behaves_as_on_the_float_one(exports, int8_file, calibration, tmp_path):
+    path, _ = int8_file
     x = calibration[1]
     runs = {}
     for name, model in (("float", exports.path(NAME)), ("int8", path)):
@@ -76,9 +78,9 @@ def test_routine_on_the_int8_file_behaves_as_on_the_float_one(exports, full_inte
     np.testing.assert_array_equal(fresh.get_state().masks, state.masks)  # unchanged by the refusal
 
 
-def test_int8_file_runs_under_tflite_runtime_without_tensorflow(full_integer, calibration, tmp_path):
+def test_int8_file_runs_under_tflite_runtime_without_tensorflow(int8_file, calibration, tmp_path):
     python = runtime_python()
-    path, _ = full_integer
+    path, _ = int8_file
     x = calibration[1]
     litert = Personalizer(path, backend="litert")
     dense = litert.predict(x)
@@ -139,3 +141,21 @@ def test_model_without_quantizable_weights_is_refused(tmp_path):
     with pytest.raises(FinePruneError, match="cannot be quantized"):
         export_model(tiny, tmp_path / "tiny.tflite", quantize="int8")
     assert not (tmp_path / "tiny.tflite").exists()
+
+
+def test_cli_export_quantize(exports, tmp_path, calibration):
+    keras_path = tmp_path / "cnn.keras"
+    exports.model(NAME).save(keras_path)
+    np.save(tmp_path / "samples.npy", calibration[0][:8])
+    out = tmp_path / "cnn-int8.tflite"
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "export", str(keras_path), "-o", str(out),
+                             "--quantize", "int8", "--representative-data", str(tmp_path / "samples.npy")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "int8-dynamic-range" in result.stdout
+    assert Personalizer(out).metadata.quantization == DYNAMIC_RANGE
+    bad = subprocess.run([sys.executable, "-m", "tflite_fineprune", "export", str(keras_path), "-o",
+                          str(tmp_path / "bad.tflite"), "--quantize", "int8", "--representative-data",
+                          str(tmp_path / "samples.txt")], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2
+    assert "expects a .npy file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

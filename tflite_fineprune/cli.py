@@ -42,8 +42,8 @@ def build_parser():
     p.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
     p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES)
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
-    p.add_argument("--quantize", choices=("int8",), help="int8 weights (and activations with --representative-data)")
-    p.add_argument("--representative-data", help=".npy file of samples [N, *input_shape] to calibrate int8 on")
+    p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
+    p.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
     p.add_argument("model")
@@ -91,7 +91,8 @@ def cmd_export(args):
 
     report = export_model(args.model, args.output, labels=labels, input_shape=args.input_shape,
                           prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify,
-                          quantize=args.quantize, representative_data=load_representative_file(args.representative_data))
+                          quantize=args.quantize,
+                          representative_data=load_representative_file(args.representative_data))
     print(report)
 
 

@@ -27,16 +27,6 @@ def is_positive(value):
     return tf.nn.relu6(value * _ACTIVE_SCALE)
 
 
-def is_positive_int8(value):
-    """6 where value > 0, else 0, for full-integer exports.
-
-    In int8 the MUL by 2**100 needs a requantization multiplier the kernel
-    cannot represent and every count came out 0 (tests/test_quantize.py);
-    GREATER compares the int8 value with its zero point, which is exact.
-    """
-    return tf.cast(value > 0, tf.float32) * SATURATION
-
-
 def spatial_stride(spatial_shape, min_positions):
     """The largest stride, the same on every spatial axis, that keeps at least `min_positions` positions."""
     if min_positions <= EXACT or not spatial_shape:
@@ -56,15 +46,12 @@ def sampled(value, stride):
     return value[index]
 
 
-def count_active(value, units, min_positions=EXACT, integer=False):
-    """Per unit, the sum over the batch of the fraction of (sampled) positions where it is > 0.
-
-    `integer`: the model is exported with int8 activations.
-    """
+def count_active(value, units, min_positions=EXACT):
+    """Per unit, the sum over the batch of the fraction of (sampled) positions where it is > 0."""
     spatial = list(range(1, len(value.shape) - 1))
     if spatial:
         value = sampled(value, spatial_stride(tuple(value.shape[1:-1]), min_positions))
-    active = is_positive_int8(value) if integer else is_positive(value)
+    active = is_positive(value)
     if spatial:
         # keepdims=True is the form XNNPACK delegates.
         active = tf.reduce_mean(active, axis=spatial, keepdims=True)

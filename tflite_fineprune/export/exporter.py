@@ -21,7 +21,8 @@ from .graph import flatten_model
 from .module import FinePruneModule, freeze_variables
 from .planner import plan_model
 from .pruning_policy import POLICIES
-from .quantize import check_quantize, check_quantized, check_representative_data, configure as configure_quantization
+from .quantize import (VERIFY_SAMPLES, check_quantize, check_quantized, check_representative_data,
+                       configure as configure_quantization)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,14 +119,14 @@ def _with_costs(layout, weight_layers):
     return result
 
 
-def _convert(module, workdir, quantize=None, representative_data=None):
+def _convert(module, workdir, quantize=None):
     functions = module.concrete_functions()
     saved = os.path.join(workdir, "saved_model")
     tf.saved_model.save(module, saved, signatures=functions)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(functions))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.experimental_enable_resource_variables = True
-    method = configure_quantization(converter, quantize, representative_data)
+    method = configure_quantization(converter, quantize)
     try:
         flatbuffer = converter.convert()
     except Exception as exc:
@@ -189,11 +190,12 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         Reweight the output by the user's class priors, estimated without
         labels by EM (`update_priors` signature; `Personalizer.correct_priors`).
     quantize : {None, "int8"}
-        "int8": int8 weights; with `representative_data`, int8 activations too
-        (full integer, float input and output). See docs/quantization.md.
+        "int8": int8 weights, float activations and routine (dynamic range);
+        see docs/quantization.md.
     representative_data : array-like, optional
-        Samples `[N, *input_shape]` like the user's data, to calibrate the
-        int8 activation ranges (at most 200 are used).
+        With quantize: samples `[N, *input_shape]` like the user's data; the
+        report's error is measured on (up to 64 of) them instead of a
+        random batch.
     activity_positions : int
         0 (exact): `collect` counts activity on every spatial position. n > 0:
         on a strided grid of at least n positions per feature map, which
@@ -239,10 +241,9 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
             raise FinePruneError("representative_data is only used with quantize='int8'")
         representative_data = check_representative_data(representative_data, shape, input_dtype)
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction, activity_positions,
-                             integer_activations=representative_data is not None)
+                             mean_compensation, num_classes, prior_correction, activity_positions)
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
-        flatbuffer, names, quantization = _convert(module, workdir, quantize, representative_data)
+        flatbuffer, names, quantization = _convert(module, workdir, quantize)
     digest = _weights_digest(frozen)
     layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
                                                                bool(prior_correction)]
@@ -276,16 +277,15 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     path = os.fspath(path)
     atomic_write(path, blob)
     if quantization:
-        # Rounded weights and activations differ from Keras by design: report the error on the
-        # calibration samples (or a random batch) and leave accuracy to the user's own evaluation.
-        samples = None if representative_data is None else representative_data[:8]
+        # Rounded weights differ from Keras by design: report the error on the user's samples
+        # (or a random batch) and leave accuracy to the user's own evaluation.
+        samples = None if representative_data is None else representative_data[:VERIFY_SAMPLES]
         try:
             error = _verify(path, model, shape, input_dtype, sig.OUTPUT, samples=samples) if verify else None
-        except RuntimeError as exc:  # an int8 kernel refused its quantized input (e.g. a division by zero)
+        except RuntimeError as exc:  # an int8 kernel refused its input
             os.remove(path)
             raise FinePruneError(f"the model cannot be quantized ({quantization}): the int8 file fails to run: "
-                                 f"{str(exc).strip()[:300]}; export without representative_data (dynamic range) "
-                                 "or without quantize") from None
+                                 f"{str(exc).strip()[:300]}; export it without quantize") from None
     else:
         error = _verify(path, model, shape, input_dtype, sig.OUTPUT) if verify else None
     if error is not None and error > 1e-3 and not quantization:

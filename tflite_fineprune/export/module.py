@@ -47,16 +47,12 @@ class FinePruneModule(tf.Module):
     activity_positions : int
         0 counts activity on every spatial position; n > 0 on a strided grid
         of at least n positions per feature map (export/activity.py).
-    integer_activations : bool
-        The converter will quantize activations to int8 (full-integer export).
     """
 
     def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32",
-                 mean_compensation=False, num_classes=0, prior_correction=False, activity_positions=EXACT,
-                 integer_activations=False):
+                 mean_compensation=False, num_classes=0, prior_correction=False, activity_positions=EXACT):
         super().__init__(name="fineprune")
         self._activity_positions = int(activity_positions)
-        self._integer = bool(integer_activations)
         self._graph = graph
         self._plan = plan
         self._layout = list(layout)
@@ -172,7 +168,7 @@ class FinePruneModule(tf.Module):
             if self._compensate:
                 mean = tf.reduce_mean(value, axis=spatial, keepdims=True) if spatial else value
                 sums.append(tf.reduce_sum(tf.reshape(mean, [-1, group.units]), axis=0))
-            deltas.append(count_active(value, group.units, self._activity_positions, self._integer))
+            deltas.append(count_active(value, group.units, self._activity_positions))
         self.counts.assign_add(tf.concat(deltas, axis=0))
         if self._compensate:
             self.sums.assign_add(tf.concat(sums, axis=0))
