@@ -6,11 +6,12 @@ and `collect`:
 * with the default XNNPACK delegate and with builtin kernels only;
 * (with XNNPACK) for exports whose activity count is replaced by less work:
   `none` (no counting at all, counters still updated), `mean` (a plain
-  spatial mean, no positivity test), `sampled` (the grid of >= 64 positions,
+  spatial mean, no positivity test), `relu6` (the earlier positivity test,
+  RELU6(x * 2**100)), `sampled` (the grid of >= 64 positions,
   `activity_positions=64`). These variants patch the exporter and only
   exist to locate the cost.
 
-usage: python benchmarks/collect_profile.py [--repeats 40] [--variants none,mean,sampled]
+usage: python benchmarks/collect_profile.py [--repeats 40] [--variants none,mean,relu6,sampled]
 """
 
 import argparse
@@ -34,6 +35,13 @@ from tflite_fineprune.export import module  # noqa: E402
 
 def no_count(value, units, min_positions=0):
     return tf.zeros([units])
+
+
+def relu6_count(value, units, min_positions=0):
+    """The count before export/activity.py's CEIL form: RELU6(value * 2**100) / 6."""
+    spatial = list(range(1, len(value.shape) - 1))
+    active = tf.reduce_mean(tf.nn.relu6(value * 2.0 ** 100), axis=spatial, keepdims=True)
+    return tf.reduce_sum(tf.reshape(active, [-1, units]), axis=0) / 6.0
 
 
 def mean_only(value, units, min_positions=0):
@@ -64,7 +72,7 @@ def report(label, times):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--variants", default="none,mean,sampled")
+    parser.add_argument("--variants", default="none,mean,relu6,sampled")
     args = parser.parse_args()
     model = zoo.mobilenet_v2()
     x = np.random.default_rng(0).uniform(-1, 1, (1, *model.input_shape[1:])).astype(np.float32)
@@ -82,7 +90,7 @@ def main():
             if variant == "sampled":
                 options["activity_positions"] = 64
             else:
-                module.count_active = {"none": no_count, "mean": mean_only}[variant]
+                module.count_active = {"none": no_count, "mean": mean_only, "relu6": relu6_count}[variant]
             try:
                 export_model(model, path, verify=False, **options)
             finally:
