@@ -4,9 +4,7 @@ For MobileNetV2 (alpha 0.35, 224x224, random weights), MobileNetV3-Small
 (224x224, random weights) and a CIFAR-style residual CNN, under LiteRT with a
 fixed thread count:
 
-* `collect` vs `infer` time on the same batches (goal <= 1.25x), with activity
-  counted exactly (every position) and on a strided grid of >= 256 positions
-  per feature map (`activity_positions=256`, export/activity.py);
+* `collect` vs `infer` time on the same batches (goal <= 1.25x);
 * masked `infer` vs the plain model converted by TFLiteConverter, time and
   file size (goal <= 1.10x).
 
@@ -67,7 +65,6 @@ def mobilenet_v3_small():
 MODELS = {"mobilenet_v2": ("mobilenet_v2_0.35_224", mobilenet_v2),
           "mobilenet_v3_small": ("mobilenet_v3_small_224", mobilenet_v3_small),
           "resnet20": ("resnet20_cifar", residual_cnn)}
-SAMPLED_POSITIONS = 256
 
 
 def time_runners(calls, repeats):
@@ -87,8 +84,6 @@ def time_runners(calls, repeats):
 def measure(name, model, workdir, threads, repeats, batches):
     masked_path = os.path.join(workdir, f"{name}.tflite")
     export_model(model, masked_path, verify=False)
-    sampled_path = os.path.join(workdir, f"{name}-sampled.tflite")
-    export_model(model, sampled_path, verify=False, activity_positions=SAMPLED_POSITIONS)
     plain_path = os.path.join(workdir, f"{name}-plain.tflite")
     with contextlib.redirect_stdout(io.StringIO()):  # the Keras exporter lists every captured variable
         plain_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -99,23 +94,21 @@ def measure(name, model, workdir, threads, repeats, batches):
     plain_key = next(iter(plain.get_signature_list()))
     plain_input = plain.get_signature_list()[plain_key]["inputs"][0]
     infer, collect = masked.get_signature_runner("infer"), masked.get_signature_runner("collect")
-    sampled = Interpreter(model_path=sampled_path, num_threads=threads).get_signature_runner("collect")
     plain_runner = plain.get_signature_runner(plain_key)
     size_ratio = os.path.getsize(masked_path) / os.path.getsize(plain_path)
     rows = []
     rng = np.random.default_rng(0)
     for batch in batches:
         x = rng.uniform(-1, 1, (batch, *model.input_shape[1:])).astype(np.float32)
-        t_plain, t_infer, t_collect, t_sampled = time_runners(
-            [(plain_runner, {plain_input: x}), (infer, {"x": x}), (collect, {"x": x}), (sampled, {"x": x})], repeats)
-        rows.append((batch, t_plain, t_infer, t_collect, t_sampled))
+        t_plain, t_infer, t_collect = time_runners(
+            [(plain_runner, {plain_input: x}), (infer, {"x": x}), (collect, {"x": x})], repeats)
+        rows.append((batch, t_plain, t_infer, t_collect))
     print(f"\n{name}: {model.count_params():,} weights; file {os.path.getsize(masked_path) / 1e6:.2f} MB masked vs "
           f"{os.path.getsize(plain_path) / 1e6:.2f} MB plain = {size_ratio:.3f}x (goal <= 1.10x)")
-    print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'sampled ms':>10} {'infer/plain':>11} "
-          f"{'collect/infer':>13} {'sampled/infer':>13}")
-    for batch, t_plain, t_infer, t_collect, t_sampled in rows:
-        print(f"{batch:>5} {1e3 * t_plain:>9.2f} {1e3 * t_infer:>9.2f} {1e3 * t_collect:>10.2f} {1e3 * t_sampled:>10.2f} "
-              f"{t_infer / t_plain:>11.3f} {t_collect / t_infer:>13.3f} {t_sampled / t_infer:>13.3f}")
+    print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'infer/plain':>11} {'collect/infer':>13}")
+    for batch, t_plain, t_infer, t_collect in rows:
+        print(f"{batch:>5} {1e3 * t_plain:>9.2f} {1e3 * t_infer:>9.2f} {1e3 * t_collect:>10.2f} "
+              f"{t_infer / t_plain:>11.3f} {t_collect / t_infer:>13.3f}")
     return rows, size_ratio
 
 

@@ -102,7 +102,6 @@ class ModelMetadata:
     mean_compensation: bool = False  # pruned hidden units output their frozen mean activation
     prior_correction: bool = False  # outputs reweighted by EM-estimated user class priors
     quantization: str = ""  # "" float; "int8-full-integer" or "int8-dynamic-range" (export/quantize.py)
-    activity_positions: int = 0  # 0: activity counted on every position; n: on a grid of >= n (export/activity.py)
 
     @property
     def num_units(self):

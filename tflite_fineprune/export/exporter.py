@@ -158,7 +158,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, seed=0, samples=
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
                  verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
-                 quantize=None, representative_data=None, activity_positions=0):
+                 quantize=None, representative_data=None):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -196,10 +196,6 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         With quantize: samples `[N, *input_shape]` like the user's data; the
         report's error is measured on (up to 64 of) them instead of a
         random batch.
-    activity_positions : int
-        0 (exact): `collect` counts activity on every spatial position. n > 0:
-        on a strided grid of at least n positions per feature map, which
-        makes `collect` cheaper on large maps (docs/performance.md).
 
     Returns
     -------
@@ -233,15 +229,13 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     input_dtype = _input_dtype(model)
     if prior_correction and len(output_shape) != 2:
         raise FinePruneError("prior_correction needs a (batch, classes) output")
-    if int(activity_positions) < 0:
-        raise FinePruneError(f"activity_positions must be 0 (exact) or a positive count; got {activity_positions}")
     quantize = check_quantize(quantize)
     if representative_data is not None:
         if quantize is None:
             raise FinePruneError("representative_data is only used with quantize='int8'")
         representative_data = check_representative_data(representative_data, shape, input_dtype)
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction, activity_positions)
+                             mean_compensation, num_classes, prior_correction)
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
         flatbuffer, names, quantization = _convert(module, workdir, quantize)
     digest = _weights_digest(frozen)
@@ -271,7 +265,6 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         mean_compensation=bool(mean_compensation),
         prior_correction=bool(prior_correction),
         quantization=quantization,
-        activity_positions=int(activity_positions),
     )
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)

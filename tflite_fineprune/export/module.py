@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from .. import signatures as sig
 from ..metadata import ROLE_OUTPUT
-from .activity import EXACT, count_active
+from .activity import count_active
 from .keras_compat import takes_training_argument
 from .planner import OUTPUT_PROBABILITIES
 from .pruning_policy import POLICIES, output_by_frequency
@@ -44,15 +44,11 @@ class FinePruneModule(tf.Module):
         w = user prior / training prior (uniform), estimated label-free by EM
         (Saerens et al. 2002): `collect` sums the reweighted class posteriors,
         `update_priors` turns them into the next weights.
-    activity_positions : int
-        0 counts activity on every spatial position; n > 0 on a strided grid
-        of at least n positions per feature map (export/activity.py).
     """
 
     def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32",
-                 mean_compensation=False, num_classes=0, prior_correction=False, activity_positions=EXACT):
+                 mean_compensation=False, num_classes=0, prior_correction=False):
         super().__init__(name="fineprune")
-        self._activity_positions = int(activity_positions)
         self._graph = graph
         self._plan = plan
         self._layout = list(layout)
@@ -168,7 +164,7 @@ class FinePruneModule(tf.Module):
             if self._compensate:
                 mean = tf.reduce_mean(value, axis=spatial, keepdims=True) if spatial else value
                 sums.append(tf.reduce_sum(tf.reshape(mean, [-1, group.units]), axis=0))
-            deltas.append(count_active(value, group.units, self._activity_positions))
+            deltas.append(count_active(value, group.units))
         self.counts.assign_add(tf.concat(deltas, axis=0))
         if self._compensate:
             self.sums.assign_add(tf.concat(sums, axis=0))
