@@ -13,7 +13,6 @@ model on the user's own samples instead.
 
 import numpy as np
 
-from .. import signatures as sig
 from ..errors import FinePruneError
 
 INT8 = "int8"
