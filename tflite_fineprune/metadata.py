@@ -101,6 +101,12 @@ class ModelMetadata:
     sample_rate: int = 0  # audio models: the rate (Hz) their input is sampled at
     mean_compensation: bool = False  # pruned hidden units output their frozen mean activation
     prior_correction: bool = False  # outputs reweighted by EM-estimated user class priors
+    # Relative AdaBN: (BN layer name, channels, offset) into the flat normalization vectors; () = not exported.
+    normalization_layers: tuple = ()
+
+    @property
+    def normalization_channels(self):
+        return sum(int(n[1]) for n in self.normalization_layers)
 
     @property
     def num_units(self):
@@ -144,7 +150,7 @@ class ModelMetadata:
                 for w in body["weight_layers"]
             )
             body["input_shape"] = tuple(body["input_shape"])
-            for key in ("labels", "signatures", "excluded"):
+            for key in ("labels", "signatures", "excluded", "normalization_layers"):
                 body[key] = tuple(tuple(v) if isinstance(v, list) else v for v in body.get(key) or ())
             meta = cls(**body)
         except (KeyError, TypeError) as exc:

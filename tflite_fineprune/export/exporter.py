@@ -19,6 +19,7 @@ from ..state import atomic_write
 from .embed import add_metadata
 from .graph import flatten_model
 from .module import FinePruneModule, freeze_variables
+from .normalization import normalization_layers, reference_moments, trained_statistics
 from .planner import plan_model
 from .pruning_policy import POLICIES
 
@@ -147,8 +148,9 @@ def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
     return float(np.max(np.abs(got - expected)))
 
 
-def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
-                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False):
+def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=True, policy="layerwise",
+                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
+                 reference_data=None):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -163,7 +165,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         Input shape without the batch axis, for models built with unknown
         spatial sizes.
     prune_outputs : bool
-        Also make the output classes prunable (`prune_outputs` signature).
+        Also make the output classes prunable (`prune_outputs` signature);
+        on by default because `Personalizer.personalize` may exclude classes.
     policy : {"layerwise", "global"}
         The in-graph policy of the `prune` signature.
     verify : bool
@@ -179,6 +182,11 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     prior_correction : bool
         Reweight the output by the user's class priors, estimated without
         labels by EM (`update_priors` signature; `Personalizer.correct_priors`).
+    reference_data : array, optional
+        Unlabeled model inputs representative of the model's population (not
+        of any one user). When given and the model has BatchNormalization
+        layers, their input moments over it are embedded and the export gains
+        `adapt_normalization` (relative AdaBN; export/normalization.py).
 
     Returns
     -------
@@ -212,13 +220,17 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     input_dtype = _input_dtype(model)
     if prior_correction and len(output_shape) != 2:
         raise FinePruneError("prior_correction needs a (batch, classes) output")
+    normalization = _normalization(graph, reference_data, shape, input_dtype)
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction)
+                             mean_compensation, num_classes, prior_correction, normalization)
+    norm_layers = tuple((n.name, n.channels, n.offset) for n, _ in normalization["nodes"]) if normalization else ()
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
         flatbuffer, names = _convert(module, workdir)
     digest = _weights_digest(frozen)
     layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
                                                                bool(prior_correction)]
+    if norm_layers:  # only then, so that exports without it keep their fingerprints
+        layout_key.append([list(n) for n in norm_layers])
     metadata = ModelMetadata(
         format_version=FORMAT_VERSION,
         fingerprint=fingerprint(digest, layout_key),
@@ -240,6 +252,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         sample_rate=int(sample_rate),
         mean_compensation=bool(mean_compensation),
         prior_correction=bool(prior_correction),
+        normalization_layers=norm_layers,
     )
     blob = add_metadata(flatbuffer, METADATA_NAME, metadata.to_json())
     path = os.fspath(path)
@@ -249,6 +262,21 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         raise FinePruneError(f"exported model differs from Keras by {error:.3g} on a random batch; please report this")
     return ExportReport(path, len(layout), metadata.num_units, tuple(plan.excluded), len(blob),
                         time.perf_counter() - start, error, metadata)
+
+
+def _normalization(graph, reference_data, shape, input_dtype):
+    """Trained and reference statistics of the adaptable BN layers, or None."""
+    if reference_data is None:
+        return None
+    x = np.asarray(reference_data)
+    if x.shape[1:] != tuple(shape[1:]) or len(x) < 2:
+        raise FinePruneError(f"reference_data must be at least 2 samples of shape {tuple(shape[1:])}, "
+                             f"got an array of shape {x.shape}")
+    nodes = normalization_layers(graph)
+    if not nodes:
+        return None
+    return {"nodes": nodes, "trained": trained_statistics(nodes),
+            "reference": reference_moments(graph, nodes, x.astype(input_dtype))}
 
 
 def _resolve_shapes(graph, shape, dtype="float32"):

@@ -1,0 +1,130 @@
+"""Relative AdaBN in the graph: moments, the adapted model, reset, state; against numpy/Keras references."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests import zoo
+from tests.realdata import cifar_images
+from tflite_fineprune import FinePruneError, Personalizer, export_model
+from tflite_fineprune.export.normalization import adapted_statistics
+
+BN_LAYERS = ("bn_a", "bn_c")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return zoo.plain_cnn()
+
+
+@pytest.fixture(scope="module")
+def data():
+    # Reference pool and user data are real, disjoint CIFAR-10 images of different classes.
+    reference = cifar_images(per_class=6, start=0).astype("float32")
+    user = cifar_images(per_class=12, classes=("cat", "dog"), start=20).astype("float32")
+    return reference, user
+
+
+@pytest.fixture(scope="module")
+def exported(model, data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("norm") / "plain_cnn_norm.tflite"
+    export_model(model, path, reference_data=data[0])
+    return path
+
+
+def _bn_inputs(model, x):
+    probe = keras.Model(model.inputs[0], [model.get_layer(n).input for n in BN_LAYERS])
+    return [np.asarray(v, np.float64).reshape(-1, v.shape[-1]) for v in probe(x, training=False)]
+
+
+def _moments(model, x):
+    values = _bn_inputs(model, x)
+    return np.concatenate([v.mean(0) for v in values]), np.concatenate([v.var(0) for v in values])
+
+
+def _trained(model):
+    return (np.concatenate([np.asarray(model.get_layer(n).moving_mean) for n in BN_LAYERS]),
+            np.concatenate([np.asarray(model.get_layer(n).moving_variance) for n in BN_LAYERS]))
+
+
+def test_metadata_lists_the_bn_layers(exported):
+    meta = Personalizer(exported).metadata
+    assert [n[0] for n in meta.normalization_layers] == list(BN_LAYERS)
+    assert "adapt_normalization" in meta.signatures
+
+
+def test_collected_moments_equal_numpy_moments_of_keras_bn_inputs(model, exported, data):
+    _, user = data
+    p = Personalizer(exported, batch_size=7)
+    p.observe(user)
+    state = p.get_state()
+    trained_mean, _ = _trained(model)
+    mean, var = _moments(model, user)
+    got_mean = trained_mean + state.norm_sums / state.norm_count
+    got_var = state.norm_squares / state.norm_count - (state.norm_sums / state.norm_count) ** 2
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_var, var, rtol=2e-3, atol=1e-4)
+    np.testing.assert_array_equal(state.norm_count[:16], len(user) * 32 * 32)
+
+
+@pytest.mark.parametrize("strength", [0.3, 1.0])
+def test_adapted_model_equals_keras_copy_with_formula_statistics(model, exported, data, strength):
+    reference, user = data
+    p = Personalizer(exported)
+    p.observe(user)
+    p.adapt_normalization(strength)
+    trained_mean, trained_var = _trained(model)
+    ref_mean, ref_var = _moments(model, reference)
+    user_mean, user_var = _moments(model, user)
+    mean, var = adapted_statistics(trained_mean, trained_var, ref_mean, ref_var, user_mean, user_var, strength)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    offset = 0
+    for name in BN_LAYERS:
+        bn = copy.get_layer(name)
+        n = bn.moving_mean.shape[0]
+        bn.moving_mean.assign(mean[offset:offset + n].astype("float32"))
+        bn.moving_variance.assign(var[offset:offset + n].astype("float32"))
+        offset += n
+    expected = np.asarray(copy(user, training=False))
+    np.testing.assert_allclose(p.predict(user), expected, rtol=1e-3, atol=2e-3)
+    assert not np.allclose(p.predict(user), np.asarray(model(user, training=False)), atol=1e-2)
+
+
+def test_reset_restores_trained_statistics(model, exported, data):
+    _, user = data
+    p = Personalizer(exported)
+    dense = p.predict(user)
+    p.observe(user)
+    p.adapt_normalization(1.0)
+    p.reset()
+    np.testing.assert_array_equal(p.predict(user), dense)
+    assert not p.get_state().norm_count.any()
+
+
+def test_state_round_trip_v2(exported, data, tmp_path):
+    _, user = data
+    p = Personalizer(exported)
+    p.observe(user)
+    p.adapt_normalization(0.3)
+    p.save_state(tmp_path / "u.state")
+    fresh = Personalizer(exported)
+    fresh.load_state(tmp_path / "u.state")
+    np.testing.assert_array_equal(fresh.predict(user), p.predict(user))
+    np.testing.assert_array_equal(fresh.get_state().norm_sums, p.get_state().norm_sums)
+
+
+def test_strength_and_missing_signature_errors(exports, exported, data):
+    p = Personalizer(exported)
+    with pytest.raises(FinePruneError, match="observe"):
+        p.adapt_normalization(0.3)
+    p.observe(data[1][:4])
+    with pytest.raises(FinePruneError, match=r"strength must be a number in \[0, 1\]"):
+        p.adapt_normalization(1.5)
+    with pytest.raises(FinePruneError, match="without normalization statistics"):
+        Personalizer(exports.path("plain_cnn")).adapt_normalization(0.3)
+
+
+def test_reference_data_of_wrong_shape_is_refused(model, tmp_path):
+    with pytest.raises(FinePruneError, match=r"reference_data must be .* shape \(32, 32, 3\)"):
+        export_model(model, tmp_path / "x.tflite", reference_data=np.zeros((4, 8, 8, 3), np.float32))
