@@ -128,3 +128,26 @@ def test_strength_and_missing_signature_errors(exports, exported, data):
 def test_reference_data_of_wrong_shape_is_refused(model, tmp_path):
     with pytest.raises(FinePruneError, match=r"reference_data must be .* shape \(32, 32, 3\)"):
         export_model(model, tmp_path / "x.tflite", reference_data=np.zeros((4, 8, 8, 3), np.float32))
+
+
+def test_version_1_state_file_loads_into_a_normalization_model(exported, data, tmp_path):
+    """A state written before normalization existed: masks and counters load, BN statistics are the trained ones."""
+    import dataclasses
+    import struct
+    import zlib
+
+    from tflite_fineprune import state as state_format
+
+    _, user = data
+    p = Personalizer(exported)
+    dense = p.predict(user)
+    p.observe(user)
+    p.adapt_normalization(1.0)
+    v1_state = dataclasses.replace(p.get_state(), **{f: None for f in state_format._NORMALIZATION_FIELDS})
+    blob = bytearray(state_format.encode_state(p.metadata.fingerprint, v1_state))
+    struct.pack_into("<H", blob, 8, 1)
+    blob[-4:] = struct.pack("<I", zlib.crc32(bytes(blob[:-4])))
+    (tmp_path / "v1.state").write_bytes(bytes(blob))
+    p.load_state(tmp_path / "v1.state")
+    np.testing.assert_array_equal(p.predict(user), dense)
+    assert p.samples == len(user)

@@ -39,16 +39,18 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="the .tflite to write")
     p.add_argument("--labels", help="text file with one class name per line")
     p.add_argument("--input-shape", type=_parse_shape, help="input shape without batch, e.g. 96,96,3")
-    p.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
+    p.add_argument("--prune-outputs", action=argparse.BooleanOptionalAction, default=True,
+                   help="make output classes prunable (default)")
     p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES)
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
     p.add_argument("model")
 
-    p = commands.add_parser("personalize", help="observe a user's unlabeled data, prune, save the state")
+    p = commands.add_parser("personalize", help="observe a user's unlabeled data, personalize, save the state")
     _runtime_args(p)
-    p.add_argument("--sparsity", type=_fraction, required=True, help="fraction of each layer's units to prune")
+    p.add_argument("--sparsity", type=_fraction,
+                   help="expert: prune this fraction of each layer's units instead of the automatic choice")
     p.add_argument("--state", required=True, help="state file (loaded if it exists, then overwritten)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing state file")
     p.add_argument("--min-class-fraction", type=_fraction,
@@ -132,7 +134,9 @@ def _load_data(args, personalizer, labels=None):
 def cmd_personalize(args):
     from .inputs import check_sparsity
 
-    check_sparsity(args.sparsity)
+    if args.sparsity is None and args.min_class_fraction is None:
+        return _personalize_auto(args)
+    check_sparsity(args.sparsity or 0.0)
     if args.min_class_fraction is not None:
         check_sparsity(args.min_class_fraction, "--min-class-fraction")
     personalizer = _open(args)
@@ -141,13 +145,22 @@ def cmd_personalize(args):
         print(f"continuing from {args.state} ({personalizer.samples} samples observed before)")
     x, _, files = _load_data(args, personalizer)
     personalizer.observe(x)
-    sparsity = personalizer.prune(args.sparsity)
+    sparsity = personalizer.prune(args.sparsity) if args.sparsity is not None else personalizer.sparsity()
     if args.min_class_fraction is not None:
         sparsity = personalizer.prune_outputs(args.min_class_fraction)
     personalizer.save_state(args.state)
     print(f"observed {len(x)} samples from {len(files)} files; pruned {sparsity.pruned_units}/{sparsity.total_units} "
           f"units (unit sparsity {sparsity.units:.1%}, weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}); "
           f"state saved to {args.state}")
+
+
+def _personalize_auto(args):
+    """The default: the label-free automatic choice (recipe.py), from the dense model."""
+    personalizer = _open(args)
+    x, _, files = _load_data(args, personalizer)
+    report = personalizer.personalize(x)
+    personalizer.save_state(args.state)
+    print(f"observed {len(x)} samples from {len(files)} files\n{report}\nstate saved to {args.state}")
 
 
 def cmd_evaluate(args):

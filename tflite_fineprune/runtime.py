@@ -252,7 +252,7 @@ class Personalizer:
 
         Each layer keeps at least its most active unit. Returns `sparsity()`.
         """
-        value = check_sparsity(threshold, "threshold")
+        value = _unit_interval(threshold, "threshold")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() before prune_dormant()")
         self._runner(sig.PRUNE_DORMANT)(**{sig.THRESHOLD: np.array(value, np.float32)})
@@ -268,9 +268,7 @@ class Personalizer:
         if not self.metadata.normalization_layers:
             raise FinePruneError(f"{self.model_path} was exported without normalization statistics "
                                  "(export_model(..., reference_data=x))")
-        value = float(strength)
-        if not np.isfinite(value) or not 0.0 <= value <= 1.0:
-            raise FinePruneError(f"strength must be a number in [0, 1], got {strength!r}")
+        value = _unit_interval(strength, "strength")
         if self.samples == 0:
             raise FinePruneError("no data observed yet: call observe() before adapt_normalization()")
         out = self._runner(sig.ADAPT_NORMALIZATION)(**{sig.STRENGTH: np.array(value, np.float32)})
@@ -318,6 +316,16 @@ class Personalizer:
         s = self.sparsity()
         return (f"Personalizer({self.model_path!r}, backend={self.backend!r}, units={self.metadata.num_units}, "
                 f"unit_sparsity={s.units:.3f})")
+
+
+def _unit_interval(value, name):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise FinePruneError(f"{name} must be a number in [0, 1], got {value!r}")
+    return number
 
 
 _NORMALIZATION_VECTORS = (sig.NORM_SUMS, sig.NORM_SQUARES, sig.NORM_COUNT, sig.NORM_MEAN, sig.NORM_VAR)
