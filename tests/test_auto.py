@@ -15,7 +15,7 @@ from tflite_fineprune import signatures as sig
 from tflite_fineprune import state as state_format
 from tflite_fineprune.export.embed import add_metadata
 from tflite_fineprune.metadata import METADATA_NAME, read_model_metadata
-from tflite_fineprune.recipe import AutoRule, binomial_cdf, excludable_count
+from tflite_fineprune.recipe import AutoRule, binomial_cdf, class_test, excludable_count
 
 
 @pytest.mark.parametrize("n,p", [(17, 0.1), (100, 0.1), (60, 0.05), (500, 0.02), (3, 0.5)])
@@ -31,7 +31,26 @@ def test_excludable_count_is_the_largest_count_the_test_rejects(n, p, alpha):
 
 
 def test_seventeen_samples_over_ten_classes_exclude_nothing():
-    assert excludable_count(17, AutoRule().class_prior, AutoRule().class_alpha) == -1
+    rule = AutoRule()
+    for counts in ([2, 2, 2, 2, 2, 2, 2, 1, 1, 1], [5, 4, 3, 2, 1, 1, 1, 0, 0, 0], [17] + [0] * 9):
+        assert class_test(counts, 17, rule.class_share, rule.class_alpha).max_count == -1
+
+
+@pytest.mark.parametrize("counts", [[90, 85, 8, 5, 4, 3, 2, 2, 1, 0], [40, 38, 35, 20, 12, 3, 2, 0, 0, 0],
+                                    [6, 5, 5, 4, 4, 3, 3, 3, 2, 1], [100, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+def test_class_test_is_the_iterated_scipy_test(counts):
+    rule = AutoRule()
+    n = sum(counts)
+    result = class_test(counts, n, rule.class_share, rule.class_alpha)
+    present = list(range(10))
+    while True:  # the same iteration with SciPy's binomial
+        p_min = rule.class_share / len(present)
+        k = max([j for j in range(n) if stats.binom.cdf(j, n, p_min) < rule.class_alpha], default=-1)
+        survivors = [c for c in present if counts[c] > k]
+        if not survivors or len(survivors) == len(present):
+            break
+        present = survivors
+    assert (result.max_count, result.classes_in_play) == (k, len(present))
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.3, 0.7, 1.0])
@@ -86,7 +105,8 @@ def test_personalize_excludes_classes_a_two_class_user_never_shows(exports, tmp_
     x = cifar_images(per_class=60, classes=("airplane", "ship"))
     p = Personalizer(exports.path("plain_cnn"))
     report = p.personalize(x)
-    k = excludable_count(120, AutoRule().class_prior, AutoRule().class_alpha)
+    rule = AutoRule()
+    k = class_test(list(report.class_counts.values()), 120, rule.class_share, rule.class_alpha).max_count
     expected = tuple(c for c, n in report.class_counts.items() if n <= k)
     kept_most = max(report.class_counts, key=report.class_counts.get)
     assert report.excluded_classes == tuple(c for c in expected if c != kept_most or len(expected) < 10)

@@ -5,10 +5,14 @@ and with which threshold, from numbers the model itself counted:
 
 1. Too few samples (< `min_samples`) → stay dense and say so.
 2. Classes: exclude class c only if it was predicted so rarely over n samples
-   that a user who really meets c (prior ≥ `class_prior`) would almost surely
-   have shown it: P(Binomial(n, class_prior) ≤ count_c) < `class_alpha`.
-   With 17 samples and class_prior 0.1 that probability is ≥ 0.9¹⁷ = 0.17
-   for a class never predicted, so nothing is excluded (`prune_outputs`).
+   that a user who really meets c would almost surely have shown it:
+   P(Binomial(n, p_min) ≤ count_c) < `class_alpha`, where "really meets"
+   means a prior of at least p_min = `class_share` / K, a fraction of an even
+   share among the K classes still in play. Starting from all classes, the
+   test is repeated with the classes that survive until nothing changes
+   (fewer classes → a larger even share → a stricter test). With 17 samples
+   over 10 classes p_min = 0.05 and a never-predicted class has probability
+   0.95¹⁷ = 0.42, so nothing is excluded (`prune_outputs`).
 3. Hidden units: prune those active on less than `dormant_threshold` of the
    user's (sample, position) pairs (`prune_dormant`) — an over-parameterized
    model sheds many, a compact one few or none.
@@ -33,7 +37,7 @@ from . import signatures as sig
 @dataclasses.dataclass(frozen=True)
 class AutoRule:
     min_samples: int = 10
-    class_prior: float = 0.1
+    class_share: float = 0.5
     class_alpha: float = 0.01
     dormant_threshold: float = 0.01
     normalization_strength: float = 0.3
@@ -58,6 +62,43 @@ def excludable_count(n, class_prior, alpha):
     while k + 1 < n and binomial_cdf(k + 1, n, class_prior) < alpha:
         k += 1
     return k
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassTest:
+    """The outcome of the iterated binomial test: classes predicted ≤ `max_count` times are excluded."""
+
+    samples: int
+    classes_in_play: int
+    min_prior: float
+    max_count: int
+    p_value: float
+    rounds: int
+
+    def __str__(self):
+        if self.max_count < 0:
+            return (f"no count of {self.samples} samples is rare enough: P(Binomial({self.samples}, "
+                    f"{self.min_prior:.3g}) = 0) = {self.p_value:.3g} ≥ α")
+        return (f"exclude classes predicted ≤ {self.max_count} times of {self.samples}: "
+                f"P(Binomial({self.samples}, {self.min_prior:.3g}) ≤ {self.max_count}) = {self.p_value:.3g} < α "
+                f"({self.classes_in_play} classes in play after {self.rounds} rounds)")
+
+
+def class_test(counts, n, share, alpha):
+    """Iterate the binomial test (module docstring) over per-class prediction counts; a `ClassTest`."""
+    counts = np.asarray(counts)
+    present = np.ones(len(counts), bool)
+    rounds = 0
+    while True:
+        rounds += 1
+        p_min = min(1.0, share / max(int(present.sum()), 1))
+        k = excludable_count(n, p_min, alpha)
+        survivors = present & (counts > k)
+        if not survivors.any() or survivors.sum() == present.sum():
+            break
+        present = survivors
+    p_value = binomial_cdf(max(k, 0), n, p_min)
+    return ClassTest(int(n), int(present.sum()), p_min, k, p_value, rounds)
 
 
 @dataclasses.dataclass
@@ -110,11 +151,9 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
     if n < rule.min_samples:
         notes.append(f"too little data: {n} samples < {rule.min_samples}; the model stays dense")
         return _report(personalizer, "dense (too little data)", n, counts, (), "not run", 0.0, notes)
-    k = excludable_count(n, rule.class_prior, rule.class_alpha)
-    test = (f"exclude a class predicted ≤ {k} times of {n} (P(Binomial({n}, {rule.class_prior:g}) ≤ {k}) = "
-            f"{binomial_cdf(k, n, rule.class_prior):.3g} < {rule.class_alpha:g})" if k >= 0 else
-            f"no count of {n} samples is rare enough (P(Binomial({n}, {rule.class_prior:g}) = 0) = "
-            f"{binomial_cdf(0, n, rule.class_prior):.3g} ≥ {rule.class_alpha:g})")
+    outcome = class_test(list(counts.values()), n, rule.class_share, rule.class_alpha) if counts else None
+    k = outcome.max_count if outcome else -1
+    test = f"{outcome} (α = {rule.class_alpha:g})" if outcome else ""
     if output is None:
         test = "not available (model exported without prune_outputs)"
     elif k >= 0 and sig.PRUNE_OUTPUTS in available:
