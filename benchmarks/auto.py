@@ -40,6 +40,9 @@ LEVERS = (
 NORMALIZATION = (
     Recipe("relative BN 0.3 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_strength=0.3)),
     Recipe("relative BN 1.0 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_strength=1.0)),
+    Recipe("relative BN 0.3, 3 passes", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_passes=3)),
+    Recipe("relative BN 1.0, 9 passes", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_strength=1.0,
+                                                      normalization_passes=9)),
 )
 CIFAR_REFERENCE_PER_CLASS = 100
 

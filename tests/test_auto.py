@@ -32,7 +32,7 @@ def test_excludable_count_is_the_largest_count_the_test_rejects(n, p, alpha):
 
 def test_seventeen_samples_over_ten_classes_exclude_nothing():
     rule = AutoRule()
-    for counts in ([2, 2, 2, 2, 2, 2, 2, 1, 1, 1], [5, 4, 3, 2, 1, 1, 1, 0, 0, 0], [17] + [0] * 9):
+    for counts in ([2, 2, 2, 2, 2, 2, 2, 1, 1, 1], [5, 4, 3, 2, 1, 1, 1, 0, 0, 0], [3, 3, 3, 3, 3, 2, 0, 0, 0, 0], [17] + [0] * 9):
         assert class_test(counts, 17, rule.class_share, rule.class_alpha).max_count == -1
 
 
@@ -44,7 +44,9 @@ def test_class_test_is_the_iterated_scipy_test(counts):
     result = class_test(counts, n, rule.class_share, rule.class_alpha)
     present = list(range(10))
     while True:  # the same iteration with SciPy's binomial
-        p_min = rule.class_share / len(present)
+        smoothed = np.array([counts[c] + 1.0 for c in present])  # one pseudo-count per class
+        f = smoothed / smoothed.sum()
+        p_min = rule.class_share * np.sum(f ** 2)
         k = max([j for j in range(n) if stats.binom.cdf(j, n, p_min) < rule.class_alpha], default=-1)
         survivors = [c for c in present if counts[c] > k]
         if not survivors or len(survivors) == len(present):

@@ -7,12 +7,15 @@ and with which threshold, from numbers the model itself counted:
 2. Classes: exclude class c only if it was predicted so rarely over n samples
    that a user who really meets c would almost surely have shown it:
    P(Binomial(n, p_min) ≤ count_c) < `class_alpha`, where "really meets"
-   means a prior of at least p_min = `class_share` / K, a fraction of an even
-   share among the K classes still in play. Starting from all classes, the
-   test is repeated with the classes that survive until nothing changes
-   (fewer classes → a larger even share → a stricter test). With 17 samples
-   over 10 classes p_min = 0.05 and a never-predicted class has probability
-   0.95¹⁷ = 0.42, so nothing is excluded (`prune_outputs`).
+   means a prior of at least p_min = `class_share` / K: a fraction of an even
+   share among the K classes the user effectively holds. K is the effective
+   number of predicted classes, 1 / Σ f_c² over the prediction frequencies
+   f_c of the classes still in play, each count plus one pseudo-count (10
+   for an even spread over 10 classes, about 2 when two classes dominate; the
+   pseudo-counts keep a small sample from claiming a single class). Starting from all classes, the test is
+   repeated over the survivors until nothing changes. With 17 samples spread
+   over 10 classes, p_min ≈ 0.05 and a never-predicted class has probability
+   ≈ 0.95¹⁷ = 0.42, so nothing is excluded (`prune_outputs`).
 3. Hidden units: prune those active on less than `dormant_threshold` of the
    user's (sample, position) pairs (`prune_dormant`) — an over-parameterized
    model sheds many, a compact one few or none.
@@ -41,6 +44,10 @@ class AutoRule:
     class_alpha: float = 0.01
     dormant_threshold: float = 0.01
     normalization_strength: float = 0.3
+    # 1: every BN layer's user moments measured through the unadapted network, like the reference.
+    # p > 1: p - 1 more passes, each measuring through the network adapted by the pass before
+    # (approaches the layer-by-layer re-estimation of the finding; costs p passes over the data).
+    normalization_passes: int = 1
 
 
 def binomial_cdf(k, n, p):
@@ -70,6 +77,7 @@ class ClassTest:
 
     samples: int
     classes_in_play: int
+    effective_classes: float
     min_prior: float
     max_count: int
     p_value: float
@@ -81,7 +89,13 @@ class ClassTest:
                     f"{self.min_prior:.3g}) = 0) = {self.p_value:.3g} ≥ α")
         return (f"exclude classes predicted ≤ {self.max_count} times of {self.samples}: "
                 f"P(Binomial({self.samples}, {self.min_prior:.3g}) ≤ {self.max_count}) = {self.p_value:.3g} < α "
-                f"({self.classes_in_play} classes in play after {self.rounds} rounds)")
+                f"({self.classes_in_play} classes in play, {self.effective_classes:.2f} effective, after {self.rounds} rounds)")
+
+
+def effective_classes(counts):
+    """1 / Σ f², f = each class's share of the predictions plus one pseudo-count each (inverse Simpson index)."""
+    counts = np.asarray(counts, np.float64) + 1.0
+    return float(counts.sum() ** 2 / np.sum(counts * counts))
 
 
 def class_test(counts, n, share, alpha):
@@ -91,14 +105,14 @@ def class_test(counts, n, share, alpha):
     rounds = 0
     while True:
         rounds += 1
-        p_min = min(1.0, share / max(int(present.sum()), 1))
+        p_min = min(0.999, share * effective_classes(counts[present]) ** -1.0)
         k = excludable_count(n, p_min, alpha)
         survivors = present & (counts > k)
         if not survivors.any() or survivors.sum() == present.sum():
             break
         present = survivors
     p_value = binomial_cdf(max(k, 0), n, p_min)
-    return ClassTest(int(n), int(present.sum()), p_min, k, p_value, rounds)
+    return ClassTest(int(n), int(present.sum()), effective_classes(counts[present]), p_min, k, p_value, rounds)
 
 
 @dataclasses.dataclass
@@ -173,6 +187,10 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
             notes.append("normalization kept: classes were excluded, so the data's shift is one of classes")
         else:
             personalizer.adapt_normalization(rule.normalization_strength)
+            for _ in range(rule.normalization_passes - 1):
+                personalizer.reset(counts=True, masks=False)  # clears the moments, keeps the statistics in use
+                personalizer.observe(x, batch_size=batch_size, progress=progress)
+                personalizer.adapt_normalization(rule.normalization_strength)
             strength = rule.normalization_strength
             steps.append(f"relative BN shift {strength:g}")
     elif meta.normalization_layers == () and sig.ADAPT_NORMALIZATION not in available:
