@@ -151,3 +151,20 @@ def test_version_1_state_file_loads_into_a_normalization_model(exported, data, t
     p.load_state(tmp_path / "v1.state")
     np.testing.assert_array_equal(p.predict(user), dense)
     assert p.samples == len(user)
+
+
+@pytest.mark.parametrize("units,channels", [(5, 3), (40, 17)])
+def test_encode_decode_normalization_vectors(units, channels):
+    from tflite_fineprune import State
+    from tflite_fineprune import state as state_format
+
+    rng = np.random.default_rng(units)
+    vectors = {f: rng.random(channels).astype(np.float32) + 0.1 for f in state_format._NORMALIZATION_FIELDS}
+    state = State(rng.integers(0, 2, units).astype(np.float32), rng.random(units).astype(np.float32), 3.0, **vectors)
+    blob = state_format.encode_state("ab" * 32, state)
+    assert len(blob) == 56 + 5 * units + 20 * channels + 4 and blob[10] == state_format.FLAG_NORMALIZATION
+    decoded = state_format.decode_state(blob, "ab" * 32, units, norm_channels=channels)
+    for field, value in vectors.items():
+        np.testing.assert_array_equal(getattr(decoded, field), value)
+    with pytest.raises(FinePruneError, match="truncated or padded"):  # a model without normalization layers
+        state_format.decode_state(blob, "ab" * 32, units)
