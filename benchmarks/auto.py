@@ -31,15 +31,15 @@ from tflite_fineprune.recipe import AutoRule  # noqa: E402
 
 AUTO = AutoRule()
 NO_CLASSES = dict(class_alpha=0.0)
-LEVERS = (
-    Recipe("auto", rule=AUTO),
+LEVERS = (  # the demo's recipes (first: "auto (default)") come before these
     Recipe("class test alone", rule=dataclasses.replace(AUTO, dormant_threshold=0.0, normalization_strength=0.0)),
     Recipe("dormant <0.01 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.01, normalization_strength=0.0)),
     Recipe("dormant <0.05 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.05, normalization_strength=0.0)),
 )
 NORMALIZATION = (
-    Recipe("relative BN 0.3 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_strength=0.3)),
-    Recipe("relative BN 1.0 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_strength=1.0)),
+    Recipe("relative BN 0.3, 1 pass", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_passes=1)),
+    Recipe("relative BN 1.0, 1 pass", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_strength=1.0,
+                                                    normalization_passes=1)),
     Recipe("relative BN 0.3, 3 passes", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_passes=3)),
     Recipe("relative BN 1.0, 9 passes", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.0, normalization_strength=1.0,
                                                       normalization_passes=9)),
@@ -103,7 +103,7 @@ def main():
         root = demo.find_data(args.data, kind == "cifar") if needs_data else None
         model, users, recipes = build(root, out, args.users)
         print(f"\n=== {kind}: {len(users)} users; auto = {AUTO}")
-        rows = evaluate_users(Personalizer(model), users, recipes, progress=False)
+        rows = evaluate_users(Personalizer(model), users, recipes, others_per_user=100, progress=False)
         print(format_summary(summarize(rows)))
         write_csv(rows, out / f"auto_{kind}.csv")
         print(f"({time.perf_counter() - start:.0f} s)", flush=True)

@@ -47,7 +47,8 @@ class AutoRule:
     # 1: every BN layer's user moments measured through the unadapted network, like the reference.
     # p > 1: p - 1 more passes, each measuring through the network adapted by the pass before
     # (approaches the layer-by-layer re-estimation of the finding; costs p passes over the data).
-    normalization_passes: int = 1
+    # One pass over-corrects: a layer's shift repeats what the layers before it already corrected.
+    normalization_passes: int = 3
 
 
 def binomial_cdf(k, n, p):
