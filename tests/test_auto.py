@@ -74,7 +74,7 @@ def test_prune_dormant_equals_numpy(exports, threshold):
 
 def test_prune_dormant_is_cumulative_and_keeps_the_model_running(exports):
     x = cifar_images(per_class=3)
-    p = Personalizer(exports.path("plain_cnn"))
+    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     p.observe(x)
     p.prune_dormant(0.2)
     before = p.get_state().masks
@@ -87,7 +87,7 @@ def test_prune_dormant_is_cumulative_and_keeps_the_model_running(exports):
 
 def test_personalize_stays_dense_on_five_samples(exports):
     x = cifar_images(per_class=1)[:5]
-    p = Personalizer(exports.path("plain_cnn"))
+    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     report = p.personalize(x)
     assert report.recipe.startswith("dense") and "too little data" in str(report)
     assert p.sparsity().pruned_units == 0 and p.samples == 5
@@ -95,7 +95,7 @@ def test_personalize_stays_dense_on_five_samples(exports):
 
 def test_personalize_keeps_every_class_for_17_samples_over_10_classes(exports):
     x = cifar_images(per_class=2)[:17]
-    p = Personalizer(exports.path("plain_cnn"))
+    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     report = p.personalize(x)
     assert report.excluded_classes == ()
     assert p.masks["classes"].all()
@@ -105,7 +105,7 @@ def test_personalize_keeps_every_class_for_17_samples_over_10_classes(exports):
 def test_personalize_excludes_classes_a_two_class_user_never_shows(exports, tmp_path):
     # 120 images of two classes: a class the model predicts ≤ k times is excluded, with k from the test.
     x = cifar_images(per_class=60, classes=("airplane", "ship"))
-    p = Personalizer(exports.path("plain_cnn"))
+    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     report = p.personalize(x)
     rule = AutoRule()
     k = class_test(list(report.class_counts.values()), 120, rule.class_share, rule.class_alpha).max_count
@@ -114,7 +114,7 @@ def test_personalize_excludes_classes_a_two_class_user_never_shows(exports, tmp_
     assert report.excluded_classes == tuple(c for c in expected if c != kept_most or len(expected) < 10)
     assert report.excluded_classes and str(report).startswith("recipe:")
     p.save_state(tmp_path / "u.state")
-    fresh = Personalizer(exports.path("plain_cnn"))
+    fresh = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     fresh.load_state(tmp_path / "u.state")
     np.testing.assert_array_equal(fresh.predict(x), p.predict(x))
     p.reset()
@@ -134,7 +134,7 @@ def _as_old_file(path, tmp_path):
 
 
 def test_model_without_new_signatures_still_personalizes(exports, tmp_path):
-    old = _as_old_file(exports.path("plain_cnn"), tmp_path)
+    old = _as_old_file(exports.path("plain_cnn", prune_outputs=True), tmp_path)
     p = Personalizer(old)
     report = p.personalize(cifar_images(per_class=60, classes=("airplane", "ship")))
     assert "prune_dormant" in str(report) and report.excluded_classes
@@ -143,7 +143,7 @@ def test_model_without_new_signatures_still_personalizes(exports, tmp_path):
 
 def test_version_1_state_file_is_read(exports, tmp_path):
     x = cifar_images(per_class=3)
-    p = Personalizer(exports.path("plain_cnn"))
+    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     p.observe(x)
     p.prune(0.25)
     blob = bytearray(state_format.encode_state(p.metadata.fingerprint, p.get_state()))
@@ -151,7 +151,7 @@ def test_version_1_state_file_is_read(exports, tmp_path):
     struct.pack_into("<H", blob, 8, 1)
     blob[-4:] = struct.pack("<I", zlib.crc32(bytes(blob[:-4])))
     (tmp_path / "v1.state").write_bytes(bytes(blob))
-    fresh = Personalizer(exports.path("plain_cnn"))
+    fresh = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     fresh.load_state(tmp_path / "v1.state")
     np.testing.assert_array_equal(fresh.predict(x), p.predict(x))
 
@@ -159,6 +159,6 @@ def test_version_1_state_file_is_read(exports, tmp_path):
 def test_cli_personalize_defaults_to_auto(exports, tmp_path):
     user = link_images(tmp_path / "user", ("cat", "dog"), 40, flat=True)
     state = tmp_path / "u.state"
-    out = run_cli("personalize", exports.path("plain_cnn"), "--data", user, "--state", state)
+    out = run_cli("personalize", exports.path("plain_cnn", prune_outputs=True), "--data", user, "--state", state)
     assert "recipe:" in out and "class test:" in out and state.exists()
     assert len(CIFAR_CLASSES) == 10
