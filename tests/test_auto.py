@@ -162,3 +162,15 @@ def test_cli_personalize_defaults_to_auto(exports, tmp_path):
     out = run_cli("personalize", exports.path("plain_cnn", prune_outputs=True), "--data", user, "--state", state)
     assert "recipe:" in out and "class test:" in out and state.exists()
     assert len(CIFAR_CLASSES) == 10
+
+
+def test_cli_expert_class_fraction_without_sparsity(exports, tmp_path):
+    user = link_images(tmp_path / "user", ("cat", "dog"), 20, flat=True)
+    state = tmp_path / "u.state"
+    out = run_cli("personalize", exports.path("plain_cnn", prune_outputs=True), "--data", user, "--state", state,
+                  "--min-class-fraction", 0.2)
+    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
+    p.load_state(state)
+    hidden = sum(g.units for g in p.metadata.hidden_groups)
+    assert "pruned" in out and not p.get_state().masks[:hidden].size - p.get_state().masks[:hidden].sum()
+    assert p.activity["classes"][p.masks["classes"] == 0].max(initial=0) < 0.2
