@@ -32,6 +32,7 @@ from tflite_fineprune.recipe import AutoRule  # noqa: E402
 AUTO = AutoRule()
 NO_CLASSES = dict(class_alpha=0.0)
 LEVERS = (  # the demo's recipes (first: "auto (default)") come before these
+    Recipe("auto, class share 0.75", rule=dataclasses.replace(AUTO, class_share=0.75)),
     Recipe("class test alone", rule=dataclasses.replace(AUTO, dormant_threshold=0.0, normalization_strength=0.0)),
     Recipe("dormant <0.01 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.01, normalization_strength=0.0)),
     Recipe("dormant <0.05 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.05, normalization_strength=0.0)),
@@ -94,6 +95,7 @@ def main():
     parser.add_argument("--data")
     parser.add_argument("--users", type=int, default=10 ** 6, help="evaluate only the first N users (development)")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--only", help="evaluate only the recipes whose name contains this text")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +104,7 @@ def main():
         start = time.perf_counter()
         root = demo.find_data(args.data, kind == "cifar") if needs_data else None
         model, users, recipes = build(root, out, args.users)
+        recipes = [r for r in recipes if not args.only or args.only in r.name]
         print(f"\n=== {kind}: {len(users)} users; auto = {AUTO}")
         rows = evaluate_users(Personalizer(model), users, recipes, others_per_user=100, progress=False)
         print(format_summary(summarize(rows)))
