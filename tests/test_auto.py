@@ -127,7 +127,8 @@ def _as_old_file(path, tmp_path):
     meta = json.loads(read_model_metadata(data).to_json())
     meta["signatures"] = [s for s in meta["signatures"] if s not in (sig.PRUNE_DORMANT, sig.ADAPT_NORMALIZATION,
                                                                       sig.SET_NORMALIZATION)]
-    meta.pop("normalization_layers")
+    for newer in ("normalization_layers", "content_sha256", "slim", "quantization"):
+        meta.pop(newer)
     old = tmp_path / "old.tflite"
     old.write_bytes(add_metadata(data, METADATA_NAME, json.dumps(meta).encode()))
     return old
