@@ -20,6 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from tflite_fineprune import Personalizer  # noqa: E402
+from tests.references import em_priors  # noqa: E402
 from converters.demo import _fashion, _speech, _vision, find_data  # noqa: E402
 
 
@@ -28,16 +29,6 @@ def probabilities(outputs, kind):
         return outputs
     z = np.exp(outputs - outputs.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def em_priors(posteriors, iterations):
-    classes = posteriors.shape[1]
-    prior = np.full(classes, 1.0 / classes)
-    for _ in range(iterations):
-        adjusted = posteriors * prior * classes
-        adjusted /= adjusted.sum(axis=1, keepdims=True)
-        prior = adjusted.mean(axis=0)
-    return prior
 
 
 def main():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.references import em_priors
 from tests.realdata import cifar_images, require
 from tflite_fineprune import FinePruneError, Personalizer
 
@@ -51,14 +52,6 @@ def test_keras_app_offline_with_resize(tmp_path):
         keras_app("VGG99")
 
 
-def numpy_em(posteriors, iterations):
-    prior = np.full(posteriors.shape[1], 1.0 / posteriors.shape[1])
-    for _ in range(iterations):
-        adjusted = posteriors * prior * posteriors.shape[1]
-        prior = (adjusted / adjusted.sum(axis=1, keepdims=True)).mean(axis=0)
-    return prior
-
-
 def test_in_graph_prior_correction_matches_numpy_em(tmp_path):
     """EM class priors estimated inside the graph equal a numpy EM over the same outputs."""
     from converters.vision import export_mlperf
@@ -71,7 +64,7 @@ def test_in_graph_prior_correction_matches_numpy_em(tmp_path):
     held_out = cifar_images(20, classes=("cat", "ship"), start=100).astype(np.uint8)
     dense_adapt, dense_held = personalizer.predict(adapt), personalizer.predict(held_out)
     prior = personalizer.correct_priors(adapt, iterations=10)
-    expected = numpy_em(dense_adapt, 10)
+    expected = em_priors(dense_adapt, 10)
     np.testing.assert_allclose(prior, expected, atol=1e-4)
     reweighted = dense_held * expected
     np.testing.assert_allclose(personalizer.predict(held_out), reweighted / reweighted.sum(1, keepdims=True),
