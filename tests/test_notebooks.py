@@ -87,7 +87,7 @@ def test_notebook_runs_offline_in_quick_mode(name, kernel_name, tmp_path):
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     # Run in a scratch folder (outputs are written there) that still finds the checkout through PYTHONPATH.
-    client = NotebookClient(nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S,
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S, startup_timeout=180,
                             resources={"metadata": {"path": str(tmp_path)}})
     start = time.time()
     try:
