@@ -222,8 +222,9 @@ the in-graph MFCC front-end with speaker-disjoint validation and prints a held-o
 raw PCM. One speaker is kept out of training entirely; their unlabeled clips personalize the model
 (`Personalizer.personalize`), and their other clips measure it. Finally the `.tflite` is downloaded.
 
-Without your own clips (and offline: in this repository's tests) the notebook uses a sample of the Speech
-Commands test split from the reference data folder (`$FINEPRUNE_DATA`, else `../shared/data`).
+Without your own clips the notebook uses a sample of the Speech Commands v0.02 test split: from the reference
+data folder (`$FINEPRUNE_DATA`, else `../shared/data`) when it is there (offline, e.g. in this repository's
+tests), else downloaded (112 MB).
 Speaker ids are read from file names (`--speaker-pattern`; Speech Commands and FSDD names work as they are).
 '''),
     code(PARAMS_HEAD + r'''
@@ -276,9 +277,26 @@ def record_clips(folder, labels, per_label):
             os.remove(webm)
 
 
+SPEECH_COMMANDS_URL = "https://download.tensorflow.org/data/speech_commands_test_set_v0.02.tar.gz"  # 112 MB
+
+
+def speech_commands_test():
+    """The Speech Commands v0.02 test split: the reference data folder's copy, else (online) downloaded."""
+    local = data_root() / SPEECH_COMMANDS_TEST
+    if local.is_dir() or not ONLINE:
+        return local
+    target = pathlib.Path(WORKDIR, "speech_commands_test")
+    if not target.is_dir():
+        import tarfile, urllib.request
+        archive, _ = urllib.request.urlretrieve(SPEECH_COMMANDS_URL, os.path.join(WORKDIR, "speech_commands_test.tgz"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(target)
+    return target
+
+
 def local_sample(folder):
     """Links (no copies) to Speech Commands test clips: the held-out speaker's, plus CLIPS_PER_WORD per word."""
-    source = data_root() / SPEECH_COMMANDS_TEST
+    source = speech_commands_test()
     clips = {w: sorted((source / w).glob("*.wav")) for w in WORDS}
     by_speaker = {}
     for w, files in clips.items():
@@ -309,7 +327,7 @@ if DATA_DIR is None:
     if IN_COLAB and RECORD_LABELS:
         record_clips(DATA_DIR, RECORD_LABELS, RECORD_PER_LABEL)
     if not os.path.isdir(DATA_DIR) or not os.listdir(DATA_DIR):
-        print("no clips given: using a sample of the Speech Commands test split from", data_root())
+        print("no clips given: using a sample of the Speech Commands test split from", speech_commands_test())
         holdout = local_sample(DATA_DIR)
 labels = sorted(d for d in os.listdir(DATA_DIR) if os.path.isdir(os.path.join(DATA_DIR, d)))
 files = {l: sorted(pathlib.Path(DATA_DIR, l).iterdir()) for l in labels}
@@ -563,7 +581,7 @@ signature call, as the Kotlin `PersonalizationSession` issues them) through Lite
 phone must reproduce.
 
 Needs the reference data folder (`$FINEPRUNE_DATA`, else `../shared/data`; in Colab upload or mount it and set
-`DATA` below, docs/data.md says what goes there).
+`DATA` below; `tflite_fineprune/reference_data.py` lists what it must hold).
 '''),
     code(PARAMS_HEAD + r'''
 DATA = None                         # reference data folder; None: $FINEPRUNE_DATA, else ../shared/data
