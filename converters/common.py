@@ -28,4 +28,12 @@ def add_export_command(commands, name, help):
     command = commands.add_parser(name, help=help)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")
     command.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
+    command.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return command
+
+
+def export_options(args):
+    """`export_model` options every converter command passes: class pruning, and a line per export stage."""
+    from tflite_fineprune.progress import print_stage
+
+    return {"prune_outputs": args.prune_outputs, "on_stage": print_stage}

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from tflite_fineprune.progress import print_stage
 from tflite_fineprune.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary, plot_users,
                                          speaker_users, summarize, write_csv)
 from tflite_fineprune.reference_data import (CIFAR10_LABELS, CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8,
@@ -63,7 +64,7 @@ def _speech(root, out):
         return fit_audio(path, *load_audio(path), (CLIP_SAMPLES,), SAMPLE_RATE)
 
     model = out / "kws_ds_cnn.tflite"
-    print(export_mlperf(model, root, prune_outputs=True))
+    print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))
     users = speaker_users(root / SPEECH_DATA[0], list(KWS_LABELS), load_clip)
     return model, users, SPEECH_RECIPES, "speaker users (Speech Commands test split), MLPerf Tiny DS-CNN"
 
@@ -73,7 +74,7 @@ def _vision(root, out):
     from PIL import Image
 
     model = out / "resnet8_uint8.tflite"
-    print(export_mlperf(model, root, prune_outputs=True))
+    print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))
     by_class = []
     for name in CIFAR10_LABELS:
         files = sorted((root / VISION_DATA[0] / name).glob("*.jpg"))
@@ -86,10 +87,11 @@ def _fashion(root, out):
     from converters.fashion import export_fashion_mlp, load_fashion_mnist
 
     model = out / "fashion_mlp.tflite"
-    report, accuracy = export_fashion_mlp(model, out / "fashion_mlp.keras", prune_outputs=True)
+    report, accuracy = export_fashion_mlp(model, out / "fashion_mlp.keras", root=root, prune_outputs=True,
+                                          on_stage=print_stage)
     trained = "loaded the cached model" if accuracy is None else f"trained: test accuracy {accuracy:.4f}"
     print(f"{report}; {trained}")
-    x, y = load_fashion_mnist("test")
+    x, y = load_fashion_mnist("test", root)
     users = class_subset_users([x[y == c] for c in range(10)], adapt_per_class=100, eval_per_class=100)
     return model, users, FASHION_RECIPES, "class-subset users (Fashion-MNIST test images), 784-1024-1024 MLP"
 
@@ -112,7 +114,12 @@ def run_demo(data=None, out="fineprune-demo", vision=False, fashion=False):
     from tflite_fineprune.runtime import Personalizer
 
     start = time.perf_counter()
-    root = None if fashion else find_data(data, vision)
+    if fashion:
+        from converters.fashion import find_fashion_mnist
+
+        root = find_fashion_mnist(data)  # --data is honoured: the folder (or DATA/fashion-mnist) with the files
+    else:
+        root = find_data(data, vision)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     build = _fashion if fashion else _vision if vision else _speech

@@ -31,13 +31,42 @@ def _read_idx(path, offset):
         raise FinePruneError(f"cannot read {path}: {exc}") from None
 
 
+HOW_TO_GET = ("on Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs them in " + DEFAULT_ROOT + "); "
+              "elsewhere: download the four *-ubyte.gz files from "
+              "https://github.com/zalandoresearch/fashion-mnist (data/fashion) into a folder and pass it with "
+              "--data DIR (or set FASHION_MNIST=DIR)")
+
+
+def _has_files(folder):
+    return all((folder / name).is_file() for pair in FILES.values() for name in pair)
+
+
+def find_fashion_mnist(given=None):
+    """The folder holding the four Fashion-MNIST `*-ubyte.gz` files.
+
+    `given` (the demo's --data) and its `fashion-mnist` sub-folder, else
+    `$FASHION_MNIST`, else Debian's `/usr/share/datasets/fashion-mnist`. An
+    explicit folder that lacks them is an error, never silently skipped.
+    """
+    if given:
+        candidates = [pathlib.Path(given), pathlib.Path(given) / "fashion-mnist"]
+    elif os.environ.get("FASHION_MNIST"):
+        candidates = [pathlib.Path(os.environ["FASHION_MNIST"])]
+    else:
+        candidates = [pathlib.Path(DEFAULT_ROOT)]
+    for folder in candidates:
+        if _has_files(folder):
+            return folder
+    names = ", ".join(name for pair in FILES.values() for name in pair)
+    where = " or ".join(str(c) for c in candidates)
+    source = "--data" if given else "$FASHION_MNIST" if os.environ.get("FASHION_MNIST") else "the default"
+    raise FinePruneError(f"Fashion-MNIST ({names}) not found in {where} (from {source}); get it {HOW_TO_GET}")
+
+
 def load_fashion_mnist(split="train", root=None):
-    """(images uint8 [N, 28, 28], labels int64 [N]) of one split."""
-    root = pathlib.Path(root or os.environ.get("FASHION_MNIST") or DEFAULT_ROOT)
+    """(images uint8 [N, 28, 28], labels int64 [N]) of one split; `root` as in `find_fashion_mnist`."""
+    root = find_fashion_mnist(root)
     images_file, labels_file = (root / name for name in FILES[split])
-    if not images_file.exists() or not labels_file.exists():
-        raise FinePruneError(f"Fashion-MNIST not found in {root} (needs {images_file.name} and {labels_file.name}); "
-                             "install it with `apt-get install dataset-fashion-mnist` or set FASHION_MNIST")
     images = _read_idx(images_file, 16).reshape(-1, 28, 28)
     labels = _read_idx(labels_file, 8).astype(np.int64)
     if len(images) != len(labels):

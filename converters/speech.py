@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers
 
 from converters.frontend import CLIP_SAMPLES, NUM_FRAMES, NUM_MFCC, SAMPLE_RATE, MlperfMfcc
-from converters.common import add_export_command, command_parser, run_command
+from converters.common import add_export_command, command_parser, export_options, run_command
 from tflite_fineprune import reference_data
 from tflite_fineprune.reference_data import MLPERF_KWS
 from tflite_fineprune.errors import FinePruneError
@@ -153,16 +153,16 @@ def main(argv=None):
     p = add_export_command(commands, "mlperf", "MLPerf Tiny DS-CNN with the MFCC front-end")
     p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
     p = add_export_command(commands, "train", "train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it")
-    p.add_argument("data_dir")
+    p.add_argument("data_dir", help="a folder of <label>/ folders holding .wav/.flac clips")
     p.add_argument("--keras", help="also save the trained Keras model here")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     args = parser.parse_args(argv)
 
     def action():
         if args.command == "mlperf":
-            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+            print(export_mlperf(args.output, args.data, **export_options(args)))
         else:
-            print(export_trained(args.data_dir, args.output, args.keras, args.epochs, prune_outputs=args.prune_outputs))
+            print(export_trained(args.data_dir, args.output, args.keras, args.epochs, **export_options(args)))
 
     return run_command(parser.prog, action)
 

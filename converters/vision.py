@@ -16,7 +16,7 @@ import sys
 
 import keras
 
-from converters.common import add_export_command, command_parser, run_command
+from converters.common import add_export_command, command_parser, export_options, run_command
 from tflite_fineprune import reference_data
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.reference_data import CIFAR10_LABELS, MLPERF_RESNET8
@@ -133,26 +133,26 @@ def main(argv=None):
     p = add_export_command(commands, "mlperf", "MLPerf Tiny ResNet-8 (CIFAR-10) with a uint8 front-end")
     p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
     p = add_export_command(commands, "keras-app", "a keras.applications model with a uint8 front-end")
-    p.add_argument("name", choices=sorted(KERAS_APPS))
+    p.add_argument("name", choices=sorted(KERAS_APPS), help="the keras.applications constructor")
     p.add_argument("--weights", default="auto", help="auto (cached ImageNet or random, no network), imagenet, none, PATH")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=224, help="the model's square input size in pixels (default: 224)")
     p = add_export_command(commands, "fashion-mlp", "train the 784-1024-1024 Fashion-MNIST MLP on the CPU and export it")
     p.add_argument("--keras", help="save the trained Keras model here (and reuse it if it exists)")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=5, help="training epochs (default: 5)")
     args = parser.parse_args(argv)
 
     def action():
         if args.command == "mlperf":
-            print(export_mlperf(args.output, args.data, prune_outputs=args.prune_outputs))
+            print(export_mlperf(args.output, args.data, **export_options(args)))
         elif args.command == "fashion-mlp":
             from converters.fashion import export_fashion_mlp
 
             report, accuracy = export_fashion_mlp(args.output, args.keras, args.epochs,
-                                                  prune_outputs=args.prune_outputs)
+                                                  **export_options(args))
             print(report if accuracy is None else f"{report}; test accuracy {accuracy:.4f}")
         else:
             report, used = export_keras_app(args.name, args.output, args.weights, args.size,
-                                            prune_outputs=args.prune_outputs)
+                                            **export_options(args))
             print(f"{report} (weights: {used or 'random'})")
 
     return run_command(parser.prog, action)

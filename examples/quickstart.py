@@ -9,7 +9,6 @@ usage: python examples/quickstart.py [--data DIR] [--out DIR] [--classes cat,dog
 """
 
 import argparse
-import os
 import pathlib
 import sys
 
@@ -20,23 +19,22 @@ sys.path.insert(0, str(REPO))
 
 from tflite_fineprune import Personalizer, export_model  # noqa: E402
 from tflite_fineprune.datafiles import load_image  # noqa: E402
-
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-MODEL = "mlperf_tiny/image_classification/pretrainedResnet.h5"
+from tflite_fineprune.errors import FinePruneError  # noqa: E402
+from tflite_fineprune.reference_data import CIFAR10_LABELS as CLASSES  # noqa: E402
+from tflite_fineprune.reference_data import CIFAR10_TEST, MLPERF_RESNET8 as MODEL, require_data  # noqa: E402
 
 
 def find_data(given):
-    root = pathlib.Path(given or os.environ.get("FINEPRUNE_DATA") or REPO.parent / "shared" / "data")
-    if not (root / MODEL).exists() or not (root / "cifar10_test").exists():
-        sys.exit(f"quickstart: no data under {root}. It needs {MODEL} (MLPerf Tiny ResNet-8) and cifar10_test/"
-                 "<class>/*.jpg (CIFAR-10 test images); pass --data DIR or set FINEPRUNE_DATA.")
-    return root
+    try:
+        return require_data((MODEL, CIFAR10_TEST), given, "quickstart")
+    except FinePruneError as exc:
+        sys.exit(f"quickstart: {exc}")
 
 
 def images(root, classes, start, count):
     x, y = [], []
     for name in classes:
-        for path in sorted((root / "cifar10_test" / name).glob("*.jpg"))[start:start + count]:
+        for path in sorted((root / CIFAR10_TEST / name).glob("*.jpg"))[start:start + count]:
             x.append(load_image(str(path), (32, 32, 3)))
             y.append(CLASSES.index(name))
     return np.stack(x), np.array(y)

@@ -35,3 +35,25 @@ class ExportCache:
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory):
     return ExportCache(tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture(params=["synthetic", "real"])
+def inputs(request):
+    """`inputs(name, count, seed)`: inputs for a zoo model, synthetic (runs anywhere) or real (skips without data).
+
+    A different `seed` gives different samples: another synthetic draw, or real files further on.
+    """
+    from tests.realdata import cifar_images, real_inputs
+    from tests.synthetic import synthetic_inputs
+
+    def make(name, count=24, seed=0):
+        if request.param == "synthetic":
+            return synthetic_inputs(name, count, seed)
+        if seed:
+            if name == "conv1d_audio":
+                from tests.realdata import speech_clips
+                return speech_clips(count, words=("left", "right", "on", "off"))
+            return cifar_images(max(1, count // 10), size=96 if name == "mobilenet_v2" else None, start=100 * seed)
+        return real_inputs(name, count)
+
+    return make

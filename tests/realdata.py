@@ -1,18 +1,13 @@
-"""Real test inputs from the shared data folder (FINEPRUNE_DATA, else ../shared/data)."""
-
-import os
-import pathlib
-import wave
+"""Real test inputs from the shared data folder (the library's one lookup: FINEPRUNE_DATA, else ../shared/data)."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tflite_fineprune.datafiles import fit_audio, load_audio
+from tflite_fineprune.reference_data import CIFAR10_LABELS, data_root
 
-
-def data_root():
-    return pathlib.Path(os.environ.get("FINEPRUNE_DATA", REPO.parent / "shared" / "data"))
+CLIP_SAMPLES = 16000
 
 
 def require(relative):
@@ -22,7 +17,7 @@ def require(relative):
     return path
 
 
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR_CLASSES = CIFAR10_LABELS
 
 
 def cifar_files(per_class, classes=CIFAR_CLASSES, start=0):
@@ -46,12 +41,8 @@ def cifar_images(per_class=4, size=None, classes=CIFAR_CLASSES, start=0):
 
 
 def read_clip(path):
-    """float32 PCM in [-1, 1], zero-padded or cut to 16000 samples."""
-    with wave.open(str(path), "rb") as f:
-        pcm = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768.0
-    clip = np.zeros(16000, np.float32)
-    clip[:min(16000, pcm.size)] = pcm[:16000]
-    return clip
+    """float32 PCM in [-1, 1] at 16 kHz, padded or cut to 16000 samples: the library's own audio path."""
+    return fit_audio(path, *load_audio(path), (CLIP_SAMPLES,), CLIP_SAMPLES)
 
 
 def speech_clips(count=16, words=("yes", "no", "up", "down")):

@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 
 from tests import zoo
-from tests.realdata import real_inputs
 from tflite_fineprune import Personalizer
 
 
 @pytest.mark.parametrize("name", ["plain_cnn", "dense_only", "conv1d_audio", "residual_separable", "mobilenet_v2"])
-def test_activity_matches_keras_reference(exports, name):
+def test_activity_matches_keras_reference(exports, inputs, name):
     model = exports.model(name)
-    x = real_inputs(name, count=30)
+    x = inputs(name, count=30)
     personalizer = Personalizer(exports.path(name))
     personalizer.observe(x[:11])
     personalizer.observe(x[11:], batch_size=5)  # counters accumulate across calls and batch sizes
@@ -25,8 +24,8 @@ def test_activity_matches_keras_reference(exports, name):
         np.testing.assert_allclose(activity[layer], reference[layer], atol=2e-3, err_msg=layer)
 
 
-def test_reset_clears_counters_but_keeps_masks(exports):
-    x = real_inputs("plain_cnn")
+def test_reset_clears_counters_but_keeps_masks(exports, inputs):
+    x = inputs("plain_cnn")
     personalizer = Personalizer(exports.path("plain_cnn"))
     personalizer.observe(x)
     personalizer.prune(0.25)
@@ -39,8 +38,8 @@ def test_reset_clears_counters_but_keeps_masks(exports):
     assert all(v.all() for v in personalizer.masks.values())
 
 
-def test_pruned_units_are_inactive_after_reobserving(exports):
-    x = real_inputs("residual_separable", count=40)
+def test_pruned_units_are_inactive_after_reobserving(exports, inputs):
+    x = inputs("residual_separable", count=40)
     personalizer = Personalizer(exports.path("residual_separable"))
     personalizer.observe(x[:20])
     personalizer.prune(0.4)

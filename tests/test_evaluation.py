@@ -53,6 +53,7 @@ def run_demo(*args):
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vision", [False, True])
 def test_demo_end_to_end(tmp_path, vision):
     require("cifar10_test" if vision else "speech_commands_v0.02_test")
@@ -67,7 +68,17 @@ def test_demo_end_to_end(tmp_path, vision):
     default = [r for r in rows if "(default)" in r["recipe"]]
     dense = np.mean([float(r["dense_accuracy"]) for r in default])
     personalized = np.mean([float(r["accuracy"]) for r in default])
-    assert personalized >= dense - 1e-9  # the shipped default must not make users worse on average
+    if vision:
+        # Class exclusion is where the effect exists (README: 0.782 → 0.897, 29 of 30 users helped).
+        helped = sum(float(r["accuracy"]) > float(r["dense_accuracy"]) for r in default)
+        assert personalized >= dense + 0.05 and helped >= 0.8 * len(default)
+    else:
+        # The speech default is dense because every pruning recipe measured hurt speakers: it must change
+        # nothing, and the measured harm of pruning must show in the same run.
+        assert all(float(r["accuracy"]) == float(r["dense_accuracy"]) and float(r["unit_sparsity"]) == 0
+                   for r in default)
+        pruned = [float(r["accuracy"]) for r in rows if r["recipe"] == "prune 5% units"]
+        assert len(pruned) == len(default) and np.mean(pruned) < dense - 0.05
     assert "summary over" in result.stdout and "worst10%" in result.stdout
 
 

@@ -25,6 +25,7 @@ def test_missing_fashion_mnist_is_explained(tmp_path):
         load_fashion_mnist("test", tmp_path)
 
 
+@pytest.mark.slow
 def test_small_mlp_trains_and_exports(tmp_path):
     require_fashion()
     from converters.fashion import FASHION_LABELS, load_fashion_mnist, train_fashion_mlp
@@ -39,6 +40,7 @@ def test_small_mlp_trains_and_exports(tmp_path):
     np.testing.assert_allclose(personalizer.predict(x[:64]), np.asarray(model(x[:64])), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fashion_demo_shows_the_effect(tmp_path):
     """Activity pruning beats random pruning of the same units, and the default helps on average."""
     require_fashion()

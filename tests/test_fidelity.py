@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from tests.realdata import real_inputs
 from tflite_fineprune import Personalizer
 
 TOLERANCE = 1e-4
@@ -11,9 +10,9 @@ MODELS = ["plain_cnn", "dense_only", "conv1d_audio", "residual_separable", "mobi
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_masks_on_match_keras(exports, name):
+def test_masks_on_match_keras(exports, inputs, name):
     model = exports.model(name)
-    x = real_inputs(name)
+    x = inputs(name)
     expected = np.asarray(model(x, training=False))
     personalizer = Personalizer(exports.path(name), backend="litert")
     got = personalizer.predict(x, batch_size=7)

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from tests.realdata import real_inputs
 from tflite_fineprune import Personalizer
 
 
@@ -36,11 +35,11 @@ PLAIN_CNN = [
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.25, 0.6])
-def test_plain_cnn_sparsity_is_exact(exports, sparsity):
+def test_plain_cnn_sparsity_is_exact(exports, inputs, sparsity):
     model = exports.model("plain_cnn")
     personalizer = Personalizer(exports.path("plain_cnn"))
     assert [g.name for g in personalizer.units] == ["conv_a", "conv_b", "conv_c"]
-    personalizer.observe(real_inputs("plain_cnn"))
+    personalizer.observe(inputs("plain_cnn"))
     if sparsity:
         personalizer.prune(sparsity)
     masks = {k: v.astype(float) for k, v in personalizer.masks.items()}
@@ -55,10 +54,10 @@ def test_plain_cnn_sparsity_is_exact(exports, sparsity):
     assert s.macs == pytest.approx(1 - macs / full_macs)
 
 
-def test_dense_only_flatten_wiring(exports):
+def test_dense_only_flatten_wiring(exports, inputs):
     model = exports.model("dense_only")
     personalizer = Personalizer(exports.path("dense_only"))
-    personalizer.observe(real_inputs("dense_only"))
+    personalizer.observe(inputs("dense_only"))
     personalizer.prune(0.5)
     masks = {k: v.astype(float) for k, v in personalizer.masks.items()}
     wiring = [("hidden_1", None, "hidden_1", 1, None), ("hidden_2", "hidden_1", "hidden_2", 1, None),

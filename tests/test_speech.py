@@ -85,6 +85,7 @@ def test_int16_pcm_and_silence(kws, clips):
         personalizer.predict(as_int16.astype(np.int32))
 
 
+@pytest.mark.slow
 def test_train_recipe_on_fsdd_folders(tmp_path):
     """`converters.speech train` on DATA_DIR/<label>/*.wav (8 kHz FSDD clips, resampled)."""
     import os

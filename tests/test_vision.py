@@ -31,6 +31,7 @@ def test_resnet8_takes_uint8_and_matches_keras(resnet8):
         personalizer.predict(pixels.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_keras_app_offline_with_resize(tmp_path):
     """`weights=auto` never downloads; a 64x64 uint8 input is resized in-graph to the model's 96x96."""
     from converters.vision import KERAS_APPS, ImageFrontEnd, export_keras_app, keras_app, with_frontend
@@ -88,6 +89,7 @@ def test_in_graph_prior_correction_matches_numpy_em(tmp_path):
         Personalizer(export_mlperf(tmp_path / "plain.tflite").path).correct_priors(adapt)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50"])
 def test_frontend_matches_keras_preprocessing(name):
     """The in-graph scaling equals keras.applications' own preprocess_input on real photos."""

@@ -40,11 +40,13 @@ def build_parser():
     p.add_argument("--labels", help="text file with one class name per line")
     p.add_argument("--input-shape", type=_parse_shape, help="input shape without batch, e.g. 96,96,3")
     p.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
-    p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES)
+    p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES,
+                   help="how the in-graph prune step ranks units: within each layer, or across all layers")
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
-    p.add_argument("model")
+    p.add_argument("model", help="an exported .tflite")
 
     p = commands.add_parser("personalize", help="observe a user's unlabeled data, prune, save the state")
     _runtime_args(p)
@@ -54,26 +56,76 @@ def build_parser():
     p.add_argument("--min-class-fraction", type=_fraction,
                    help="also prune classes predicted on less than this fraction of the data")
 
-    p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, or --vision)")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
+    p = commands.add_parser("slim", help="write a plain .tflite of a user's model with the pruned units removed")
+    p.add_argument("model", help="an exported .tflite")
+    p.add_argument("--state", required=True, help="the user's state file")
+    p.add_argument("-o", "--output", required=True, help="the slim .tflite to write")
+
+    p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, --vision or --fashion)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data); with "
+                   "--fashion, the folder with the four Fashion-MNIST *-ubyte.gz files (or its fashion-mnist/)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     p.add_argument("--out", default="fineprune-demo", help="folder for the models, CSV and plot")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--vision", action="store_true", help="CIFAR-10 class-subset users with ResNet-8 instead of speakers")
     kind.add_argument("--fashion", action="store_true",
                       help="Fashion-MNIST class-subset users with an over-parameterized MLP (trained first)")
 
+    p = commands.add_parser("android-assets", help="generate the Android demo app's assets (models, users, manifest)")
+    p.add_argument("-o", "--output", default=os.path.join("android_demo", "app", "src", "main", "assets"),
+                   help="asset folder (default: android_demo/app/src/main/assets)")
+    p.add_argument("--speech", help="speech model .tflite (default: export the MLPerf Tiny DS-CNN)")
+    p.add_argument("--vision", help="vision model .tflite (default: export the MLPerf Tiny ResNet-8)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
+    p.add_argument("--record", help="also write recordings of the app's signature calls here (JVM replay tests)")
+
     p = commands.add_parser("evaluate", help="accuracy on DATA/<label>/<file>")
     _runtime_args(p)
     p.add_argument("--state", help="a state file to apply first")
+    _finish_help(commands)
     return parser
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (but not the uninformative None/False ones) and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+# Examples in --help use the settings the README's measurements ("Which settings help") found safe.
+EXAMPLES = {
+    "export": """example:
+  tflite-fineprune export model.keras -o model.tflite --labels labels.txt --prune-outputs
+  (keras.applications models: python -m converters.vision keras-app NAME -o X.tflite --prune-outputs,
+   which adds the model's own pixel scaling)""",
+    "personalize": """examples (settings measured in the README, "Which settings help"):
+  # a user who meets only a few of the classes (measured on CIFAR-10 users: 29 of 30 helped):
+  tflite-fineprune personalize model.tflite --data my_photos/ --state me.state --sparsity 0 --min-class-fraction 0.1
+  # speech models: every pruning setting measured lowered most speakers' accuracy; keep them dense
+  tflite-fineprune personalize kws.tflite --data my_clips/ --state me.state --sparsity 0
+  # an over-parameterized model (the Fashion-MNIST MLP): units too
+  tflite-fineprune personalize mlp.tflite --data my_photos/ --state me.state --sparsity 0.5 --min-class-fraction 0.1
+Pruning is cumulative: a second run adds to the state; --fresh starts over.""",
+}
+
+
+def _finish_help(commands):
+    for name, sub in commands.choices.items():
+        sub.formatter_class = _HelpFormatter
+        if name in EXAMPLES and not sub.epilog:
+            sub.epilog = EXAMPLES[name]
 
 
 def _runtime_args(p):
     p.add_argument("model", help="an exported .tflite")
     p.add_argument("--data", required=True, help="folder of .npy, image or .wav files")
     p.add_argument("--preprocess", help="module:function turning a decoded file into samples")
-    p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
+                   help="which TFLite interpreter runs the model (auto: the first one installed)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per interpreter call")
 
 
 def cmd_export(args):
@@ -88,10 +140,38 @@ def cmd_export(args):
                                  "expected one class name per line") from None
         labels = [line.strip() for line in text.splitlines() if line.strip()]
     from .export import export_model  # imports TensorFlow: after the arguments are checked
+    from .export.exporter import load_keras_model
+    from .progress import print_stage
 
-    report = export_model(args.model, args.output, labels=labels, input_shape=args.input_shape,
-                          prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify)
+    print(f"loading {args.model}", flush=True)
+    model = load_keras_model(args.model)
+    _warn_if_keras_application(model)
+    report = export_model(model, args.output, labels=labels, input_shape=args.input_shape,
+                          prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify,
+                          on_stage=print_stage)
     print(report)
+
+
+# keras.applications model names (model.name): these expect their own input scaling (preprocess_input).
+_KERAS_APP_NAME = r"(mobilenet|resnet\d|resnet_?v2|efficientnet|densenet|inception|xception|vgg\d|nasnet|convnext)"
+
+
+def _warn_if_keras_application(model):
+    """A keras.applications model exported as is takes raw 0–255 pixels but expects its own scaling."""
+    import re
+
+    if not re.match(_KERAS_APP_NAME, model.name, re.IGNORECASE):
+        return
+    first = [type(layer).__name__ for layer in model.layers[:4]]
+    if any(name in ("Rescaling", "Normalization") for name in first):  # e.g. MobileNetV3, EfficientNet
+        return
+    _warn(f"{model.name} looks like a keras.applications model: the exported .tflite will feed its input (e.g. "
+          "raw 0–255 pixels) to the model unchanged, but it expects its own preprocess_input scaling. Export it "
+          "with `python -m converters.vision keras-app NAME -o X.tflite`, which puts that scaling in the graph")
+
+
+def _warn(message):
+    print(f"tflite-fineprune: warning: {message}", file=sys.stderr, flush=True)
 
 
 def cmd_inspect(args):
@@ -102,7 +182,9 @@ def cmd_inspect(args):
     print(f"input  {meta.input_name} {list(meta.input_shape)} {meta.input_dtype}")
     print(f"output {meta.output_name} [{meta.num_classes}] {meta.output_kind}"
           + (f", labels: {', '.join(meta.labels)}" if meta.labels else ""))
-    print(f"policy {meta.policy}; signatures: {', '.join(meta.signatures)}")
+    print(f"policy {meta.policy}; signatures: {', '.join(meta.signatures)}"
+          + ("" if meta.output_group is not None else
+             "; classes not prunable (re-export with `tflite-fineprune export --prune-outputs` to prune them)"))
     print(f"weights {meta.total_weights:,}  MACs/sample {meta.total_macs:,}")
     header = f"{'#':>3}  {'layer':<28} {'class':<16} {'role':<6} {'units':>6} {'offset':>7} {'positions':>9} {'weights/unit':>12} {'MACs/unit':>12}"
     print(header)
@@ -115,6 +197,12 @@ def cmd_inspect(args):
         print("not prunable:")
         for name, reason in meta.excluded:
             print(f"  {name}: {reason}")
+    if meta.slim:
+        kept = sum(len(v) for v in meta.slim["kept_units"].values())
+        print(f"slim: pruned units removed ({kept} of {meta.num_units} units kept), from model "
+              f"{meta.slim['from_fingerprint'][:16]} with state CRC-32 {meta.slim['state_crc32']:08x}; predict only")
+        for name, reason in meta.slim.get("still_masked", {}).items():
+            print(f"  {name}: still masked ({reason})")
 
 
 def _open(args):
@@ -132,7 +220,7 @@ def _load_data(args, personalizer, labels=None):
 
     meta = personalizer.metadata
     return load_folder(args.data, meta.input_shape[1:], args.preprocess, labels=labels, dtype=meta.input_dtype,
-                       sample_rate=meta.sample_rate)
+                       sample_rate=meta.sample_rate, progress=True)
 
 
 def cmd_personalize(args):
@@ -142,18 +230,81 @@ def cmd_personalize(args):
     if args.min_class_fraction is not None:
         check_sparsity(args.min_class_fraction, "--min-class-fraction")
     personalizer = _open(args)
+    if args.min_class_fraction is not None and personalizer.metadata.output_group is None:
+        personalizer.prune_outputs(args.min_class_fraction)  # raises: says how to re-export, before any work
     if args.state and os.path.exists(args.state) and not args.fresh:
         personalizer.load_state(args.state)
-        print(f"continuing from {args.state} ({personalizer.samples} samples observed before)")
+        print(f"continuing from {args.state}: this data is counted on top of the {personalizer.samples} samples "
+              "observed before, and units pruned before stay pruned (pass --fresh to start over)")
+    _warn_if_speech(personalizer, args.sparsity, args.min_class_fraction)
     x, _, files = _load_data(args, personalizer)
-    personalizer.observe(x)
+    before = np.argmax(personalizer.observe(x, progress=True), axis=-1)
+    pruned_before = _pruned_fractions(personalizer)
     sparsity = personalizer.prune(args.sparsity)
+    _note_cumulative(pruned_before, args.sparsity)
+    if args.sparsity > 0:
+        _warn_if_predictions_changed(before, np.argmax(personalizer.predict(x, progress=None), axis=-1))
     if args.min_class_fraction is not None:
+        kept_before = personalizer.masks[personalizer.metadata.output_group.name]
         sparsity = personalizer.prune_outputs(args.min_class_fraction)
+        _print_dropped_classes(personalizer, kept_before)
     personalizer.save_state(args.state)
     print(f"observed {len(x)} samples from {len(files)} files; pruned {sparsity.pruned_units}/{sparsity.total_units} "
           f"units (unit sparsity {sparsity.units:.1%}, weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}); "
           f"state saved to {args.state}")
+
+
+# How many predictions unit pruning may change on the user's own data before the CLI warns: on the compact
+# models the README measures, settings that changed many predictions lowered accuracy.
+CHANGED_PREDICTIONS_WARNING = 0.10
+
+
+def _pruned_fractions(personalizer):
+    """Hidden layer name → fraction of its units pruned now."""
+    return {name: 1.0 - float(mask.mean()) for name, mask in personalizer.masks.items()
+            if name != getattr(personalizer.metadata.output_group, "name", None)}
+
+
+def _note_cumulative(pruned_before, sparsity):
+    """A --sparsity below what earlier runs pruned prunes nothing more: say so instead of ignoring it."""
+    above = {name: fraction for name, fraction in pruned_before.items() if fraction > sparsity + 1e-9}
+    if above:
+        worst = max(above.values())
+        print(f"note: pruning is cumulative: {len(above)} layers already have up to {worst:.0%} of their units "
+              f"pruned, more than --sparsity {sparsity:g}; those units stay pruned (every other unit stays as it "
+              "was). To prune less, start over with --fresh")
+
+
+def _warn_if_speech(personalizer, sparsity, min_class_fraction):
+    """The README's speaker measurements (DS-CNN, 53 speakers) found every pruning setting harmful."""
+    if personalizer.metadata.sample_rate <= 0:
+        return
+    if sparsity is not None and sparsity >= 0.02:
+        _warn(f"--sparsity {sparsity:g} on a speech model: in the README's speaker measurements (benchmarks/"
+              "personalization.py, MLPerf Tiny DS-CNN, 53 speakers) pruning 2% of units lowered mean accuracy "
+              "0.910 → 0.831 and hurt 40 speakers, 5% gave 0.665; --sparsity 0 keeps the model dense")
+    if min_class_fraction is not None and min_class_fraction > 0:
+        _warn(f"--min-class-fraction {min_class_fraction:g} on a speech model: in the README's speaker measurements "
+              "dropping classes below 5% lowered mean accuracy 0.910 → 0.609 and hurt all 53 speakers")
+
+
+def _warn_if_predictions_changed(before, after):
+    changed = float(np.mean(before != after))
+    if changed > CHANGED_PREDICTIONS_WARNING:
+        _warn(f"this --sparsity changed the predicted class of {changed:.0%} of your {len(before)} samples; in the "
+              "README's measurements (\"Which settings help\"), settings that change many predictions lowered "
+              "accuracy on compact models. Consider a lower --sparsity (with --fresh)")
+
+
+def _print_dropped_classes(personalizer, kept_before):
+    group = personalizer.metadata.output_group
+    kept = personalizer.masks[group.name]
+    labels = personalizer.labels or [f"class {i}" for i in range(group.units)]
+    dropped = [labels[i] for i in np.flatnonzero((kept_before == 1) & (kept == 0))]
+    excluded = [labels[i] for i in np.flatnonzero(kept == 0)]
+    print(f"dropped {len(dropped)} classes: {', '.join(dropped) or 'none'}"
+          + (f"; {len(excluded)} classes excluded in all: {', '.join(excluded)}" if len(excluded) > len(dropped)
+             else "") + f"; kept: {', '.join(labels[i] for i in np.flatnonzero(kept))}")
 
 
 def cmd_evaluate(args):
@@ -171,18 +322,44 @@ def cmd_evaluate(args):
           f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}")
 
 
+def cmd_slim(args):
+    from .slim import slim_model
+
+    report = slim_model(args.model, args.state, args.output)
+    print(f"{report.path}: {report.slim_bytes:,} bytes (export {report.dense_bytes:,}), "
+          f"weight sparsity {report.weight_sparsity:.1%}, MAC sparsity {report.mac_sparsity:.1%}")
+    for name, reason in report.still_masked.items():
+        print(f"  {name}: still masked ({reason})")
+
+
 def cmd_demo(args):
     from converters.demo import run_demo
 
     run_demo(args.data, args.out, args.vision, args.fashion)
 
 
-COMMANDS = {"demo": cmd_demo, "export": cmd_export, "inspect": cmd_inspect, "personalize": cmd_personalize, "evaluate": cmd_evaluate}
+def cmd_android_assets(args):
+    from converters.android_assets import build_assets  # needs the converters (TensorFlow) only here
+
+    build_assets(args.output, args.speech, args.vision, args.data, args.record)
+
+
+def _silence_unless_verbose(args):
+    """Commands that load TensorFlow (those with --verbose) keep its log lines out unless asked."""
+    if hasattr(args, "verbose"):
+        from .quiet import silence_tensorflow
+
+        silence_tensorflow(args.verbose)
+
+
+COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "evaluate": cmd_evaluate, "export": cmd_export,
+            "inspect": cmd_inspect, "personalize": cmd_personalize, "slim": cmd_slim}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        _silence_unless_verbose(args)
         COMMANDS[args.command](args)
     except FinePruneError as exc:
         print(f"tflite-fineprune: error: {exc}", file=sys.stderr)

@@ -224,17 +224,20 @@ def _fit_audio(path, audio, sample_shape):
     return audio.reshape(sample_shape)
 
 
-def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32", sample_rate=0):
+def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32", sample_rate=0, progress=False):
     """Load every data file under `root`.
 
     Returns `(x, y, files)`; `y` holds class indices from each file's parent
     folder name (matched against `labels`, or read as an integer) when
-    `labels` is not None, else None.
+    `labels` is not None, else None. `progress=True` shows a bar (decoding
+    and resampling hundreds of files takes a while).
     """
+    from .progress import progress_bar
+
     hook = resolve_hook(preprocess)
     files = list_files(root)
     xs, ys = [], []
-    for path in files:
+    for path in progress_bar(files, "load", "file", enabled=progress):
         samples = load_samples(path, sample_shape, hook, dtype, sample_rate)
         xs.append(samples)
         if labels is not None:

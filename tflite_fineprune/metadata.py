@@ -112,6 +112,7 @@ class ModelMetadata:
     mean_compensation: bool = False  # pruned hidden units output their frozen mean activation
     prior_correction: bool = False  # outputs reweighted by EM-estimated user class priors
     content_sha256: str = ""  # flatbuffer.content_digest of the whole file; empty in files from before it existed
+    slim: dict = None  # slim files (pruned units removed, infer only): source fingerprint, state CRC, kept units
 
     @property
     def num_units(self):
@@ -186,9 +187,9 @@ class ModelMetadata:
         check.integer(self.total_macs, "total_macs", minimum=0)
         for name in self.signatures:
             check.text(name, "signatures")
-        missing = [name for name in sig.REQUIRED if name not in self.signatures]
-        if missing:
-            check.fail("signatures", list(self.signatures), f"at least {', '.join(sig.REQUIRED)}")
+        required = (sig.INFER,) if self.slim else sig.REQUIRED  # a slim file only predicts
+        if any(name not in self.signatures for name in required):
+            check.fail("signatures", list(self.signatures), f"at least {', '.join(required)}")
         for entry in self.excluded:
             if len(entry) != 2 or not all(isinstance(v, str) for v in entry):
                 check.fail("excluded", entry, "[layer name, reason] pairs")
@@ -196,6 +197,8 @@ class ModelMetadata:
         check.integer(self.sample_rate, "sample_rate", minimum=0)
         if self.content_sha256:
             check.text(self.content_sha256, "content_sha256", pattern=r"[0-9a-f]{64}")
+        if self.slim is not None and not isinstance(self.slim, dict):
+            check.fail("slim", self.slim, "an object describing the slimming, or null")
         for flag in ("mean_compensation", "prior_correction"):
             if not isinstance(getattr(self, flag), bool):
                 check.fail(flag, getattr(self, flag), "true or false")

@@ -69,6 +69,9 @@ class Personalizer:
     # -- running ---------------------------------------------------------
 
     def _runner(self, name):
+        if self.metadata.slim and name != sig.INFER:
+            raise FinePruneError(f"{self.model_path} is a slim model (pruned units removed): it can only predict; "
+                                 "observe, prune and state calls need the original export")
         if name not in self._runners:
             if name not in self.metadata.signatures:
                 raise FinePruneError(f"{self.model_path} was exported without the {name!r} signature")
@@ -165,7 +168,9 @@ class Personalizer:
         """Prune output classes predicted on less than `min_fraction` of the observed samples."""
         value = check_sparsity(min_fraction, "min_fraction")
         if self.metadata.output_group is None:
-            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning")
+            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning; re-export it with "
+                                 "`tflite-fineprune export --prune-outputs` (Python: export_model(..., "
+                                 "prune_outputs=True); the converters: --prune-outputs)")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
         self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})
@@ -243,6 +248,12 @@ class Personalizer:
         for name, feed in extras.items():
             self._call(name, **feed)
 
+    def slim(self, path):
+        """Write the current personalization as a plain `.tflite` without the pruned units (a `SlimReport`)."""
+        from .slim import slim_model
+
+        return slim_model(self.model_path, self.get_state(), path)
+
     def save_state(self, path):
         """Write masks and counters atomically (temp file, fsync, rename)."""
         atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
@@ -285,6 +296,8 @@ class Personalizer:
         return measure_sparsity(self.metadata, self.get_state().masks)
 
     def __repr__(self):
+        if self.metadata.slim:
+            return f"Personalizer({self.model_path!r}, backend={self.backend!r}, slim)"
         s = self.sparsity()
         return (f"Personalizer({self.model_path!r}, backend={self.backend!r}, units={self.metadata.num_units}, "
                 f"unit_sparsity={s.units:.3f})")

@@ -36,12 +36,33 @@ class ExportReport:
     seconds: float
     max_abs_error: float
     metadata: ModelMetadata
+    # Max error on the log-probabilities centred per sample (= logits up to a constant) for softmax outputs,
+    # and how much Keras' own outputs vary on the random batch: a check on outputs that hardly vary
+    # (untrained weights behind a softmax give ~1/classes everywhere) proves nothing.
+    logit_error: float = None
+    output_spread: float = None
+
+    @property
+    def check_conclusive(self):
+        return self.output_spread is not None and self.output_spread >= MIN_OUTPUT_SPREAD
 
     def __str__(self):
-        err = "not checked" if self.max_abs_error is None else f"{self.max_abs_error:.2e}"
+        if self.max_abs_error is None:
+            err = "not checked"
+        else:
+            err = f"{self.max_abs_error:.2e}"
+            if self.logit_error is not None:
+                err += f" (logits from the log-probabilities: {self.logit_error:.2e})"
+            if not self.check_conclusive:
+                err += (f" — inconclusive: Keras' outputs hardly vary on random inputs (spread "
+                        f"{self.output_spread:.1e}, e.g. untrained weights), so agreement proves little; "
+                        "compare predictions on real data")
         return (f"wrote {self.path}: {self.groups} unit groups, {self.units} prunable units, "
                 f"{len(self.excluded)} layers not prunable, {self.file_bytes / 1e6:.2f} MB, "
                 f"{self.seconds:.1f} s, max |TFLite - Keras| on a random batch: {err}")
+
+
+MIN_OUTPUT_SPREAD = 1e-3
 
 
 def load_keras_model(path):
@@ -130,26 +151,45 @@ def _convert(module, workdir):
         raise FinePruneError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc)[:2000]}") from None
 
 
-def _verify(path, model, input_shape, input_dtype, output_name, seed=0):
+def _centred_log(p):
+    log = np.log(np.maximum(p.astype(np.float64), 1e-30))
+    return log - log.mean(axis=-1, keepdims=True)
+
+
+def _verify(path, model, input_shape, input_dtype, output_name, output_kind="logits", seed=0):
+    """(max abs error, max error on logits recovered from probabilities or None, spread of Keras' outputs)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        return None
+        return None, None, None
+    from ..quiet import native_stderr
+
     rng = np.random.default_rng(seed)
     if np.dtype(input_dtype).kind == "f":
-        x = rng.standard_normal((2, *input_shape[1:])).astype(input_dtype)
+        x = rng.standard_normal((4, *input_shape[1:])).astype(input_dtype)
     else:
         info = np.iinfo(input_dtype)
-        x = rng.integers(info.min, info.max, (2, *input_shape[1:]), endpoint=True).astype(input_dtype)
+        x = rng.integers(info.min, info.max, (4, *input_shape[1:]), endpoint=True).astype(input_dtype)
     with warnings.catch_warnings():  # models saved with list inputs warn about the structure
         warnings.simplefilter("ignore")
         expected = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
-    got = Interpreter(model_path=path).get_signature_runner(sig.INFER)(**{sig.INPUT: x})[output_name]
-    return float(np.max(np.abs(got - expected)))
+    with native_stderr():  # "Created TensorFlow Lite XNNPACK delegate"
+        got = Interpreter(model_path=path).get_signature_runner(sig.INFER)(**{sig.INPUT: x})[output_name]
+    error = float(np.max(np.abs(got - expected)))
+    # Softmax outputs: compare logits (log-probabilities up to a per-sample constant), which keep their
+    # differences when the probabilities are all ~1/classes, and judge the spread on them.
+    if output_kind == "probabilities":
+        expected_logits = _centred_log(expected)
+        logit_error = float(np.max(np.abs(_centred_log(got) - expected_logits)))
+        spread = float(np.ptp(expected_logits))
+    else:
+        logit_error, spread = None, float(np.ptp(expected))
+    return error, logit_error, spread
 
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
-                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False):
+                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
+                 on_stage=None):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -180,6 +220,10 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     prior_correction : bool
         Reweight the output by the user's class priors, estimated without
         labels by EM (`update_priors` signature; `Personalizer.correct_priors`).
+    on_stage : callable, optional
+        Called as `on_stage(name, seconds_so_far)` when each stage begins
+        ("trace", "convert", "verify"): the commands print these, as a large
+        model takes a minute.
 
     Returns
     -------
@@ -190,6 +234,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         model = load_keras_model(model)
     if policy not in POLICIES:
         raise FinePruneError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    _stage(on_stage, "trace", start)
     graph = flatten_model(model)
     if len(graph.inputs) == 1:
         shape = _input_shape(graph, input_shape)
@@ -215,7 +260,10 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         raise FinePruneError("prior_correction needs a (batch, classes) output")
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
                              mean_compensation, num_classes, prior_correction)
-    with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir:
+    _stage(on_stage, "convert", start)
+    from ..quiet import native_stderr
+
+    with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir, native_stderr():
         flatbuffer, names = _convert(module, workdir)
     digest = _weights_digest(frozen)
     layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
@@ -247,11 +295,22 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     metadata = read_model_metadata(blob, source=os.fspath(path))
     path = os.fspath(path)
     atomic_write(path, blob)
-    error = _verify(path, model, shape, input_dtype, sig.OUTPUT) if verify else None
+    _stage(on_stage, "verify", start)
+    error, logit_error, spread = (_verify(path, model, shape, input_dtype, sig.OUTPUT, plan.output_kind) if verify
+                                  else (None, None, None))
     if error is not None and error > 1e-3:
         raise FinePruneError(f"exported model differs from Keras by {error:.3g} on a random batch; please report this")
+    if logit_error is not None and logit_error > 1e-2:
+        raise FinePruneError(f"exported model's logits differ from Keras' by {logit_error:.3g} on a random batch; "
+                             "please report this")
     return ExportReport(path, len(layout), metadata.num_units, tuple(plan.excluded), len(blob),
-                        time.perf_counter() - start, error, metadata)
+                        time.perf_counter() - start, error, metadata, logit_error, spread)
+
+
+def _stage(on_stage, name, start):
+    """Tell `on_stage` (when given) that stage `name` begins, with the seconds spent so far."""
+    if on_stage is not None:
+        on_stage(name, time.perf_counter() - start)
 
 
 def _resolve_shapes(graph, shape, dtype="float32"):

@@ -149,7 +149,7 @@ def plan_model(graph, prune_outputs=False):
             if prune_outputs:
                 groups.append(PlannedGroup(node.name, layer_class, units, 1, ROLE_OUTPUT, tensor, chain))
             else:
-                excluded.append((node.name, "output layer (export with prune_outputs=True to prune classes)"))
+                excluded.append((node.name, "output layer (to prune classes, export with --prune-outputs; Python: prune_outputs=True)"))
             continue
         reason = _exclusion_reason(tensor, consumers, rules, outputs, graph)
         if reason is not None:

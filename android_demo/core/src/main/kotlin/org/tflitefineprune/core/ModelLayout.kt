@@ -1,0 +1,92 @@
+package org.tflitefineprune.core
+
+import kotlinx.serialization.json.JsonElement
+import kotlinx.serialization.json.JsonNull
+import kotlinx.serialization.json.JsonObject
+import kotlinx.serialization.json.jsonArray
+import kotlinx.serialization.json.jsonObject
+import kotlinx.serialization.json.jsonPrimitive
+
+/** The prunable units of one layer: its slice `[offset, offset + units)` of the flat mask vector. */
+class UnitGroup(val name: String, val layerClass: String, val units: Int, val offset: Int, val role: String)
+
+/** One segment of a weight layer's input channels: which unit group feeds it (null: not prunable). */
+class InputSegment(val group: Int?, val channels: Int, val repeat: Int)
+
+/** A layer holding weights, wired to the unit groups it reads and writes (metadata `weight_layers`). */
+class WeightLayer(
+    val name: String,
+    val kind: String,
+    val outGroup: Int?,
+    val outChannels: Int,
+    val inSegments: List<InputSegment>,
+    val depthMultiplier: Int,
+    val kernelPositions: Long,
+    val outputPositions: Long,
+    val paramsPerOutput: Long,
+)
+
+/** The model's self-description (the tflite-fineprune metadata embedded in the .tflite, copied into the manifest). */
+class ModelLayout(
+    val formatVersion: Int,
+    val fingerprint: String,
+    val labels: List<String>,
+    val numClasses: Int,
+    val groups: List<UnitGroup>,
+    val weightLayers: List<WeightLayer>,
+    val totalWeights: Long,
+    val totalMacs: Long,
+    val signatures: List<String>,
+    val meanCompensation: Boolean,
+    val priorCorrection: Boolean,
+) {
+    val numUnits: Int get() = groups.sumOf { it.units }
+    val outputGroup: UnitGroup? get() = groups.firstOrNull { it.role == ROLE_OUTPUT }
+
+    /** What a state file for this model must match. */
+    fun stateExpectation() = StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0)
+
+    /** Labels of the classes whose output unit is masked. */
+    fun excludedClasses(masks: FloatArray): List<String> {
+        val group = outputGroup ?: return emptyList()
+        return (0 until group.units).filter { masks[group.offset + it] == 0f }.map { labels.getOrElse(it) { "class $it" } }
+    }
+
+    companion object {
+        const val ROLE_OUTPUT = "output"
+
+        fun parse(json: JsonObject, source: String): ModelLayout = Json.guard(source) {
+            val groups = json.getValue("groups").jsonArray.map { g ->
+                val o = g.jsonObject
+                UnitGroup(o.str("name"), o.str("layer_class"), o.int("units"), o.int("offset"), o.str("role"))
+            }
+            var offset = 0
+            for (g in groups) {
+                if (g.offset != offset || g.units < 1) throw FinePruneException("$source: unit group '${g.name}' has an inconsistent offset or size")
+                offset += g.units
+            }
+            val layers = json.getValue("weight_layers").jsonArray.map { w ->
+                val o = w.jsonObject
+                WeightLayer(
+                    o.str("name"), o.str("kind"), o.optInt("out_group"), o.int("out_channels"),
+                    o.getValue("in_segments").jsonArray.map { s ->
+                        val a = s.jsonArray
+                        InputSegment(optInt(a[0]), a[1].jsonPrimitive.content.toInt(), a[2].jsonPrimitive.content.toInt())
+                    },
+                    o.int("depth_multiplier"), o.long("kernel_positions"), o.long("output_positions"), o.long("params_per_output"),
+                )
+            }
+            ModelLayout(
+                json.int("format_version"), json.str("fingerprint"),
+                json.getValue("labels").jsonArray.map { it.jsonPrimitive.content }, json.int("num_classes"),
+                groups, layers, json.long("total_weights"), json.long("total_macs"),
+                json.getValue("signatures").jsonArray.map { it.jsonPrimitive.content },
+                json["mean_compensation"]?.jsonPrimitive?.content == "true",
+                json["prior_correction"]?.jsonPrimitive?.content == "true",
+            )
+        }
+
+        private fun optInt(e: JsonElement): Int? = if (e is JsonNull) null else e.jsonPrimitive.content.toInt()
+        private fun JsonObject.optInt(key: String): Int? = this[key]?.let { optInt(it) }
+    }
+}

@@ -1,0 +1,123 @@
+package org.tflitefineprune.core
+
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import org.junit.Test
+import java.io.File
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.file.Files
+import java.util.zip.CRC32
+
+class StateCodecTest {
+    private val fingerprint = "0123456789abcdef".repeat(4)
+    private val plain = StateExpectation(fingerprint, 4)
+    private val state = PersonalizationState(floatArrayOf(1f, 0f, 1f, 1f), floatArrayOf(3f, 0.5f, 0f, 7.25f), 8.0)
+
+    private fun refused(blob: ByteArray, expectation: StateExpectation? = plain, expected: String) {
+        try {
+            StateCodec.decode(blob, expectation, "s.state")
+            fail("a malformed state file was accepted; expected an error mentioning '$expected'")
+        } catch (e: FinePruneException) {
+            assertTrue("'${e.message}' should mention '$expected'", e.message!!.contains(expected))
+        }
+    }
+
+    /** Rewrites bytes of a valid file and fixes the checksum, so only the intended field is wrong. */
+    private fun patched(blob: ByteArray, edit: (ByteBuffer) -> Unit): ByteArray {
+        val copy = blob.copyOf()
+        edit(ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN))
+        val crc = CRC32().apply { update(copy, 0, copy.size - 4) }.value.toInt()
+        ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN).putInt(copy.size - 4, crc)
+        return copy
+    }
+
+    @Test
+    fun layoutIsTheDocumentedOne() {
+        val blob = StateCodec.encode(fingerprint, state)
+        assertEquals(60 + 5 * 4, blob.size)
+        assertArrayEquals("FPSTATE\u0000".toByteArray(), blob.copyOfRange(0, 8))
+        val buf = ByteBuffer.wrap(blob).order(ByteOrder.LITTLE_ENDIAN)
+        assertEquals(1, buf.getShort(8).toInt())
+        assertEquals(0, buf.getShort(10).toInt())
+        assertEquals(4, buf.getInt(12))
+        assertEquals(0x01.toByte(), blob[16])
+        assertEquals(8.0, buf.getDouble(48), 0.0)
+        assertArrayEquals(byteArrayOf(1, 0, 1, 1), blob.copyOfRange(56, 60))
+        assertEquals(7.25f, buf.getFloat(60 + 12), 0f)
+        assertEquals(CRC32().apply { update(blob, 0, blob.size - 4) }.value.toInt(), buf.getInt(blob.size - 4))
+    }
+
+    @Test
+    fun roundTripsPlainAndOptionalVectors() {
+        val decoded = StateCodec.decode(StateCodec.encode(fingerprint, state), plain).state
+        assertArrayEquals(state.masks, decoded.masks, 0f)
+        assertArrayEquals(state.counts, decoded.counts, 0f)
+        assertEquals(8.0, decoded.samples, 0.0)
+
+        val full = PersonalizationState(state.masks, state.counts, 8.0, linkedMapOf(
+            "sums" to floatArrayOf(1f, 2f, 3f, 4f), "fill" to floatArrayOf(0f, 0.5f, 0f, 0f),
+            "log_weights" to floatArrayOf(-1f, 0f, 1f), "soft_counts" to floatArrayOf(2f, 3f, 4f)))
+        val blob = StateCodec.encode(fingerprint, full)
+        assertEquals(60 + 5 * 4 + 8 * 4 + 8 * 3, blob.size)
+        val expectation = StateExpectation(fingerprint, 4, compensation = true, numClasses = 3)
+        val back = StateCodec.decode(blob, expectation).state
+        assertEquals(3, back.flags)
+        for ((name, values) in full.optional) assertArrayEquals(name, values, back.optional.getValue(name), 0f)
+        // Without a model the class count comes from the file size.
+        assertArrayEquals(full.optional["soft_counts"], StateCodec.decode(blob, null).state.optional["soft_counts"], 0f)
+        refused(blob, plain, "truncated or padded")
+        refused(StateCodec.encode(fingerprint, state), expectation, "lacks sums/fill")
+    }
+
+    @Test
+    fun refusesEveryMalformedFileThePythonSideRefuses() {
+        val blob = StateCodec.encode(fingerprint, state)
+        refused(blob.copyOf(40), expected = "only 40 bytes")
+        refused(patched(blob) { it.put(0, 'X'.code.toByte()) }, expected = "not a tflite-fineprune state file")
+        refused(patched(blob) { it.putShort(8, 2) }, expected = "version 2")
+        refused(patched(blob) { it.putShort(10, 4) }, expected = "unknown flags 0x4")
+        refused(patched(blob) { it.putShort(10, 1) }, expected = "truncated or padded")
+        refused(blob.copyOf(blob.size + 4), expected = "truncated or padded")
+        refused(blob.copyOf().also { it[57] = 1 }, expected = "checksum mismatch")
+        refused(blob, StateExpectation("f".repeat(64), 4), "belongs to another model")
+        refused(blob, StateExpectation(fingerprint, 5), "belongs to another model")
+        refused(patched(blob) { it.put(57, 2) }, expected = "masks not 0/1")
+        refused(patched(blob) { it.putFloat(60, Float.NaN) }, expected = "non-finite")
+        refused(patched(blob) { it.putDouble(48, -1.0) }, expected = "non-finite")
+        refused(patched(blob) { it.putDouble(48, Double.POSITIVE_INFINITY) }, expected = "non-finite")
+    }
+
+    @Test
+    fun atomicWriteReplacesTheFileAndLeavesNoTemporaries() {
+        val dir = Files.createTempDirectory("state").toFile()
+        val target = File(dir, "user.state")
+        AtomicFiles.write(target, byteArrayOf(1, 2, 3))
+        AtomicFiles.write(target, StateCodec.encode(fingerprint, state))
+        assertArrayEquals(state.counts, StateCodec.decode(target.readBytes(), plain).state.counts, 0f)
+        assertEquals(listOf("user.state"), dir.list()!!.toList())
+        try {
+            AtomicFiles.write(File(File(dir, "missing"), "x.state"), byteArrayOf(1))
+            fail("writing into a missing folder must fail")
+        } catch (e: FinePruneException) {
+            assertTrue(e.message!!.contains("cannot write"))
+        }
+        assertFalse(File(dir, "missing").exists())
+    }
+
+    @Test
+    fun stateToolPrintsAndWritesTheSameJson() {
+        val dir = Files.createTempDirectory("tool").toFile()
+        val stateFile = File(dir, "a.state").also { it.writeBytes(StateCodec.encode(fingerprint, state)) }
+        val json = StateTool.toJson(StateCodec.decode(stateFile.readBytes(), null))
+        val jsonFile = File(dir, "a.json").also { it.writeText(json.toString()) }
+        assertEquals(0, StateTool.run(arrayOf("encode-state", jsonFile.path, File(dir, "b.state").path)))
+        assertArrayEquals(stateFile.readBytes(), File(dir, "b.state").readBytes())
+        val err = java.io.ByteArrayOutputStream()
+        assertEquals(2, StateTool.run(arrayOf("decode-state", File(dir, "none.state").path), java.io.PrintStream(err)))
+        assertTrue(err.toString().contains("does not exist"))
+    }
+}

@@ -1,0 +1,253 @@
+"""`tflite-fineprune android-assets`: everything the Android demo app bundles, generated from real models and data.
+
+    tflite-fineprune android-assets [-o DIR] [--speech MODEL.tflite] [--vision MODEL.tflite] [--data DATA]
+                                    [--record FOLDER]
+
+Writes into DIR (default `android_demo/app/src/main/assets`):
+
+- `models/speech.tflite`, `models/vision.tflite`: the given models, or the defaults exported here (MLPerf Tiny
+  DS-CNN with its MFCC front-end, MLPerf Tiny ResNet-8 behind a uint8 front-end, both with class pruning);
+- `users/<user>/adapt/*`, `users/<user>/eval/*`: one Speech Commands speaker (≥ 30 clips, WAV copied as is)
+  and one CIFAR-10 user who meets 3 classes (images re-encoded losslessly as PNG so the phone decodes
+  exactly the pixels Python saw);
+- `manifest.json`: per model its file, signatures (input/output names, dtypes, shapes), labels, sample
+  rate or image size, the recipe (an ordered list of signature calls) and its tflite-fineprune metadata;
+  per user the files and the dense and personalized accuracy this run measured — what the phone must
+  reproduce.
+
+`--record FOLDER` also writes, per user, a recording of every signature call of the app's session
+(`converters.android_session`) for the JVM replay test.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+from converters.android_session import AppSession, Recorder, check_recipe
+from tflite_fineprune import signatures as sig
+from tflite_fineprune.datafiles import fit_audio, load_audio
+from tflite_fineprune.errors import FinePruneError
+from tflite_fineprune.evaluation import class_subset_users, speaker_of, split_adapt_eval
+from tflite_fineprune.interpreters import open_interpreter
+from tflite_fineprune.metadata import read_model_metadata
+from tflite_fineprune.state import atomic_write, read_file
+
+MANIFEST_FORMAT = "tflite-fineprune-android-assets"
+MANIFEST_VERSION = 1
+DEFAULT_OUTPUT = os.path.join("android_demo", "app", "src", "main", "assets")
+SPEECH_DATA = "speech_commands_v0.02_test"
+VISION_DATA = "cifar10_test"
+MIN_SPEAKER_CLIPS = 30
+VISION_CLASSES = 3
+VISION_PER_CLASS = 10  # adaptation images and evaluation images per class
+
+# Until the automatic `personalize` recipe lands, the recipes the demo's per-user evaluation recommends
+# (tflite_fineprune/demo.py): class-subset users gain from excluding rarely predicted classes. Speakers
+# gain from neither: excluding classes a speaker did not say in the adaptation half drops words they
+# say later, so their recipe is the mildest unit pruning the demo measured (2% of each layer).
+RECIPES = {
+    "speech": {"name": "prune 2% of each layer's least active units", "steps": [
+        {"signature": sig.PRUNE, "inputs": {sig.SPARSITY: 0.02}}]},
+    "vision": {"name": "drop classes predicted on < 10% of the data", "steps": [
+        {"signature": sig.PRUNE_OUTPUTS, "inputs": {sig.MIN_FRACTION: 0.10}}]},
+}
+NAMES = {"speech": "MLPerf Tiny DS-CNN keyword spotting (12 words, MFCC in the graph)",
+         "vision": "MLPerf Tiny ResNet-8 CIFAR-10 (uint8 pixels in)"}
+APP_SIGNATURES = (sig.INFER, sig.COLLECT, sig.RESET, sig.GET_STATE, sig.SET_STATE)
+
+
+def _writable_folder(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".fineprune-probe-"):
+            pass
+    except OSError as exc:
+        raise FinePruneError(f"cannot write the asset folder {os.fspath(path)!r}: {exc.strerror or exc}") from None
+
+
+def _check_data(root, kinds):
+    if not root.is_dir():
+        raise FinePruneError(f"data folder {os.fspath(root)!r} does not exist; pass --data or set FINEPRUNE_DATA")
+    needed = {"speech": SPEECH_DATA, "vision": VISION_DATA}
+    missing = [needed[k] for k in kinds if not (root / needed[k]).is_dir()]
+    if missing:
+        raise FinePruneError(f"data folder {os.fspath(root)!r} lacks {', '.join(missing)} (the bundled users come from "
+                             "the Speech Commands v0.02 test split and the CIFAR-10 test images)")
+
+
+def _signature_specs(interpreter):
+    specs = {}
+    for key in sorted(interpreter.get_signature_list()):
+        runner = interpreter.get_signature_runner(key)
+
+        def describe(details):
+            return [{"name": name, "dtype": np.dtype(d["dtype"]).name, "shape": [int(v) for v in d["shape"]]}
+                    for name, d in sorted(details.items())]
+
+        specs[key] = {"inputs": describe(runner.get_input_details()), "outputs": describe(runner.get_output_details())}
+    return specs
+
+
+def describe_model(kind, path):
+    """The manifest entry of a model file, after checking it has what the app needs."""
+    path = os.fspath(path)
+    meta = read_model_metadata(read_file(path, "model"), source=path)
+    interpreter, _ = open_interpreter(path, "litert")
+    specs = _signature_specs(interpreter)
+    recipe = RECIPES[kind]
+    needed = list(APP_SIGNATURES) + [s["signature"] for s in recipe["steps"]]
+    missing = [name for name in needed if name not in specs]
+    if missing:
+        hint = " (export it with prune_outputs / --prune-outputs)" if sig.PRUNE_OUTPUTS in missing else ""
+        raise FinePruneError(f"{path} lacks the signatures {', '.join(missing)} that the app's {kind} session calls{hint}")
+    x = specs[sig.INFER]["inputs"]
+    if len(x) != 1 or x[0]["shape"][0] != 1:
+        raise FinePruneError(f"{path}: infer must take one input of shape [1, ...]; it takes {x}")
+    if kind == "speech" and (x[0]["dtype"] != "float32" or len(x[0]["shape"]) != 2 or not meta.sample_rate):
+        raise FinePruneError(f"{path} is not an audio model: expected float32 PCM [1, samples] and a sample rate, "
+                             f"got {x[0]['dtype']} {x[0]['shape']}, sample rate {meta.sample_rate}")
+    if kind == "vision" and (x[0]["dtype"] != "uint8" or len(x[0]["shape"]) != 4 or x[0]["shape"][3] != 3):
+        raise FinePruneError(f"{path} is not a uint8 image model: expected uint8 [1, H, W, 3], "
+                             f"got {x[0]['dtype']} {x[0]['shape']}")
+    entry = {
+        "key": kind, "kind": kind, "name": NAMES[kind], "file": f"models/{kind}.tflite",
+        "file_bytes": os.path.getsize(path), "fingerprint": meta.fingerprint,
+        "model_format_version": meta.format_version, "labels": list(meta.labels), "num_units": meta.num_units,
+        "sample_rate": meta.sample_rate if kind == "speech" else None,
+        "image_size": x[0]["shape"][1:3] if kind == "vision" else None,
+        "batch_size": 1, "signatures": specs, "recipe": recipe,
+        "metadata": json.loads(meta.to_json()),
+    }
+    check_recipe(entry)
+    return entry, meta, interpreter
+
+
+def _speech_user(root, labels):
+    """The first Speech Commands speaker (sorted ids) with ≥ 30 clips, split as `speaker_users` splits them."""
+    by_speaker = {}
+    folder = root / SPEECH_DATA
+    for label in sorted(os.listdir(folder)):
+        if label not in labels or not (folder / label).is_dir():
+            continue
+        for name in sorted(os.listdir(folder / label)):
+            speaker = speaker_of(name)
+            if name.endswith(".wav") and speaker is not None:
+                by_speaker.setdefault(speaker, []).append((folder / label / name, labels.index(label)))
+    for speaker in sorted(by_speaker):
+        items = by_speaker[speaker]
+        if len(items) >= MIN_SPEAKER_CLIPS:
+            adapt, held_out = split_adapt_eval(items, int(speaker, 16) % 1000)
+            return f"speaker-{speaker}", f"Speech Commands speaker {speaker}, {len(items)} clips", adapt, held_out
+    raise FinePruneError(f"no speaker in {folder} has {MIN_SPEAKER_CLIPS} or more clips")
+
+
+def _vision_user(root, labels):
+    """One CIFAR-10 user who meets 3 classes, chosen by `class_subset_users` (over file indices)."""
+    files = []
+    for name in labels:
+        found = sorted((root / VISION_DATA / name).glob("*.jpg"))
+        if len(found) < 2 * VISION_PER_CLASS:
+            raise FinePruneError(f"{root / VISION_DATA / name} has {len(found)} images; need {2 * VISION_PER_CLASS}")
+        files.append(found)
+    indices = [np.arange(len(f)) for f in files]
+    user = class_subset_users(indices, class_counts=(VISION_CLASSES,), users_per_count=1,
+                              adapt_per_class=VISION_PER_CLASS, eval_per_class=VISION_PER_CLASS)[0]
+    classes = sorted(set(int(c) for c in user.eval_y))
+    # adapt_x and eval_x hold file indices, class after class (VISION_PER_CLASS each).
+    adapt = [(files[classes[i // VISION_PER_CLASS]][int(n)], classes[i // VISION_PER_CLASS])
+             for i, n in enumerate(user.adapt_x)]
+    held_out = [(files[int(c)][int(n)], int(c)) for n, c in zip(user.eval_x, user.eval_y)]
+    names = "+".join(labels[c] for c in classes)
+    return f"cifar-{names}", f"CIFAR-10 user who only meets {', '.join(labels[c] for c in classes)}", adapt, held_out
+
+
+def _copy_speech(src, dst):
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def _copy_image(src, dst):
+    from PIL import Image
+
+    with Image.open(src) as image:
+        image.convert("RGB").save(dst, format="PNG")
+    return dst
+
+
+def _load_sample(kind, path, entry):
+    if kind == "speech":
+        audio, rate = load_audio(path)
+        return fit_audio(path, audio, rate, tuple(entry["signatures"][sig.INFER]["inputs"][0]["shape"][1:]),
+                         entry["sample_rate"])
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.uint8)
+
+
+def _export_default(kind, folder, data_root):
+    path = os.path.join(folder, f"{kind}.tflite")
+    if kind == "speech":
+        from converters.speech import export_mlperf
+    else:
+        from converters.vision import export_mlperf
+    print(export_mlperf(path, data_root, prune_outputs=True))
+    return path
+
+
+def build_assets(output=DEFAULT_OUTPUT, speech=None, vision=None, data=None, record=None):
+    """Generate the app's assets (see module docstring); returns the manifest dict."""
+    from converters.common import default_data_root
+
+    root = pathlib.Path(data) if data else default_data_root()
+    kinds = ("speech", "vision")
+    _check_data(root, kinds)
+    for kind, given in (("speech", speech), ("vision", vision)):
+        if given is not None and not os.path.isfile(given):
+            raise FinePruneError(f"--{kind} model {os.fspath(given)!r} does not exist")
+    output = pathlib.Path(output)
+    _writable_folder(output)
+    models, users = [], []
+    with tempfile.TemporaryDirectory(prefix="fineprune-assets-") as scratch:
+        # Every model is checked before anything is written.
+        described = [(kind, given or _export_default(kind, scratch, root)) for kind, given in
+                     (("speech", speech), ("vision", vision))]
+        described = [(kind, source) + describe_model(kind, source) for kind, source in described]
+        for kind, source, entry, meta, interpreter in described:
+            (output / "models").mkdir(exist_ok=True)
+            shutil.copyfile(source, output / entry["file"])
+            key, description, adapt, held_out = (_speech_user if kind == "speech" else _vision_user)(root, list(meta.labels))
+            folder = output / "users" / key
+            if folder.exists():
+                shutil.rmtree(folder)
+            copy, suffix = (_copy_speech, ".wav") if kind == "speech" else (_copy_image, ".png")
+            adapt_files, eval_files = [], []
+            for part, items, listing in (("adapt", adapt, adapt_files), ("eval", held_out, eval_files)):
+                (folder / part).mkdir(parents=True)
+                for i, (path, label) in enumerate(items):
+                    relative = f"users/{key}/{part}/{i:03d}{suffix}"
+                    copy(path, output / relative)
+                    # Adaptation files carry no label: the app never sees one for them.
+                    listing.append(relative if part == "adapt" else {"file": relative, "label": int(label)})
+            recorder = Recorder(interpreter)
+            session = AppSession(entry, recorder)
+            expected = session.personalize([_load_sample(kind, output / f, entry) for f in adapt_files],
+                                           [_load_sample(kind, output / e["file"], entry) for e in eval_files],
+                                           [e["label"] for e in eval_files], meta)
+            if record:
+                recorder.write(record, key, {**expected, "model": kind, "user": key})
+            models.append(entry)
+            users.append({"name": key, "model": kind, "description": description, "adapt": adapt_files,
+                          "eval": eval_files, "expected": expected})
+            print(f"{kind}: {key}: {len(adapt_files)} adaptation + {len(eval_files)} evaluation files; "
+                  f"dense accuracy {expected['dense_accuracy']:.3f} → {expected['accuracy']:.3f} after "
+                  f"'{entry['recipe']['name']}' ({expected['pruned_units']}/{expected['total_units']} units pruned, "
+                  f"classes excluded: {', '.join(expected['excluded_classes']) or 'none'})")
+    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "models": models, "users": users}
+    atomic_write(output / "manifest.json", json.dumps(manifest, indent=1).encode("utf-8"))
+    print(f"wrote {output / 'manifest.json'}")
+    return manifest

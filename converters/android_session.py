@@ -1,0 +1,115 @@
+"""The Android app's personalization session, call for call, through LiteRT — recorded.
+
+`AppSession` issues exactly the signature calls that the app's `PersonalizationSession`
+(android_demo/core/.../PersonalizationSession.kt) issues for the Personalize button: one sample per
+call, every input typed and shaped as the model's signature declares it. A `Recorder` keeps every
+call's inputs and outputs; the JVM replay test feeds the recorded outputs back to the Kotlin session
+and requires byte-identical inputs in the same order, so it stands in for the interpreter there.
+
+Recording format: `<name>.json` (calls, each input/output as dtype, shape and a byte range) beside
+`<name>.bin` (the raw little-endian bytes).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from tflite_fineprune import signatures as sig
+from tflite_fineprune.errors import FinePruneError
+from tflite_fineprune.sparsity import measure_sparsity
+from tflite_fineprune.state import atomic_write
+
+RECORDING_VERSION = 1
+
+
+class Recorder:
+    """Wraps signature runners; every call is appended to `calls` with its inputs and outputs."""
+
+    def __init__(self, interpreter):
+        self._interpreter = interpreter
+        self._runners = {}
+        self.calls = []
+        self._blob = bytearray()
+
+    def _tensor(self, array):
+        array = np.asarray(array)  # (not ascontiguousarray: it turns scalars into shape [1])
+        raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
+        entry = {"dtype": array.dtype.name, "shape": list(array.shape), "offset": len(self._blob), "length": len(raw)}
+        self._blob += raw
+        return entry
+
+    def __call__(self, signature, inputs):
+        if signature not in self._runners:
+            self._runners[signature] = self._interpreter.get_signature_runner(signature)
+        outputs = self._runners[signature](**inputs)
+        self.calls.append({"signature": signature,
+                           "inputs": {k: self._tensor(v) for k, v in inputs.items()},
+                           "outputs": {k: self._tensor(v) for k, v in outputs.items()}})
+        return outputs
+
+    def write(self, folder, name, results):
+        os.makedirs(folder, exist_ok=True)
+        index = {"recording_version": RECORDING_VERSION, "binary": f"{name}.bin", "results": results, "calls": self.calls}
+        atomic_write(os.path.join(folder, f"{name}.bin"), bytes(self._blob))
+        atomic_write(os.path.join(folder, f"{name}.json"), json.dumps(index, indent=1).encode("utf-8"))
+
+
+class AppSession:
+    """The app's call sequence. `model` is a manifest model entry (signature descriptions, recipe)."""
+
+    def __init__(self, model, call):
+        self.model = model
+        self.call = call
+
+    def _scalars(self, signature, arguments):
+        inputs = {}
+        for spec in self.model["signatures"][signature]["inputs"]:
+            value = np.array(arguments[spec["name"]], dtype=spec["dtype"]).reshape(spec["shape"])
+            inputs[spec["name"]] = value
+        return self.call(signature, inputs)
+
+    def _forward(self, signature, sample):
+        spec = self.model["signatures"][signature]["inputs"][0]
+        x = np.asarray(sample, dtype=spec["dtype"]).reshape(spec["shape"])
+        return self.call(signature, {spec["name"]: x})[sig.OUTPUT]
+
+    def reset(self):
+        self._scalars(sig.RESET, {sig.CLEAR_COUNTS: 1, sig.CLEAR_MASKS: 1})
+
+    def accuracy(self, samples, labels):
+        predicted = [int(np.argmax(self._forward(sig.INFER, s).reshape(-1))) for s in samples]
+        return float(np.mean(np.array(predicted) == np.asarray(labels)))
+
+    def observe(self, samples):
+        for s in samples:
+            self._forward(sig.COLLECT, s)
+
+    def apply_recipe(self):
+        for step in self.model["recipe"]["steps"]:
+            self._scalars(step["signature"], step["inputs"])
+
+    def masks(self):
+        return np.asarray(self._scalars(sig.GET_STATE, {sig.TOKEN: 0})[sig.MASKS], np.float32)
+
+    def personalize(self, adapt, eval_x, eval_y, metadata):
+        """The Personalize button; returns the numbers the app shows (and the manifest promises)."""
+        self.reset()
+        dense = self.accuracy(eval_x, eval_y)
+        self.observe(adapt)
+        self.apply_recipe()
+        masks = self.masks()
+        after = self.accuracy(eval_x, eval_y)
+        s = measure_sparsity(metadata, masks)
+        output = metadata.output_group
+        excluded = [] if output is None else [metadata.labels[i] for i in range(output.units)
+                                              if masks[output.offset + i] == 0]
+        return {"dense_accuracy": dense, "accuracy": after, "pruned_units": s.pruned_units,
+                "total_units": s.total_units, "unit_sparsity": s.units, "weight_sparsity": s.weights,
+                "mac_sparsity": s.macs, "excluded_classes": excluded}
+
+
+def check_recipe(model):
+    for step in model["recipe"]["steps"]:
+        if step["signature"] not in model["signatures"]:
+            raise FinePruneError(f"recipe step {step['signature']!r} is not a signature of {model['file']}")

@@ -1,0 +1,190 @@
+"""The Android demo's asset pipeline, and the contracts between Python and the app's Kotlin core.
+
+Real models (the MLPerf Tiny exports), real users (Speech Commands, CIFAR-10), the real JVM code
+through `android_demo/check.sh` (skipped, saying so, where Maven is not installed).
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from tests.realdata import REPO, data_root, require
+from tflite_fineprune import Personalizer
+from tflite_fineprune.cli import main
+from tflite_fineprune.errors import FinePruneError
+from tflite_fineprune.evaluation import Recipe
+from tflite_fineprune.state import encode_state, read_file
+
+CHECK = REPO / "android_demo" / "check.sh"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """`android-assets` with its default models, plus the recordings of the app's session."""
+    require("speech_commands_v0.02_test")
+    require("cifar10_test")
+    from converters.android_assets import build_assets
+
+    folder = tmp_path_factory.mktemp("android")
+    manifest = build_assets(folder / "assets", data=data_root(), record=folder / "recordings")
+    return folder / "assets", folder / "recordings", manifest
+
+
+def needs_maven():
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        pytest.skip("Maven and a JDK are not installed; .ci/run has them (android_demo/check.sh)")
+
+
+def check_sh(*args, cwd=REPO):
+    return subprocess.run(["bash", str(CHECK), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=1200)
+
+
+def _load(kind, path, manifest_model):
+    from converters.android_assets import _load_sample
+
+    return _load_sample(kind, path, manifest_model)
+
+
+def test_manifest_files_and_numbers(generated):
+    assets, _, manifest = generated
+    on_disk = json.loads((assets / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["format"] == "tflite-fineprune-android-assets" and manifest["format_version"] == 1
+    assert [m["kind"] for m in manifest["models"]] == ["speech", "vision"]
+    total = sum(f.stat().st_size for f in assets.rglob("*") if f.is_file())
+    assert total < 8_000_000, f"assets take {total} bytes; keep the APK small"
+    for model in manifest["models"]:
+        assert (assets / model["file"]).stat().st_size == model["file_bytes"]
+        for name in ("infer", "collect", "reset", "get_state", "set_state"):
+            assert name in model["signatures"]
+        assert model["signatures"]["infer"]["inputs"][0]["shape"][0] == 1
+        assert model["metadata"]["fingerprint"] == model["fingerprint"]
+    speech, vision = manifest["models"]
+    assert speech["sample_rate"] == 16000 and speech["signatures"]["infer"]["inputs"][0]["dtype"] == "float32"
+    assert vision["image_size"] == [32, 32] and vision["signatures"]["infer"]["inputs"][0]["dtype"] == "uint8"
+    for user in manifest["users"]:
+        assert all(isinstance(f, str) and (assets / f).is_file() for f in user["adapt"])  # no labels
+        assert all((assets / e["file"]).is_file() for e in user["eval"])
+        assert not set(user["adapt"]) & {e["file"] for e in user["eval"]}
+    speaker, cifar = manifest["users"]
+    assert len(speaker["adapt"]) + len(speaker["eval"]) >= 30
+    assert len({e["label"] for e in cifar["eval"]}) == 3 and len(cifar["adapt"]) == len(cifar["eval"]) == 30
+
+
+def test_manifest_numbers_are_what_the_python_runtime_gets(generated):
+    """The app's raw call sequence and Personalizer + evaluation.Recipe agree on every bundled user."""
+    assets, _, manifest = generated
+    recipes = {"speech": Recipe("prune 2%", sparsity=0.02), "vision": Recipe("classes <10%", min_class_fraction=0.10)}
+    for user in manifest["users"]:
+        model = next(m for m in manifest["models"] if m["key"] == user["model"])
+        personalizer = Personalizer(assets / model["file"])
+        adapt = np.stack([_load(model["kind"], assets / f, model) for f in user["adapt"]])
+        eval_x = np.stack([_load(model["kind"], assets / e["file"], model) for e in user["eval"]])
+        eval_y = np.array([e["label"] for e in user["eval"]])
+        personalizer.reset()
+        dense = float(np.mean(personalizer.predict(eval_x).argmax(1) == eval_y))
+        recipes[model["kind"]].apply(personalizer, adapt)
+        after = float(np.mean(personalizer.predict(eval_x).argmax(1) == eval_y))
+        s = personalizer.sparsity()
+        expected = user["expected"]
+        assert (dense, after, s.pruned_units) == (expected["dense_accuracy"], expected["accuracy"], expected["pruned_units"])
+        assert s.weights == pytest.approx(expected["weight_sparsity"], abs=1e-12)
+        assert s.macs == pytest.approx(expected["mac_sparsity"], abs=1e-12)
+
+
+def test_jvm_replays_the_recorded_session(generated):
+    needs_maven()
+    assets, recordings, _ = generated
+    result = check_sh("replay", assets, recordings)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    report = ET.parse(REPO / "android_demo/core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml")
+    suite = report.getroot()
+    assert int(suite.get("tests")) >= 3 and suite.get("skipped") == "0" and suite.get("failures") == "0"
+
+
+def _personalized(assets, manifest, kind):
+    model = next(m for m in manifest["models"] if m["kind"] == kind)
+    user = next(u for u in manifest["users"] if u["model"] == model["key"])
+    personalizer = Personalizer(assets / model["file"])
+    personalizer.observe(np.stack([_load(kind, assets / f, model) for f in user["adapt"]]))
+    personalizer.prune(0.1)
+    if kind == "vision":
+        personalizer.prune_outputs(0.1)
+    return personalizer
+
+
+@pytest.mark.parametrize("kind", ["speech", "vision"])
+def test_python_state_reads_in_java(generated, tmp_path, kind):
+    needs_maven()
+    assets, _, manifest = generated
+    personalizer = _personalized(assets, manifest, kind)
+    personalizer.save_state(tmp_path / "user.state")
+    result = check_sh("decode-state", tmp_path / "user.state")
+    assert result.returncode == 0, result.stderr
+    decoded = json.loads(result.stdout.strip().splitlines()[-1])
+    state = personalizer.get_state()
+    assert decoded["format_version"] == 1 and decoded["flags"] == 0
+    assert decoded["fingerprint"] == personalizer.metadata.fingerprint
+    assert decoded["samples"] == state.samples
+    np.testing.assert_array_equal(np.array(decoded["masks"], np.float32), state.masks)
+    np.testing.assert_array_equal(np.array(decoded["counts"], np.float32), state.counts)
+    assert 0 < sum(decoded["masks"]) < len(decoded["masks"])
+
+
+def test_java_state_loads_in_python(generated, tmp_path):
+    needs_maven()
+    assets, _, manifest = generated
+    personalizer = _personalized(assets, manifest, "vision")
+    state = personalizer.get_state()
+    masks = state.masks.copy()
+    masks[np.flatnonzero(masks)[1]] = 0.0  # a change only the Kotlin-written file carries
+    body = {"fingerprint": personalizer.metadata.fingerprint, "samples": state.samples,
+            "masks": [int(m) for m in masks], "counts": [float(c) for c in state.counts]}
+    (tmp_path / "in.json").write_text(json.dumps(body))
+    result = check_sh("encode-state", tmp_path / "in.json", tmp_path / "kotlin.state")
+    assert result.returncode == 0, result.stderr
+    written = read_file(tmp_path / "kotlin.state", "state")
+    assert written == encode_state(personalizer.metadata.fingerprint, dataclasses.replace(state, masks=masks))
+    personalizer.reset()
+    personalizer.load_state(tmp_path / "kotlin.state")
+    np.testing.assert_array_equal(personalizer.get_state().masks, masks)
+
+
+def test_decode_state_refuses_a_damaged_file(tmp_path):
+    needs_maven()
+    blob = bytearray(encode_state("ab" * 32, _tiny_state()))
+    blob[60] ^= 1
+    (tmp_path / "bad.state").write_bytes(bytes(blob))
+    result = check_sh("decode-state", tmp_path / "bad.state")
+    assert result.returncode == 2 and "checksum mismatch" in result.stderr
+
+
+def _tiny_state():
+    from tflite_fineprune.state import State
+
+    return State(masks=np.array([1, 0, 1], np.float32), counts=np.array([1, 2, 3], np.float32), samples=3.0)
+
+
+def test_clear_errors(tmp_path, exports, generated):
+    from converters.android_assets import build_assets
+
+    with pytest.raises(FinePruneError, match="does not exist"):
+        build_assets(tmp_path / "out", data=tmp_path / "no-data")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FinePruneError, match="lacks speech_commands_v0.02_test, cifar10_test"):
+        build_assets(tmp_path / "out", data=tmp_path / "empty")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FinePruneError, match="cannot write the asset folder"):
+        build_assets(tmp_path / "file" / "assets", data=data_root())
+    plain = exports.path("dense_only")  # exported without prune_outputs, which the vision recipe calls
+    with pytest.raises(FinePruneError, match="lacks the signatures prune_outputs"):
+        build_assets(tmp_path / "out2", speech=generated[0] / "models" / "speech.tflite", vision=plain, data=data_root())
+    assert not (tmp_path / "out2" / "models").exists()
+    assert main(["android-assets", "-o", str(tmp_path / "out3"), "--data", str(tmp_path / "empty")]) == 2

@@ -1,0 +1,170 @@
+"""Write a user's personalized model as a plain `.tflite` without the pruned units.
+
+The export keeps every unit and multiplies pruned ones by 0, so it costs as
+much as the dense model. `slim_model` fixes the masks of a state file, cuts
+the pruned channels out of the `infer` graph (`channel_surgery`) and drops
+everything personalization needs (the other signatures, the variables). It
+needs numpy, flatbuffers and LiteRT's schema module, not TensorFlow.
+"""
+
+import dataclasses
+import os
+import zlib
+
+import numpy as np
+
+from . import signatures as sig
+from .channel_surgery import (ChannelPlan, Graph, Unslimmable, compact, compact_buffers, find_masks,
+                              fold_constants, remove_identities, trace_source)
+from .errors import FinePruneError
+from .flatbuffer import UNSEALED_DIGEST, seal
+from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
+from .sparsity import measure_sparsity
+from .state import MAX_STATE_BYTES, State, atomic_write, decode_state, encode_state, read_file
+from .tflite_schema import load_schema, read_model, write_model
+
+
+@dataclasses.dataclass(frozen=True)
+class SlimReport:
+    """What `slim_model` wrote.
+
+    `kept_units` maps each unit group to the units left in the file;
+    `still_masked` maps groups whose pruned units could not be removed exactly
+    to the reason (they stay as a constant mask, so outputs are unchanged).
+    """
+
+    path: str
+    dense_bytes: int
+    slim_bytes: int
+    kept_units: dict
+    still_masked: dict
+    weight_sparsity: float
+    mac_sparsity: float
+
+
+def _load_state(state, metadata, source):
+    if isinstance(state, State):
+        return state
+    blob = read_file(state, "state file", max_bytes=MAX_STATE_BYTES)
+    return decode_state(blob, metadata.fingerprint, metadata.num_units, source=os.fspath(state),
+                        compensation=metadata.mean_compensation,
+                        num_classes=metadata.num_classes if metadata.prior_correction else 0)
+
+
+def _variables(metadata, state):
+    masks = np.asarray(state.masks, np.float32)
+    if masks.shape != (metadata.num_units,) or not np.all((masks == 0) | (masks == 1)):
+        raise FinePruneError(f"state masks must be {metadata.num_units} values of 0 or 1, got shape {masks.shape}")
+    for group in metadata.groups:
+        if not masks[group.offset:group.offset + group.units].any():
+            raise FinePruneError(f"the state prunes every unit of {group.name!r}; at least one must stay")
+    variables = {"masks": masks, "counts": np.asarray(state.counts, np.float32),
+                 "samples": np.array([state.samples], np.float32)}
+    zeros = np.zeros(metadata.num_units, np.float32)
+    variables["fill"] = np.asarray(state.fill if state.fill is not None else zeros, np.float32) * (1 - masks)
+    variables["sums"] = np.asarray(state.sums if state.sums is not None else zeros, np.float32)
+    classes = np.zeros(metadata.num_classes, np.float32)
+    variables["log_weights"] = np.asarray(state.log_weights if state.log_weights is not None else classes, np.float32)
+    variables["soft_counts"] = classes
+    return variables
+
+
+def _rewrite(data, metadata, variables, keep_masked):
+    """One attempt: the slim `ModelT`, removing every pruned hidden group not in `keep_masked`."""
+    schema = load_schema()
+    model = read_model(data)
+    infer = [d for d in model.signatureDefs if d.signatureKey.decode() == sig.INFER]
+    if not infer:
+        raise FinePruneError("the model has no 'infer' signature")
+    signature = infer[0]
+    graph = Graph(schema, model, signature.subgraphIndex)
+    slices = fold_constants(graph, variables)
+    masks = find_masks(graph, slices, metadata.groups)
+    producers = graph.producers()
+    source_dead, source_groups = {}, {}
+    for index, group in enumerate(metadata.groups):
+        dead = variables["masks"][group.offset:group.offset + group.units] == 0
+        if group.role != ROLE_HIDDEN or not dead.any() or index in keep_masked:
+            continue
+        if index not in masks:
+            raise Unslimmable({index}, "its mask multiplication was not found in the infer graph")
+        sources = trace_source(graph, masks[index][1], producers)
+        if not sources:
+            raise Unslimmable({index}, "no convolution or dense layer produces it through per-channel ops")
+        for op in sources:
+            previous = source_dead.get(op, np.zeros(len(dead), bool))
+            if len(previous) != len(dead):
+                raise Unslimmable({index}, "its producing layer is shared with a group of another size")
+            source_dead[op] = previous | dead
+            source_groups.setdefault(op, set()).add(index)
+    for op, dead in source_dead.items():
+        if dead.all():  # groups sharing this layer keep different units: keep one channel, its masks stay
+            group = metadata.groups[min(source_groups[op])]
+            dead[int(np.flatnonzero(variables["masks"][group.offset:group.offset + group.units])[0])] = False
+    ChannelPlan(graph, source_dead, source_groups).run()
+    remove_identities(graph)
+    remap = compact(graph)
+    model.subgraphs = [graph.sub]
+    for entry in list(signature.inputs) + list(signature.outputs):
+        entry.tensorIndex = remap[entry.tensorIndex]
+    signature.subgraphIndex = 0
+    model.signatureDefs = [signature]
+    return schema, model
+
+
+def _with_metadata(schema, model, blob):
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(blob, np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in model.metadata or [] if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    model.metadata.append(entry)
+    compact_buffers(model)
+
+
+def slim_model(model_path, state, output_path):
+    """Write `output_path`: `model_path` personalized by `state`, pruned units removed.
+
+    Parameters
+    ----------
+    model_path : str or path
+        A `.tflite` written by `export_model` (not a slim one).
+    state : str, path or State
+        A state file saved for this model, or a `State`.
+    output_path : str or path
+        Written atomically; has only the `infer` signature.
+
+    Returns a `SlimReport`.
+    """
+    load_schema()  # fail first, with what to install, where LiteRT is missing
+    model_path = os.fspath(model_path)
+    data, metadata = read_model_file(model_path)
+    if metadata.slim:
+        raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
+    state = _load_state(state, metadata, "state")
+    variables = _variables(metadata, state)
+    keep_masked = {}
+    while True:
+        try:
+            schema, model = _rewrite(data, metadata, variables, keep_masked)
+            break
+        except Unslimmable as exc:
+            new = exc.groups - set(keep_masked)
+            if not new:
+                raise FinePruneError(f"cannot slim {model_path}: {exc.reason}") from None
+            keep_masked.update({g: exc.reason for g in new})
+    masks = variables["masks"]
+    kept = {g.name: [int(u) for u in np.flatnonzero(masks[g.offset:g.offset + g.units])] for g in metadata.groups}
+    still_masked = {metadata.groups[g].name: reason for g, reason in sorted(keep_masked.items())}
+    crc = zlib.crc32(encode_state(metadata.fingerprint, state))  # identifies the state, however it was given
+    slim_info = {"from_fingerprint": metadata.fingerprint, "state_crc32": crc, "kept_units": kept,
+                 "still_masked": still_masked}
+    slim_meta = dataclasses.replace(metadata, signatures=(sig.INFER,), slim=slim_info, content_sha256=UNSEALED_DIGEST)
+    _with_metadata(schema, model, slim_meta.to_json())
+    blob = seal(write_model(model, len(data)))
+    atomic_write(output_path, blob)
+    sparsity = measure_sparsity(metadata, masks)
+    return SlimReport(path=os.fspath(output_path), dense_bytes=len(data), slim_bytes=len(blob), kept_units=kept,
+                      still_masked=still_masked, weight_sparsity=sparsity.weights, mac_sparsity=sparsity.macs)
