@@ -3,7 +3,8 @@
 Commands (see README):
 
     python -m converters.speech mlperf -o KWS.tflite [--data DIR]
-    python -m converters.speech train DATA_DIR -o KWS.tflite [--keras MODEL.keras] [--epochs E]
+    python -m converters.speech train DATA_DIR -o KWS.tflite [--keras MODEL.keras] [--epochs MAX] [--width W]
+        [--speaker-pattern REGEX] [--holdout-speakers A,B] ...   (recipe and options: docs/training.md)
 
 `mlperf` rebuilds the MLPerf Tiny DS-CNN in Keras 3, loads the weights of its
 SavedModel checkpoint, puts the MFCC front-end in front of it and exports the
@@ -31,16 +32,18 @@ DS_CNN_BLOCKS = 4
 
 
 def ds_cnn(num_classes=len(KWS_LABELS), input_shape=(NUM_FRAMES, NUM_MFCC, 1), filters=DS_CNN_FILTERS,
-           blocks=DS_CNN_BLOCKS, name="ds_cnn"):
+           blocks=DS_CNN_BLOCKS, stem_dropout=0.2, name="ds_cnn"):
     """The MLPerf Tiny DS-CNN (keras_model.py, `ds_cnn`), layer for layer.
 
     The final average pool spans the whole 25x5 map left by the stride-2 stem.
+    `stem_dropout=0` drops the Dropout in front of the first depthwise block's BatchNorm.
     """
     inputs = keras.Input(input_shape, name="mfcc")
     x = layers.Conv2D(filters, (10, 4), strides=(2, 2), padding="same", name="stem_conv")(inputs)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
-    x = layers.Dropout(0.2)(x)
+    if stem_dropout:
+        x = layers.Dropout(stem_dropout)(x)
     for i in range(blocks):
         x = layers.DepthwiseConv2D((3, 3), padding="same", name=f"dw{i}")(x)
         x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
@@ -111,58 +114,105 @@ def export_mlperf(output, data_root=None, **options):
 
 
 def load_labelled_clips(data_dir):
-    """(pcm [N, 16000], labels [N], label names) from DATA_DIR/<label>/*.wav|flac, resampled to 16 kHz."""
+    """(pcm [N, 16000], labels [N], label names, file stems [N]) from DATA_DIR/<label>/*.wav|flac, at 16 kHz."""
     from tflite_fineprune.datafiles import AUDIO_SUFFIXES, fit_audio, load_audio
 
     root = pathlib.Path(data_dir)
     if not root.is_dir():
         raise FinePruneError(f"training data folder {root} does not exist")
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    clips, labels = [], []
+    clips, labels, stems = [], [], []
     for index, name in enumerate(names):
         for path in sorted((root / name).iterdir()):
             if path.suffix.lower() in AUDIO_SUFFIXES:
                 audio, rate = load_audio(path)
                 clips.append(fit_audio(path, audio, rate, (CLIP_SAMPLES,), SAMPLE_RATE))
                 labels.append(index)
+                stems.append(path.stem)
     if len(set(labels)) < 2:
         raise FinePruneError(f"{root} needs at least two <label>/ folders with audio files; found {names or 'none'}")
-    return np.stack(clips), np.array(labels), tuple(names)
+    return np.stack(clips), np.array(labels), tuple(names), stems
 
 
-def train_keyword_model(pcm, labels, num_classes, epochs=20, filters=DS_CNN_FILTERS, seed=0, verbose=2):
-    """A DS-CNN-style model trained end to end on raw PCM (the MFCC front-end has no weights)."""
-    keras.utils.set_random_seed(seed)
-    model = with_frontend(ds_cnn(num_classes, filters=filters, name="ds_cnn_keywords"))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit(pcm, labels, batch_size=64, epochs=epochs, shuffle=True, verbose=verbose)
-    return model
+def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_pattern=None, validation_fraction=0.2,
+                   holdout_speakers=(), log=print, **options):
+    """Train with the recipe of `converters.speech_training` on DATA_DIR/<label>/ clips, print its report, export."""
+    from converters import speakers as speaker_ids
+    from converters.speech_training import Recipe, accuracy_report, predict, train
 
-
-def export_trained(data_dir, output, keras_path=None, epochs=20, **options):
-    pcm, labels, names = load_labelled_clips(data_dir)
-    model = train_keyword_model(pcm, labels, len(names), epochs)
+    recipe = recipe or Recipe()
+    pcm, labels, names, stems = load_labelled_clips(data_dir)
+    regex = speaker_ids.speaker_regex(speaker_pattern)
+    split = speaker_ids.split_clips([speaker_ids.speaker_of(s, regex) for s in stems], validation_fraction,
+                                    holdout_speakers, recipe.seed)
+    log(f"{len(split.train)} training clips; {split.description}")
+    result = train(pcm, labels, len(names), split.train, split.validation, recipe, log=log)
+    report = [f"trained {result.epochs_run} epochs (at most {recipe.max_epochs}), kept epoch {result.best_epoch}; "
+              f"width {recipe.width}, {result.classifier.count_params()} parameters; {result.seconds:.0f} s"]
+    val_predicted = predict(result.model, pcm[split.validation]).argmax(1)
+    report += accuracy_report("validation speakers " + (", ".join(split.validation_speakers) or "(random clips)"),
+                              val_predicted, labels[split.validation], names)
+    if len(split.held_out):
+        report += accuracy_report("held-out speakers " + ", ".join(split.held_out_speakers),
+                                  predict(result.model, pcm[split.held_out]).argmax(1), labels[split.held_out], names)
+    log("\n".join(["held-out report:"] + report))
     if keras_path:
-        model.save(keras_path)
-    return export_pcm_model(model, output, names, **options)
+        result.model.save(keras_path)
+    return export_pcm_model(result.model, output, names, **options)
+
+
+def add_training_options(parser):
+    from converters.speakers import DEFAULT_SPEAKER_PATTERN
+    from converters.speech_training import Recipe
+
+    default = Recipe()
+    parser.add_argument("--epochs", type=int, default=default.max_epochs,
+                        help="at most this many epochs (early stopping usually ends sooner)")
+    parser.add_argument("--patience", type=int, default=default.patience,
+                        help="stop after this many epochs without a better validation accuracy")
+    parser.add_argument("--width", type=float, default=default.width,
+                        help="multiply the DS-CNN's channel count (1 = the MLPerf model's 64)")
+    parser.add_argument("--speaker-pattern", help="regular expression searched in file names (without extension) "
+                        "for the speaker id: group 'speaker', else the first group that matched; default "
+                        f"{DEFAULT_SPEAKER_PATTERN!r} (Speech Commands and FSDD names)")
+    parser.add_argument("--validation-fraction", type=float, default=0.2,
+                        help="share of the clips (whole speakers where known) used for validation")
+    parser.add_argument("--holdout-speakers", type=lambda text: tuple(s for s in text.split(",") if s), default=(),
+                        help="comma-separated speaker ids left out of training and validation and reported apart")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--no-bn-recalibration", action="store_true",
+                        help="keep the training-mode BatchNorm statistics")
+    parser.add_argument("--stem-dropout", type=float, default=default.stem_dropout,
+                        help="dropout rate after the stem (0 removes the layer)")
+    parser.add_argument("--seed", type=int, default=default.seed)
+
+
+def recipe_from(args):
+    from converters.speech_training import Recipe
+
+    if args.epochs < 1 or args.patience < 1:
+        raise FinePruneError(f"--epochs and --patience must be at least 1, got {args.epochs} and {args.patience}")
+    return Recipe(max_epochs=args.epochs, patience=args.patience, width=args.width, augment=not args.no_augment,
+                  recalibrate_bn=not args.no_bn_recalibration, stem_dropout=args.stem_dropout, seed=args.seed)
 
 
 def main(argv=None):
     parser, commands = command_parser("python -m converters.speech", __doc__)
     p = add_export_command(commands, "mlperf", "MLPerf Tiny DS-CNN with the MFCC front-end")
     p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
-    p = add_export_command(commands, "train", "train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it")
+    p = add_export_command(commands, "train", "train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it "
+                           "(recipe: docs/training.md)")
     p.add_argument("data_dir", help="a folder of <label>/ folders holding .wav/.flac clips")
     p.add_argument("--keras", help="also save the trained Keras model here")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
+    add_training_options(p)
     args = parser.parse_args(argv)
 
     def action():
         if args.command == "mlperf":
             print(export_mlperf(args.output, args.data, **export_options(args)))
         else:
-            print(export_trained(args.data_dir, args.output, args.keras, args.epochs, **export_options(args)))
+            print(export_trained(args.data_dir, args.output, args.keras, recipe_from(args), args.speaker_pattern,
+                                 args.validation_fraction, args.holdout_speakers, **export_options(args)))
 
     return run_command(parser.prog, action)
 

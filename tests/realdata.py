@@ -1,5 +1,7 @@
 """Real test inputs from the shared data folder (the library's one lookup: FINEPRUNE_DATA, else ../shared/data)."""
 
+import pathlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,6 +10,7 @@ from tflite_fineprune.datafiles import fit_audio, load_audio
 from tflite_fineprune.reference_data import CIFAR10_LABELS, data_root
 
 CLIP_SAMPLES = 16000
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def require(relative):

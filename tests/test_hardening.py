@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.test_errors import error_lines
 from tflite_fineprune import FinePruneError, Personalizer, State
 from tflite_fineprune import state as state_format
 from tflite_fineprune.flatbuffer import read_metadata
@@ -335,7 +336,7 @@ def run_cli(*args, cwd=None):
 
 
 def _one_line_error(result):
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("INFO:")]
+    lines = error_lines(result.stderr)
     return result.returncode == 2 and len(lines) == 1 and lines[0].startswith("tflite-fineprune: error:")
 
 

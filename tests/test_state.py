@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.realdata import real_inputs
+from tests.synthetic import synthetic_inputs
 from tflite_fineprune import FinePruneError, Personalizer, State
 from tflite_fineprune import state as state_format
 
 
 @pytest.fixture
 def personalized(exports, tmp_path):
-    x = real_inputs("plain_cnn", count=30)
+    x = synthetic_inputs("plain_cnn", 30)
     personalizer = Personalizer(exports.path("plain_cnn"))
     personalizer.observe(x)
     personalizer.prune(0.3)
@@ -154,7 +154,7 @@ def test_format_is_documented_layout():
 
 
 def test_compensated_state_round_trip(exports, tmp_path):
-    x = real_inputs("plain_cnn", count=30)
+    x = synthetic_inputs("plain_cnn", 30)
     personalizer = Personalizer(exports.path("plain_cnn", mean_compensation=True))
     personalizer.observe(x)
     personalizer.prune(0.3)

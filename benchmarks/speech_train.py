@@ -1,0 +1,127 @@
+"""The speech `train` recipe on new speakers: a 10-word, 30-speaker set from the Speech Commands v0.02 test split.
+
+Dataset: the 10 command words (down go left no off on right stop up yes), the 30
+speakers with the most clips of them (ties broken by id); 18 speakers (chosen with
+`--seed`) are the training data — the recipe splits its validation speakers off
+those — and 12 are held out. For each `--widths` value it runs
+
+    python -m converters.speech train DIR -o MODEL.tflite --holdout-speakers <12 ids> --width W [EXTRA...]
+
+(which prints its own report) and scores the exported `.tflite` on the held-out
+speakers' clips through the TFLite interpreter. Options after `--` go to the
+train command (e.g. `-- --no-bn-recalibration`).
+
+With `--personalize`, each held-out speaker's clips are split 50/50 (adaptation /
+evaluation); the widest model observes the adaptation half without labels and is
+pruned per layer by 30 % and 50 %; the evaluation half is scored dense and pruned.
+
+usage: python benchmarks/speech_train.py [--widths 1 2] [--seed 0] [--personalize] [-- TRAIN OPTIONS]
+"""
+
+import argparse
+import collections
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import zlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from converters.common import default_data_root  # noqa: E402
+from tflite_fineprune import Personalizer  # noqa: E402
+from tflite_fineprune.datafiles import fit_audio, load_audio  # noqa: E402
+
+WORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
+SPEAKERS = 30
+TRAINING_SPEAKERS = 18
+
+
+def dataset(root):
+    """{speaker: [paths]} of the 30 speakers with the most command-word clips."""
+    by_speaker = collections.defaultdict(list)
+    for word in WORDS:
+        for path in sorted((root / word).glob("*.wav")):
+            by_speaker[re.match(r"([0-9a-f]{8})_nohash_", path.name).group(1)].append(path)
+    ranked = sorted(by_speaker, key=lambda s: (-len(by_speaker[s]), s))[:SPEAKERS]
+    return {s: by_speaker[s] for s in ranked}
+
+
+def load(paths):
+    return np.stack([fit_audio(p, *load_audio(p), (16000,), 16000) for p in paths]), np.array([p.parent.name for p in paths])
+
+
+def personalize(model, speakers, rates=(0.3, 0.5)):
+    """Mean evaluation-half accuracy over speakers: dense, and pruned after observing the adaptation half."""
+    personalizer = Personalizer(model)
+    labels = np.array(personalizer.labels)
+    scores = collections.defaultdict(list)
+    for speaker, paths in speakers.items():
+        order = np.random.default_rng(zlib.crc32(speaker.encode())).permutation(len(paths))
+        half = len(paths) // 2
+        adapt, _ = load([paths[i] for i in order[:half]])
+        test, truth = load([paths[i] for i in order[half:]])
+        personalizer.reset()
+        scores["dense"].append(np.mean(labels[personalizer.predict(test).argmax(1)] == truth))
+        personalizer.observe(adapt)
+        for rate in rates:
+            personalizer.reset(counts=False, masks=True)
+            personalizer.prune(rate)
+            scores[f"pruned {rate:.0%}"].append(np.mean(labels[personalizer.predict(test).argmax(1)] == truth))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def main():
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 2.0])
+    parser.add_argument("--seed", type=int, default=0, help="which 18 of the 30 speakers train")
+    parser.add_argument("--personalize", action="store_true")
+    parser.add_argument("--data")
+    args = parser.parse_args(argv)
+    root = (pathlib.Path(args.data) if args.data else default_data_root()) / "speech_commands_v0.02_test"
+    speakers = dataset(root)
+    order = list(np.random.default_rng(args.seed).permutation(sorted(speakers)))
+    held_out = sorted(order[TRAINING_SPEAKERS:])
+    test_paths = [p for s in held_out for p in speakers[s]]
+    pcm, truth = load(test_paths)
+    summary = []
+    with tempfile.TemporaryDirectory() as workdir:
+        data = pathlib.Path(workdir) / "data"
+        for paths in speakers.values():
+            for path in paths:
+                (data / path.parent.name).mkdir(parents=True, exist_ok=True)
+                os.symlink(path, data / path.parent.name / path.name)
+        for width in args.widths:
+            model = pathlib.Path(workdir) / f"kws-w{width:g}.tflite"
+            command = [sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(model),
+                       "--holdout-speakers", ",".join(held_out), "--width", f"{width:g}", "--seed", str(args.seed),
+                       *extra]
+            print("$", " ".join(command[1:]), flush=True)
+            subprocess.run(command, check=True, cwd=REPO)
+            personalizer = Personalizer(model)
+            predicted = np.array(personalizer.labels)[personalizer.predict(pcm).argmax(1)]
+            summary.append(f"width {width:g}: held-out-speaker accuracy {np.mean(predicted == truth):.4f} "
+                           f"({len(truth)} clips, 12 speakers; .tflite through the interpreter)")
+            print(summary[-1], flush=True)
+        if args.personalize:
+            scores = personalize(model, {s: speakers[s] for s in held_out})
+            summary.append(f"width {args.widths[-1]:g}, per held-out speaker (50 % adaptation / 50 % evaluation): "
+                           + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    n_train = sum(len(speakers[s]) for s in order[:TRAINING_SPEAKERS])
+    print(f"\nSpeech Commands v0.02 test split, {len(WORDS)} words, {SPEAKERS} speakers: {TRAINING_SPEAKERS} train "
+          f"({n_train} clips, validation speakers split off by the recipe), 12 held out; seed {args.seed}; "
+          f"train options: {' '.join(extra) or '(defaults)'}")
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()
