@@ -1,13 +1,14 @@
 """Cost of the Fine-Pruning machinery inside an exported model.
 
-For MobileNetV2 (alpha 0.35, 224x224, random weights) and a CIFAR-style
-residual CNN, under LiteRT with a fixed thread count:
+For MobileNetV2 (alpha 0.35, 224x224, random weights), MobileNetV3-Small
+(224x224, random weights) and a CIFAR-style residual CNN, under LiteRT with a
+fixed thread count:
 
 * `collect` vs `infer` time on the same batches (goal <= 1.25x);
 * masked `infer` vs the plain model converted by TFLiteConverter, time and
   file size (goal <= 1.10x).
 
-usage: python benchmarks/overhead.py [--threads 2] [--repeats 30] [--batches 1,8]
+usage: python benchmarks/overhead.py [--threads 2] [--repeats 50] [--batches 1,8] [--models mobilenet_v2,...]
 """
 
 import argparse
@@ -54,6 +55,16 @@ def residual_cnn():
 def mobilenet_v2():
     keras.utils.set_random_seed(0)
     return keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(224, 224, 3))
+
+
+def mobilenet_v3_small():
+    keras.utils.set_random_seed(0)
+    return keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3))
+
+
+MODELS = {"mobilenet_v2": ("mobilenet_v2_0.35_224", mobilenet_v2),
+          "mobilenet_v3_small": ("mobilenet_v3_small_224", mobilenet_v3_small),
+          "resnet20": ("resnet20_cifar", residual_cnn)}
 
 
 def time_runners(calls, repeats):
@@ -106,12 +117,14 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"some of {', '.join(MODELS)}")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     print(f"LiteRT interpreter, {args.threads} threads, median of {args.repeats} calls; goals: "
           "collect/infer <= 1.25, infer/plain <= 1.10, size <= 1.10")
     with tempfile.TemporaryDirectory() as workdir:
-        for name, build in (("mobilenet_v2_0.35_224", mobilenet_v2), ("resnet20_cifar", residual_cnn)):
+        for key in args.models.split(","):
+            name, build = MODELS[key]
             measure(name, build(), workdir, args.threads, args.repeats, batches)
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from converters.common import default_data_root  # noqa: E402
+from tflite_fineprune.reference_data import data_root  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.datafiles import fit_audio, load_audio  # noqa: E402
 
@@ -87,7 +87,7 @@ def main():
     parser.add_argument("--personalize", action="store_true")
     parser.add_argument("--data")
     args = parser.parse_args(argv)
-    root = (pathlib.Path(args.data) if args.data else default_data_root()) / "speech_commands_v0.02_test"
+    root = data_root(args.data) / "speech_commands_v0.02_test"
     speakers = dataset(root)
     order = list(np.random.default_rng(args.seed).permutation(sorted(speakers)))
     held_out = sorted(order[TRAINING_SPEAKERS:])

@@ -28,13 +28,14 @@ import tempfile
 import numpy as np
 
 from converters.android_session import AppSession, Recorder, check_recipe
+from tflite_fineprune import reference_data
 from tflite_fineprune import signatures as sig
 from tflite_fineprune.datafiles import fit_audio, load_audio
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.evaluation import class_subset_users, speaker_of, split_adapt_eval
 from tflite_fineprune.interpreters import open_interpreter
-from tflite_fineprune.metadata import read_model_metadata
-from tflite_fineprune.state import atomic_write, read_file
+from tflite_fineprune.metadata import read_model_file
+from tflite_fineprune.state import atomic_write
 
 MANIFEST_FORMAT = "tflite-fineprune-android-assets"
 MANIFEST_VERSION = 1
@@ -95,8 +96,8 @@ def _signature_specs(interpreter):
 def describe_model(kind, path):
     """The manifest entry of a model file, after checking it has what the app needs."""
     path = os.fspath(path)
-    meta = read_model_metadata(read_file(path, "model"), source=path)
-    interpreter, _ = open_interpreter(path, "litert")
+    content, meta = read_model_file(path)
+    interpreter, _ = open_interpreter(path, "litert", content=content)
     specs = _signature_specs(interpreter)
     recipe = RECIPES[kind]
     needed = list(APP_SIGNATURES) + [s["signature"] for s in recipe["steps"]]
@@ -201,9 +202,7 @@ def _export_default(kind, folder, data_root):
 
 def build_assets(output=DEFAULT_OUTPUT, speech=None, vision=None, data=None, record=None):
     """Generate the app's assets (see module docstring); returns the manifest dict."""
-    from converters.common import default_data_root
-
-    root = pathlib.Path(data) if data else default_data_root()
+    root = reference_data.data_root(data)
     kinds = ("speech", "vision")
     _check_data(root, kinds)
     for kind, given in (("speech", speech), ("vision", vision)):

@@ -24,16 +24,20 @@ def command_parser(prog, doc):
 
 
 def add_export_command(commands, name, help):
-    """A sub-command that writes one `.tflite`: -o/--output and --prune-outputs come with it."""
+    """A sub-command that writes one `.tflite`: -o/--output, --prune-outputs and --quantize come with it."""
     command = commands.add_parser(name, help=help)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")
     command.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
     command.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    command.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
+    command.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
     return command
 
 
 def export_options(args):
-    """`export_model` options every converter command passes: class pruning, and a line per export stage."""
+    """`export_model` options every converter command passes: class pruning, quantization, a line per stage."""
+    from tflite_fineprune.export.quantize import load_representative_file
     from tflite_fineprune.progress import print_stage
 
-    return {"prune_outputs": args.prune_outputs, "on_stage": print_stage}
+    return {"prune_outputs": args.prune_outputs, "on_stage": print_stage, "quantize": args.quantize,
+            "representative_data": load_representative_file(args.representative_data)}

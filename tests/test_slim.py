@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.test_errors import error_lines
 from tests.realdata import real_inputs, require, speech_test_split
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.metadata import read_model_metadata
@@ -179,7 +180,7 @@ def test_cli_slim_inspect_and_personalize_errors(exports, tmp_path):
     np.save(data / "x.npy", real_inputs("plain_cnn", count=4))
     result = cli("personalize", tmp_path / "user.tflite", "--data", data, "--sparsity", 0.5,
                  "--state", tmp_path / "new.state")
-    assert result.returncode == 2 and "slim model" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert result.returncode == 2 and "slim model" in result.stderr and len(error_lines(result.stderr)) == 1
     other = personalized(exports.path("dense_only", prune_outputs=True), real_inputs("dense_only", count=10), 0.5)
     other.save_state(tmp_path / "other.state")
     result = cli("slim", path, "--state", tmp_path / "other.state", "-o", tmp_path / "x.tflite")

@@ -44,6 +44,8 @@ def build_parser():
                    help="how the in-graph prune step ranks units: within each layer, or across all layers")
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
+    p.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
     p.add_argument("model", help="an exported .tflite")
@@ -141,6 +143,7 @@ def cmd_export(args):
         labels = [line.strip() for line in text.splitlines() if line.strip()]
     from .export import export_model  # imports TensorFlow: after the arguments are checked
     from .export.exporter import load_keras_model
+    from .export.quantize import load_representative_file
     from .progress import print_stage
 
     print(f"loading {args.model}", flush=True)
@@ -148,7 +151,8 @@ def cmd_export(args):
     _warn_if_keras_application(model)
     report = export_model(model, args.output, labels=labels, input_shape=args.input_shape,
                           prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify,
-                          on_stage=print_stage)
+                          on_stage=print_stage, quantize=args.quantize,
+                          representative_data=load_representative_file(args.representative_data))
     print(report)
 
 

@@ -113,6 +113,7 @@ class ModelMetadata:
     prior_correction: bool = False  # outputs reweighted by EM-estimated user class priors
     content_sha256: str = ""  # flatbuffer.content_digest of the whole file; empty in files from before it existed
     slim: dict = None  # slim files (pruned units removed, infer only): source fingerprint, state CRC, kept units
+    quantization: str = ""  # "" float; "int8-full-integer" or "int8-dynamic-range" (export/quantize.py)
 
     @property
     def num_units(self):
@@ -197,6 +198,7 @@ class ModelMetadata:
         check.integer(self.sample_rate, "sample_rate", minimum=0)
         if self.content_sha256:
             check.text(self.content_sha256, "content_sha256", pattern=r"[0-9a-f]{64}")
+        check.text(self.quantization, "quantization", allow_empty=True)
         if self.slim is not None and not isinstance(self.slim, dict):
             check.fail("slim", self.slim, "an object describing the slimming, or null")
         for flag in ("mean_compensation", "prior_correction"):

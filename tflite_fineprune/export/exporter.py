@@ -22,6 +22,8 @@ from .graph import flatten_model
 from .module import FinePruneModule, freeze_variables
 from .planner import plan_model
 from .pruning_policy import POLICIES
+from .quantize import (VERIFY_SAMPLES, check_quantize, check_quantized, check_representative_data,
+                       configure as configure_quantization)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,8 @@ class ExportReport:
                 err += (f" — inconclusive: Keras' outputs hardly vary on random inputs (spread "
                         f"{self.output_spread:.1e}, e.g. untrained weights), so agreement proves little; "
                         "compare predictions on real data")
-        return (f"wrote {self.path}: {self.groups} unit groups, {self.units} prunable units, "
+        quantized = f" ({self.metadata.quantization})" if self.metadata.quantization else ""
+        return (f"wrote {self.path}{quantized}: {self.groups} unit groups, {self.units} prunable units, "
                 f"{len(self.excluded)} layers not prunable, {self.file_bytes / 1e6:.2f} MB, "
                 f"{self.seconds:.1f} s, max |TFLite - Keras| on a random batch: {err}")
 
@@ -138,17 +141,21 @@ def _with_costs(layout, weight_layers):
     return result
 
 
-def _convert(module, workdir):
+def _convert(module, workdir, quantize=None):
     functions = module.concrete_functions()
     saved = os.path.join(workdir, "saved_model")
     tf.saved_model.save(module, saved, signatures=functions)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(functions))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.experimental_enable_resource_variables = True
+    method = configure_quantization(converter, quantize)
     try:
-        return converter.convert(), sorted(functions)
+        flatbuffer = converter.convert()
     except Exception as exc:
-        raise FinePruneError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc)[:2000]}") from None
+        what = f"{method} quantization" if method else "TFLite conversion"
+        raise FinePruneError(f"{what} failed: {type(exc).__name__}: {str(exc)[:2000]}") from None
+    check_quantized(flatbuffer, method)
+    return flatbuffer, sorted(functions), method
 
 
 def _centred_log(p):
@@ -156,7 +163,7 @@ def _centred_log(p):
     return log - log.mean(axis=-1, keepdims=True)
 
 
-def _verify(path, model, input_shape, input_dtype, output_name, output_kind="logits", seed=0):
+def _verify(path, model, input_shape, input_dtype, output_name, output_kind="logits", seed=0, samples=None):
     """(max abs error, max error on logits recovered from probabilities or None, spread of Keras' outputs)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -165,7 +172,9 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
     from ..quiet import native_stderr
 
     rng = np.random.default_rng(seed)
-    if np.dtype(input_dtype).kind == "f":
+    if samples is not None:
+        x = samples
+    elif np.dtype(input_dtype).kind == "f":
         x = rng.standard_normal((4, *input_shape[1:])).astype(input_dtype)
     else:
         info = np.iinfo(input_dtype)
@@ -189,7 +198,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
                  verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
-                 on_stage=None):
+                 on_stage=None, quantize=None, representative_data=None):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -224,6 +233,13 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         Called as `on_stage(name, seconds_so_far)` when each stage begins
         ("trace", "convert", "verify"): the commands print these, as a large
         model takes a minute.
+    quantize : {None, "int8"}
+        "int8": int8 weights, float activations and routine (dynamic range);
+        see docs/quantization.md.
+    representative_data : array-like, optional
+        With quantize: samples `[N, *input_shape]` like the user's data; the
+        report's error is measured on (up to 64 of) them instead of a
+        random batch.
 
     Returns
     -------
@@ -258,16 +274,23 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     input_dtype = _input_dtype(model)
     if prior_correction and len(output_shape) != 2:
         raise FinePruneError("prior_correction needs a (batch, classes) output")
+    quantize = check_quantize(quantize)
+    if representative_data is not None:
+        if quantize is None:
+            raise FinePruneError("representative_data is only used with quantize='int8'")
+        representative_data = check_representative_data(representative_data, shape, input_dtype)
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
                              mean_compensation, num_classes, prior_correction)
     _stage(on_stage, "convert", start)
     from ..quiet import native_stderr
 
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir, native_stderr():
-        flatbuffer, names = _convert(module, workdir)
+        flatbuffer, names, quantization = _convert(module, workdir, quantize)
     digest = _weights_digest(frozen)
     layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
                                                                bool(prior_correction)]
+    if quantization:  # other weights: a float model's state must not load into it
+        layout_key.append(quantization)
     metadata = ModelMetadata(
         format_version=FORMAT_VERSION,
         fingerprint=fingerprint(digest, layout_key),
@@ -290,15 +313,29 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         mean_compensation=bool(mean_compensation),
         prior_correction=bool(prior_correction),
         content_sha256=UNSEALED_DIGEST,
+        quantization=quantization,
     )
     blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json()))
     metadata = read_model_metadata(blob, source=os.fspath(path))
     path = os.fspath(path)
     atomic_write(path, blob)
     _stage(on_stage, "verify", start)
-    error, logit_error, spread = (_verify(path, model, shape, input_dtype, sig.OUTPUT, plan.output_kind) if verify
-                                  else (None, None, None))
-    if error is not None and error > 1e-3:
+    samples = None
+    if quantization and representative_data is not None:
+        # Rounded weights differ from Keras by design: report the error on the user's samples.
+        samples = representative_data[:VERIFY_SAMPLES]
+    try:
+        error, logit_error, spread = (_verify(path, model, shape, input_dtype, sig.OUTPUT, plan.output_kind,
+                                              samples=samples) if verify else (None, None, None))
+    except RuntimeError as exc:  # an int8 kernel refused its input
+        if not quantization:
+            raise
+        os.remove(path)
+        raise FinePruneError(f"the model cannot be quantized ({quantization}): the int8 file fails to run: "
+                             f"{str(exc).strip()[:300]}; export it without quantize") from None
+    if quantization:
+        logit_error = None  # leave the accuracy of rounded weights to the user's own evaluation
+    elif error is not None and error > 1e-3:
         raise FinePruneError(f"exported model differs from Keras by {error:.3g} on a random batch; please report this")
     if logit_error is not None and logit_error > 1e-2:
         raise FinePruneError(f"exported model's logits differ from Keras' by {logit_error:.3g} on a random batch; "

@@ -6,23 +6,13 @@ import tensorflow as tf
 
 from .. import signatures as sig
 from ..metadata import ROLE_OUTPUT
+from .activity import count_active
 from .keras_compat import takes_training_argument
 from .planner import OUTPUT_PROBABILITIES
 from .pruning_policy import POLICIES, output_by_frequency
 
 EXCLUDED_LOGIT = -1e9  # a pruned class's logit: far below any real logit
 PRIOR_FLOOR = 1e-6  # smallest class prior EM may estimate (keeps log weights finite)
-_SATURATION = 6.0
-_ACTIVE_SCALE = 2.0 ** 100
-
-
-def _is_positive(value):
-    """6 where value > 0, else 0, as one MUL with a fused RELU6.
-
-    GREATER + CAST would do the same but fall outside XNNPACK and cost as much
-    as the layer itself; positive values below about 5e-30 count partially.
-    """
-    return tf.nn.relu6(value * _ACTIVE_SCALE)
 
 
 def _function(method, *specs):
@@ -174,12 +164,7 @@ class FinePruneModule(tf.Module):
             if self._compensate:
                 mean = tf.reduce_mean(value, axis=spatial, keepdims=True) if spatial else value
                 sums.append(tf.reduce_sum(tf.reshape(mean, [-1, group.units]), axis=0))
-            active = _is_positive(value)
-            if spatial:
-                # keepdims=True is the form XNNPACK delegates.
-                active = tf.reduce_mean(active, axis=spatial, keepdims=True)
-            active = tf.reshape(active, [-1, group.units])
-            deltas.append(tf.reduce_sum(active, axis=0) * (1.0 / _SATURATION))
+            deltas.append(count_active(value, group.units))
         self.counts.assign_add(tf.concat(deltas, axis=0))
         if self._compensate:
             self.sums.assign_add(tf.concat(sums, axis=0))
