@@ -1,5 +1,6 @@
 """What the converters share: their command-line plumbing and one-line command errors."""
 
+import argparse
 import sys
 
 from tflite_fineprune.errors import FinePruneError
@@ -27,7 +28,8 @@ def add_export_command(commands, name, help):
     """A sub-command that writes one `.tflite`: -o/--output, --prune-outputs and --quantize come with it."""
     command = commands.add_parser(name, help=help)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")
-    command.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
+    command.add_argument("--prune-outputs", action=argparse.BooleanOptionalAction, default=True,
+                         help="make output classes prunable (default; personalize may exclude classes)")
     command.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     command.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
     command.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")

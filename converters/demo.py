@@ -14,35 +14,36 @@ import os
 import pathlib
 import time
 
-import numpy as np
-
 from tflite_fineprune.progress import print_stage
 from tflite_fineprune.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary, plot_users,
                                          speaker_users, summarize, write_csv)
-from tflite_fineprune.reference_data import (CIFAR10_LABELS, CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8,
-                                             SPEECH_COMMANDS_TEST, require_data)
+from tflite_fineprune.recipe import AutoRule
+from tflite_fineprune.reference_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data
 
 SPEECH_DATA = (SPEECH_COMMANDS_TEST, MLPERF_KWS)
 VISION_DATA = (CIFAR10_TEST, MLPERF_RESNET8)
 
-# Chosen from this demo's own per-user evaluation (README, "Which settings help"): on speakers every
-# pruning recipe lowered mean accuracy, so the speech default keeps the model dense; class-subset
-# users gain most from excluding classes the model rarely predicts on their data.
+# The default is the label-free automatic choice (`Personalizer.personalize`, docs/personalization.md);
+# the other rows are the recipes once picked by hand per kind of user from this demo's own evaluation.
+AUTO = Recipe("auto (default)", rule=AutoRule())
 SPEECH_RECIPES = (
-    Recipe("dense (default)"),
+    AUTO,
+    Recipe("dense"),
     Recipe("prune 2% units", sparsity=0.02),
     Recipe("prune 5% units", sparsity=0.05),
     Recipe("drop unseen classes", min_class_fraction=1e-6),
 )
 VISION_RECIPES = (
-    Recipe("classes <10% (default)", min_class_fraction=0.10),
+    AUTO,
+    Recipe("classes <10%", min_class_fraction=0.10),
     Recipe("classes <5%", min_class_fraction=0.05),
     Recipe("prune 2% units", sparsity=0.02),
     Recipe("prune 5% + classes <10%", sparsity=0.05, min_class_fraction=0.10),
 )
 
 FASHION_RECIPES = (
-    Recipe("prune 50% + classes <10% (default)", sparsity=0.5, min_class_fraction=0.10),
+    AUTO,
+    Recipe("prune 50% + classes <10%", sparsity=0.5, min_class_fraction=0.10),
     Recipe("prune 50% units", sparsity=0.5),
     Recipe("random 50% units (control)", sparsity=0.5, random=True),
     Recipe("prune 70% units", sparsity=0.7),
@@ -70,16 +71,11 @@ def _speech(root, out):
 
 
 def _vision(root, out):
-    from converters.vision import export_mlperf
-    from PIL import Image
+    from converters.vision import REFERENCE_PER_CLASS, cifar_by_class, export_mlperf
 
     model = out / "resnet8_uint8.tflite"
-    print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))
-    by_class = []
-    for name in CIFAR10_LABELS:
-        files = sorted((root / VISION_DATA[0] / name).glob("*.jpg"))
-        by_class.append(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
-    users = class_subset_users(by_class)
+    print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))  # BN reference: first images/class
+    users = class_subset_users([images[REFERENCE_PER_CLASS:] for images in cifar_by_class(root)])
     return model, users, VISION_RECIPES, "class-subset users (CIFAR-10 test images), MLPerf Tiny ResNet-8"
 
 

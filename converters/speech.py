@@ -108,8 +108,36 @@ def export_pcm_model(model, output, labels, **options):
     return export_model(model, output, labels=labels, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE, **options)
 
 
+REFERENCE_MAX_CLIPS = 30  # speakers with fewer clips than this form the BN reference pool (benchmark users have more)
+
+
+def reference_pool(data_root=None, limit=800, seed=0):
+    """PCM of Speech Commands test clips by speakers with < 30 clips, for the BN reference statistics; or None.
+
+    Those speakers are never the per-speaker benchmark's users (who have ≥ 30 clips).
+    """
+    from tflite_fineprune.datafiles import fit_audio, load_audio
+    from tflite_fineprune.evaluation import speaker_of
+
+    test = reference_data.data_root(data_root) / reference_data.SPEECH_COMMANDS_TEST
+    if not test.is_dir():
+        return None
+    by_speaker = {}
+    for label in KWS_LABELS:
+        folder = test / label
+        for f in sorted(folder.glob("*.wav")) if folder.is_dir() else ():
+            if speaker_of(f.name):
+                by_speaker.setdefault(speaker_of(f.name), []).append(f)
+    pool = [f for files in by_speaker.values() if len(files) < REFERENCE_MAX_CLIPS for f in files]
+    pool = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:limit]]
+    return np.stack([fit_audio(f, *load_audio(f), (CLIP_SAMPLES,), SAMPLE_RATE) for f in pool]) if pool else None
+
+
 def export_mlperf(output, data_root=None, **options):
+    """The MLPerf DS-CNN; BN reference statistics from `reference_pool` unless `reference_data` is given."""
     root = reference_data.require_data([MLPERF_KWS], data_root, "the MLPerf Tiny DS-CNN")
+    if "reference_data" not in options:
+        options["reference_data"] = reference_pool(data_root)
     return export_pcm_model(with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS)), output, KWS_LABELS, **options)
 
 

@@ -15,6 +15,7 @@ import pathlib
 import sys
 
 import keras
+import numpy as np
 
 from converters.common import add_export_command, command_parser, export_options, run_command
 from tflite_fineprune import reference_data
@@ -89,10 +90,32 @@ def load_mlperf_resnet8(data_root=None):
     return keras.models.load_model(path, compile=False)
 
 
+REFERENCE_PER_CLASS = 100  # the first CIFAR-10 test images of each class: the BN reference pool, never a user's
+
+
+def cifar_by_class(data_root=None):
+    """The CIFAR-10 test JPEGs as one uint8 array per class (file-name order)."""
+    from PIL import Image
+
+    root = reference_data.require_data([reference_data.CIFAR10_TEST], data_root, "the CIFAR-10 test images")
+    return [np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted((root / reference_data.CIFAR10_TEST
+                                                                                 / name).glob("*.jpg"))])
+            for name in CIFAR10_LABELS]
+
+
 def export_mlperf(output, data_root=None, **options):
-    """MLPerf Tiny ResNet-8 (CIFAR-10, raw 0–255 input) behind a uint8 front-end."""
+    """MLPerf Tiny ResNet-8 (CIFAR-10, raw 0–255 input) behind a uint8 front-end.
+
+    BN reference statistics come from the first `REFERENCE_PER_CLASS` test
+    images of each class when the CIFAR-10 test images are there (users are
+    drawn from the rest), unless `reference_data` is given.
+    """
     from tflite_fineprune import export_model
 
+    if "reference_data" not in options:
+        present = (reference_data.data_root(data_root) / reference_data.CIFAR10_TEST).is_dir()
+        options["reference_data"] = (np.concatenate([c[:REFERENCE_PER_CLASS] for c in cifar_by_class(data_root)])
+                                     if present else None)
     model = with_frontend(load_mlperf_resnet8(data_root))
     return export_model(model, output, labels=CIFAR10_LABELS, **options)
 

@@ -21,6 +21,8 @@ class ExportCache:
         return self.models[name]
 
     def path(self, name, **options):
+        # export_model now makes classes prunable by default; the tests written before keep a hidden-only layout.
+        options.setdefault("prune_outputs", False)
         key = (name, tuple(sorted(options.items())))
         if key not in self.paths:
             from tflite_fineprune import export_model

@@ -104,7 +104,7 @@ def test_train_recipe_on_fsdd_folders(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     personalizer = Personalizer(out)
     assert personalizer.labels == ["0", "1"] and personalizer.metadata.sample_rate == 16000
-    assert len(personalizer.units) == 9  # stem, 4 depthwise and 4 pointwise layers
+    assert len(personalizer.metadata.hidden_groups) == 9  # stem, 4 depthwise and 4 pointwise layers (+ classes)
     (data / "1").rename(tmp_path / "moved")
     result = subprocess.run([sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(out)],
                             capture_output=True, text=True, timeout=600)

@@ -146,7 +146,7 @@ def test_any_single_byte_change_is_detected(data):
 def test_format_is_documented_layout():
     blob = state_format.encode_state("00" * 32, State(np.array([1, 0, 1]), np.array([1.5, 0, 2]), 3.0))
     assert blob[:8] == b"FPSTATE\0"
-    assert int.from_bytes(blob[8:10], "little") == 1
+    assert int.from_bytes(blob[8:10], "little") == 2  # version 2: normalization vectors (flag bit 2) exist
     assert int.from_bytes(blob[12:16], "little") == 3
     assert np.frombuffer(blob, "<f8", 1, 48)[0] == 3.0
     assert list(blob[56:59]) == [1, 0, 1]

@@ -6,6 +6,7 @@ The runtime (`Personalizer`) needs only numpy and a TFLite interpreter;
 
 from .errors import FinePruneError
 from .metadata import ModelMetadata, UnitGroup, read_model_metadata
+from .recipe import AutoRule, PersonalizationReport
 from .runtime import Personalizer
 from .sparsity import Sparsity
 from .state import State
@@ -20,5 +21,5 @@ def export_model(model, path, **options):
     return _export(model, path, **options)
 
 
-__all__ = ["FinePruneError", "ModelMetadata", "Personalizer", "Sparsity", "State", "UnitGroup",
+__all__ = ["AutoRule", "FinePruneError", "ModelMetadata", "PersonalizationReport", "Personalizer", "Sparsity", "State", "UnitGroup",
            "export_model", "read_model_metadata", "__version__"]

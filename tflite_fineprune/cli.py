@@ -39,7 +39,8 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="the .tflite to write")
     p.add_argument("--labels", help="text file with one class name per line")
     p.add_argument("--input-shape", type=_parse_shape, help="input shape without batch, e.g. 96,96,3")
-    p.add_argument("--prune-outputs", action="store_true", help="make output classes prunable too")
+    p.add_argument("--prune-outputs", action=argparse.BooleanOptionalAction, default=True,
+                   help="make output classes prunable (default)")
     p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES,
                    help="how the in-graph prune step ranks units: within each layer, or across all layers")
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
@@ -50,9 +51,10 @@ def build_parser():
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
     p.add_argument("model", help="an exported .tflite")
 
-    p = commands.add_parser("personalize", help="observe a user's unlabeled data, prune, save the state")
+    p = commands.add_parser("personalize", help="observe a user's unlabeled data, personalize, save the state")
     _runtime_args(p)
-    p.add_argument("--sparsity", type=_fraction, required=True, help="fraction of each layer's units to prune")
+    p.add_argument("--sparsity", type=_fraction,
+                   help="expert: prune this fraction of each layer's units instead of the automatic choice")
     p.add_argument("--state", required=True, help="state file (loaded if it exists, then overwritten)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing state file")
     p.add_argument("--min-class-fraction", type=_fraction,
@@ -230,7 +232,9 @@ def _load_data(args, personalizer, labels=None):
 def cmd_personalize(args):
     from .inputs import check_sparsity
 
-    check_sparsity(args.sparsity)
+    if args.sparsity is None and args.min_class_fraction is None:
+        return _personalize_auto(args)
+    check_sparsity(args.sparsity or 0.0)
     if args.min_class_fraction is not None:
         check_sparsity(args.min_class_fraction, "--min-class-fraction")
     personalizer = _open(args)
@@ -243,11 +247,14 @@ def cmd_personalize(args):
     _warn_if_speech(personalizer, args.sparsity, args.min_class_fraction)
     x, _, files = _load_data(args, personalizer)
     before = np.argmax(personalizer.observe(x, progress=True), axis=-1)
-    pruned_before = _pruned_fractions(personalizer)
-    sparsity = personalizer.prune(args.sparsity)
-    _note_cumulative(pruned_before, args.sparsity)
-    if args.sparsity > 0:
-        _warn_if_predictions_changed(before, np.argmax(personalizer.predict(x, progress=None), axis=-1))
+    if args.sparsity is not None:
+        pruned_before = _pruned_fractions(personalizer)
+        sparsity = personalizer.prune(args.sparsity)
+        _note_cumulative(pruned_before, args.sparsity)
+        if args.sparsity > 0:
+            _warn_if_predictions_changed(before, np.argmax(personalizer.predict(x, progress=None), axis=-1))
+    else:
+        sparsity = personalizer.sparsity()
     if args.min_class_fraction is not None:
         kept_before = personalizer.masks[personalizer.metadata.output_group.name]
         sparsity = personalizer.prune_outputs(args.min_class_fraction)
@@ -309,6 +316,18 @@ def _print_dropped_classes(personalizer, kept_before):
     print(f"dropped {len(dropped)} classes: {', '.join(dropped) or 'none'}"
           + (f"; {len(excluded)} classes excluded in all: {', '.join(excluded)}" if len(excluded) > len(dropped)
              else "") + f"; kept: {', '.join(labels[i] for i in np.flatnonzero(kept))}")
+
+
+def _personalize_auto(args):
+    """The default: the label-free automatic choice (recipe.py), from the dense model."""
+    personalizer = _open(args)
+    if args.state and os.path.exists(args.state) and not args.fresh:
+        print(f"note: the automatic recipe starts from the dense model; {args.state} is replaced "
+              "(expert options --sparsity/--min-class-fraction continue from it)")
+    x, _, files = _load_data(args, personalizer)
+    report = personalizer.personalize(x)
+    personalizer.save_state(args.state)
+    print(f"observed {len(x)} samples from {len(files)} files\n{report}\nstate saved to {args.state}")
 
 
 def cmd_evaluate(args):

@@ -39,7 +39,8 @@ class Recipe:
     policy), in `steps` rounds of observe-prune-recollect; then mask classes
     predicted on fewer than `min_class_fraction` of the adaptation samples.
     `random=True` prunes the same number of units per layer at random (a
-    control); `protect` names layers left dense.
+    control); `protect` names layers left dense. With `rule` (a
+    `recipe.AutoRule`) the label-free automatic choice runs instead.
     """
 
     name: str
@@ -48,8 +49,12 @@ class Recipe:
     steps: int = 1
     random: bool = False
     protect: tuple = ()
+    rule: object = None  # an AutoRule: run `Personalizer.personalize` with it instead of the fields above
 
     def apply(self, personalizer, adapt_x, seed=0):
+        if self.rule is not None:
+            personalizer.personalize(adapt_x, self.rule, progress=False)
+            return
         personalizer.reset()
         if self.sparsity and self.random:
             personalizer.observe(adapt_x, progress=False)

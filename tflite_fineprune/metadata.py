@@ -114,6 +114,12 @@ class ModelMetadata:
     content_sha256: str = ""  # flatbuffer.content_digest of the whole file; empty in files from before it existed
     slim: dict = None  # slim files (pruned units removed, infer only): source fingerprint, state CRC, kept units
     quantization: str = ""  # "" float; "int8-full-integer" or "int8-dynamic-range" (export/quantize.py)
+    # Relative AdaBN: (BN layer name, channels, offset) into the flat normalization vectors; () = not exported.
+    normalization_layers: tuple = ()
+
+    @property
+    def normalization_channels(self):
+        return sum(int(n[1]) for n in self.normalization_layers)
 
     @property
     def num_units(self):
@@ -157,7 +163,7 @@ class ModelMetadata:
                 for w in body["weight_layers"]
             )
             body["input_shape"] = tuple(body["input_shape"])
-            for key in ("labels", "signatures", "excluded"):
+            for key in ("labels", "signatures", "excluded", "normalization_layers"):
                 body[key] = tuple(tuple(v) if isinstance(v, list) else v for v in body.get(key) or ())
             meta = cls(**body)
             meta.validate(source)
@@ -199,6 +205,16 @@ class ModelMetadata:
         if self.content_sha256:
             check.text(self.content_sha256, "content_sha256", pattern=r"[0-9a-f]{64}")
         check.text(self.quantization, "quantization", allow_empty=True)
+        offset = 0
+        for entry in self.normalization_layers:
+            if len(entry) != 3:
+                check.fail("normalization_layers", entry, "[layer name, channels, offset] triples")
+            name, channels, start = entry
+            check.text(name, "normalization layer name")
+            check.integer(channels, f"channels of normalization layer {name!r}", minimum=1)
+            if not check.is_int(start) or start != offset:
+                check.fail(f"offset of normalization layer {name!r}", start, f"{offset} (layers are contiguous)")
+            offset += channels
         if self.slim is not None and not isinstance(self.slim, dict):
             check.fail("slim", self.slim, "an object describing the slimming, or null")
         for flag in ("mean_compensation", "prior_correction"):

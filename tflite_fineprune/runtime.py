@@ -213,6 +213,8 @@ class Personalizer:
         if self.metadata.prior_correction:
             extra.update(log_weights=np.array(out[sig.LOG_WEIGHTS], np.float32),
                          soft_counts=np.array(out[sig.SOFT_COUNTS], np.float32))
+        if self.metadata.normalization_layers:
+            extra.update({name: np.array(out[name], np.float32) for name in _NORMALIZATION_VECTORS})
         return State(masks=np.array(out[sig.MASKS], np.float32),
                      counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
@@ -243,6 +245,11 @@ class Personalizer:
             c = self.metadata.num_classes
             extras[sig.SET_PRIORS] = {sig.LOG_WEIGHTS: _vector(state.log_weights, c, "log_weights"),
                                       sig.SOFT_COUNTS: _vector(state.soft_counts, c, "soft_counts")}
+        if self.metadata.normalization_layers:
+            extras[sig.SET_NORMALIZATION] = self._normalization_feed(state)
+        if extras.get(sig.SET_NORMALIZATION, 0) is None:
+            del extras[sig.SET_NORMALIZATION]
+            self.reset()  # trained BatchNorm statistics, no moments; set_state below sets the rest
         self._call(sig.SET_STATE, **{sig.MASKS: masks, sig.COUNTS: counts,
                                      sig.SAMPLES: np.array([samples], np.float32)})
         for name, feed in extras.items():
@@ -263,8 +270,59 @@ class Personalizer:
         blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES)
         state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path),
                              compensation=self.metadata.mean_compensation,
-                             num_classes=self.metadata.num_classes if self.metadata.prior_correction else 0)
+                             num_classes=self.metadata.num_classes if self.metadata.prior_correction else 0,
+                             norm_channels=self.metadata.normalization_channels)
         self.set_state(state)
+
+    # -- automatic personalization and the levers it chooses from -----------
+
+    def personalize(self, x, rule=None, batch_size=None, progress=None):
+        """Observe the user's unlabeled `x` and apply the recipe chosen for it, without labels.
+
+        Starts from the dense model (earlier personalization is reverted). The
+        choice (tflite_fineprune/recipe.py; docs/personalization.md) uses only
+        what this file's signatures offer. Returns a `PersonalizationReport`
+        saying what was chosen and on what evidence; `reset()` reverts it.
+        """
+        from .recipe import personalize
+
+        return personalize(self, x, rule, batch_size=batch_size, progress=progress)
+
+    def prune_dormant(self, threshold):
+        """Prune every hidden unit active on less than `threshold` of the observed (sample, position) pairs.
+
+        Each layer keeps at least its most active unit. Returns `sparsity()`.
+        """
+        value = _unit_interval(threshold, "threshold")
+        if self.samples == 0:
+            raise FinePruneError("no activity observed yet: call observe() before prune_dormant()")
+        self._call(sig.PRUNE_DORMANT, **{sig.THRESHOLD: np.array(value, np.float32)})
+        return self.sparsity()
+
+    def adapt_normalization(self, strength):
+        """Shift BatchNorm statistics toward the observed data, relative to the export's reference pool.
+
+        mean ← m₀ + strength·(μ_user − μ_ref), var ← v₀·(σ²_user/σ²_ref)^strength
+        per channel, with the moments `observe` accumulated. Needs a model
+        exported with `reference_data`. Returns the (mean, variance) now used.
+        """
+        if not self.metadata.normalization_layers:
+            raise FinePruneError(f"{self.model_path} was exported without normalization statistics "
+                                 "(export_model(..., reference_data=x))")
+        value = _unit_interval(strength, "strength")
+        if self.samples == 0:
+            raise FinePruneError("no data observed yet: call observe() before adapt_normalization()")
+        out = self._call(sig.ADAPT_NORMALIZATION, **{sig.STRENGTH: np.array(value, np.float32)})
+        return np.array(out[sig.NORM_MEAN]), np.array(out[sig.NORM_VAR])
+
+    def _normalization_feed(self, state):
+        if state.norm_mean is None:
+            return None  # e.g. a version-1 state file: set_state resets to the trained statistics
+        b = self.metadata.normalization_channels
+        feed = {name: _vector(getattr(state, name), b, name) for name in _NORMALIZATION_VECTORS}
+        if np.any(feed[sig.NORM_COUNT] < 0) or np.any(feed[sig.NORM_VAR] <= 0):
+            raise FinePruneError("normalization counts must be ≥ 0 and variances > 0")
+        return feed
 
     # -- views -------------------------------------------------------------
 
@@ -301,6 +359,19 @@ class Personalizer:
         s = self.sparsity()
         return (f"Personalizer({self.model_path!r}, backend={self.backend!r}, units={self.metadata.num_units}, "
                 f"unit_sparsity={s.units:.3f})")
+
+
+def _unit_interval(value, name):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise FinePruneError(f"{name} must be a number in [0, 1], got {value!r}")
+    return number
+
+
+_NORMALIZATION_VECTORS = (sig.NORM_SUMS, sig.NORM_SQUARES, sig.NORM_COUNT, sig.NORM_MEAN, sig.NORM_VAR)
 
 
 def _vector(values, length, name):

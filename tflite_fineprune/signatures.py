@@ -14,6 +14,9 @@ SET_STATE = "set_state"
 SET_COMPENSATION = "set_compensation"  # mean-compensated models
 UPDATE_PRIORS = "update_priors"  # prior-corrected models: one EM step
 SET_PRIORS = "set_priors"  # prior-corrected models
+PRUNE_DORMANT = "prune_dormant"  # prune hidden units whose activity is below a threshold
+ADAPT_NORMALIZATION = "adapt_normalization"  # models with normalization statistics: relative AdaBN
+SET_NORMALIZATION = "set_normalization"  # models with normalization statistics
 
 REQUIRED = (INFER, COLLECT, PRUNE, RESET, GET_STATE, SET_STATE)
 
@@ -31,3 +34,10 @@ SUMS = "sums"  # mean-compensated models only: summed per-sample mean activation
 FILL = "fill"  # mean-compensated models only: the constant output of each pruned unit
 LOG_WEIGHTS = "log_weights"  # prior-corrected models: log(user prior / training prior) per class
 SOFT_COUNTS = "soft_counts"  # prior-corrected models: summed class posteriors since the last EM step
+THRESHOLD = "threshold"  # prune_dormant: the activity below which a hidden unit is pruned
+STRENGTH = "strength"  # adapt_normalization: 0 = trained statistics, 1 = fully shifted by the user's data
+NORM_SUMS = "norm_sums"  # per BN channel: sum of (input - trained mean) over samples and positions
+NORM_SQUARES = "norm_squares"  # per BN channel: sum of (input - trained mean)²
+NORM_COUNT = "norm_count"  # per BN channel: number of values summed
+NORM_MEAN = "norm_mean"  # per BN channel: the mean the model uses now
+NORM_VAR = "norm_var"  # per BN channel: the variance the model uses now

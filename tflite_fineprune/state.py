@@ -6,9 +6,10 @@ Layout (all little-endian; see docs/state_format.md, which the Android app follo
 offset   size   field
 =======  =====  ===============================================
 0        8      magic ``b"FPSTATE\\0"``
-8        2      format version (uint16, currently 1)
+8        2      format version (uint16, currently 2; version 1 is read too)
 10       2      flags: bit 0 = mean-compensation vectors follow,
-                bit 1 = class-prior vectors follow
+                bit 1 = class-prior vectors follow,
+                bit 2 = normalization vectors follow (version 2)
 12       4      number of units N (uint32)
 16       32     model fingerprint (SHA-256 bytes from the model metadata)
 48       8      samples observed (float64)
@@ -18,6 +19,8 @@ offset   size   field
 [56+9N   4N     fill values of pruned units (float32), flag bit 0 only]
 [then    4C     log class weights (float32), flag bit 1 only; C classes]
 [then    4C     soft class counts (float32), flag bit 1 only]
+[then    5 × 4B normalization sums, squares, counts, mean, variance
+                (float32), flag bit 2 only; B BatchNorm channels]
 end-4    4      CRC-32 (zlib) of every byte before it
 =======  =====  ===============================================
 """
@@ -34,7 +37,8 @@ import numpy as np
 from .errors import FinePruneError
 
 MAGIC = b"FPSTATE\0"
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _HEADER = struct.Struct("<8sHHI32sd")
 
 
@@ -44,6 +48,8 @@ FLAG_PRIORS = 2
 MAX_SAMPLES = float(np.finfo(np.float32).max)
 # Counters are float32 sums of per-sample fractions; allow their rounding error against the sample count.
 _COUNT_SLACK = 1e-4
+FLAG_NORMALIZATION = 4
+_NORMALIZATION_FIELDS = ("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +65,13 @@ class State:
     fill: np.ndarray = None
     log_weights: np.ndarray = None
     soft_counts: np.ndarray = None
+    # Relative AdaBN (models exported with reference data): per BatchNorm channel, the user's moments
+    # (sums and squares relative to the trained mean, and how many values) and the statistics in use.
+    norm_sums: np.ndarray = None
+    norm_squares: np.ndarray = None
+    norm_count: np.ndarray = None
+    norm_mean: np.ndarray = None
+    norm_var: np.ndarray = None
 
 
 def encode_state(fingerprint_hex, state):
@@ -66,7 +79,8 @@ def encode_state(fingerprint_hex, state):
     counts = np.asarray(state.counts, dtype="<f4")
     if masks.shape != counts.shape or masks.ndim != 1:
         raise FinePruneError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
-    flags = (FLAG_COMPENSATION if state.sums is not None else 0) | (FLAG_PRIORS if state.log_weights is not None else 0)
+    flags = ((FLAG_COMPENSATION if state.sums is not None else 0) | (FLAG_PRIORS if state.log_weights is not None else 0)
+             | (FLAG_NORMALIZATION if state.norm_mean is not None else 0))
     header = _HEADER.pack(MAGIC, STATE_VERSION, flags, masks.size, bytes.fromhex(fingerprint_hex),
                           float(state.samples))
     body = header + (masks > 0.5).astype(np.uint8).tobytes() + counts.tobytes()
@@ -75,26 +89,36 @@ def encode_state(fingerprint_hex, state):
     if flags & FLAG_PRIORS:
         body += (np.asarray(state.log_weights, dtype="<f4").tobytes()
                  + np.asarray(state.soft_counts, dtype="<f4").tobytes())
+    if flags & FLAG_NORMALIZATION:
+        body += b"".join(np.asarray(getattr(state, f), dtype="<f4").tobytes() for f in _NORMALIZATION_FIELDS)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=False, num_classes=0):
+def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=False, num_classes=0,
+                 norm_channels=0):
     """Parse and check a state file's bytes against the model it is loaded into.
 
-    `compensation` and `num_classes` (> 0 for prior-corrected models) say
-    which optional vectors the model needs; the file must carry exactly those.
+    `compensation`, `num_classes` (> 0 for prior-corrected models) and
+    `norm_channels` (> 0 for models with normalization statistics) say which
+    optional vectors the model needs; the file must carry exactly those, except
+    that a version-1 file (written before normalization existed) may lack the
+    normalization vectors: the model then keeps its trained statistics.
     """
     if len(blob) < _HEADER.size + 4:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
     magic, version, flags, units, fingerprint, samples = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file (magic {magic!r}, expected {MAGIC!r})")
-    if version != STATE_VERSION:
-        raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads {STATE_VERSION}")
-    if flags & ~(FLAG_COMPENSATION | FLAG_PRIORS):
+    if version not in READABLE_VERSIONS:
+        raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+    known = FLAG_COMPENSATION | FLAG_PRIORS | (FLAG_NORMALIZATION if version >= 2 else 0)
+    if flags & ~known:
         raise FinePruneError(f"{source} has unknown flags {flags:#x}")
     classes = num_classes if flags & FLAG_PRIORS else 0
-    expected_size = _HEADER.size + 5 * units + (8 * units if flags & FLAG_COMPENSATION else 0) + 8 * classes + 4
+    channels = norm_channels if flags & FLAG_NORMALIZATION else 0
+    expected_size = (_HEADER.size + 5 * units + (8 * units if flags & FLAG_COMPENSATION else 0) + 8 * classes
+                     + 20 * channels + 4)
     if len(blob) != expected_size:
         raise FinePruneError(
             f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
@@ -108,14 +132,18 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
             f"this model is {fingerprint_hex[:12]}…, {num_units} units)"
         )
     for flag, wanted, what in ((FLAG_COMPENSATION, compensation, "mean-compensation"),
-                               (FLAG_PRIORS, num_classes > 0, "class-prior")):
+                               (FLAG_PRIORS, num_classes > 0, "class-prior"),
+                               (FLAG_NORMALIZATION, norm_channels > 0, "normalization")):
+        if flag == FLAG_NORMALIZATION and version == 1 and not flags & flag:
+            continue  # version-1 files predate normalization statistics
         if bool(flags & flag) != bool(wanted):
             raise FinePruneError(f"{source} {'has' if flags & flag else 'lacks'} {what} values but the model "
                                  f"{'uses' if wanted else 'does not use'} {what.replace('-', ' ')}")
     masks = np.frombuffer(blob, np.uint8, units, _HEADER.size).astype(np.float32)
     position = _HEADER.size + units
     vectors = []
-    for length in [units] * (3 if flags & FLAG_COMPENSATION else 1) + [classes] * (2 if classes else 0):
+    for length in ([units] * (3 if flags & FLAG_COMPENSATION else 1) + [classes] * (2 if classes else 0)
+                   + [channels] * (len(_NORMALIZATION_FIELDS) if channels else 0)):
         vectors.append(np.frombuffer(blob, "<f4", length, position).astype(np.float32))
         position += 4 * length
     if np.any(masks > 1) or not all(np.all(np.isfinite(v)) for v in vectors):
@@ -128,6 +156,9 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
         rest = rest[2:]
     if classes:
         extra.update(log_weights=rest[0], soft_counts=rest[1])
+        rest = rest[2:]
+    if channels:
+        extra.update(zip(_NORMALIZATION_FIELDS, rest))
     return State(masks=masks, counts=vectors[0], samples=float(samples), **extra)
 
 

@@ -20,6 +20,7 @@ from ..state import atomic_write
 from .embed import add_metadata
 from .graph import flatten_model
 from .module import FinePruneModule, freeze_variables
+from .normalization import normalization_layers, reference_moments, trained_statistics
 from .planner import plan_model
 from .pruning_policy import POLICIES
 from .quantize import (VERIFY_SAMPLES, check_quantize, check_quantized, check_representative_data,
@@ -196,9 +197,9 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
     return error, logit_error, spread
 
 
-def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=False, policy="layerwise",
+def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=True, policy="layerwise",
                  verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
-                 on_stage=None, quantize=None, representative_data=None):
+                 reference_data=None, on_stage=None, quantize=None, representative_data=None):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -213,7 +214,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         Input shape without the batch axis, for models built with unknown
         spatial sizes.
     prune_outputs : bool
-        Also make the output classes prunable (`prune_outputs` signature).
+        Also make the output classes prunable (`prune_outputs` signature);
+        on by default because `Personalizer.personalize` may exclude classes.
     policy : {"layerwise", "global"}
         The in-graph policy of the `prune` signature.
     verify : bool
@@ -229,6 +231,11 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     prior_correction : bool
         Reweight the output by the user's class priors, estimated without
         labels by EM (`update_priors` signature; `Personalizer.correct_priors`).
+    reference_data : array, optional
+        Unlabeled model inputs representative of the model's population (not
+        of any one user). When given and the model has BatchNormalization
+        layers, their input moments over it are embedded and the export gains
+        `adapt_normalization` (relative AdaBN; export/normalization.py).
     on_stage : callable, optional
         Called as `on_stage(name, seconds_so_far)` when each stage begins
         ("trace", "convert", "verify"): the commands print these, as a large
@@ -279,8 +286,10 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         if quantize is None:
             raise FinePruneError("representative_data is only used with quantize='int8'")
         representative_data = check_representative_data(representative_data, shape, input_dtype)
+    normalization = _normalization(graph, reference_data, shape, input_dtype)
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction)
+                             mean_compensation, num_classes, prior_correction, normalization)
+    norm_layers = tuple((n.name, n.channels, n.offset) for n, _ in normalization["nodes"]) if normalization else ()
     _stage(on_stage, "convert", start)
     from ..quiet import native_stderr
 
@@ -289,6 +298,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
     digest = _weights_digest(frozen)
     layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
                                                                bool(prior_correction)]
+    if norm_layers:  # only then, so that exports without it keep their fingerprints
+        layout_key.append([list(n) for n in norm_layers])
     if quantization:  # other weights: a float model's state must not load into it
         layout_key.append(quantization)
     metadata = ModelMetadata(
@@ -314,6 +325,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Fa
         prior_correction=bool(prior_correction),
         content_sha256=UNSEALED_DIGEST,
         quantization=quantization,
+        normalization_layers=norm_layers,
     )
     blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json()))
     metadata = read_model_metadata(blob, source=os.fspath(path))
@@ -348,6 +360,23 @@ def _stage(on_stage, name, start):
     """Tell `on_stage` (when given) that stage `name` begins, with the seconds spent so far."""
     if on_stage is not None:
         on_stage(name, time.perf_counter() - start)
+
+
+def _normalization(graph, reference_data, shape, input_dtype):
+    """Trained and reference statistics of the adaptable BN layers, or None."""
+    if reference_data is None:
+        return None
+    x = np.asarray(reference_data)
+    if x.ndim < 1 or x.shape[1:] != tuple(shape[1:]) or len(x) < 2 or x.dtype.kind not in "fiu":
+        raise FinePruneError(f"reference_data must be at least 2 numeric samples of shape {tuple(shape[1:])}, "
+                             f"got an array of shape {x.shape} and dtype {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise FinePruneError("reference_data contains NaN or infinite values")
+    nodes = normalization_layers(graph)
+    if not nodes:
+        return None
+    return {"nodes": nodes, "trained": trained_statistics(nodes),
+            "reference": reference_moments(graph, nodes, x.astype(input_dtype))}
 
 
 def _resolve_shapes(graph, shape, dtype="float32"):

@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from .. import signatures as sig
-from ..metadata import ROLE_OUTPUT
+from ..metadata import ROLE_HIDDEN, ROLE_OUTPUT
 from .activity import count_active
 from .keras_compat import takes_training_argument
+from .normalization import VARIANCE_FLOOR
 from .planner import OUTPUT_PROBABILITIES
 from .pruning_policy import POLICIES, output_by_frequency
 
@@ -44,10 +45,13 @@ class FinePruneModule(tf.Module):
         w = user prior / training prior (uniform), estimated label-free by EM
         (Saerens et al. 2002): `collect` sums the reweighted class posteriors,
         `update_priors` turns them into the next weights.
+    normalization : dict, optional
+        Relative AdaBN (export/normalization.py): `nodes` (NormLayer, node) pairs,
+        `trained` and `reference` (mean, variance) vectors over their channels.
     """
 
     def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32",
-                 mean_compensation=False, num_classes=0, prior_correction=False):
+                 mean_compensation=False, num_classes=0, prior_correction=False, normalization=None):
         super().__init__(name="fineprune")
         self._graph = graph
         self._plan = plan
@@ -72,6 +76,7 @@ class FinePruneModule(tf.Module):
         if self._priors:
             self.log_weights = tf.Variable(tf.zeros([num_classes], tf.float32), name="log_weights")
             self.soft_counts = tf.Variable(tf.zeros([num_classes], tf.float32), name="soft_counts")
+        self._init_normalization(normalization)
         x_spec = tf.TensorSpec([None, *input_shape[1:]], tf.as_dtype(input_dtype), name=sig.INPUT)
         scalar = tf.TensorSpec([], tf.float32)
         flag = tf.TensorSpec([], tf.int32)
@@ -92,6 +97,28 @@ class FinePruneModule(tf.Module):
             self.functions[sig.SET_PRIORS] = _function(self._set_priors, classes, classes)
         if any(g.role == ROLE_OUTPUT for g in self._layout):
             self.functions[sig.PRUNE_OUTPUTS] = _function(self._prune_outputs, scalar)
+        self.functions[sig.PRUNE_DORMANT] = _function(self._prune_dormant, scalar)
+        if self._norm_nodes:
+            channels = tf.TensorSpec([self._norm_channels], tf.float32)
+            self.functions[sig.ADAPT_NORMALIZATION] = _function(self._adapt_normalization, scalar)
+            self.functions[sig.SET_NORMALIZATION] = _function(self._set_normalization, *[channels] * 5)
+
+    def _init_normalization(self, normalization):
+        self._norm_nodes = list(normalization["nodes"]) if normalization else []
+        self._norm_channels = sum(norm.channels for norm, _ in self._norm_nodes)
+        if not self._norm_nodes:
+            return
+        b = self._norm_channels
+        as_f32 = lambda v: tf.constant(np.asarray(v, np.float32))  # noqa: E731
+        self._trained_mean, self._trained_var = map(as_f32, normalization["trained"])
+        self._reference_mean, self._reference_var = map(as_f32, normalization["reference"])
+        # The statistics infer/collect use (start as the trained ones), and the user's moments of each
+        # BN input, accumulated relative to the trained mean so that E[x²] - E[x]² keeps its precision.
+        self.norm_mean = tf.Variable(self._trained_mean, name="norm_mean")
+        self.norm_var = tf.Variable(self._trained_var, name="norm_var")
+        self.norm_sums = tf.Variable(tf.zeros([b]), name="norm_sums")
+        self.norm_squares = tf.Variable(tf.zeros([b]), name="norm_squares")
+        self.norm_count = tf.Variable(tf.zeros([b]), name="norm_count")
 
     def concrete_functions(self):
         return {name: fn.get_concrete_function() for name, fn in self.functions.items()}
@@ -102,13 +129,17 @@ class FinePruneModule(tf.Module):
         group = self._layout[index]
         return self.masks[group.offset:group.offset + group.units]
 
-    def _forward(self, x):
-        """Masked model output and the masked tensor of every group."""
+    def _forward(self, x, moments=None):
+        """Masked model output and the masked tensor of every group; BN input moments go into `moments`."""
         masked = {}
-        mapping = list(zip(self._keras_variables, self.weights))
+        mapping = self._state_mapping()
+        moments = {} if moments is None else moments
+        norm_of = {id(node): norm for norm, node in self._norm_nodes}
 
         def call(node, args, kwargs):
             layer = node.layer
+            if id(node) in norm_of:
+                moments[norm_of[id(node)].name] = self._input_moments(args[0], norm_of[id(node)])
             if takes_training_argument(layer):
                 kwargs["training"] = False
             outputs = keras.tree.flatten(layer(*args, **kwargs))
@@ -124,6 +155,22 @@ class FinePruneModule(tf.Module):
         if self._priors:
             y = self._reweight(y)
         return y, masked
+
+    def _state_mapping(self):
+        """Keras variable → value; adaptable BN layers read their statistics from norm_mean/norm_var."""
+        mapping = dict(zip(map(id, self._keras_variables), zip(self._keras_variables, self.weights)))
+        for norm, node in self._norm_nodes:
+            part = slice(norm.offset, norm.offset + norm.channels)
+            mapping[id(node.layer.moving_mean)] = (node.layer.moving_mean, self.norm_mean[part])
+            mapping[id(node.layer.moving_variance)] = (node.layer.moving_variance, self.norm_var[part])
+        return list(mapping.values())
+
+    def _input_moments(self, value, norm):
+        """Per-channel sum, sum of squares (both relative to the trained mean) and count of a BN input."""
+        flat = tf.reshape(value, [-1, norm.channels])
+        centered = flat - self._trained_mean[norm.offset:norm.offset + norm.channels]
+        count = tf.cast(tf.shape(flat)[0], tf.float32) * tf.ones([norm.channels])
+        return tf.reduce_sum(centered, axis=0), tf.reduce_sum(centered * centered, axis=0), count
 
     def _reweight(self, y):
         if self._output_kind == OUTPUT_PROBABILITIES:
@@ -152,7 +199,8 @@ class FinePruneModule(tf.Module):
         return {sig.OUTPUT: y}
 
     def _collect(self, x):
-        y, masked = self._forward(x)
+        moments = {}
+        y, masked = self._forward(x, moments)
         deltas, sums = [], []
         for index, group in enumerate(self._layout):
             value = masked[index]
@@ -170,6 +218,11 @@ class FinePruneModule(tf.Module):
             self.sums.assign_add(tf.concat(sums, axis=0))
         if self._priors:
             self.soft_counts.assign_add(tf.reduce_sum(self._posteriors(y), axis=0))
+        if self._norm_nodes:
+            parts = [moments[norm.name] for norm, _ in self._norm_nodes]
+            self.norm_sums.assign_add(tf.concat([p[0] for p in parts], axis=0))
+            self.norm_squares.assign_add(tf.concat([p[1] for p in parts], axis=0))
+            self.norm_count.assign_add(tf.concat([p[2] for p in parts], axis=0))
         self.samples.assign_add(tf.cast(tf.shape(x)[:1], tf.float32))
         return {sig.OUTPUT: y}
 
@@ -189,6 +242,53 @@ class FinePruneModule(tf.Module):
         self.masks.assign(new_masks)
         return {sig.MASKS: self.masks.read_value()}
 
+    def _prune_dormant(self, threshold):
+        """Prune every hidden unit whose activity is below `threshold`; each layer keeps its most active unit.
+
+        The paper's criterion taken literally: how much is pruned follows the
+        data (an over-parameterized layer loses many units, a compact one none).
+        """
+        activity = self._activity()
+        pieces = []
+        for group in self._layout:
+            part = slice(group.offset, group.offset + group.units)
+            m, a = self.masks[part], activity[part]
+            if group.role != ROLE_HIDDEN:
+                pieces.append(m)
+                continue
+            keep = tf.cast(a >= threshold, tf.float32) * m
+            best = tf.one_hot(tf.argmax(tf.where(m > 0.5, a, tf.fill(tf.shape(a), -1.0))), group.units)
+            pieces.append(tf.where(tf.reduce_sum(keep) > 0.5, keep, best))
+        new_masks = tf.concat(pieces, axis=0)
+        if self._compensate:
+            newly = tf.logical_and(new_masks < 0.5, self.masks > 0.5)
+            mean = self.sums / tf.maximum(self.samples, 1.0)
+            self.fill.assign(tf.where(newly, mean, self.fill * (1.0 - new_masks)))
+        self.masks.assign(new_masks)
+        return {sig.MASKS: self.masks.read_value()}
+
+    def _adapt_normalization(self, strength):
+        """Relative AdaBN with the moments collected so far; channels without data keep the trained values."""
+        count = tf.maximum(self.norm_count, 1.0)
+        shift = self.norm_sums / count
+        user_mean = self._trained_mean + shift
+        user_var = tf.maximum(self.norm_squares / count - shift * shift, VARIANCE_FLOOR)
+        mean = self._trained_mean + strength * (user_mean - self._reference_mean)
+        ratio = user_var / tf.maximum(self._reference_var, VARIANCE_FLOOR)
+        var = self._trained_var * tf.exp(strength * tf.math.log(ratio))
+        seen = self.norm_count > 0
+        self.norm_mean.assign(tf.where(seen, mean, self._trained_mean))
+        self.norm_var.assign(tf.where(seen, var, self._trained_var))
+        return {sig.NORM_MEAN: self.norm_mean.read_value(), sig.NORM_VAR: self.norm_var.read_value()}
+
+    def _set_normalization(self, norm_sums, norm_squares, norm_count, norm_mean, norm_var):
+        self.norm_sums.assign(norm_sums)
+        self.norm_squares.assign(norm_squares)
+        self.norm_count.assign(norm_count)
+        self.norm_mean.assign(norm_mean)
+        self.norm_var.assign(norm_var)
+        return {sig.NORM_MEAN: self.norm_mean.read_value()}
+
     def _prune_outputs(self, min_fraction):
         group = next(g for g in self._layout if g.role == ROLE_OUTPUT)
         self.masks.assign(output_by_frequency(self._activity(), self.masks, min_fraction, group))
@@ -206,6 +306,11 @@ class FinePruneModule(tf.Module):
         if self._priors:
             self.soft_counts.assign(tf.where(zero_counts, tf.zeros_like(self.soft_counts), self.soft_counts))
             self.log_weights.assign(tf.where(restore, tf.zeros_like(self.log_weights), self.log_weights))
+        if self._norm_nodes:
+            for variable in (self.norm_sums, self.norm_squares, self.norm_count):
+                variable.assign(tf.where(zero_counts, tf.zeros_like(variable), variable))
+            self.norm_mean.assign(tf.where(restore, self._trained_mean, self.norm_mean))
+            self.norm_var.assign(tf.where(restore, self._trained_var, self.norm_var))
         return {sig.SAMPLES: self.samples.read_value()}
 
     def _get_state(self, token):
@@ -219,6 +324,10 @@ class FinePruneModule(tf.Module):
         if self._priors:
             state[sig.LOG_WEIGHTS] = self.log_weights.read_value()
             state[sig.SOFT_COUNTS] = self.soft_counts.read_value()
+        if self._norm_nodes:
+            state.update({sig.NORM_SUMS: self.norm_sums.read_value(), sig.NORM_SQUARES: self.norm_squares.read_value(),
+                          sig.NORM_COUNT: self.norm_count.read_value(), sig.NORM_MEAN: self.norm_mean.read_value(),
+                          sig.NORM_VAR: self.norm_var.read_value()})
         return state
 
     def _set_state(self, masks, counts, samples):

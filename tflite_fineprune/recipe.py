@@ -1,0 +1,209 @@
+"""The label-free choice behind `Personalizer.personalize`: host-side glue small enough to port to Kotlin.
+
+Every step is an in-graph signature; this module only decides which to call
+and with which threshold, from numbers the model itself counted:
+
+1. Too few samples (< `min_samples`) → stay dense and say so.
+2. Classes: exclude class c only if it was predicted so rarely over n samples
+   that a user who really meets c would almost surely have shown it:
+   P(Binomial(n, p_min) ≤ count_c) < `class_alpha`, where "really meets"
+   means a prior of at least p_min = `class_share` / K: a fraction of an even
+   share among the K classes the user effectively holds. K is the effective
+   number of predicted classes, 1 / Σ f_c² over the prediction frequencies
+   f_c of the classes still in play, each count plus one pseudo-count (10
+   for an even spread over 10 classes, about 2 when two classes dominate; the
+   pseudo-counts keep a small sample from claiming a single class). Starting from all classes, the test is
+   repeated over the survivors until nothing changes. With 17 samples spread
+   over 10 classes, p_min ≈ 0.05 and a never-predicted class has probability
+   ≈ 0.95¹⁷ = 0.42, so nothing is excluded (`prune_outputs`).
+3. Hidden units: prune those active on less than `dormant_threshold` of the
+   user's (sample, position) pairs (`prune_dormant`) — an over-parameterized
+   model sheds many, a compact one few or none.
+4. Normalization: when no class was excluded (the shift looks like a
+   different speaker or microphone, not a different set of classes), shift
+   the BatchNorm statistics by `normalization_strength` relative to the
+   export's reference pool (`adapt_normalization`). With classes excluded the
+   user's BN moments mostly reflect the class subset, which relative AdaBN
+   would mistake for a domain shift.
+
+docs/personalization.md has the measurements behind each default.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from . import signatures as sig
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoRule:
+    min_samples: int = 10
+    class_share: float = 0.5
+    class_alpha: float = 0.01
+    dormant_threshold: float = 0.01
+    normalization_strength: float = 0.3
+    # 1: every BN layer's user moments measured through the unadapted network, like the reference.
+    # p > 1: p - 1 more passes, each measuring through the network adapted by the pass before
+    # (approaches the layer-by-layer re-estimation of the finding; costs p passes over the data).
+    # One pass over-corrects: a layer's shift repeats what the layers before it already corrected.
+    normalization_passes: int = 3
+
+
+def binomial_cdf(k, n, p):
+    """P(Binomial(n, p) ≤ k), summed in log space (no SciPy at run time)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+             for i in range(int(k) + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def excludable_count(n, class_prior, alpha):
+    """The largest prediction count k with P(Binomial(n, class_prior) ≤ k) < alpha, or -1 when none."""
+    k = -1
+    while k + 1 < n and binomial_cdf(k + 1, n, class_prior) < alpha:
+        k += 1
+    return k
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassTest:
+    """The outcome of the iterated binomial test: classes predicted ≤ `max_count` times are excluded."""
+
+    samples: int
+    classes_in_play: int
+    effective_classes: float
+    min_prior: float
+    max_count: int
+    p_value: float
+    rounds: int
+
+    def __str__(self):
+        if self.max_count < 0:
+            return (f"no count of {self.samples} samples is rare enough: P(Binomial({self.samples}, "
+                    f"{self.min_prior:.3g}) = 0) = {self.p_value:.3g} ≥ α")
+        return (f"exclude classes predicted ≤ {self.max_count} times of {self.samples}: "
+                f"P(Binomial({self.samples}, {self.min_prior:.3g}) ≤ {self.max_count}) = {self.p_value:.3g} < α "
+                f"({self.classes_in_play} classes in play, {self.effective_classes:.2f} effective, after {self.rounds} rounds)")
+
+
+def effective_classes(counts):
+    """1 / Σ f², f = each class's share of the predictions plus one pseudo-count each (inverse Simpson index)."""
+    counts = np.asarray(counts, np.float64) + 1.0
+    return float(counts.sum() ** 2 / np.sum(counts * counts))
+
+
+def class_test(counts, n, share, alpha):
+    """Iterate the binomial test (module docstring) over per-class prediction counts; a `ClassTest`."""
+    counts = np.asarray(counts)
+    present = np.ones(len(counts), bool)
+    rounds = 0
+    while True:
+        rounds += 1
+        p_min = min(0.999, share * effective_classes(counts[present]) ** -1.0)
+        k = excludable_count(n, p_min, alpha)
+        survivors = present & (counts > k)
+        if not survivors.any() or survivors.sum() == present.sum():
+            break
+        present = survivors
+    p_value = binomial_cdf(max(k, 0), n, p_min)
+    return ClassTest(int(n), int(present.sum()), effective_classes(counts[present]), p_min, k, p_value, rounds)
+
+
+@dataclasses.dataclass
+class PersonalizationReport:
+    """What `personalize` chose, and the label-free evidence behind it."""
+
+    recipe: str
+    samples: int
+    class_counts: dict
+    excluded_classes: tuple
+    class_test: str
+    units_pruned: dict
+    unit_sparsity: float
+    weights_removed: float
+    macs_removed: float
+    normalization_strength: float
+    notes: tuple
+
+    def __str__(self):
+        lines = [f"recipe: {self.recipe} (from {self.samples} unlabeled samples)"]
+        if self.class_counts:
+            lines.append("predicted classes: " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items()))
+        lines.append(f"class test: {self.class_test}")
+        lines.append("excluded classes: " + (", ".join(self.excluded_classes) or "none"))
+        pruned = {k: v for k, v in self.units_pruned.items() if v}
+        lines.append("units pruned: " + (", ".join(f"{k} {v}" for k, v in pruned.items()) or "none")
+                     + f" (unit sparsity {self.unit_sparsity:.1%}, weights removed {self.weights_removed:.1%}, "
+                       f"MACs removed {self.macs_removed:.1%})")
+        lines.append("normalization: " + (f"shifted toward the user's data, strength {self.normalization_strength:g}"
+                                          if self.normalization_strength else "trained statistics"))
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
+    """Reset, observe `x`, apply `rule` (an `AutoRule`) with the signatures the model has; a report."""
+    rule = rule or AutoRule()
+    meta = personalizer.metadata
+    available = set(meta.signatures)
+    personalizer.reset()
+    personalizer.observe(x, batch_size=batch_size, progress=progress)
+    n = personalizer.samples
+    notes, steps, excluded, strength = [], [], (), 0.0
+    names = list(meta.labels) or [str(i) for i in range(meta.num_classes)]
+    output = meta.output_group
+    counts = {}
+    if output is not None:
+        raw = personalizer.get_state().counts[output.offset:output.offset + output.units]
+        counts = {names[i]: int(round(c)) for i, c in enumerate(raw)}
+    if n < rule.min_samples:
+        notes.append(f"too little data: {n} samples < {rule.min_samples}; the model stays dense")
+        return _report(personalizer, "dense (too little data)", n, counts, (), "not run", 0.0, notes)
+    outcome = class_test(list(counts.values()), n, rule.class_share, rule.class_alpha) if counts else None
+    k = outcome.max_count if outcome else -1
+    test = f"{outcome} (α = {rule.class_alpha:g})" if outcome else ""
+    if output is None:
+        test = "not available (model exported without prune_outputs)"
+    elif k >= 0 and sig.PRUNE_OUTPUTS in available:
+        personalizer.prune_outputs((k + 0.5) / n)
+        masks = personalizer.get_state().masks[output.offset:output.offset + output.units]
+        excluded = tuple(names[i] for i in np.flatnonzero(masks < 0.5))
+        if excluded:
+            steps.append(f"exclude {len(excluded)} classes")
+    if sig.PRUNE_DORMANT in available:
+        personalizer.prune_dormant(rule.dormant_threshold)
+        if personalizer.sparsity().pruned_units:
+            steps.append(f"prune units active < {rule.dormant_threshold:g}")
+    else:
+        notes.append("this model file has no prune_dormant signature (exported by an older version)")
+    if sig.ADAPT_NORMALIZATION in available and rule.normalization_strength > 0:
+        if excluded:
+            notes.append("normalization kept: classes were excluded, so the data's shift is one of classes")
+        else:
+            personalizer.adapt_normalization(rule.normalization_strength)
+            for _ in range(rule.normalization_passes - 1):
+                personalizer.reset(counts=True, masks=False)  # clears the moments, keeps the statistics in use
+                personalizer.observe(x, batch_size=batch_size, progress=progress)
+                personalizer.adapt_normalization(rule.normalization_strength)
+            strength = rule.normalization_strength
+            steps.append(f"relative BN shift {strength:g}")
+    elif meta.normalization_layers == () and sig.ADAPT_NORMALIZATION not in available:
+        notes.append("no normalization statistics in this model file")
+    return _report(personalizer, " + ".join(steps) or "dense (nothing to change)", n, counts, excluded, test,
+                   strength, notes)
+
+
+def _report(personalizer, recipe, n, counts, excluded, test, strength, notes):
+    s = personalizer.sparsity()
+    masks = personalizer.get_state().masks
+    pruned = {g.name: int(g.units - masks[g.offset:g.offset + g.units].sum())
+              for g in personalizer.metadata.hidden_groups}
+    return PersonalizationReport(recipe, n, counts, excluded, test, pruned, s.units, s.weights, s.macs, strength,
+                                 tuple(notes))
