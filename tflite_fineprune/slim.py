@@ -20,7 +20,7 @@ from .errors import FinePruneError
 from .flatbuffer import UNSEALED_DIGEST, seal
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
-from .state import MAX_STATE_BYTES, State, atomic_write, decode_state, encode_state, read_file
+from .state import MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_state, encode_state, read_file
 from .tflite_schema import load_schema, read_model, write_model
 
 
@@ -48,7 +48,21 @@ def _load_state(state, metadata, source):
     blob = read_file(state, "state file", max_bytes=MAX_STATE_BYTES)
     return decode_state(blob, metadata.fingerprint, metadata.num_units, source=os.fspath(state),
                         compensation=metadata.mean_compensation,
-                        num_classes=metadata.num_classes if metadata.prior_correction else 0)
+                        num_classes=metadata.num_classes if metadata.prior_correction else 0,
+                        norm_channels=metadata.normalization_channels)
+
+
+def _with_normalization(model_path, state):
+    """The state as the model holds it after `set_state`: with the BatchNorm statistics it uses.
+
+    A state without them (a version-1 file) means the trained statistics, which
+    only the model knows; the interpreter fills them in.
+    """
+    from .runtime import Personalizer
+
+    personalizer = Personalizer(model_path)
+    personalizer.set_state(state)
+    return personalizer.get_state()
 
 
 def _variables(metadata, state):
@@ -66,6 +80,9 @@ def _variables(metadata, state):
     classes = np.zeros(metadata.num_classes, np.float32)
     variables["log_weights"] = np.asarray(state.log_weights if state.log_weights is not None else classes, np.float32)
     variables["soft_counts"] = classes
+    for name in NORMALIZATION_FIELDS:  # BatchNorm statistics in use become constants like the masks
+        if getattr(state, name) is not None:
+            variables[name] = np.asarray(getattr(state, name), np.float32)
     return variables
 
 
@@ -144,6 +161,8 @@ def slim_model(model_path, state, output_path):
     if metadata.slim:
         raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
     state = _load_state(state, metadata, "state")
+    if metadata.normalization_layers:
+        state = _with_normalization(model_path, state)
     variables = _variables(metadata, state)
     keep_masked = {}
     while True:

@@ -49,7 +49,7 @@ MAX_SAMPLES = float(np.finfo(np.float32).max)
 # Counters are float32 sums of per-sample fractions; allow their rounding error against the sample count.
 _COUNT_SLACK = 1e-4
 FLAG_NORMALIZATION = 4
-_NORMALIZATION_FIELDS = ("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var")
+NORMALIZATION_FIELDS = ("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ def encode_state(fingerprint_hex, state):
         body += (np.asarray(state.log_weights, dtype="<f4").tobytes()
                  + np.asarray(state.soft_counts, dtype="<f4").tobytes())
     if flags & FLAG_NORMALIZATION:
-        body += b"".join(np.asarray(getattr(state, f), dtype="<f4").tobytes() for f in _NORMALIZATION_FIELDS)
+        body += b"".join(np.asarray(getattr(state, f), dtype="<f4").tobytes() for f in NORMALIZATION_FIELDS)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -143,7 +143,7 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     position = _HEADER.size + units
     vectors = []
     for length in ([units] * (3 if flags & FLAG_COMPENSATION else 1) + [classes] * (2 if classes else 0)
-                   + [channels] * (len(_NORMALIZATION_FIELDS) if channels else 0)):
+                   + [channels] * (len(NORMALIZATION_FIELDS) if channels else 0)):
         vectors.append(np.frombuffer(blob, "<f4", length, position).astype(np.float32))
         position += 4 * length
     if np.any(masks > 1) or not all(np.all(np.isfinite(v)) for v in vectors):
@@ -158,7 +158,7 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
         extra.update(log_weights=rest[0], soft_counts=rest[1])
         rest = rest[2:]
     if channels:
-        extra.update(zip(_NORMALIZATION_FIELDS, rest))
+        extra.update(zip(NORMALIZATION_FIELDS, rest))
     return State(masks=masks, counts=vectors[0], samples=float(samples), **extra)
 
 
