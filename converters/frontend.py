@@ -5,14 +5,22 @@ Tiny DS-CNN was trained (its `get_preprocess_audio_func`):
 
 1. scale each clip by its maximum sample value, clip to [-1, 1];
 2. 49 frames of 480 samples every 320 (30 ms / 20 ms), periodic Hann window;
-3. magnitude of the 512-point DFT (257 bins);
+3. magnitude of the 512-point DFT (257 bins), by the builtin RFFT2D;
 4. 40 HTK-mel bins between 20 and 4000 Hz (TensorFlow's mel matrix), `log(x + 1e-6)`;
 5. the first 10 coefficients of TensorFlow's MFCC DCT.
 
-The DFT, mel and DCT steps are constant matrices, so the whole front-end
-lowers to GATHER, MUL, FULLY_CONNECTED/BATCH_MATMUL, SQRT and LOG — builtins a
-phone runs without any feature code. Int16 PCM works too: step 1 makes the
-features independent of the input scale.
+The mel and DCT steps are constant matrices, so the whole front-end lowers to
+GATHER, MUL, RFFT2D, REAL/IMAG, FULLY_CONNECTED, SQRT and LOG — builtins a phone
+runs without any feature code. Int16 PCM works too: step 1 makes the features
+independent of the input scale.
+
+Every constant stays under the 1024 elements below which dynamic-range (int8)
+quantization leaves a weight float, so an int8 export keeps the front-end
+exact: a quantized mel matmul runs as a hybrid kernel that also rounds the
+magnitudes to int8 per frame, which zeroes the quiet bins that the log then
+blows up (docs/quantization.md has the accuracy this cost the MLPerf DS-CNN).
+Hence the RFFT instead of a 480×514 DFT matrix, and the mel matrix cut to the
+bins below UPPER_HZ and split into column blocks.
 """
 
 import keras
@@ -29,6 +37,9 @@ UPPER_HZ = 4000.0
 NUM_MFCC = 10
 LOG_OFFSET = 1e-6
 NUM_FRAMES = 1 + (CLIP_SAMPLES - FRAME_LENGTH) // FRAME_STEP  # 49
+# Dynamic-range quantization leaves weights with fewer elements than this float
+# (the TFLite converter's default min_elements_for_weights).
+FLOAT_WEIGHT_LIMIT = 1024
 
 
 def hann_window():
@@ -37,21 +48,21 @@ def hann_window():
     return (0.5 - 0.5 * np.cos(2 * np.pi * n / FRAME_LENGTH)).astype(np.float32)
 
 
-def dft_matrix():
-    """[FRAME_LENGTH, 2 * bins]: real then imaginary parts of the zero-padded 512-point DFT."""
-    n = np.arange(FRAME_LENGTH)[:, None]
-    k = np.arange(FFT_LENGTH // 2 + 1)[None, :]
-    angle = 2 * np.pi * n * k / FFT_LENGTH
-    window = hann_window().astype(np.float64)[:, None]
-    return np.concatenate([np.cos(angle) * window, -np.sin(angle) * window], axis=1).astype(np.float32)
-
-
 def mel_matrix():
     """TensorFlow's linear-to-mel weight matrix [257, 40] (HTK mel, triangles in mel space)."""
     import tensorflow as tf
 
     return tf.signal.linear_to_mel_weight_matrix(
         NUM_MEL_BINS, FFT_LENGTH // 2 + 1, SAMPLE_RATE, LOWER_HZ, UPPER_HZ).numpy().astype(np.float32)
+
+
+def mel_blocks():
+    """The mel matrix's rows that can be nonzero (bins up to UPPER_HZ) cut into column blocks
+    of fewer than FLOAT_WEIGHT_LIMIT elements each: (used bins, [blocks])."""
+    mel = mel_matrix()
+    used = int(np.flatnonzero(mel.any(axis=1))[-1]) + 1
+    width = (FLOAT_WEIGHT_LIMIT - 1) // used
+    return used, [mel[:used, start:start + width] for start in range(0, NUM_MEL_BINS, width)]
 
 
 def dct_matrix():
@@ -72,8 +83,8 @@ class MlperfMfcc(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._dft = dft_matrix()
-        self._mel = mel_matrix()
+        self._window = hann_window()
+        self._used_bins, self._mel_blocks = mel_blocks()
         self._dct = dct_matrix()
         self._frames = frame_indices()
 
@@ -86,11 +97,10 @@ class MlperfMfcc(keras.layers.Layer):
         peak = ops.max(pcm, axis=-1, keepdims=True)
         # A silent clip has peak 0; keep it finite instead of dividing by zero.
         scaled = ops.clip(pcm / ops.maximum(peak, 1e-12), -1.0, 1.0)
-        frames = ops.take(scaled, self._frames, axis=1)  # [N, 49, 480]
-        spectrum = ops.matmul(frames, self._dft)  # [N, 49, 514]
-        bins = FFT_LENGTH // 2 + 1
-        magnitude = ops.sqrt(ops.square(spectrum[..., :bins]) + ops.square(spectrum[..., bins:]))
-        mel = ops.matmul(magnitude, self._mel)
+        frames = ops.take(scaled, self._frames, axis=1) * self._window  # [N, 49, 480]
+        real, imaginary = ops.rfft(frames, fft_length=FFT_LENGTH)  # [N, 49, 257] each
+        magnitude = ops.sqrt(ops.square(real) + ops.square(imaginary))[..., :self._used_bins]
+        mel = ops.concatenate([ops.matmul(magnitude, block) for block in self._mel_blocks], axis=-1)
         mfcc = ops.matmul(ops.log(mel + LOG_OFFSET), self._dct)
         return ops.expand_dims(mfcc, -1)
 

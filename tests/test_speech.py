@@ -85,6 +85,22 @@ def test_int16_pcm_and_silence(kws, clips):
         personalizer.predict(as_int16.astype(np.int32))
 
 
+def test_int8_export_keeps_the_frontend_exact(kws, clips, tmp_path):
+    """Dynamic-range quantization must leave the front-end float: an int8 mel matmul once cost 12 points."""
+    from converters.frontend import FLOAT_WEIGHT_LIMIT, MlperfMfcc
+    from converters.speech import export_mlperf
+
+    layer = MlperfMfcc()
+    assert max(block.size for block in layer._mel_blocks) < FLOAT_WEIGHT_LIMIT
+    path = tmp_path / "kws_int8.tflite"
+    export_mlperf(path, quantize="int8")
+    pcm, words = clips
+    labels = np.array(Personalizer(kws).labels)
+    float_accuracy = np.mean(labels[Personalizer(kws).predict(pcm).argmax(1)] == np.array(words))
+    int8_accuracy = np.mean(labels[Personalizer(path).predict(pcm).argmax(1)] == np.array(words))
+    assert int8_accuracy >= float_accuracy - 0.02
+
+
 @pytest.mark.slow
 def test_train_recipe_on_fsdd_folders(tmp_path):
     """`converters.speech train` on DATA_DIR/<label>/*.wav (8 kHz FSDD clips, resampled)."""
