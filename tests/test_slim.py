@@ -126,6 +126,21 @@ def test_mlperf_resnet8_uint8(resnet8, tmp_path, sparsity):
     check_slim(resnet8, pixels, sparsity, tmp_path)
 
 
+def test_shifted_batchnorm_statistics_are_kept(resnet8, tmp_path):
+    from tests.realdata import cifar_images
+
+    pixels = cifar_images(8, classes=("cat", "dog", "frog"), start=300).astype(np.uint8)
+    user = Personalizer(resnet8)
+    user.observe(pixels)
+    user.adapt_normalization(0.3)
+    user.prune(0.3)
+    assert user.metadata.normalization_layers
+    user.slim(tmp_path / "user.tflite")
+    assert_same_outputs(user.predict(pixels), Personalizer(tmp_path / "user.tflite").predict(pixels), "BN shift")
+    user.reset()
+    assert np.max(np.abs(user.predict(pixels) - Personalizer(tmp_path / "user.tflite").predict(pixels))) > 1e-4
+
+
 # -- bad input -------------------------------------------------------------------
 
 
