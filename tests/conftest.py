@@ -59,3 +59,27 @@ def inputs(request):
         return real_inputs(name, count)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mlperf_kws(tmp_path_factory):
+    """The MLPerf Tiny DS-CNN exported by the speech converter with its defaults (MFCC front-end inside)."""
+    from converters.speech import export_mlperf
+    from tests.realdata import require
+
+    require("mlperf_tiny/keyword_spotting/kws_ref_model")
+    path = tmp_path_factory.mktemp("mlperf") / "kws.tflite"
+    export_mlperf(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlperf_resnet8(tmp_path_factory):
+    """The MLPerf Tiny ResNet-8 exported by the vision converter with its defaults (uint8 front-end inside)."""
+    from converters.vision import export_mlperf
+    from tests.realdata import require
+
+    require("mlperf_tiny/image_classification/pretrainedResnet.h5")
+    path = tmp_path_factory.mktemp("mlperf") / "resnet8.tflite"
+    export_mlperf(path)
+    return path

@@ -93,23 +93,13 @@ def test_mean_compensation_and_prior_correction(exports, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def kws(tmp_path_factory):
-    from converters.speech import export_mlperf
-
-    require("mlperf_tiny/keyword_spotting/kws_ref_model")
-    path = tmp_path_factory.mktemp("kws") / "kws.tflite"
-    export_mlperf(path, prune_outputs=True)
-    return path
+def kws(mlperf_kws):
+    return mlperf_kws
 
 
 @pytest.fixture(scope="module")
-def resnet8(tmp_path_factory):
-    from converters.vision import export_mlperf
-
-    require("mlperf_tiny/image_classification/pretrainedResnet.h5")
-    path = tmp_path_factory.mktemp("r8") / "resnet8.tflite"
-    export_mlperf(path, prune_outputs=True)
-    return path
+def resnet8(mlperf_resnet8):
+    return mlperf_resnet8
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.999])

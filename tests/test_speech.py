@@ -20,13 +20,8 @@ def clips():
 
 
 @pytest.fixture(scope="module")
-def kws(tmp_path_factory):
-    from converters.speech import export_mlperf
-
-    require("mlperf_tiny/keyword_spotting/kws_ref_model")
-    path = tmp_path_factory.mktemp("kws") / "kws.tflite"
-    export_mlperf(path)
-    return path
+def kws(mlperf_kws):
+    return mlperf_kws
 
 
 def frontend(pcm):

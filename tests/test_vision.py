@@ -9,13 +9,8 @@ from tflite_fineprune import FinePruneError, Personalizer
 
 
 @pytest.fixture(scope="module")
-def resnet8(tmp_path_factory):
-    from converters.vision import export_mlperf
-
-    require("mlperf_tiny/image_classification/pretrainedResnet.h5")
-    path = tmp_path_factory.mktemp("r8") / "resnet8.tflite"
-    export_mlperf(path, prune_outputs=True)
-    return path
+def resnet8(mlperf_resnet8):
+    return mlperf_resnet8
 
 
 def test_resnet8_takes_uint8_and_matches_keras(resnet8):

@@ -233,12 +233,14 @@ class FinePruneModule(tf.Module):
 
     def _prune(self, sparsity):
         sparsity = tf.clip_by_value(sparsity, 0.0, 0.999999)
-        new_masks = self._policy(self._activity(), self.masks, sparsity, self._layout)
+        return self._commit_masks(self._policy(self._activity(), self.masks, sparsity, self._layout))
+
+    def _commit_masks(self, new_masks):
+        """Set the masks a pruning step chose; with mean compensation, newly pruned units freeze their mean."""
         if self._compensate:
-            # Newly pruned units freeze their current mean; earlier ones keep theirs.
             newly = tf.logical_and(new_masks < 0.5, self.masks > 0.5)
             mean = self.sums / tf.maximum(self.samples, 1.0)
-            self.fill.assign(tf.where(newly, mean, self.fill * (1.0 - new_masks)))
+            self.fill.assign(tf.where(newly, mean, self.fill * (1.0 - new_masks)))  # earlier ones keep theirs
         self.masks.assign(new_masks)
         return {sig.MASKS: self.masks.read_value()}
 
@@ -259,13 +261,7 @@ class FinePruneModule(tf.Module):
             keep = tf.cast(a >= threshold, tf.float32) * m
             best = tf.one_hot(tf.argmax(tf.where(m > 0.5, a, tf.fill(tf.shape(a), -1.0))), group.units)
             pieces.append(tf.where(tf.reduce_sum(keep) > 0.5, keep, best))
-        new_masks = tf.concat(pieces, axis=0)
-        if self._compensate:
-            newly = tf.logical_and(new_masks < 0.5, self.masks > 0.5)
-            mean = self.sums / tf.maximum(self.samples, 1.0)
-            self.fill.assign(tf.where(newly, mean, self.fill * (1.0 - new_masks)))
-        self.masks.assign(new_masks)
-        return {sig.MASKS: self.masks.read_value()}
+        return self._commit_masks(tf.concat(pieces, axis=0))
 
     def _adapt_normalization(self, strength):
         """Relative AdaBN with the moments collected so far; channels without data keep the trained values."""
