@@ -8,12 +8,14 @@ class PersonalizationResult(
     val excludedClasses: List<String>,
     val state: PersonalizationState,
     val millis: Long,
+    /** What the automatic recipe chose (null for a fixed recipe). */
+    val auto: AutoReport? = null,
 )
 
 /**
  * The on-device routine, whatever runs the signatures (LiteRT on the phone, a replay on the JVM):
- * observe a user's unlabeled samples with `collect`, apply the manifest's recipe (a list of signature
- * calls), evaluate with `infer`. One sample per call; every input's dtype and shape come from the
+ * observe a user's unlabeled samples with `collect`, apply the manifest's recipe (the automatic one,
+ * [AutoRecipe], or a list of signature calls), evaluate with `infer`. One sample per call; every input's dtype and shape come from the
  * model's signature descriptions, so the session sends exactly what the model declares.
  */
 class PersonalizationSession(val model: ModelSpec, private val runner: SignatureRunner) {
@@ -119,12 +121,16 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
         reset()
         val dense = accuracy(eval, labels, progress)
         val start = clock()
-        observe(adapt, progress)
-        applyRecipe()
+        val rule = model.recipe.auto
+        val report = if (rule != null) AutoRecipe.personalize(this, adapt, rule, progress) else {
+            observe(adapt, progress)
+            applyRecipe()
+            null
+        }
         val millis = clock() - start
         val state = getState()
         val after = accuracy(eval, labels, progress)
-        return PersonalizationResult(dense, after, Sparsity.measure(layout, state.masks), layout.excludedClasses(state.masks), state, millis)
+        return PersonalizationResult(dense, after, Sparsity.measure(layout, state.masks), layout.excludedClasses(state.masks), state, millis, report)
     }
 
     companion object {
