@@ -198,8 +198,10 @@ def test_clear_errors(tmp_path, exports, generated):
     (tmp_path / "file").write_text("")
     with pytest.raises(FinePruneError, match="cannot write the asset folder"):
         build_assets(tmp_path / "file" / "assets", data=data_root())
-    plain = exports.path("dense_only")  # exported without prune_outputs, which the vision recipe calls
-    with pytest.raises(FinePruneError, match="lacks the signatures prune_outputs"):
+    # The automatic recipe takes any signature set (like Personalizer.personalize); a float-input model is no
+    # uint8 image model, and nothing is written.
+    plain = exports.path("dense_only")
+    with pytest.raises(FinePruneError, match="is not a uint8 image model"):
         build_assets(tmp_path / "out2", speech=generated[0] / "models" / "speech.tflite", vision=plain, data=data_root())
     assert not (tmp_path / "out2" / "models").exists()
     assert main(["android-assets", "-o", str(tmp_path / "out3"), "--data", str(tmp_path / "empty")]) == 2

@@ -37,11 +37,14 @@ class AutoRecipeTest {
         val spread = AutoRecipe.classTest(intArrayOf(2, 2, 2, 2, 2, 2, 2, 2, 1, 0), 17, 0.5, 0.01)
         assertEquals(-1, spread.maxCount)
         assertTrue(spread.pValue > 0.3)
-        // Three classes meet 30 samples: the seven never predicted are excluded, the three kept.
-        val subset = AutoRecipe.classTest(intArrayOf(10, 0, 9, 0, 0, 11, 0, 0, 0, 0), 30, 0.5, 0.01)
-        assertTrue(subset.maxCount >= 0 && subset.maxCount < 9)
+        // Three classes meet 60 samples: the seven never predicted are excluded, the three kept, in a second round.
+        val subset = AutoRecipe.classTest(intArrayOf(20, 0, 19, 0, 0, 21, 0, 0, 0, 0), 60, 0.5, 0.01)
+        assertTrue(subset.maxCount >= 0 && subset.maxCount < 19)
         assertEquals(3, subset.classesInPlay)
+        assertEquals(2, subset.rounds)
         assertTrue(subset.pValue < 0.01)
+        // With half the samples the pseudo-counts keep every class (p ≈ 0.02 ≥ α for a missing one).
+        assertEquals(-1, AutoRecipe.classTest(intArrayOf(10, 0, 9, 0, 0, 11, 0, 0, 0, 0), 30, 0.5, 0.01).maxCount)
     }
 
     @Test
