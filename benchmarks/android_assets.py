@@ -35,6 +35,8 @@ def main():
         print(f"{user['name']:<28} {user['model']:<7} {len(user['adapt']):>5} {len(user['eval']):>5} "
               f"{e['dense_accuracy']:>6.3f} {e['accuracy']:>6.3f} {e['pruned_units']:>4}/{e['total_units']:<4} "
               f"{e['weight_sparsity']:>8.1%} {e['mac_sparsity']:>6.1%}  {', '.join(e['excluded_classes']) or 'none'}")
+        if "chosen" in e:
+            print(f"{'':<28} recipe chosen: {e['chosen']}; class test: {e['class_test']}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from converters.android_session import AppSession, Recorder, check_recipe
+from converters.android_session import AUTO, AppSession, Recorder, auto_recipe, check_recipe
 from tflite_fineprune import reference_data
 from tflite_fineprune import signatures as sig
 from tflite_fineprune.datafiles import fit_audio, load_audio
@@ -46,16 +46,10 @@ MIN_SPEAKER_CLIPS = 30
 VISION_CLASSES = 3
 VISION_PER_CLASS = 10  # adaptation images and evaluation images per class
 
-# Until the automatic `personalize` recipe lands, the recipes the demo's per-user evaluation recommends
-# (tflite_fineprune/demo.py): class-subset users gain from excluding rarely predicted classes. Speakers
-# gain from neither: excluding classes a speaker did not say in the adaptation half drops words they
-# say later, so their recipe is the mildest unit pruning the demo measured (2% of each layer).
-RECIPES = {
-    "speech": {"name": "prune 2% of each layer's least active units", "steps": [
-        {"signature": sig.PRUNE, "inputs": {sig.SPARSITY: 0.02}}]},
-    "vision": {"name": "drop classes predicted on < 10% of the data", "steps": [
-        {"signature": sig.PRUNE_OUTPUTS, "inputs": {sig.MIN_FRACTION: 0.10}}]},
-}
+# Both users run what `Personalizer.personalize` runs (tflite_fineprune/recipe.py, default `AutoRule`): the app
+# decides from the model's own counters which classes to exclude, which units to prune and whether to shift
+# the BatchNorm statistics. (The app still reads fixed `steps` recipes too.)
+RECIPES = {"speech": auto_recipe(), "vision": auto_recipe()}
 NAMES = {"speech": "MLPerf Tiny DS-CNN keyword spotting (12 words, MFCC in the graph)",
          "vision": "MLPerf Tiny ResNet-8 CIFAR-10 (uint8 pixels in)"}
 APP_SIGNATURES = (sig.INFER, sig.COLLECT, sig.RESET, sig.GET_STATE, sig.SET_STATE)
@@ -100,7 +94,8 @@ def describe_model(kind, path):
     interpreter, _ = open_interpreter(path, "litert", content=content)
     specs = _signature_specs(interpreter)
     recipe = RECIPES[kind]
-    needed = list(APP_SIGNATURES) + [s["signature"] for s in recipe["steps"]]
+    # The automatic recipe uses whichever of its signatures the model has, like `Personalizer.personalize`.
+    needed = list(APP_SIGNATURES) + ([] if recipe.get("kind") == AUTO else [s["signature"] for s in recipe["steps"]])
     missing = [name for name in needed if name not in specs]
     if missing:
         hint = " (export it with prune_outputs / --prune-outputs)" if sig.PRUNE_OUTPUTS in missing else ""

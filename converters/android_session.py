@@ -2,7 +2,9 @@
 
 `AppSession` issues exactly the signature calls that the app's `PersonalizationSession`
 (android_demo/core/.../PersonalizationSession.kt) issues for the Personalize button: one sample per
-call, every input typed and shaped as the model's signature declares it. A `Recorder` keeps every
+call, every input typed and shaped as the model's signature declares it. The automatic recipe is
+`tflite_fineprune.recipe.personalize` itself, run on `AppPersonalizer` (the few `Personalizer`
+methods it uses, each one signature call); the app's `AutoRecipe.kt` is its port. A `Recorder` keeps every
 call's inputs and outputs; the JVM replay test feeds the recorded outputs back to the Kotlin session
 and requires byte-identical inputs in the same order, so it stands in for the interpreter there.
 
@@ -10,15 +12,19 @@ Recording format: `<name>.json` (calls, each input/output as dtype, shape and a 
 `<name>.bin` (the raw little-endian bytes).
 """
 
+import dataclasses
 import json
 import os
 
 import numpy as np
 
+from tflite_fineprune import recipe as auto
 from tflite_fineprune import signatures as sig
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.sparsity import measure_sparsity
-from tflite_fineprune.state import atomic_write
+from tflite_fineprune.state import State, atomic_write
+
+AUTO = "auto"
 
 RECORDING_VERSION = 1
 
@@ -89,15 +95,24 @@ class AppSession:
         for step in self.model["recipe"]["steps"]:
             self._scalars(step["signature"], step["inputs"])
 
+    def get_state(self):
+        out = self._scalars(sig.GET_STATE, {sig.TOKEN: 0})
+        return State(masks=np.asarray(out[sig.MASKS], np.float32), counts=np.asarray(out[sig.COUNTS], np.float32),
+                     samples=float(np.ravel(out[sig.SAMPLES])[0]))
+
     def masks(self):
-        return np.asarray(self._scalars(sig.GET_STATE, {sig.TOKEN: 0})[sig.MASKS], np.float32)
+        return self.get_state().masks
 
     def personalize(self, adapt, eval_x, eval_y, metadata):
         """The Personalize button; returns the numbers the app shows (and the manifest promises)."""
         self.reset()
         dense = self.accuracy(eval_x, eval_y)
-        self.observe(adapt)
-        self.apply_recipe()
+        report = None
+        if self.model["recipe"].get("kind") == AUTO:
+            report = auto.personalize(AppPersonalizer(self, metadata), list(adapt), auto_rule(self.model["recipe"]))
+        else:
+            self.observe(adapt)
+            self.apply_recipe()
         masks = self.masks()
         after = self.accuracy(eval_x, eval_y)
         s = measure_sparsity(metadata, masks)
@@ -106,10 +121,65 @@ class AppSession:
                                               if masks[output.offset + i] == 0]
         return {"dense_accuracy": dense, "accuracy": after, "pruned_units": s.pruned_units,
                 "total_units": s.total_units, "unit_sparsity": s.units, "weight_sparsity": s.weights,
-                "mac_sparsity": s.macs, "excluded_classes": excluded}
+                "mac_sparsity": s.macs, "excluded_classes": excluded,
+                **({"chosen": report.recipe, "class_test": report.class_test} if report else {})}
+
+
+class AppPersonalizer:
+    """What `recipe.personalize` asks of a `Personalizer`, each answer one signature call of the app's session.
+
+    AutoRecipe.kt makes the same calls in the same order: every `get_state` here is one there too.
+    """
+
+    def __init__(self, session, metadata):
+        self.session = session
+        self.metadata = metadata
+
+    def reset(self, counts=True, masks=True):
+        self.session._scalars(sig.RESET, {sig.CLEAR_COUNTS: int(counts), sig.CLEAR_MASKS: int(masks)})
+
+    def observe(self, x, batch_size=None, progress=None):
+        self.session.observe(x)  # one sample per call, as the app
+
+    @property
+    def samples(self):
+        return int(round(self.session.get_state().samples))
+
+    def get_state(self):
+        return self.session.get_state()
+
+    def sparsity(self):
+        return measure_sparsity(self.metadata, self.get_state().masks)
+
+    def prune_outputs(self, min_fraction):
+        self.session._scalars(sig.PRUNE_OUTPUTS, {sig.MIN_FRACTION: min_fraction})
+
+    def prune_dormant(self, threshold):
+        self.session._scalars(sig.PRUNE_DORMANT, {sig.THRESHOLD: threshold})
+
+    def adapt_normalization(self, strength):
+        self.session._scalars(sig.ADAPT_NORMALIZATION, {sig.STRENGTH: strength})
+
+
+def auto_recipe(rule=None):
+    """The manifest's automatic recipe: `recipe.personalize` with these `AutoRule` parameters."""
+    rule = rule or auto.AutoRule()
+    return {"name": "automatic (label-free: class test, dormant units, relative BN shift)", "kind": AUTO,
+            "rule": dataclasses.asdict(rule)}
+
+
+def auto_rule(recipe):
+    fields = {f.name for f in dataclasses.fields(auto.AutoRule)}
+    unknown = set(recipe["rule"]) - fields
+    if unknown:
+        raise FinePruneError(f"automatic recipe has unknown parameters {sorted(unknown)}; expected {sorted(fields)}")
+    return auto.AutoRule(**recipe["rule"])
 
 
 def check_recipe(model):
+    if model["recipe"].get("kind") == AUTO:
+        auto_rule(model["recipe"])
+        return
     for step in model["recipe"]["steps"]:
         if step["signature"] not in model["signatures"]:
             raise FinePruneError(f"recipe step {step['signature']!r} is not a signature of {model['file']}")

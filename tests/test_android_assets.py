@@ -19,7 +19,7 @@ from tests.realdata import REPO, data_root, require
 from tflite_fineprune import Personalizer
 from tflite_fineprune.cli import main
 from tflite_fineprune.errors import FinePruneError
-from tflite_fineprune.evaluation import Recipe
+from tflite_fineprune.recipe import AutoRule
 from tflite_fineprune.state import encode_state, read_file
 
 CHECK = REPO / "android_demo" / "check.sh"
@@ -79,22 +79,24 @@ def test_manifest_files_and_numbers(generated):
 
 
 def test_manifest_numbers_are_what_the_python_runtime_gets(generated):
-    """The app's raw call sequence and Personalizer + evaluation.Recipe agree on every bundled user."""
+    """The app's raw call sequence and `Personalizer.personalize` (the automatic recipe) agree on every user."""
     assets, _, manifest = generated
-    recipes = {"speech": Recipe("prune 2%", sparsity=0.02), "vision": Recipe("classes <10%", min_class_fraction=0.10)}
     for user in manifest["users"]:
         model = next(m for m in manifest["models"] if m["key"] == user["model"])
+        assert model["recipe"]["kind"] == "auto"
         personalizer = Personalizer(assets / model["file"])
         adapt = np.stack([_load(model["kind"], assets / f, model) for f in user["adapt"]])
         eval_x = np.stack([_load(model["kind"], assets / e["file"], model) for e in user["eval"]])
         eval_y = np.array([e["label"] for e in user["eval"]])
         personalizer.reset()
         dense = float(np.mean(personalizer.predict(eval_x).argmax(1) == eval_y))
-        recipes[model["kind"]].apply(personalizer, adapt)
+        report = personalizer.personalize(adapt, rule=AutoRule(**model["recipe"]["rule"]))
         after = float(np.mean(personalizer.predict(eval_x).argmax(1) == eval_y))
         s = personalizer.sparsity()
         expected = user["expected"]
         assert (dense, after, s.pruned_units) == (expected["dense_accuracy"], expected["accuracy"], expected["pruned_units"])
+        assert list(report.excluded_classes) == expected["excluded_classes"]
+        assert report.recipe == expected["chosen"]
         assert s.weights == pytest.approx(expected["weight_sparsity"], abs=1e-12)
         assert s.macs == pytest.approx(expected["mac_sparsity"], abs=1e-12)
 
@@ -109,6 +111,9 @@ def test_jvm_replays_the_recorded_session(generated):
     assert int(suite.get("tests")) >= 3 and suite.get("skipped") == "0" and suite.get("failures") == "0"
 
 
+_NORMALIZATION = ("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var")
+
+
 def _personalized(assets, manifest, kind):
     model = next(m for m in manifest["models"] if m["kind"] == kind)
     user = next(u for u in manifest["users"] if u["model"] == model["key"])
@@ -117,6 +122,7 @@ def _personalized(assets, manifest, kind):
     personalizer.prune(0.1)
     if kind == "vision":
         personalizer.prune_outputs(0.1)
+    personalizer.adapt_normalization(0.3)  # statistics that differ from the trained ones
     return personalizer
 
 
@@ -130,11 +136,16 @@ def test_python_state_reads_in_java(generated, tmp_path, kind):
     assert result.returncode == 0, result.stderr
     decoded = json.loads(result.stdout.strip().splitlines()[-1])
     state = personalizer.get_state()
-    assert decoded["format_version"] == 1 and decoded["flags"] == 0
+    # The default exports embed normalization statistics: a version-2 file with flag bit 2.
+    assert personalizer.metadata.normalization_channels > 0
+    assert decoded["format_version"] == 2 and decoded["flags"] == 4
     assert decoded["fingerprint"] == personalizer.metadata.fingerprint
     assert decoded["samples"] == state.samples
     np.testing.assert_array_equal(np.array(decoded["masks"], np.float32), state.masks)
     np.testing.assert_array_equal(np.array(decoded["counts"], np.float32), state.counts)
+    for name in _NORMALIZATION:
+        assert len(decoded[name]) == personalizer.metadata.normalization_channels
+        np.testing.assert_array_equal(np.array(decoded[name], np.float32), getattr(state, name))
     assert 0 < sum(decoded["masks"]) < len(decoded["masks"])
 
 
@@ -146,7 +157,8 @@ def test_java_state_loads_in_python(generated, tmp_path):
     masks = state.masks.copy()
     masks[np.flatnonzero(masks)[1]] = 0.0  # a change only the Kotlin-written file carries
     body = {"fingerprint": personalizer.metadata.fingerprint, "samples": state.samples,
-            "masks": [int(m) for m in masks], "counts": [float(c) for c in state.counts]}
+            "masks": [int(m) for m in masks], "counts": [float(c) for c in state.counts],
+            **{name: [float(v) for v in getattr(state, name)] for name in _NORMALIZATION}}
     (tmp_path / "in.json").write_text(json.dumps(body))
     result = check_sh("encode-state", tmp_path / "in.json", tmp_path / "kotlin.state")
     assert result.returncode == 0, result.stderr
@@ -154,7 +166,10 @@ def test_java_state_loads_in_python(generated, tmp_path):
     assert written == encode_state(personalizer.metadata.fingerprint, dataclasses.replace(state, masks=masks))
     personalizer.reset()
     personalizer.load_state(tmp_path / "kotlin.state")
-    np.testing.assert_array_equal(personalizer.get_state().masks, masks)
+    loaded = personalizer.get_state()
+    np.testing.assert_array_equal(loaded.masks, masks)
+    for name in _NORMALIZATION:  # the user's moments and the adapted statistics made the trip
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(state, name))
 
 
 def test_decode_state_refuses_a_damaged_file(tmp_path):
@@ -183,8 +198,10 @@ def test_clear_errors(tmp_path, exports, generated):
     (tmp_path / "file").write_text("")
     with pytest.raises(FinePruneError, match="cannot write the asset folder"):
         build_assets(tmp_path / "file" / "assets", data=data_root())
-    plain = exports.path("dense_only")  # exported without prune_outputs, which the vision recipe calls
-    with pytest.raises(FinePruneError, match="lacks the signatures prune_outputs"):
+    # The automatic recipe takes any signature set (like Personalizer.personalize); a float-input model is no
+    # uint8 image model, and nothing is written.
+    plain = exports.path("dense_only")
+    with pytest.raises(FinePruneError, match="is not a uint8 image model"):
         build_assets(tmp_path / "out2", speech=generated[0] / "models" / "speech.tflite", vision=plain, data=data_root())
     assert not (tmp_path / "out2" / "models").exists()
     assert main(["android-assets", "-o", str(tmp_path / "out3"), "--data", str(tmp_path / "empty")]) == 2

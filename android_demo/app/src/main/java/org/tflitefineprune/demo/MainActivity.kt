@@ -186,6 +186,7 @@ class MainActivity : Activity() {
             line(page, "removed: ${r.sparsity.prunedUnits}/${r.sparsity.totalUnits} units (${pct(r.sparsity.units)}), " +
                 "weights ${pct(r.sparsity.weights)}, MACs ${pct(r.sparsity.macs)}")
             line(page, "classes excluded: ${r.excludedClasses.ifEmpty { listOf("none") }.joinToString()}")
+            r.auto?.let { a -> line(page, "recipe chosen: ${a.recipe}" + a.notes.joinToString("") { "; $it" }) }
             line(page, "observe + recipe took ${r.millis} ms on this phone")
         }
         if (u != null) button(page, "Before: evaluate the dense model") { evaluateDense(u) }

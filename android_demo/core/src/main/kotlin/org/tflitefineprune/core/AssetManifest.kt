@@ -18,7 +18,8 @@ class SignatureSpec(val key: String, val inputs: List<TensorSpec>, val outputs: 
 /** One signature call of a recipe, with its scalar arguments (dtypes come from the signature). */
 class RecipeStep(val signature: String, val arguments: Map<String, Double>)
 
-class Recipe(val name: String, val steps: List<RecipeStep>)
+/** Either fixed [steps] or, with [auto], the automatic recipe (`AutoRecipe`, Python's `personalize`). */
+class Recipe(val name: String, val steps: List<RecipeStep>, val auto: AutoRule? = null)
 
 /** A bundled model: where its file is, what it takes, which recipe personalizes it. */
 class ModelSpec(
@@ -95,7 +96,10 @@ class AssetManifest(val formatVersion: Int, val models: List<ModelSpec>, val use
         private fun parseModel(o: JsonObject, source: String): ModelSpec {
             val signatures = o.getValue("signatures").jsonObject.mapValues { (key, s) -> SignatureSpec(key, tensors(s.jsonObject, "inputs"), tensors(s.jsonObject, "outputs")) }
             val recipe = o.getValue("recipe").jsonObject
-            val steps = recipe.getValue("steps").jsonArray.map { s ->
+            val auto = if (recipe["kind"]?.jsonPrimitive?.content == "auto") {
+                AutoRule.of(recipe.getValue("rule").jsonObject.mapValues { it.value.jsonPrimitive.content.toDouble() })
+            } else null
+            val steps = if (auto != null) emptyList() else recipe.getValue("steps").jsonArray.map { s ->
                 val step = s.jsonObject
                 RecipeStep(step.str("signature"), step.getValue("inputs").jsonObject.mapValues { it.value.jsonPrimitive.content.toDouble() })
             }
@@ -103,7 +107,7 @@ class AssetManifest(val formatVersion: Int, val models: List<ModelSpec>, val use
             val model = ModelSpec(
                 o.str("key"), o.str("kind"), o.str("name"), o.str("file"), o.long("file_bytes"),
                 o["sample_rate"]?.jsonPrimitive?.content?.toIntOrNull() ?: 0, size, signatures,
-                Recipe(recipe.str("name"), steps), ModelLayout.parse(o.getValue("metadata").jsonObject, "$source model ${o.str("key")}"),
+                Recipe(recipe.str("name"), steps, auto), ModelLayout.parse(o.getValue("metadata").jsonObject, "$source model ${o.str("key")}"),
             )
             for (step in steps) {
                 val sig = model.signature(step.signature)
@@ -143,7 +147,8 @@ object Signatures {
     const val CLEAR_MASKS = "clear_masks"
 
     /** Optional state vectors: the signature that sets them, by state-vector name. */
-    val SETTERS = mapOf("sums" to "set_compensation", "fill" to "set_compensation", "log_weights" to "set_priors", "soft_counts" to "set_priors")
+    val SETTERS = mapOf("sums" to "set_compensation", "fill" to "set_compensation", "log_weights" to "set_priors", "soft_counts" to "set_priors") +
+        listOf("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var").associateWith { "set_normalization" }
 
     /** What the app needs besides the recipe's own signatures. */
     val REQUIRED = listOf(INFER, COLLECT, RESET, GET_STATE, SET_STATE)

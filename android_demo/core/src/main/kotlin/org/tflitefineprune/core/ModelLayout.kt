@@ -39,12 +39,15 @@ class ModelLayout(
     val signatures: List<String>,
     val meanCompensation: Boolean,
     val priorCorrection: Boolean,
+    /** BatchNorm layers with in-graph statistics (metadata `normalization_layers`: name, channels, offset). */
+    val normalizationLayers: List<Triple<String, Int, Int>> = emptyList(),
 ) {
+    val normChannels: Int get() = normalizationLayers.sumOf { it.second }
     val numUnits: Int get() = groups.sumOf { it.units }
     val outputGroup: UnitGroup? get() = groups.firstOrNull { it.role == ROLE_OUTPUT }
 
     /** What a state file for this model must match. */
-    fun stateExpectation() = StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0)
+    fun stateExpectation() = StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0, normChannels)
 
     /** Labels of the classes whose output unit is masked. */
     fun excludedClasses(masks: FloatArray): List<String> {
@@ -83,6 +86,10 @@ class ModelLayout(
                 json.getValue("signatures").jsonArray.map { it.jsonPrimitive.content },
                 json["mean_compensation"]?.jsonPrimitive?.content == "true",
                 json["prior_correction"]?.jsonPrimitive?.content == "true",
+                (json["normalization_layers"]?.jsonArray ?: emptyList()).map { e ->
+                    val a = e.jsonArray
+                    Triple(a[0].jsonPrimitive.content, a[1].jsonPrimitive.content.toInt(), a[2].jsonPrimitive.content.toInt())
+                },
             )
         }
 

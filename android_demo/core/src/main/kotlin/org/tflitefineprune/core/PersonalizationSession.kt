@@ -8,12 +8,14 @@ class PersonalizationResult(
     val excludedClasses: List<String>,
     val state: PersonalizationState,
     val millis: Long,
+    /** What the automatic recipe chose (null for a fixed recipe). */
+    val auto: AutoReport? = null,
 )
 
 /**
  * The on-device routine, whatever runs the signatures (LiteRT on the phone, a replay on the JVM):
- * observe a user's unlabeled samples with `collect`, apply the manifest's recipe (a list of signature
- * calls), evaluate with `infer`. One sample per call; every input's dtype and shape come from the
+ * observe a user's unlabeled samples with `collect`, apply the manifest's recipe (the automatic one,
+ * [AutoRecipe], or a list of signature calls), evaluate with `infer`. One sample per call; every input's dtype and shape come from the
  * model's signature descriptions, so the session sends exactly what the model declares.
  */
 class PersonalizationSession(val model: ModelSpec, private val runner: SignatureRunner) {
@@ -82,6 +84,7 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
             val used = when (block.flag) {
                 StateCodec.FLAG_COMPENSATION -> layout.meanCompensation
                 StateCodec.FLAG_PRIORS -> layout.priorCorrection
+                StateCodec.FLAG_NORMALIZATION -> layout.normChannels > 0
                 else -> block.names.all { it in out }
             }
             if (used) for (name in block.names) optional[name] = vector(name)
@@ -96,6 +99,8 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
         for (g in layout.groups) {
             if ((0 until g.units).none { state.masks[g.offset + it] != 0f }) throw FinePruneException("masks prune every unit of '${g.name}'; at least one must stay")
         }
+        // A version-1 state of a model with normalization statistics: trained statistics, no moments (as Python's set_state).
+        if (layout.normChannels > 0 && "norm_mean" !in state.optional) reset()
         val spec = model.signature(Signatures.SET_STATE)
         runner.run(Signatures.SET_STATE, linkedMapOf(
             Signatures.MASKS to Tensor.ofFloats(spec.input(Signatures.MASKS).shape, state.masks),
@@ -116,12 +121,16 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
         reset()
         val dense = accuracy(eval, labels, progress)
         val start = clock()
-        observe(adapt, progress)
-        applyRecipe()
+        val rule = model.recipe.auto
+        val report = if (rule != null) AutoRecipe.personalize(this, adapt, rule, progress) else {
+            observe(adapt, progress)
+            applyRecipe()
+            null
+        }
         val millis = clock() - start
         val state = getState()
         val after = accuracy(eval, labels, progress)
-        return PersonalizationResult(dense, after, Sparsity.measure(layout, state.masks), layout.excludedClasses(state.masks), state, millis)
+        return PersonalizationResult(dense, after, Sparsity.measure(layout, state.masks), layout.excludedClasses(state.masks), state, millis, report)
     }
 
     companion object {

@@ -27,32 +27,45 @@ class StateExpectation(
     val numUnits: Int,
     val compensation: Boolean = false,
     val numClasses: Int = 0, // > 0 only for prior-corrected models
+    val normChannels: Int = 0, // > 0 only for models with normalization statistics (metadata `normalization_layers`)
 ) {
-    val flags: Int get() = (if (compensation) StateCodec.FLAG_COMPENSATION else 0) or (if (numClasses > 0) StateCodec.FLAG_PRIORS else 0)
+    val flags: Int get() = (if (compensation) StateCodec.FLAG_COMPENSATION else 0) or (if (numClasses > 0) StateCodec.FLAG_PRIORS else 0) or
+        (if (normChannels > 0) StateCodec.FLAG_NORMALIZATION else 0)
+
+    fun length(length: StateCodec.Length, units: Int) = when (length) {
+        StateCodec.Length.UNITS -> units
+        StateCodec.Length.CLASSES -> numClasses
+        StateCodec.Length.CHANNELS -> normChannels
+    }
 }
 
 /**
- * The binary state file format, version 1, byte for byte as docs/state_format.md and
+ * The binary state file format, version 2, byte for byte as docs/state_format.md and
  * tflite_fineprune/state.py define it; a reader refuses every file the Python side refuses.
+ * Version-1 files (no normalization vectors) are still read.
  */
 object StateCodec {
     val MAGIC = "FPSTATE\u0000".toByteArray(Charsets.US_ASCII)
-    const val VERSION = 1
+    const val VERSION = 2
+    val READABLE_VERSIONS = listOf(1, 2)
     const val HEADER_BYTES = 56
     const val FLAG_COMPENSATION = 1
     const val FLAG_PRIORS = 2
+    const val FLAG_NORMALIZATION = 4
 
-    enum class Length { UNITS, CLASSES }
+    enum class Length { UNITS, CLASSES, CHANNELS }
 
-    /** An optional block of vectors: present when its flag bit is set, each vector N units or C classes long. */
-    class OptionalBlock(val flag: Int, val names: List<String>, val length: Length)
+    /** An optional block of vectors: present when its flag bit is set, each vector N units, C classes or B channels long. */
+    class OptionalBlock(val flag: Int, val names: List<String>, val length: Length, val sinceVersion: Int = 1)
 
-    /** In file order. A later format version adds a row here. */
+    /** In file order (docs/state_format.md, the optional-vector table). */
     val OPTIONAL = listOf(
         OptionalBlock(FLAG_COMPENSATION, listOf("sums", "fill"), Length.UNITS),
         OptionalBlock(FLAG_PRIORS, listOf("log_weights", "soft_counts"), Length.CLASSES),
+        OptionalBlock(FLAG_NORMALIZATION, listOf("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var"), Length.CHANNELS, sinceVersion = 2),
     )
-    private val KNOWN_FLAGS = OPTIONAL.fold(0) { f, b -> f or b.flag }
+
+    private fun knownFlags(version: Int) = OPTIONAL.filter { it.sinceVersion <= version }.fold(0) { f, b -> f or b.flag }
 
     fun encode(fingerprintHex: String, state: PersonalizationState): ByteArray {
         val n = state.masks.size
@@ -81,19 +94,26 @@ object StateCodec {
         val magic = ByteArray(8).also { buf.get(it) }
         if (!magic.contentEquals(MAGIC)) throw FinePruneException("$source is not a tflite-fineprune state file (magic ${printable(magic)}, expected ${printable(MAGIC)})")
         val version = buf.short.toInt() and 0xffff
-        if (version != VERSION) throw FinePruneException("$source has state format version $version; this app reads $VERSION")
+        if (version !in READABLE_VERSIONS) throw FinePruneException("$source has state format version $version; this app reads ${READABLE_VERSIONS.joinToString()}")
         val flags = buf.short.toInt() and 0xffff
-        if (flags and KNOWN_FLAGS.inv() != 0) throw FinePruneException("$source has unknown flags 0x${Integer.toHexString(flags)}")
+        if (flags and knownFlags(version).inv() != 0) throw FinePruneException("$source has unknown flags 0x${Integer.toHexString(flags)}")
         val units = buf.int.toLong() and 0xffffffffL
         val fingerprint = ByteArray(32).also { buf.get(it) }
         val samples = buf.double
-        val unitBytes = 5 * units + OPTIONAL.filter { flags and it.flag != 0 && it.length == Length.UNITS }.sumOf { 4L * units * it.names.size }
-        val classes: Long = when {
-            flags and FLAG_PRIORS == 0 -> 0
-            expectation != null -> expectation.numClasses.toLong()
-            else -> maxOf(0L, (blob.size - HEADER_BYTES - 4 - unitBytes) / 8) // a tool reading any file
+        val present = OPTIONAL.filter { flags and it.flag != 0 }
+        val unitBytes = 5 * units + present.filter { it.length == Length.UNITS }.sumOf { 4L * units * it.names.size }
+        val lengths = HashMap<Length, Long>()
+        lengths[Length.UNITS] = units
+        val sized = present.filter { it.length != Length.UNITS }
+        if (expectation != null) {
+            for (block in sized) lengths[block.length] = expectation.length(block.length, units.toInt()).toLong()
+        } else if (sized.size == 1) {
+            // A tool reading any file: the one block whose length the units do not fix takes the rest of the file.
+            lengths[sized[0].length] = maxOf(0L, (blob.size - HEADER_BYTES - 4 - unitBytes) / (4L * sized[0].names.size))
+        } else if (sized.size > 1) {
+            throw FinePruneException("$source holds both class-prior and normalization vectors; their lengths need the model (C classes, B channels)")
         }
-        val expectedSize = HEADER_BYTES + unitBytes + OPTIONAL.filter { flags and it.flag != 0 && it.length == Length.CLASSES }.sumOf { 4L * classes * it.names.size } + 4
+        val expectedSize = HEADER_BYTES + unitBytes + sized.sumOf { 4L * lengths.getValue(it.length) * it.names.size } + 4
         if (blob.size.toLong() != expectedSize) throw FinePruneException("$source is truncated or padded: ${blob.size} bytes, expected $expectedSize for $units units")
         val crc = CRC32().apply { update(blob, 0, blob.size - 4) }.value.toInt()
         if (ByteBuffer.wrap(blob, blob.size - 4, 4).order(ByteOrder.LITTLE_ENDIAN).int != crc) throw FinePruneException("$source is corrupted: checksum mismatch")
@@ -106,6 +126,8 @@ object StateCodec {
             for (block in OPTIONAL) {
                 val has = flags and block.flag != 0
                 val wanted = expectation.flags and block.flag != 0
+                // Version-1 files predate normalization statistics: the model then keeps its trained ones.
+                if (!has && version < block.sinceVersion) continue
                 if (has != wanted) throw FinePruneException("$source ${if (has) "has" else "lacks"} ${block.names.joinToString("/")} values but the model " +
                     "${if (wanted) "uses" else "does not use"} them")
             }
@@ -114,8 +136,8 @@ object StateCodec {
         val rawMasks = ByteArray(n).also { buf.get(it) }
         val counts = FloatArray(n) { buf.float }
         val optional = LinkedHashMap<String, FloatArray>()
-        for (block in OPTIONAL.filter { flags and it.flag != 0 }) {
-            val length = if (block.length == Length.UNITS) n else classes.toInt()
+        for (block in present) {
+            val length = lengths.getValue(block.length).toInt()
             for (name in block.names) optional[name] = FloatArray(length) { buf.float }
         }
         val badMask = rawMasks.any { it.toInt() and 0xff > 1 }

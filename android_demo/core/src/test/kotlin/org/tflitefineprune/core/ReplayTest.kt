@@ -66,6 +66,7 @@ class ReplayTest {
             assertEquals(expected.prunedUnits, result.sparsity.prunedUnits)
             assertEquals(r.getValue("excluded_classes").jsonArray.map { it.jsonPrimitive.content }, result.excludedClasses)
             assertEquals(expected.excludedClasses, result.excludedClasses)
+            assertEquals("${user.name} recipe chosen", r.getValue("chosen").jsonPrimitive.content, result.auto!!.recipe)
             // The state the session would save is the model's get_state output, in the Python format.
             val saved = StateCodec.decode(StateCodec.encode(model.layout.fingerprint, result.state), model.layout.stateExpectation()).state
             assertEquals(result.state.masks.toList(), saved.masks.toList())
@@ -131,7 +132,8 @@ class ReplayTest {
             assertTrue(File(assets, model.file).length() == model.fileBytes)
             for (required in Signatures.REQUIRED) model.signature(required)
             assertEquals(model.layout.numUnits, model.layout.groups.last().offset + model.layout.groups.last().units)
-            assertTrue(model.recipe.steps.isNotEmpty())
+            // Both bundled users run the automatic recipe (Python's Personalizer.personalize).
+            assertTrue(model.recipe.auto != null && model.recipe.steps.isEmpty())
         }
         assertEquals(setOf("speech", "vision"), manifest.models.map { it.kind }.toSet())
     }

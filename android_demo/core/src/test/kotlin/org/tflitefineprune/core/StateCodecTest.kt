@@ -41,7 +41,7 @@ class StateCodecTest {
         assertEquals(60 + 5 * 4, blob.size)
         assertArrayEquals("FPSTATE\u0000".toByteArray(), blob.copyOfRange(0, 8))
         val buf = ByteBuffer.wrap(blob).order(ByteOrder.LITTLE_ENDIAN)
-        assertEquals(1, buf.getShort(8).toInt())
+        assertEquals(2, buf.getShort(8).toInt())
         assertEquals(0, buf.getShort(10).toInt())
         assertEquals(4, buf.getInt(12))
         assertEquals(0x01.toByte(), blob[16])
@@ -73,13 +73,62 @@ class StateCodecTest {
         refused(StateCodec.encode(fingerprint, state), expectation, "lacks sums/fill")
     }
 
+    private val normalization = linkedMapOf(
+        "norm_sums" to floatArrayOf(0.5f, -1f, 2f), "norm_squares" to floatArrayOf(1f, 2f, 8f), "norm_count" to floatArrayOf(10f, 10f, 10f),
+        "norm_mean" to floatArrayOf(0.1f, 0f, -0.2f), "norm_var" to floatArrayOf(1f, 0.5f, 2f))
+
+    @Test
+    fun version2CarriesTheNormalizationVectorsAfterTheOthers() {
+        val normModel = StateExpectation(fingerprint, 4, numClasses = 0, normChannels = 3)
+        val withNorm = PersonalizationState(state.masks, state.counts, 8.0, normalization)
+        val blob = StateCodec.encode(fingerprint, withNorm)
+        assertEquals(60 + 5 * 4 + 20 * 3, blob.size)
+        val buf = ByteBuffer.wrap(blob).order(ByteOrder.LITTLE_ENDIAN)
+        assertEquals(4, buf.getShort(10).toInt())
+        // norm_sums right after the counters, norm_var last before the checksum.
+        assertEquals(0.5f, buf.getFloat(56 + 5 * 4), 0f)
+        assertEquals(2f, buf.getFloat(blob.size - 8), 0f)
+        val back = StateCodec.decode(blob, normModel).state
+        assertEquals(4, back.flags)
+        for ((name, values) in normalization) assertArrayEquals(name, values, back.optional.getValue(name), 0f)
+        assertArrayEquals(normalization["norm_var"], StateCodec.decode(blob, null).state.optional["norm_var"], 0f)
+        // Every block at once, in the table's order.
+        val everything = PersonalizationState(state.masks, state.counts, 8.0, linkedMapOf(
+            "sums" to floatArrayOf(1f, 2f, 3f, 4f), "fill" to floatArrayOf(0f, 0.5f, 0f, 0f),
+            "log_weights" to floatArrayOf(-1f, 0f), "soft_counts" to floatArrayOf(2f, 3f)) + normalization)
+        val all = StateCodec.encode(fingerprint, everything)
+        assertEquals(60 + 5 * 4 + 8 * 4 + 8 * 2 + 20 * 3, all.size)
+        val allBack = StateCodec.decode(all, StateExpectation(fingerprint, 4, true, 2, 3)).state
+        assertEquals(7, allBack.flags)
+        for ((name, values) in everything.optional) assertArrayEquals(name, values, allBack.optional.getValue(name), 0f)
+        refused(all, null, "need the model")
+        // A model with normalization refuses a version-2 file without it, and the other way round.
+        refused(StateCodec.encode(fingerprint, state), normModel, "lacks norm_sums")
+        refused(blob, plain, "truncated or padded")
+        refused(patched(blob) { it.putFloat(56 + 5 * 4, Float.POSITIVE_INFINITY) }, normModel, "non-finite")
+    }
+
+    @Test
+    fun version1FilesStillLoadIntoModelsWithNormalization() {
+        val v2 = StateCodec.encode(fingerprint, state)
+        val v1 = patched(v2) { it.putShort(8, 1) }
+        val file = StateCodec.decode(v1, StateExpectation(fingerprint, 4, normChannels = 3))
+        assertEquals(1, file.formatVersion)
+        assertEquals(0, file.state.flags)
+        assertArrayEquals(state.counts, file.state.counts, 0f)
+        assertEquals(1, StateCodec.decode(v1, plain).formatVersion)
+    }
+
     @Test
     fun refusesEveryMalformedFileThePythonSideRefuses() {
         val blob = StateCodec.encode(fingerprint, state)
         refused(blob.copyOf(40), expected = "only 40 bytes")
         refused(patched(blob) { it.put(0, 'X'.code.toByte()) }, expected = "not a tflite-fineprune state file")
-        refused(patched(blob) { it.putShort(8, 2) }, expected = "version 2")
-        refused(patched(blob) { it.putShort(10, 4) }, expected = "unknown flags 0x4")
+        refused(patched(blob) { it.putShort(8, 3) }, expected = "version 3")
+        refused(patched(blob) { it.putShort(8, 0) }, expected = "version 0")
+        refused(patched(blob) { it.putShort(10, 8) }, expected = "unknown flags 0x8")
+        // Bit 2 (normalization) exists only from version 2 on.
+        refused(patched(blob) { it.putShort(8, 1); it.putShort(10, 4) }, expected = "unknown flags 0x4")
         refused(patched(blob) { it.putShort(10, 1) }, expected = "truncated or padded")
         refused(blob.copyOf(blob.size + 4), expected = "truncated or padded")
         refused(blob.copyOf().also { it[57] = 1 }, expected = "checksum mismatch")

@@ -1,0 +1,156 @@
+package org.tflitefineprune.core
+
+import kotlin.math.exp
+import kotlin.math.ln
+import kotlin.math.ln1p
+
+/** The parameters of the automatic recipe (tflite_fineprune/recipe.py `AutoRule`), read from the manifest. */
+class AutoRule(
+    val minSamples: Int = 10,
+    val classShare: Double = 0.5,
+    val classAlpha: Double = 0.01,
+    val dormantThreshold: Double = 0.01,
+    val normalizationStrength: Double = 0.3,
+    val normalizationPasses: Int = 3,
+) {
+    companion object {
+        /** Manifest keys, as the Python dataclass names them. */
+        val KEYS = listOf("min_samples", "class_share", "class_alpha", "dormant_threshold", "normalization_strength", "normalization_passes")
+
+        fun of(values: Map<String, Double>): AutoRule {
+            val unknown = values.keys - KEYS.toSet()
+            if (unknown.isNotEmpty()) throw FinePruneException("automatic recipe has unknown parameters $unknown; expected $KEYS")
+            val d = AutoRule()
+            return AutoRule(
+                values["min_samples"]?.toInt() ?: d.minSamples, values["class_share"] ?: d.classShare,
+                values["class_alpha"] ?: d.classAlpha, values["dormant_threshold"] ?: d.dormantThreshold,
+                values["normalization_strength"] ?: d.normalizationStrength, values["normalization_passes"]?.toInt() ?: d.normalizationPasses,
+            )
+        }
+    }
+}
+
+/** The outcome of the iterated binomial class test: classes predicted ≤ [maxCount] times are excluded (-1: none). */
+class ClassTest(val samples: Int, val classesInPlay: Int, val effectiveClasses: Double, val minPrior: Double, val maxCount: Int, val pValue: Double, val rounds: Int)
+
+/** What the automatic recipe chose (the app shows [steps]). */
+class AutoReport(val samples: Int, val classCounts: IntArray, val classTest: ClassTest?, val excluded: List<String>, val steps: List<String>, val notes: List<String>) {
+    val recipe: String get() = steps.joinToString(" + ").ifEmpty { if (notes.any { it.startsWith("too little data") }) "dense (too little data)" else "dense (nothing to change)" }
+}
+
+/**
+ * A port of `tflite_fineprune.recipe.personalize`: the same thresholds, binomial tail, effective class
+ * count and iteration, and the same signature calls in the same order with the same inputs (every
+ * `get_state` of the Python function is one here too), so a replay of Python's recorded session matches
+ * byte for byte.
+ */
+object AutoRecipe {
+    const val PRUNE_OUTPUTS = "prune_outputs"
+    const val PRUNE_DORMANT = "prune_dormant"
+    const val ADAPT_NORMALIZATION = "adapt_normalization"
+
+    /** P(Binomial(n, p) ≤ k), summed in log space. ln C(n, i) is built up term by term (Java has no lgamma). */
+    fun binomialCdf(k: Int, n: Int, p: Double): Double {
+        if (k < 0) return 0.0
+        if (k >= n) return 1.0
+        val logP = ln(p)
+        val logQ = ln1p(-p)
+        val terms = DoubleArray(k + 1)
+        var logChoose = 0.0
+        for (i in 0..k) {
+            if (i > 0) logChoose += ln((n - i + 1).toDouble()) - ln(i.toDouble())
+            terms[i] = logChoose + i * logP + (n - i) * logQ
+        }
+        val top = terms.max()
+        return minOf(1.0, exp(top) * terms.sumOf { exp(it - top) })
+    }
+
+    /** The largest prediction count k with P(Binomial(n, prior) ≤ k) < alpha, or -1 when none. */
+    fun excludableCount(n: Int, prior: Double, alpha: Double): Int {
+        var k = -1
+        while (k + 1 < n && binomialCdf(k + 1, n, prior) < alpha) k += 1
+        return k
+    }
+
+    /** 1 / Σ f², f = each class's share of the predictions plus one pseudo-count each. */
+    fun effectiveClasses(counts: List<Int>): Double {
+        val c = counts.map { it + 1.0 }
+        val total = c.sum()
+        return total * total / c.sumOf { it * it }
+    }
+
+    fun classTest(counts: IntArray, n: Int, share: Double, alpha: Double): ClassTest {
+        var present = BooleanArray(counts.size) { true }
+        var rounds = 0
+        var pMin: Double
+        var k: Int
+        while (true) {
+            rounds += 1
+            pMin = minOf(0.999, share / effectiveClasses(counts.filterIndexed { i, _ -> present[i] }))
+            k = excludableCount(n, pMin, alpha)
+            val survivors = BooleanArray(counts.size) { present[it] && counts[it] > k }
+            if (survivors.none { it } || survivors.count { it } == present.count { it }) break
+            present = survivors
+        }
+        val inPlay = counts.filterIndexed { i, _ -> present[i] }
+        return ClassTest(n, inPlay.size, effectiveClasses(inPlay), pMin, k, binomialCdf(maxOf(k, 0), n, pMin), rounds)
+    }
+
+    /** Reset, observe [samples], apply [rule] with the signatures the model has. */
+    fun personalize(session: PersonalizationSession, samples: List<Tensor>, rule: AutoRule, progress: PersonalizationSession.Progress? = null): AutoReport {
+        val layout = session.model.layout
+        val available = layout.signatures.toSet()
+        val notes = ArrayList<String>()
+        val steps = ArrayList<String>()
+        var excluded = emptyList<String>()
+        session.reset()
+        session.observe(samples, progress)
+        val n = Math.rint(session.getState().samples).toInt() // Python's round(): half to even
+        val output = layout.outputGroup
+        val names = if (layout.labels.isNotEmpty()) layout.labels else (0 until layout.numClasses).map { it.toString() }
+        var counts = IntArray(0)
+        if (output != null) {
+            val raw = session.getState().counts
+            counts = IntArray(output.units) { Math.rint(raw[output.offset + it].toDouble()).toInt() }
+        }
+        if (n < rule.minSamples) {
+            notes.add("too little data: $n samples < ${rule.minSamples}; the model stays dense")
+            return report(session, n, counts, null, emptyList(), steps, notes)
+        }
+        val test = if (counts.isNotEmpty()) classTest(counts, n, rule.classShare, rule.classAlpha) else null
+        val k = test?.maxCount ?: -1
+        if (output != null && k >= 0 && PRUNE_OUTPUTS in available) {
+            session.callScalars(PRUNE_OUTPUTS, mapOf("min_fraction" to (k + 0.5) / n))
+            val masks = session.getState().masks
+            excluded = (0 until output.units).filter { masks[output.offset + it] < 0.5f }.map { names[it] }
+            if (excluded.isNotEmpty()) steps.add("exclude ${excluded.size} classes")
+        }
+        if (PRUNE_DORMANT in available) {
+            session.callScalars(PRUNE_DORMANT, mapOf("threshold" to rule.dormantThreshold))
+            if (Sparsity.measure(layout, session.getState().masks).prunedUnits > 0) steps.add("prune units active < ${rule.dormantThreshold}")
+        } else {
+            notes.add("this model file has no prune_dormant signature (exported by an older version)")
+        }
+        if (ADAPT_NORMALIZATION in available && rule.normalizationStrength > 0) {
+            if (excluded.isNotEmpty()) {
+                notes.add("normalization kept: classes were excluded, so the data's shift is one of classes")
+            } else {
+                session.callScalars(ADAPT_NORMALIZATION, mapOf("strength" to rule.normalizationStrength))
+                repeat(rule.normalizationPasses - 1) {
+                    session.reset(counts = true, masks = false) // clears the moments, keeps the statistics in use
+                    session.observe(samples, progress)
+                    session.callScalars(ADAPT_NORMALIZATION, mapOf("strength" to rule.normalizationStrength))
+                }
+                steps.add("relative BN shift ${rule.normalizationStrength}")
+            }
+        }
+        return report(session, n, counts, test, excluded, steps, notes)
+    }
+
+    // Python's _report reads the state twice (sparsity(), then the masks): the same calls here.
+    private fun report(session: PersonalizationSession, n: Int, counts: IntArray, test: ClassTest?, excluded: List<String>, steps: List<String>, notes: List<String>): AutoReport {
+        session.getState()
+        session.getState()
+        return AutoReport(n, counts, test, excluded, steps, notes)
+    }
+}

@@ -1,0 +1,63 @@
+package org.tflitefineprune.core
+
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Test
+
+/** The automatic recipe's arithmetic (the replay test checks its calls against Python's on real models). */
+class AutoRecipeTest {
+    private fun directCdf(k: Int, n: Int, p: Double): Double {
+        var total = 0.0
+        var choose = 1.0
+        for (i in 0..k) {
+            if (i > 0) choose = choose * (n - i + 1) / i
+            total += choose * Math.pow(p, i.toDouble()) * Math.pow(1 - p, (n - i).toDouble())
+        }
+        return total
+    }
+
+    @Test
+    fun binomialTailMatchesTheDirectSum() {
+        for ((k, n, p) in listOf(Triple(0, 17, 0.05), Triple(3, 40, 0.1), Triple(10, 30, 0.5), Triple(2, 100, 0.02))) {
+            assertEquals("P(B($n, $p) ≤ $k)", directCdf(k, n, p), AutoRecipe.binomialCdf(k, n, p), 1e-12)
+        }
+        assertEquals(0.0, AutoRecipe.binomialCdf(-1, 10, 0.3), 0.0)
+        assertEquals(1.0, AutoRecipe.binomialCdf(10, 10, 0.3), 0.0)
+    }
+
+    @Test
+    fun effectiveClassesIsTheInverseSimpsonIndexWithPseudoCounts() {
+        assertEquals(10.0, AutoRecipe.effectiveClasses(List(10) { 5 }), 1e-12)
+        assertTrue(AutoRecipe.effectiveClasses(listOf(50, 50, 0, 0, 0, 0, 0, 0, 0, 0)) < 2.5)
+    }
+
+    @Test
+    fun classTestExcludesOnlyWhatASmallSampleCannotExplain() {
+        // The recipe's own example: 17 samples over 10 classes exclude nothing (P ≈ 0.42 for a missing class).
+        val spread = AutoRecipe.classTest(intArrayOf(2, 2, 2, 2, 2, 2, 2, 2, 1, 0), 17, 0.5, 0.01)
+        assertEquals(-1, spread.maxCount)
+        assertTrue(spread.pValue > 0.3)
+        // Three classes meet 60 samples: the seven never predicted are excluded, the three kept, in a second round.
+        val subset = AutoRecipe.classTest(intArrayOf(20, 0, 19, 0, 0, 21, 0, 0, 0, 0), 60, 0.5, 0.01)
+        assertTrue(subset.maxCount >= 0 && subset.maxCount < 19)
+        assertEquals(3, subset.classesInPlay)
+        assertEquals(2, subset.rounds)
+        assertTrue(subset.pValue < 0.01)
+        // With half the samples the pseudo-counts keep every class (p ≈ 0.02 ≥ α for a missing one).
+        assertEquals(-1, AutoRecipe.classTest(intArrayOf(10, 0, 9, 0, 0, 11, 0, 0, 0, 0), 30, 0.5, 0.01).maxCount)
+    }
+
+    @Test
+    fun ruleComesFromTheManifestKeys() {
+        val rule = AutoRule.of(mapOf("min_samples" to 5.0, "normalization_passes" to 1.0))
+        assertEquals(5, rule.minSamples)
+        assertEquals(1, rule.normalizationPasses)
+        assertEquals(0.01, rule.classAlpha, 0.0)
+        try {
+            AutoRule.of(mapOf("alpha" to 0.1))
+            throw AssertionError("an unknown parameter was accepted")
+        } catch (e: FinePruneException) {
+            assertTrue(e.message!!.contains("unknown parameters"))
+        }
+    }
+}
