@@ -68,15 +68,19 @@ def test_demo_end_to_end(tmp_path, vision):
     default = [r for r in rows if "(default)" in r["recipe"]]
     dense = np.mean([float(r["dense_accuracy"]) for r in default])
     personalized = np.mean([float(r["accuracy"]) for r in default])
+    worst = max(1, round(0.1 * len(default)))
+    dense_worst = np.mean(sorted(float(r["dense_accuracy"]) for r in default)[:worst])
+    personalized_worst = np.mean(sorted(float(r["accuracy"]) for r in default)[:worst])
+    # The automatic recipe's goal for every kind of user: no worse than dense − 0.3 points, mean and worst decile.
+    assert personalized >= dense - 0.003 and personalized_worst >= dense_worst - 0.003
     if vision:
-        # Class exclusion is where the effect exists (README: 0.782 → 0.897, 29 of 30 users helped).
+        # Class exclusion is where the effect exists (README: 0.778 → 0.872, 29 of 30 users helped).
         helped = sum(float(r["accuracy"]) > float(r["dense_accuracy"]) for r in default)
         assert personalized >= dense + 0.05 and helped >= 0.8 * len(default)
     else:
-        # The speech default is dense because every pruning recipe measured hurt speakers: it must change
-        # nothing, and the measured harm of pruning must show in the same run.
-        assert all(float(r["accuracy"]) == float(r["dense_accuracy"]) and float(r["unit_sparsity"]) == 0
-                   for r in default)
+        # Speakers: the relative BatchNorm shift prunes nothing and must help on average (README: 0.910 → 0.933),
+        # while the measured harm of pruning shows in the same run.
+        assert all(float(r["unit_sparsity"]) == 0 for r in default) and personalized > dense + 0.01
         pruned = [float(r["accuracy"]) for r in rows if r["recipe"] == "prune 5% units"]
         assert len(pruned) == len(default) and np.mean(pruned) < dense - 0.05
     assert "summary over" in result.stdout and "worst10%" in result.stdout
