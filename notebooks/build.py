@@ -610,7 +610,7 @@ for m in manifest["models"]:
     print(f"{m['key']}: {m['name']} — {m['file']}, {m['num_units']} prunable units, labels {m['labels']}")
     print(f"  signatures: {', '.join(m['signatures'])}")
     print(f"  infer input: {m['signatures']['infer']['inputs']}")
-    print(f"  recipe: {m['recipe']['name']}: {json.dumps(m['recipe']['steps'])}")
+    print(f"  recipe: {m['recipe']['name']}: {json.dumps({k: v for k, v in m['recipe'].items() if k != 'name'})}")
 for u in manifest["users"]:
     print(f"user {u['name']} ({u['model']}): {u['description']}; {len(u['adapt'])} adaptation files (no labels), "
           f"{len(u['eval'])} evaluation files")
