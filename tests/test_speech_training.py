@@ -138,6 +138,7 @@ def test_cli_train_prints_held_out_report(tmp_path, capsys):
     assert "held-out speakers theo: accuracy" in report and "on 12 clips" in report
     assert report.count("(4 clips)") == 6  # three digits for validation, three for the held-out speaker
     personalizer = Personalizer(out)
-    assert personalizer.labels == ["0", "1", "2"] and len(personalizer.units) == 9
+    assert personalizer.labels == ["0", "1", "2"] and len(personalizer.metadata.hidden_groups) == 9
+    assert personalizer.metadata.output_group is not None  # exports make classes prunable by default
     assert main(["train", str(data), "-o", str(out), "--holdout-speakers", "nobody"]) == 2
     assert "held-out speaker(s) nobody not found" in capsys.readouterr().err
