@@ -21,7 +21,7 @@ from .flatbuffer import UNSEALED_DIGEST, seal
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
 from .state import MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_state, encode_state, read_file
-from .tflite_schema import load_schema, read_model, write_model
+from .tflite_schema import load_schema, read_model, set_metadata, write_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,15 +129,8 @@ def _rewrite(data, metadata, variables, keep_masked):
     return schema, model
 
 
-def _with_metadata(schema, model, blob):
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(blob, np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in model.metadata or [] if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
-    model.metadata.append(entry)
+def _with_metadata(model, blob):
+    set_metadata(model, METADATA_NAME, blob)
     compact_buffers(model)
 
 
@@ -181,7 +174,7 @@ def slim_model(model_path, state, output_path):
     slim_info = {"from_fingerprint": metadata.fingerprint, "state_crc32": crc, "kept_units": kept,
                  "still_masked": still_masked}
     slim_meta = dataclasses.replace(metadata, signatures=(sig.INFER,), slim=slim_info, content_sha256=UNSEALED_DIGEST)
-    _with_metadata(schema, model, slim_meta.to_json())
+    _with_metadata(model, slim_meta.to_json())
     blob = seal(write_model(model, len(data)))
     atomic_write(output_path, blob)
     sparsity = measure_sparsity(metadata, masks)

@@ -8,6 +8,8 @@ to install; the slim *files* run there.
 
 import importlib
 
+import numpy as np
+
 from .errors import FinePruneError
 
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
@@ -39,3 +41,15 @@ def write_model(model, size_hint=1 << 20):
     builder = flatbuffers.Builder(size_hint)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def set_metadata(model, name, blob):
+    """Set metadata entry `name` of a `ModelT` to the bytes `blob`, replacing any earlier entry of that name."""
+    schema = load_schema()
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(blob, dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (name, name.encode())] + [entry]

@@ -68,9 +68,9 @@ def configure(converter, quantize):
 
 def int8_weight_bytes(model_bytes):
     """Bytes of constant int8 tensors (quantized weights) in a converted flatbuffer."""
-    from .embed import _schema
+    from ..tflite_schema import load_schema
 
-    schema = _schema()
+    schema = load_schema()
     model = schema.Model.GetRootAsModel(model_bytes, 0)
     seen, total = set(), 0
     for s in range(model.SubgraphsLength()):
