@@ -32,8 +32,18 @@ def test_excludable_count_is_the_largest_count_the_test_rejects(n, p, alpha):
 
 def test_seventeen_samples_over_ten_classes_exclude_nothing():
     rule = AutoRule()
-    for counts in ([2, 2, 2, 2, 2, 2, 2, 1, 1, 1], [5, 4, 3, 2, 1, 1, 1, 0, 0, 0], [3, 3, 3, 3, 3, 2, 0, 0, 0, 0], [17] + [0] * 9):
+    for counts in ([2, 2, 2, 2, 2, 2, 2, 1, 1, 1], [5, 4, 3, 2, 1, 1, 1, 0, 0, 0], [3, 3, 3, 3, 3, 2, 0, 0, 0, 0],
+                   [4, 4, 4, 4, 1, 0, 0, 0, 0, 0]):
         assert class_test(counts, 17, rule.class_share, rule.class_alpha).max_count == -1
+
+
+def test_one_predicted_class_needs_more_than_a_handful_of_samples():
+    # The pseudo-counts keep a small sample from claiming a single class; 17 samples, all of one class, are
+    # strong enough evidence (P(Binomial(17, 0.23) = 0) = 0.012 < α = 0.02), 15 are not (0.028).
+    rule = AutoRule()
+    assert class_test([15] + [0] * 9, 15, rule.class_share, rule.class_alpha).max_count == -1
+    alone = class_test([17] + [0] * 9, 17, rule.class_share, rule.class_alpha)
+    assert alone.max_count >= 0 and alone.classes_in_play == 1
 
 
 @pytest.mark.parametrize("counts", [[90, 85, 8, 5, 4, 3, 2, 2, 1, 0], [40, 38, 35, 20, 12, 3, 2, 0, 0, 0],
@@ -93,12 +103,14 @@ def test_personalize_stays_dense_on_five_samples(exports):
     assert p.sparsity().pruned_units == 0 and p.samples == 5
 
 
-def test_personalize_keeps_every_class_for_17_samples_over_10_classes(exports):
-    x = cifar_images(per_class=2)[:17]
-    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
-    report = p.personalize(x)
+@pytest.mark.parametrize("start", [0, 4, 8])
+def test_personalize_keeps_every_class_for_17_samples_over_10_classes(mlperf_resnet8, start):
+    # A real classifier (the untrained zoo CNN predicts one class for everything, which is evidence of one class).
+    x = cifar_images(per_class=2, start=start)[:17].astype(np.uint8)
+    p = Personalizer(mlperf_resnet8)
+    report = p.personalize(x, progress=False)
     assert report.excluded_classes == ()
-    assert p.masks["classes"].all()
+    assert p.masks[p.metadata.output_group.name].all()
     assert sum(report.class_counts.values()) == 17 and "rare enough" in report.class_test
 
 

@@ -8,7 +8,7 @@ import kotlin.math.ln1p
 class AutoRule(
     val minSamples: Int = 10,
     val classShare: Double = 0.5,
-    val classAlpha: Double = 0.01,
+    val classAlpha: Double = 0.02,
     val dormantThreshold: Double = 0.01,
     val normalizationStrength: Double = 0.3,
     val normalizationPasses: Int = 3,

@@ -52,7 +52,7 @@ class AutoRecipeTest {
         val rule = AutoRule.of(mapOf("min_samples" to 5.0, "normalization_passes" to 1.0))
         assertEquals(5, rule.minSamples)
         assertEquals(1, rule.normalizationPasses)
-        assertEquals(0.01, rule.classAlpha, 0.0)
+        assertEquals(0.02, rule.classAlpha, 0.0)
         try {
             AutoRule.of(mapOf("alpha" to 0.1))
             throw AssertionError("an unknown parameter was accepted")
