@@ -4,12 +4,18 @@ This mimics what the TFLite converter writes for `optimizations=[DEFAULT]`
 without representative data (`export_model(quantize="int8")`, checked by
 dumping such files): the weights (operand 1) of CONV_2D, DEPTHWISE_CONV_2D
 and FULLY_CONNECTED with at least 1024 elements become int8, symmetric (zero
-point 0), one scale per output channel (axis 0; axis 3 for depthwise
-filters); biases and activations stay float and the runtime picks its
-hybrid kernels from the types. FULLY_CONNECTED gets
-`asymmetric_quantize_inputs`, and the op versions are raised to the ones the
-converter writes for these kernels (CONV_2D 5, DEPTHWISE_CONV_2D 6,
-FULLY_CONNECTED 12).
+point 0); biases and activations stay float and the runtime picks its hybrid
+kernels from the types. Convolution filters get one scale per output channel
+(axis 0; axis 3 for depthwise), as the converter writes them (op versions
+CONV_2D 5, DEPTHWISE_CONV_2D 6).
+
+FULLY_CONNECTED weights get one scale for the whole tensor and
+`asymmetric_quantize_inputs` (op version 9), as converters before TF 2.15 wrote
+them. Today's converter writes one scale per output unit and op version 12,
+which tflite-runtime 2.14 refuses ("Didn't find op for builtin opcode
+'FULLY_CONNECTED' version '12'"); marking such a file version 9 makes 2.14's
+kernel use the first scale for every unit (garbage outputs, measured). One
+scale keeps slim files runnable wherever the float ones run.
 
 Every other constant stays float. The speech front-end's constants (mel
 blocks, DCT) are all under 1024 elements, by design of `converters/frontend.py`,
@@ -24,20 +30,18 @@ from .channel_surgery import FLOAT32, INT8, Graph, quantization_parameters
 
 DYNAMIC_RANGE = "int8-dynamic-range"  # the metadata's `quantization`, as export/quantize.py records it
 MIN_ELEMENTS = 1024  # the converter quantizes no smaller weight tensor
-# op -> (axis of the weights' output channels, op version the converter writes for the hybrid kernel)
-WEIGHT_OPS = {"CONV_2D": (0, 5), "DEPTHWISE_CONV_2D": (3, 6), "FULLY_CONNECTED": (0, 12)}
+# op -> (axis of the per-channel scales, None: one scale; op version of the hybrid kernel)
+WEIGHT_OPS = {"CONV_2D": (0, 5), "DEPTHWISE_CONV_2D": (3, 6), "FULLY_CONNECTED": (None, 9)}
 WEIGHTS = 1  # operand index of the weights in those ops
 
 
 def symmetric_int8(values, axis):
-    """(int8 values, float32 scales): per slice of `axis`, scale = max |value| / 127, zero point 0."""
+    """(int8 values, float32 scales): per slice of `axis` (None: one for all), scale = max |value| / 127."""
     others = tuple(a for a in range(values.ndim) if a != axis)
-    peak = np.max(np.abs(values), axis=others).astype(np.float64)
+    peak = np.max(np.abs(values), axis=others, keepdims=True).astype(np.float64)
     scales = np.where(peak > 0, peak / 127.0, 1.0)  # an all-zero channel: any scale holds its zeros
-    shape = [1] * values.ndim
-    shape[axis] = -1
-    integers = np.clip(np.round(values / scales.reshape(shape)), -127, 127).astype(np.int8)
-    return integers, scales.astype(np.float32)
+    integers = np.clip(np.round(values / scales), -127, 127).astype(np.int8)
+    return integers, scales.reshape(-1).astype(np.float32)
 
 
 def _weight_tensors(graph):
@@ -74,7 +78,7 @@ def quantize_weights(schema, model, subgraph=0):
         integers, scales = symmetric_int8(values.astype(np.float64), axis)
         tensor.type = INT8
         tensor.buffer = graph._buffer(integers)
-        tensor.quantization = quantization_parameters(schema, scales, axis)
+        tensor.quantization = quantization_parameters(schema, scales, axis or 0)
         for i, name in users:
             op = graph.ops[i]
             if name == "FULLY_CONNECTED" and op.builtinOptions is not None:
