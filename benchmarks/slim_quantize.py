@@ -9,6 +9,10 @@
   observes 2,000 training images of those classes; accuracy on the 4,000 test
   images of those classes.
 
+Each row also slims the converter's int8 export (`export_model(quantize="int8")`)
+with the same masks ("export int8"): what TensorFlow's quantizer gives, for
+comparison with slim's TF-free one.
+
 usage: python benchmarks/slim_quantize.py [--data DIR] [--cache DIR] [--only ds_cnn|fashion_mlp]
 """
 
@@ -26,6 +30,8 @@ import numpy as np  # noqa: E402
 
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.reference_data import data_root  # noqa: E402
+from tflite_fineprune.slim import slim_model  # noqa: E402
+from tflite_fineprune.state import State  # noqa: E402
 
 USER_CLASSES = (0, 2, 4, 6)
 
@@ -40,6 +46,7 @@ def ds_cnn(workdir, args):
     words = [p.parent.name for p in files]
     path = os.path.join(workdir, "ds_cnn.tflite")
     export_mlperf(path, root, verify=False)
+    export_mlperf(path.replace(".tflite", "-int8.tflite"), root, verify=False, quantize="int8")
     index = {label: i for i, label in enumerate(Personalizer(path).labels)}
     truth = np.array([index[word] for word in words])
     observed = pcm[np.random.default_rng(0).choice(len(pcm), 300, replace=False)]
@@ -50,7 +57,9 @@ def fashion_mlp(workdir, args):
     from converters.fashion import export_fashion_mlp, load_fashion_mnist
 
     path = os.path.join(workdir, "fashion.tflite")
-    export_fashion_mlp(path, keras_path=os.path.join(args.cache, "fashion_mlp.keras"), verify=False)
+    keras_path = os.path.join(args.cache, "fashion_mlp.keras")
+    export_fashion_mlp(path, keras_path=keras_path, verify=False)
+    export_fashion_mlp(path.replace(".tflite", "-int8.tflite"), keras_path=keras_path, verify=False, quantize="int8")
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
     observed = train_x[np.isin(train_y, USER_CLASSES)][:2000]
@@ -68,20 +77,26 @@ def measure(name, builder, sparsities, workdir, args):
     observed_state = personalizer.get_state()
     print(f"\n{name}: {what}, LiteRT; export {os.path.getsize(path) / 1e3:,.0f} kB")
     print(f"{'units':>5} {'weights':>7} {'float kB':>8} {'int8 kB':>7} {'int8/float':>10} {'int8 tensors':>12} "
-          f"{'float acc':>9} {'int8 acc':>8} {'int8-float':>10} {'agree':>7} {'max |diff|':>10}")
+          f"{'float acc':>9} {'int8 acc':>8} {'int8-float':>10} {'agree':>7} {'max |diff|':>10} "
+          f"{'export int8 kB':>14} {'export int8 acc':>15}")
     for sparsity in sparsities:
         personalizer.set_state(observed_state)
         report = personalizer.prune(sparsity) if sparsity else personalizer.sparsity()
         float_slim = personalizer.slim(os.path.join(workdir, f"{name}-{sparsity}.tflite"))
         int8_slim = personalizer.slim(os.path.join(workdir, f"{name}-{sparsity}-int8.tflite"), quantize="int8")
-        outputs = [Personalizer(r.path).predict(x, batch_size=64, progress=False) for r in (float_slim, int8_slim)]
+        state = personalizer.get_state()  # the same masks on the converter's int8 export (another fingerprint)
+        converter = slim_model(path.replace(".tflite", "-int8.tflite"), State(masks=state.masks, counts=state.counts,
+                               samples=state.samples), os.path.join(workdir, f"{name}-{sparsity}-export-int8.tflite"))
+        outputs = [Personalizer(r.path).predict(x, batch_size=64, progress=False)
+                   for r in (float_slim, int8_slim, converter)]
         accuracy = [float(np.mean(o.argmax(1) == truth)) for o in outputs]
         agree = float(np.mean(outputs[0].argmax(1) == outputs[1].argmax(1)))
         error = float(np.max(np.abs(outputs[0] - outputs[1])))
         print(f"{sparsity:>5.0%} {report.weights:>7.1%} {float_slim.slim_bytes / 1e3:>8,.1f} "
               f"{int8_slim.slim_bytes / 1e3:>7,.1f} {int8_slim.slim_bytes / float_slim.slim_bytes:>9.3f}x "
               f"{len(int8_slim.quantized_tensors):>12} {accuracy[0]:>9.4f} {accuracy[1]:>8.4f} "
-              f"{100 * (accuracy[1] - accuracy[0]):>+9.2f}p {agree:>7.2%} {error:>10.4f}")
+              f"{100 * (accuracy[1] - accuracy[0]):>+9.2f}p {agree:>7.2%} {error:>10.4f} "
+              f"{converter.slim_bytes / 1e3:>14,.1f} {accuracy[2]:>15.4f}")
 
 
 def main():

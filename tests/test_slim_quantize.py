@@ -89,6 +89,16 @@ def cnn_export(cnn_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def cnn_int8_export(cnn_model, tmp_path_factory):
+    """The converter's int8 file of the same model (`export_model(quantize="int8")`)."""
+    from tflite_fineprune import export_model
+
+    path = tmp_path_factory.mktemp("cnn-int8") / "cnn-int8.tflite"
+    export_model(cnn_model, path, quantize="int8", verify=False)
+    return path
+
+
+@pytest.fixture(scope="module")
 def mlp_export(fashion, tmp_path_factory):
     from converters.fashion import train_fashion_mlp
     from tflite_fineprune import export_model
@@ -201,17 +211,14 @@ def test_conv_depthwise_dense_model(cnn_export, fashion, tmp_path, sparsity):
         assert np.max(np.abs(on_runtime - quantized[:200])) < 0.01 * np.max(np.abs(quantized))
 
 
-def test_same_int8_tensors_as_the_converter(cnn_model, cnn_export, fashion, tmp_path):
+def test_same_int8_tensors_as_the_converter(cnn_export, cnn_int8_export, fashion, tmp_path):
     """Slim's int8 at sparsity 0 vs the converter's (export_model(quantize="int8")): the same tensors int8.
 
     Convolutions: the same per-channel scales. Fully connected: one scale, the
     largest of the converter's per-unit ones (tflite-runtime 2.14 cannot run
     per-unit ones: weight_quantization.py).
     """
-    from tflite_fineprune import export_model
-
-    int8_export = tmp_path / "cnn-int8.tflite"
-    export_model(cnn_model, int8_export, quantize="int8", verify=False)
+    int8_export = cnn_int8_export
     x = fashion[2][:200]
     ours = Personalizer(cnn_export)
     ours.observe(x)
@@ -240,12 +247,9 @@ def test_same_int8_tensors_as_the_converter(cnn_model, cnn_export, fashion, tmp_
     assert np.max(np.abs(on_runtime - outputs)) < 0.01 * np.max(np.abs(outputs))
 
 
-def test_int8_export_slims_like_a_float_one(cnn_model, fashion, tmp_path):
+def test_int8_export_slims_like_a_float_one(cnn_int8_export, fashion, tmp_path):
     """An int8 export's pruned channels are cut from its int8 weights, scales kept; outputs follow the masked file."""
-    from tflite_fineprune import export_model
-
-    int8_export = tmp_path / "cnn-int8.tflite"
-    export_model(cnn_model, int8_export, quantize="int8", verify=False)
+    int8_export = cnn_int8_export
     x = fashion[2]
     p = Personalizer(int8_export)
     p.observe(x[:300])
@@ -273,14 +277,15 @@ def test_fashion_mlp(mlp_export, fashion, tmp_path):
 
 
 def test_mlperf_ds_cnn_keeps_its_frontend_float(mlperf_kws, tmp_path):
-    clips, _ = speech_test_split(step=10)
-    p, float_report, int8_report = personalize_and_slim(mlperf_kws, clips[::2], 0.3, tmp_path)
-    quantized = compare(float_report, int8_report, clips[1::2], "MLPerf DS-CNN at 30%")
+    clips, _ = speech_test_split(step=5)  # 978 clips of all 12 classes
+    p, float_report, int8_report = personalize_and_slim(mlperf_kws, clips[::4], 0.3, tmp_path)
+    evaluation = np.delete(clips, np.s_[::4], axis=0)
+    quantized = compare(float_report, int8_report, evaluation, "MLPerf DS-CNN at 30%")
     check_int8_file(int8_report, mlperf_kws)
     frontend = {n: v for n, v in tensor_types(int8_report.path).items() if "frontend" in n}
     assert frontend and all(t != INT8 for t, _, _ in frontend.values())
-    on_runtime = run_under_tflite_runtime(int8_report.path, clips[1:80:2], tmp_path)
-    assert np.mean(on_runtime.argmax(1) == quantized[:40].argmax(1)) >= 0.95
+    on_runtime = run_under_tflite_runtime(int8_report.path, evaluation[:100], tmp_path)
+    assert np.mean(on_runtime.argmax(1) == quantized[:100].argmax(1)) >= MIN_AGREEMENT
 
 
 # -- without TensorFlow, CLI, errors -------------------------------------------------------
@@ -301,7 +306,7 @@ print("ok", report.quantization, len(report.quantized_tensors))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"ok {DYNAMIC_RANGE} 3" in result.stdout
+    assert f"ok {DYNAMIC_RANGE} 2" in result.stdout  # 784x128, 128x64; the 64x10 classes stay float
 
 
 def cli(*args):
