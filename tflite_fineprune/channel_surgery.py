@@ -99,6 +99,10 @@ _UNARY = {
     "NEG": lambda x, op: -x,
     "SQUARE": lambda x, op: x * x,
     "EXP": lambda x, op: np.exp(x),
+    # BatchNorm with the user's statistics (relative AdaBN) computes its scale as rsqrt(variance + eps)
+    # in the graph: folded once the statistics are constants, so the scale is a per-channel constant.
+    "RSQRT": lambda x, op: 1 / np.sqrt(x),
+    "SQRT": lambda x, op: np.sqrt(x),
 }
 _BINARY = {
     "ADD": np.add, "SUB": np.subtract, "MUL": np.multiply, "DIV": np.divide,
