@@ -67,7 +67,7 @@ def fashion_mlp(workdir, args):
     return path, observed, test_x[mine], test_y[mine], f"{mine.sum()} Fashion-MNIST test images of the user's 4 classes"
 
 
-MODELS = {"ds_cnn": (ds_cnn, (0.0, 0.3, 0.5)), "fashion_mlp": (fashion_mlp, (0.0, 0.5, 0.7))}
+MODELS = {"ds_cnn": (ds_cnn, (0.0, 0.1, 0.3)), "fashion_mlp": (fashion_mlp, (0.0, 0.5, 0.7))}
 
 
 def measure(name, builder, sparsities, workdir, args):

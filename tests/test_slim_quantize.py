@@ -282,6 +282,7 @@ def test_mlperf_ds_cnn_keeps_its_frontend_float(mlperf_kws, tmp_path):
     evaluation = np.delete(clips, np.s_[::4], axis=0)
     quantized = compare(float_report, int8_report, evaluation, "MLPerf DS-CNN at 30%")
     check_int8_file(int8_report, mlperf_kws)
+    assert float_report.still_masked == {} == int8_report.still_masked  # the pruned units are gone
     frontend = {n: v for n, v in tensor_types(int8_report.path).items() if "frontend" in n}
     assert frontend and all(t != INT8 for t, _, _ in frontend.values())
     on_runtime = run_under_tflite_runtime(int8_report.path, evaluation[:100], tmp_path)
