@@ -3,8 +3,9 @@
 The export keeps every unit and multiplies pruned ones by 0, so it costs as
 much as the dense model. `slim_model` fixes the masks of a state file, cuts
 the pruned channels out of the `infer` graph (`channel_surgery`) and drops
-everything personalization needs (the other signatures, the variables). It
-needs numpy, flatbuffers and LiteRT's schema module, not TensorFlow.
+everything personalization needs (the other signatures, the variables);
+`quantize="int8"` then stores the large weights as int8 (`weight_quantization`).
+It needs numpy, flatbuffers and LiteRT's schema module, not TensorFlow.
 """
 
 import dataclasses
