@@ -20,7 +20,6 @@ from tests.test_errors import error_lines
 from tests.test_slim import BLOCK_TENSORFLOW
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.metadata import read_model_metadata
-from tflite_fineprune.slim import slim_model
 from tflite_fineprune.tflite_schema import read_model
 from tflite_fineprune.weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, WEIGHT_OPS
 
@@ -41,7 +40,7 @@ def require_fashion():
 
 
 def fashion_cnn():
-    """uint8 28x28 → Conv2D → Conv2D+BN (int8-sized) → DepthwiseConv2D on 192 channels (1728 weights) → Dense."""
+    """uint8 28x28 → Conv2D → Conv2D+BN → DepthwiseConv2D on 192 channels (1728 weights) → Dense."""
     import keras
     from keras import layers
 
@@ -298,7 +297,6 @@ def test_runs_without_tensorflow(mlp_export, fashion, tmp_path):
     p.prune(0.5)
     p.save_state(tmp_path / "user.state")
     script = BLOCK_TENSORFLOW + f"""
-from tflite_fineprune.slim import slim_model
 report = slim_model({str(mlp_export)!r}, {str(tmp_path / 'user.state')!r}, {str(tmp_path / 'user.tflite')!r},
                     quantize="int8")
 assert "tensorflow" not in sys.modules and not any(m.startswith("tensorflow.") for m in sys.modules)
