@@ -297,6 +297,7 @@ def test_runs_without_tensorflow(mlp_export, fashion, tmp_path):
     p.prune(0.5)
     p.save_state(tmp_path / "user.state")
     script = BLOCK_TENSORFLOW + f"""
+from tflite_fineprune.slim import slim_model
 report = slim_model({str(mlp_export)!r}, {str(tmp_path / 'user.state')!r}, {str(tmp_path / 'user.tflite')!r},
                     quantize="int8")
 assert "tensorflow" not in sys.modules and not any(m.startswith("tensorflow.") for m in sys.modules)
