@@ -32,8 +32,37 @@ import numpy as np
 
 from .errors import FinePruneError
 
+FLOAT32, INT8 = 0, 9  # TensorType values
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
                 9: np.int8, 10: np.float64}
+
+
+def symmetric_scales(tensor):
+    """The float64 scales of a tensor quantized symmetrically (every zero point 0), or None."""
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    if q.zeroPoint is not None and np.any(np.asarray(q.zeroPoint) != 0):
+        return None
+    return np.asarray(q.scale, np.float64)
+
+
+def _along(scales, axis, ndim):
+    """`scales` shaped to broadcast along `axis` of an `ndim` array (one scale: a scalar)."""
+    if len(scales) == 1:
+        return scales[0]
+    shape = [1] * ndim
+    shape[axis] = len(scales)
+    return scales.reshape(shape)
+
+
+def quantization_parameters(schema, scales, axis):
+    """Symmetric (zero point 0) `QuantizationParametersT` with one scale per channel of `axis`."""
+    q = schema.QuantizationParametersT()
+    q.scale = np.asarray(scales, np.float32)
+    q.zeroPoint = np.zeros(len(scales), np.int64)
+    q.quantizedDimension = int(axis)
+    return q
 
 
 class Unslimmable(Exception):
@@ -70,6 +99,10 @@ _UNARY = {
     "NEG": lambda x, op: -x,
     "SQUARE": lambda x, op: x * x,
     "EXP": lambda x, op: np.exp(x),
+    # BatchNorm with the user's statistics (relative AdaBN) computes its scale as rsqrt(variance + eps)
+    # in the graph: folded once the statistics are constants, so the scale is a per-channel constant.
+    "RSQRT": lambda x, op: 1 / np.sqrt(x),
+    "SQRT": lambda x, op: np.sqrt(x),
 }
 _BINARY = {
     "ADD": np.add, "SUB": np.subtract, "MUL": np.multiply, "DIV": np.divide,
@@ -144,22 +177,55 @@ class Graph:
         self.set_shape(t, array.shape)
         self._consts[t] = array
 
-    def replace_input(self, op, position, array, like):
-        """Point input `position` of `op` at a new constant tensor (constants may be shared between ops)."""
+    def replace_input(self, op, position, array, like, tensor_type=None):
+        """Point input `position` of `op` at a new constant tensor (constants may be shared between ops).
+
+        The new tensor has `like`'s name, type (or `tensor_type`) and quantization.
+        """
         old = self.sub.tensors[like]
         tensor = self.schema.TensorT()
         tensor.name = (old.name or b"") + b"/slim"
-        tensor.type = old.type
-        array = np.asarray(array, _NUMPY_TYPES[old.type])
+        tensor.type = old.type if tensor_type is None else tensor_type
+        array = np.asarray(array, _NUMPY_TYPES[tensor.type])
         tensor.buffer = self._buffer(array)
         tensor.shape = np.array(array.shape, np.int32)
-        tensor.quantization = old.quantization
+        tensor.quantization = old.quantization if tensor_type is None else None
         self.sub.tensors.append(tensor)
         index = len(self.sub.tensors) - 1
         self._consts[index] = array
         while len(op.inputs) <= position:
             op.inputs.append(-1)
         op.inputs[position] = index
+        return index
+
+    def weights(self, t, what):
+        """A weight tensor's values as float64: float32, or int8 with zero-point-0 scales (dynamic range)."""
+        tensor = self.sub.tensors[t]
+        values = self.const(t)
+        if tensor.type == FLOAT32 and values is not None:
+            return values.astype(np.float64)
+        scales = symmetric_scales(tensor)
+        if tensor.type != INT8 or values is None or scales is None:
+            raise FinePruneError(f"slim handles float32 weights and symmetric int8 weights (dynamic range) only; "
+                                 f"{what} {tensor.name!r} has type {tensor.type}")
+        return values.astype(np.float64) * _along(scales, tensor.quantization.quantizedDimension, values.ndim)
+
+    def replace_weights(self, op, position, values, like, kept=None):
+        """`replace_input` for weights: int8 ones are stored again with their own scales, `kept` channels of them.
+
+        Re-quantizing with the original scales is exact: the values are those scales times integers.
+        """
+        old = self.sub.tensors[like]
+        if old.type != INT8:
+            return self.replace_input(op, position, values, like)
+        scales = symmetric_scales(old)
+        axis = old.quantization.quantizedDimension
+        if kept is not None and len(scales) > 1:
+            scales = scales[kept]
+        divisors = _along(np.where(scales == 0, 1.0, scales), axis, values.ndim)  # a zero scale holds zeros
+        integers = np.clip(np.round(values / divisors), -127, 127)
+        index = self.replace_input(op, position, integers, like, tensor_type=INT8)
+        self.sub.tensors[index].quantization = quantization_parameters(self.schema, scales, axis)
         return index
 
     def set_shape(self, t, shape):
@@ -374,15 +440,13 @@ class ChannelPlan:
 
     def _write(self, i, op, weights, bias, out_keep):
         g = self.graph
-        g.replace_input(op, 1, weights, op.inputs[1])
-        g.replace_input(op, 2, bias[out_keep] if out_keep is not None else bias, op.inputs[1])
-        g.sub.tensors[op.inputs[2]].quantization = None
+        g.replace_weights(op, 1, weights, op.inputs[1], out_keep)
+        g.replace_input(op, 2, bias[out_keep] if out_keep is not None else bias, op.inputs[1], tensor_type=FLOAT32)
 
     def _conv_2d(self, i, op, affected):
         g = self.graph
         x, w_t = op.inputs[0], op.inputs[1]
-        g.check_float(w_t, "filter")
-        w = g.const(w_t).astype(np.float64)  # [out, h, w, in]
+        w = g.weights(w_t, "filter")  # [out, h, w, in]
         if w.shape[-1] != g.shape(x)[-1]:
             self.fail([x], "grouped convolution", i)
         if x in self.keep:
@@ -401,8 +465,7 @@ class ChannelPlan:
     def _fully_connected(self, i, op, affected):
         g = self.graph
         x, w_t = op.inputs[0], op.inputs[1]
-        g.check_float(w_t, "weights")
-        w = g.const(w_t).astype(np.float64)  # [out, in]
+        w = g.weights(w_t, "weights")  # [out, in]
         if x in self.keep:
             keep_in, bias = self._folded_bias(i, op, x, w)
             w = w[:, keep_in]
@@ -426,8 +489,7 @@ class ChannelPlan:
     def _depthwise_conv_2d(self, i, op, affected):
         g = self.graph
         x, w_t = op.inputs[0], op.inputs[1]
-        g.check_float(w_t, "filter")
-        w = g.const(w_t).astype(np.float64)  # [1, h, w, channels * multiplier]
+        w = g.weights(w_t, "filter")  # [1, h, w, channels * multiplier]
         multiplier = w.shape[-1] // g.shape(x)[-1]
         keep_in, dropped_in = self._input(x)
         keep, values = np.repeat(keep_in, multiplier), np.repeat(dropped_in, multiplier)
@@ -436,8 +498,8 @@ class ChannelPlan:
         if constant.any() and op.builtinOptions.padding != g.schema.Padding.VALID:
             self.fail([x], "a constant channel would reach a padded depthwise convolution", i)
         out_values = np.where(np.isnan(values), np.nan, values * w.sum(axis=(0, 1, 2)) + bias)
-        g.replace_input(op, 1, w[..., keep], w_t)
-        g.replace_input(op, 2, bias[keep], w_t)
+        g.replace_weights(op, 1, w[..., keep], w_t, keep)
+        g.replace_input(op, 2, bias[keep], w_t, tensor_type=FLOAT32)
         self._set(op.outputs[0], keep, _fused(out_values, op), self._origin(affected))
 
     # -- channel-preserving ops ------------------------------------------------

@@ -64,6 +64,7 @@ def build_parser():
     p.add_argument("model", help="an exported .tflite")
     p.add_argument("--state", required=True, help="the user's state file")
     p.add_argument("-o", "--output", required=True, help="the slim .tflite to write")
+    p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range, no TensorFlow; docs/slim.md)")
 
     p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, --vision or --fashion)")
     p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data); with "
@@ -192,6 +193,8 @@ def cmd_inspect(args):
           + ("" if meta.output_group is not None else
              "; classes not prunable (re-export with `tflite-fineprune export --prune-outputs` to prune them)"))
     print(f"weights {meta.total_weights:,}  MACs/sample {meta.total_macs:,}")
+    if meta.quantization:
+        print(f"quantization: {meta.quantization}")
     header = f"{'#':>3}  {'layer':<28} {'class':<16} {'role':<6} {'units':>6} {'offset':>7} {'positions':>9} {'weights/unit':>12} {'MACs/unit':>12}"
     print(header)
     print("-" * len(header))
@@ -348,8 +351,9 @@ def cmd_evaluate(args):
 def cmd_slim(args):
     from .slim import slim_model
 
-    report = slim_model(args.model, args.state, args.output)
-    print(f"{report.path}: {report.slim_bytes:,} bytes (export {report.dense_bytes:,}), "
+    report = slim_model(args.model, args.state, args.output, quantize=args.quantize)
+    quantized = f" ({report.quantization})" if report.quantization else ""
+    print(f"{report.path}{quantized}: {report.slim_bytes:,} bytes (export {report.dense_bytes:,}), "
           f"weight sparsity {report.weight_sparsity:.1%}, MAC sparsity {report.mac_sparsity:.1%}")
     for name, reason in report.still_masked.items():
         print(f"  {name}: still masked ({reason})")

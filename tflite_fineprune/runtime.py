@@ -255,11 +255,14 @@ class Personalizer:
         for name, feed in extras.items():
             self._call(name, **feed)
 
-    def slim(self, path):
-        """Write the current personalization as a plain `.tflite` without the pruned units (a `SlimReport`)."""
+    def slim(self, path, quantize=None):
+        """Write the current personalization as a plain `.tflite` without the pruned units (a `SlimReport`).
+
+        `quantize="int8"`: with int8 weights (dynamic range; docs/slim.md).
+        """
         from .slim import slim_model
 
-        return slim_model(self.model_path, self.get_state(), path)
+        return slim_model(self.model_path, self.get_state(), path, quantize=quantize)
 
     def save_state(self, path):
         """Write masks and counters atomically (temp file, fsync, rename)."""

@@ -3,8 +3,9 @@
 The export keeps every unit and multiplies pruned ones by 0, so it costs as
 much as the dense model. `slim_model` fixes the masks of a state file, cuts
 the pruned channels out of the `infer` graph (`channel_surgery`) and drops
-everything personalization needs (the other signatures, the variables). It
-needs numpy, flatbuffers and LiteRT's schema module, not TensorFlow.
+everything personalization needs (the other signatures, the variables);
+`quantize="int8"` then stores the large weights as int8 (`weight_quantization`).
+It needs numpy, flatbuffers and LiteRT's schema module, not TensorFlow.
 """
 
 import dataclasses
@@ -22,6 +23,9 @@ from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
 from .state import MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_state, encode_state, read_file
 from .tflite_schema import load_schema, read_model, set_metadata, write_model
+from .weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, quantize_weights
+
+QUANTIZE_CHOICES = ("int8",)  # slim(quantize=...): dynamic-range int8 weights, as export_model(quantize="int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,8 @@ class SlimReport:
     still_masked: dict
     weight_sparsity: float
     mac_sparsity: float
+    quantization: str = ""  # the file's: "" float, or "int8-dynamic-range" (its own export's or slim's)
+    quantized_tensors: tuple = ()  # weight tensors slim itself stored as int8 (none for an int8 export)
 
 
 def _load_state(state, metadata, source):
@@ -134,7 +140,27 @@ def _with_metadata(model, blob):
     compact_buffers(model)
 
 
-def slim_model(model_path, state, output_path):
+def _check_quantize(quantize):
+    if quantize in (None, "", "none"):
+        return None
+    if quantize not in QUANTIZE_CHOICES:
+        raise FinePruneError(f"unknown quantize {quantize!r}; expected one of {', '.join(QUANTIZE_CHOICES)} or None")
+    return quantize
+
+
+def _quantize(schema, model, metadata, model_path):
+    """int8 weights for a float export's slim `ModelT`; an int8 export's are int8 already."""
+    if metadata.quantization:
+        return ()
+    quantized = tuple(quantize_weights(schema, model))
+    if not quantized:
+        raise FinePruneError(f"cannot quantize the slim model of {model_path}: every weight tensor left has fewer "
+                             f"than {MIN_ELEMENTS} elements (dynamic-range int8 only quantizes larger ones, as the "
+                             "TFLite converter does); slim it without quantize")
+    return quantized
+
+
+def slim_model(model_path, state, output_path, quantize=None):
     """Write `output_path`: `model_path` personalized by `state`, pruned units removed.
 
     Parameters
@@ -145,10 +171,16 @@ def slim_model(model_path, state, output_path):
         A state file saved for this model, or a `State`.
     output_path : str or path
         Written atomically; has only the `infer` signature.
+    quantize : {None, "int8"}
+        "int8": weight tensors of at least 1024 elements stored as int8
+        (dynamic range, float activations), as `export_model(quantize="int8")`
+        does, without TensorFlow (`weight_quantization`). An int8 export's
+        slim file is int8 either way.
 
     Returns a `SlimReport`.
     """
     load_schema()  # fail first, with what to install, where LiteRT is missing
+    quantize = _check_quantize(quantize)
     model_path = os.fspath(model_path)
     data, metadata = read_model_file(model_path)
     if metadata.slim:
@@ -167,16 +199,20 @@ def slim_model(model_path, state, output_path):
             if not new:
                 raise FinePruneError(f"cannot slim {model_path}: {exc.reason}") from None
             keep_masked.update({g: exc.reason for g in new})
+    quantized = _quantize(schema, model, metadata, model_path) if quantize else ()
+    quantization = metadata.quantization or (DYNAMIC_RANGE if quantized else "")
     masks = variables["masks"]
     kept = {g.name: [int(u) for u in np.flatnonzero(masks[g.offset:g.offset + g.units])] for g in metadata.groups}
     still_masked = {metadata.groups[g].name: reason for g, reason in sorted(keep_masked.items())}
     crc = zlib.crc32(encode_state(metadata.fingerprint, state))  # identifies the state, however it was given
     slim_info = {"from_fingerprint": metadata.fingerprint, "state_crc32": crc, "kept_units": kept,
                  "still_masked": still_masked}
-    slim_meta = dataclasses.replace(metadata, signatures=(sig.INFER,), slim=slim_info, content_sha256=UNSEALED_DIGEST)
+    slim_meta = dataclasses.replace(metadata, signatures=(sig.INFER,), slim=slim_info, quantization=quantization,
+                                    content_sha256=UNSEALED_DIGEST)
     _with_metadata(model, slim_meta.to_json())
     blob = seal(write_model(model, len(data)))
     atomic_write(output_path, blob)
     sparsity = measure_sparsity(metadata, masks)
     return SlimReport(path=os.fspath(output_path), dense_bytes=len(data), slim_bytes=len(blob), kept_units=kept,
-                      still_masked=still_masked, weight_sparsity=sparsity.weights, mac_sparsity=sparsity.macs)
+                      still_masked=still_masked, weight_sparsity=sparsity.weights, mac_sparsity=sparsity.macs,
+                      quantization=quantization, quantized_tensors=quantized)
