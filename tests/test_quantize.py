@@ -161,3 +161,26 @@ def test_cli_export_quantize(exports, tmp_path, calibration):
     assert bad.returncode == 2
     errors = [line for line in bad.stderr.splitlines() if "error:" in line]  # TensorFlow logs to stderr too
     assert len(errors) == 1 and "expects a .npy file" in errors[0]
+
+
+def test_int8_dense_layers_run_under_tflite_runtime(exports, tmp_path):
+    # Large dense kernels get one scale each: per-unit scales need FULLY_CONNECTED version 12, which
+    # tflite-runtime 2.14 refuses ("Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'").
+    python = runtime_python()
+    x = real_inputs("dense_only", count=24)
+    path = tmp_path / "dense-int8.tflite"
+    export_model(exports.model("dense_only"), path, quantize="int8")
+    litert = Personalizer(path, backend="litert")
+    dense = litert.predict(x)
+    litert.observe(x)
+    litert.prune(0.3)
+    litert.save_state(tmp_path / "litert.state")
+    np.savez(tmp_path / "inputs.npz", adapt=x, eval=x, sparsity=0.3)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([python, str(WORKER), str(path), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz"),
+                             str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
+                            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    other = np.load(tmp_path / "out.npz")
+    assert np.mean(other["dense"].argmax(1) == dense.argmax(1)) >= 0.95
+    np.testing.assert_array_equal(other["masks"], litert.get_state().masks)

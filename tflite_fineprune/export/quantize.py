@@ -63,6 +63,9 @@ def configure(converter, quantize):
     if quantize is None:
         return ""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    # One scale per dense kernel: per-unit scales need FULLY_CONNECTED version 12, which tflite-runtime 2.14
+    # refuses (the same choice as slim's weight_quantization.py).
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     return DYNAMIC_RANGE
 
 
