@@ -45,6 +45,28 @@ def test_frontend_matches_training_pipeline(clips):
     assert np.max(np.abs(ours - reference)) <= 1e-3
 
 
+def test_framing_is_exactly_the_sample_index_table(clips):
+    """Slices and reshapes frame the clip exactly as indexing it by frame_indices() (the GATHER it replaced)."""
+    import tensorflow as tf
+
+    from converters.frontend import frame, frame_indices
+
+    pcm = clips[0][:16]
+    np.testing.assert_array_equal(np.asarray(frame(tf.constant(pcm))), pcm[:, frame_indices()])
+
+
+def test_export_holds_no_frame_index_table(kws):
+    """The framing costs no constant: no int32 constant over 1 KB (the frame index table was 94 KB)."""
+    from tflite_fineprune.tflite_schema import load_schema, read_model
+
+    schema = load_schema()
+    model = read_model(open(kws, "rb").read())
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            data = model.buffers[tensor.buffer].data
+            assert tensor.type != schema.TensorType.INT32 or data is None or len(data) <= 1024
+
+
 def test_frontend_matches_librosa_within_documented_tolerance(clips):
     ours, reference = frontend(clips[0]), kws_reference.librosa_mfcc(clips[0])
     relative = np.linalg.norm(ours - reference, axis=(1, 2)) / np.linalg.norm(reference, axis=(1, 2))
