@@ -26,8 +26,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-
 from tflite_fineprune.export.compact import STEPS, compact  # noqa: E402
 from tflite_fineprune.tflite_schema import load_schema, read_model, write_model  # noqa: E402
 
@@ -132,5 +130,4 @@ def main():
 
 
 if __name__ == "__main__":
-    np.set_printoptions(linewidth=120)
     main()
