@@ -53,7 +53,7 @@ class Variant(frontend.MlperfMfcc):
         ops = keras.ops
         peak = ops.max(pcm, axis=-1, keepdims=True)
         scaled = ops.clip(pcm / ops.maximum(peak, 1e-12), -1.0, 1.0)
-        frames = ops.take(scaled, self._frames, axis=1)
+        frames = frontend.frame(scaled)
         if self.dft:
             spectrum = ops.matmul(frames, self._dft)
             bins = frontend.FFT_LENGTH // 2 + 1

@@ -9,9 +9,10 @@ Tiny DS-CNN was trained (its `get_preprocess_audio_func`):
 4. 40 HTK-mel bins between 20 and 4000 Hz (TensorFlow's mel matrix), `log(x + 1e-6)`;
 5. the first 10 coefficients of TensorFlow's MFCC DCT.
 
-The mel and DCT steps are constant matrices, so the whole front-end lowers to
-GATHER, MUL, RFFT2D, REAL/IMAG, FULLY_CONNECTED, SQRT and LOG — builtins a phone
-runs without any feature code. Int16 PCM works too: step 1 makes the features
+The mel and DCT steps are constant matrices and the framing is slices and
+reshapes, so the whole front-end lowers to STRIDED_SLICE, RESHAPE,
+CONCATENATION, MUL, RFFT2D, REAL/IMAG, FULLY_CONNECTED, SQRT and LOG — builtins a
+phone runs without any feature code. Int16 PCM works too: step 1 makes the features
 independent of the input scale.
 
 Every constant stays under the 1024 elements below which dynamic-range (int8)
@@ -74,7 +75,26 @@ def dct_matrix():
 
 
 def frame_indices():
+    """[49, 480]: the samples of each frame (what `frame` computes; the tests compare against it)."""
     return (np.arange(NUM_FRAMES)[:, None] * FRAME_STEP + np.arange(FRAME_LENGTH)[None, :]).astype(np.int32)
+
+
+# Frame j is samples [j·step, j·step + length): piece i of it is the slice [i·step, (i+1)·step) of that
+# range, i.e. row j of the clip from sample i·step reshaped into rows of `step`. Slices and reshapes need
+# no index table (a GATHER of frame_indices() stored a 94 KB int32 constant in every export).
+_PIECES = -(-FRAME_LENGTH // FRAME_STEP)
+assert (_PIECES - 1) * FRAME_STEP + NUM_FRAMES * FRAME_STEP <= CLIP_SAMPLES, "the last piece runs past the clip"
+
+
+def frame(signal):
+    """`[N, CLIP_SAMPLES]` → `[N, NUM_FRAMES, FRAME_LENGTH]` frames, as `take(signal, frame_indices(), axis=1)`."""
+    ops = keras.ops
+    pieces = []
+    for i in range(_PIECES):
+        start = i * FRAME_STEP
+        rows = ops.reshape(signal[:, start:start + NUM_FRAMES * FRAME_STEP], (-1, NUM_FRAMES, FRAME_STEP))
+        pieces.append(rows[:, :, :min(FRAME_STEP, FRAME_LENGTH - start)])
+    return ops.concatenate(pieces, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="tflite_fineprune")
@@ -86,7 +106,6 @@ class MlperfMfcc(keras.layers.Layer):
         self._window = hann_window()
         self._used_bins, self._mel_blocks = mel_blocks()
         self._dct = dct_matrix()
-        self._frames = frame_indices()
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], NUM_FRAMES, NUM_MFCC, 1)
@@ -97,7 +116,7 @@ class MlperfMfcc(keras.layers.Layer):
         peak = ops.max(pcm, axis=-1, keepdims=True)
         # A silent clip has peak 0; keep it finite instead of dividing by zero.
         scaled = ops.clip(pcm / ops.maximum(peak, 1e-12), -1.0, 1.0)
-        frames = ops.take(scaled, self._frames, axis=1) * self._window  # [N, 49, 480]
+        frames = frame(scaled) * self._window  # [N, 49, 480]
         real, imaginary = ops.rfft(frames, fft_length=FFT_LENGTH)  # [N, 49, 257] each
         magnitude = ops.sqrt(ops.square(real) + ops.square(imaginary))[..., :self._used_bins]
         mel = ops.concatenate([ops.matmul(magnitude, block) for block in self._mel_blocks], axis=-1)

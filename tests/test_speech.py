@@ -45,6 +45,49 @@ def test_frontend_matches_training_pipeline(clips):
     assert np.max(np.abs(ours - reference)) <= 1e-3
 
 
+def test_framing_is_exactly_the_sample_index_table(clips):
+    """Slices and reshapes frame the clip exactly as indexing it by frame_indices() (the GATHER it replaced)."""
+    import tensorflow as tf
+
+    from converters.frontend import frame, frame_indices
+
+    pcm = clips[0][:16]
+    np.testing.assert_array_equal(np.asarray(frame(tf.constant(pcm))), pcm[:, frame_indices()])
+
+
+def test_export_holds_no_frame_index_table(kws):
+    """The framing costs no constant: no int32 constant over 1 KB (the frame index table was 94 KB)."""
+    from tflite_fineprune.tflite_schema import load_schema, read_model
+
+    schema = load_schema()
+    model = read_model(open(kws, "rb").read())
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            data = model.buffers[tensor.buffer].data
+            assert tensor.type != schema.TensorType.INT32 or data is None or len(data) <= 1024
+
+
+def test_kws_export_runs_under_tflite_runtime_214(kws, clips, tmp_path):
+    """The front-end's builtins (slices, RFFT2D, ...) and the compacted file run under tflite-runtime 2.14 too."""
+    import os
+    import subprocess
+
+    from tests.test_backends import REPO, WORKER, runtime_python
+
+    python = runtime_python()
+    pcm = clips[0][:40]
+    litert = Personalizer(kws, backend="litert")
+    litert.save_state(tmp_path / "litert.state")
+    np.savez(tmp_path / "inputs.npz", adapt=pcm[::2], eval=pcm[1::2], sparsity=0.3)
+    result = subprocess.run([python, str(WORKER), str(kws), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz"),
+                             str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
+                            capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    other = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(other["dense"], litert.predict(pcm[1::2]), atol=1e-5)
+
+
 def test_frontend_matches_librosa_within_documented_tolerance(clips):
     ours, reference = frontend(clips[0]), kws_reference.librosa_mfcc(clips[0])
     relative = np.linalg.norm(ours - reference, axis=(1, 2)) / np.linalg.norm(reference, axis=(1, 2))

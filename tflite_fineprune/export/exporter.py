@@ -17,7 +17,7 @@ from ..flatbuffer import UNSEALED_DIGEST, seal
 from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
 from ..sparsity import layer_cost
 from ..state import atomic_write
-from .embed import add_metadata
+from .embed import STEPS as COMPACT_STEPS, add_metadata
 from .graph import flatten_model
 from .module import FinePruneModule, freeze_variables
 from .normalization import normalization_layers, reference_moments, trained_statistics
@@ -199,7 +199,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=True, policy="layerwise",
                  verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
-                 reference_data=None, on_stage=None, quantize=None, representative_data=None):
+                 reference_data=None, on_stage=None, quantize=None, representative_data=None, compact=True):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -247,6 +247,10 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Tr
         With quantize: samples `[N, *input_shape]` like the user's data; the
         report's error is measured on (up to 64 of) them instead of a
         random batch.
+    compact : bool
+        Drop what the converter writes but nothing runs (tensor names, empty
+        buffers and quantization tables; export/compact.py). Off only to
+        measure what it saves (benchmarks/file_size.py).
 
     Returns
     -------
@@ -327,7 +331,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Tr
         quantization=quantization,
         normalization_layers=norm_layers,
     )
-    blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json()))
+    blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json(),
+                             compact_steps=COMPACT_STEPS if compact else ()))
     metadata = read_model_metadata(blob, source=os.fspath(path))
     path = os.fspath(path)
     atomic_write(path, blob)
