@@ -9,6 +9,12 @@ fixed thread count:
   file size (goal <= 1.10x).
 
 usage: python benchmarks/overhead.py [--threads 2] [--repeats 50] [--batches 1,8] [--models mobilenet_v2,...]
+       python benchmarks/overhead.py --export-only DIR [--models ...]   # needs TensorFlow
+       python benchmarks/overhead.py --time-only DIR [--threads ...]    # needs only LiteRT and numpy
+
+The two halves let the timing run on a quiet machine (or a phone-class board)
+that has no TensorFlow: DIR holds each model's masked and plain `.tflite` and a
+small JSON with its input shape and weight count.
 """
 
 import argparse
@@ -22,18 +28,19 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+import json  # noqa: E402
+
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-from keras import layers  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tflite_fineprune import export_model  # noqa: E402
 
 
 def residual_cnn():
     """ResNet-20-like CIFAR network (3 stages x 3 blocks, 16/32/64 channels)."""
+    import keras
+    from keras import layers
+
     keras.utils.set_random_seed(0)
     inp = keras.Input((32, 32, 3))
     x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inp)
@@ -53,11 +60,15 @@ def residual_cnn():
 
 
 def mobilenet_v2():
+    import keras
+
     keras.utils.set_random_seed(0)
     return keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(224, 224, 3))
 
 
 def mobilenet_v3_small():
+    import keras
+
     keras.utils.set_random_seed(0)
     return keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3))
 
@@ -81,14 +92,26 @@ def time_runners(calls, repeats):
     return [statistics.median(s) for s in samples]
 
 
-def measure(name, model, workdir, threads, repeats, batches):
-    masked_path = os.path.join(workdir, f"{name}.tflite")
-    export_model(model, masked_path, verify=False)
-    plain_path = os.path.join(workdir, f"{name}-plain.tflite")
+def export_pair(name, model, workdir):
+    """Write `name`.tflite (masked export), `name`-plain.tflite (TFLiteConverter) and `name`.json."""
+    import tensorflow as tf
+
+    from tflite_fineprune import export_model
+
+    export_model(model, os.path.join(workdir, f"{name}.tflite"), verify=False)
     with contextlib.redirect_stdout(io.StringIO()):  # the Keras exporter lists every captured variable
         plain_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    with open(plain_path, "wb") as f:
+    with open(os.path.join(workdir, f"{name}-plain.tflite"), "wb") as f:
         f.write(plain_bytes)
+    with open(os.path.join(workdir, f"{name}.json"), "w") as f:
+        json.dump({"input_shape": list(model.input_shape[1:]), "weights": int(model.count_params())}, f)
+
+
+def measure(name, workdir, threads, repeats, batches):
+    masked_path = os.path.join(workdir, f"{name}.tflite")
+    plain_path = os.path.join(workdir, f"{name}-plain.tflite")
+    with open(os.path.join(workdir, f"{name}.json")) as f:
+        info = json.load(f)
     masked = Interpreter(model_path=masked_path, num_threads=threads)
     plain = Interpreter(model_path=plain_path, num_threads=threads)
     plain_key = next(iter(plain.get_signature_list()))
@@ -99,11 +122,11 @@ def measure(name, model, workdir, threads, repeats, batches):
     rows = []
     rng = np.random.default_rng(0)
     for batch in batches:
-        x = rng.uniform(-1, 1, (batch, *model.input_shape[1:])).astype(np.float32)
+        x = rng.uniform(-1, 1, (batch, *info["input_shape"])).astype(np.float32)
         t_plain, t_infer, t_collect = time_runners(
             [(plain_runner, {plain_input: x}), (infer, {"x": x}), (collect, {"x": x})], repeats)
         rows.append((batch, t_plain, t_infer, t_collect))
-    print(f"\n{name}: {model.count_params():,} weights; file {os.path.getsize(masked_path) / 1e6:.2f} MB masked vs "
+    print(f"\n{name}: {info['weights']:,} weights; file {os.path.getsize(masked_path) / 1e6:.2f} MB masked vs "
           f"{os.path.getsize(plain_path) / 1e6:.2f} MB plain = {size_ratio:.3f}x (goal <= 1.10x)")
     print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'infer/plain':>11} {'collect/infer':>13}")
     for batch, t_plain, t_infer, t_collect in rows:
@@ -118,14 +141,28 @@ def main():
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--models", default=",".join(MODELS), help=f"some of {', '.join(MODELS)}")
+    phase = parser.add_mutually_exclusive_group()
+    phase.add_argument("--export-only", metavar="DIR", help="write the models to DIR and stop (needs TensorFlow)")
+    phase.add_argument("--time-only", metavar="DIR", help="time the models in DIR (no TensorFlow)")
     args = parser.parse_args()
+    names = [MODELS[key][0] for key in args.models.split(",")]
+    if args.export_only:
+        os.makedirs(args.export_only, exist_ok=True)
+        for key in args.models.split(","):
+            export_pair(MODELS[key][0], MODELS[key][1](), args.export_only)
+        return
     batches = [int(b) for b in args.batches.split(",")]
     print(f"LiteRT interpreter, {args.threads} threads, median of {args.repeats} calls; goals: "
           "collect/infer <= 1.25, infer/plain <= 1.10, size <= 1.10")
+    if args.time_only:
+        names = [n for n in names if os.path.exists(os.path.join(args.time_only, f"{n}.json"))]
+        for name in names:
+            measure(name, args.time_only, args.threads, args.repeats, batches)
+        return
     with tempfile.TemporaryDirectory() as workdir:
         for key in args.models.split(","):
-            name, build = MODELS[key]
-            measure(name, build(), workdir, args.threads, args.repeats, batches)
+            export_pair(MODELS[key][0], MODELS[key][1](), workdir)
+            measure(MODELS[key][0], workdir, args.threads, args.repeats, batches)
 
 
 if __name__ == "__main__":
