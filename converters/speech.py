@@ -108,6 +108,7 @@ def export_pcm_model(model, output, labels, **options):
     return export_model(model, output, labels=labels, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE, **options)
 
 
+REFERENCE_LIMIT = 800  # clips in a BN reference pool
 REFERENCE_MAX_CLIPS = 30  # speakers with fewer clips than this form the BN reference pool (benchmark users have more)
 
 
@@ -186,6 +187,11 @@ def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_patte
     log("\n".join(["held-out report:"] + report))
     if keras_path:
         result.model.save(keras_path)
+    if options.get("reference_data") is None:
+        # The clean training clips are the BN reference pool: the export gains the normalization
+        # signatures, so `Personalizer.personalize` can shift the statistics toward a user's voice.
+        pool = split.train[np.random.default_rng(recipe.seed).permutation(len(split.train))[:REFERENCE_LIMIT]]
+        options["reference_data"] = pcm[np.sort(pool)]
     return export_pcm_model(result.model, output, names, **options)
 
 
@@ -213,6 +219,12 @@ def add_training_options(parser):
     parser.add_argument("--stem-dropout", type=float, default=default.stem_dropout,
                         help="dropout rate after the stem (0 removes the layer)")
     parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--init-from", metavar="PATH",
+                        help="start from a pretrained model's weights (transfer learning): a local MLPerf Tiny KWS "
+                        "SavedModel folder or a .keras file saved by `train --keras`; the output layer is new when "
+                        "the number of classes differs")
+    parser.add_argument("--learning-rate", type=float, default=default.learning_rate,
+                        help="Adam's initial learning rate (halved on validation plateaus)")
 
 
 def recipe_from(args):
@@ -220,8 +232,11 @@ def recipe_from(args):
 
     if args.epochs < 1 or args.patience < 1:
         raise FinePruneError(f"--epochs and --patience must be at least 1, got {args.epochs} and {args.patience}")
+    if not args.learning_rate > 0:
+        raise FinePruneError(f"--learning-rate must be positive, got {args.learning_rate}")
     return Recipe(max_epochs=args.epochs, patience=args.patience, width=args.width, augment=not args.no_augment,
-                  recalibrate_bn=not args.no_bn_recalibration, stem_dropout=args.stem_dropout, seed=args.seed)
+                  recalibrate_bn=not args.no_bn_recalibration, stem_dropout=args.stem_dropout, seed=args.seed,
+                  learning_rate=args.learning_rate, init_from=args.init_from)
 
 
 def main(argv=None):

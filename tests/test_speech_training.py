@@ -140,5 +140,47 @@ def test_cli_train_prints_held_out_report(tmp_path, capsys):
     personalizer = Personalizer(out)
     assert personalizer.labels == ["0", "1", "2"] and len(personalizer.metadata.hidden_groups) == 9
     assert personalizer.metadata.output_group is not None  # exports make classes prunable by default
+    assert personalizer.metadata.normalization_layers  # the training clips are the BN reference pool
     assert main(["train", str(data), "-o", str(out), "--holdout-speakers", "nobody"]) == 2
     assert "held-out speaker(s) nobody not found" in capsys.readouterr().err
+    assert main(["train", str(data), "-o", str(out), "--learning-rate", "0"]) == 2
+    assert "--learning-rate must be positive, got 0.0" in capsys.readouterr().err
+
+
+def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
+    import keras
+
+    from converters.speech_training import Recipe, keyword_model, pretrained_classifier, train, transfer_weights
+
+    mlperf = pretrained_classifier(require("mlperf_tiny/keyword_spotting/kws_ref_model"))
+    _, classifier = keyword_model(3, Recipe(seed=1))
+    log = []
+    transfer_weights(mlperf, classifier, log.append)
+    for layer in classifier.layers:
+        if layer.weights and layer.name != "classes":
+            for mine, theirs in zip(layer.get_weights(), mlperf.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(mine, theirs)
+    assert classifier.get_layer("classes").kernel.shape == (64, 3) and "'classes' (64, 3) is new" in log[0]
+    _, wide = keyword_model(3, Recipe(width=2))
+    with pytest.raises(FinePruneError, match="does not fit layer 'stem_conv'"):
+        transfer_weights(mlperf, wide)
+    with pytest.raises(FinePruneError, match="expects an MLPerf Tiny KWS SavedModel folder or a .keras file"):
+        pretrained_classifier(tmp_path / "missing.h5")
+
+    # A model saved like `train --keras` saves it seeds the next training run, which starts from its weights.
+    first, first_classifier = keyword_model(2, Recipe(width=0.25, seed=7))
+    saved = tmp_path / "first.keras"
+    first.save(saved)
+    np.testing.assert_array_equal(pretrained_classifier(saved).get_layer("pw3").kernel.numpy(),
+                                  first_classifier.get_layer("pw3").kernel.numpy())
+    pcm, labels, _ = fsdd_clips(("jackson", "theo"), per_speaker=3)
+    log = []
+    again = train(pcm, labels, 2, np.arange(0, 12, 2), np.arange(1, 12, 2),
+                  Recipe(max_epochs=1, patience=1, width=0.25, learning_rate=1e-9, init_from=str(saved)),
+                  log=log.append)
+    assert any(line.startswith("init: weights from") for line in log)
+    # With a vanishing learning rate the kept weights are the transferred ones (the classes layer too: same shape).
+    for name in ("stem_conv", "pw3", "classes"):
+        np.testing.assert_allclose(again.classifier.get_layer(name).kernel.numpy(),
+                                   first_classifier.get_layer(name).kernel.numpy(), atol=1e-6)
+    assert isinstance(again.model, keras.Model)
