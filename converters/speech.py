@@ -175,7 +175,7 @@ def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_patte
     split = speaker_ids.split_clips([speaker_ids.speaker_of(s, regex) for s in stems], validation_fraction,
                                     holdout_speakers, recipe.seed)
     log(f"{len(split.train)} training clips; {split.description}")
-    result = train(pcm, labels, len(names), split.train, split.validation, recipe, log=log)
+    result = train(pcm, labels, len(names), split.train, split.validation, recipe, log=log, label_names=names)
     report = [f"trained {result.epochs_run} epochs (at most {recipe.max_epochs}), kept epoch {result.best_epoch}; "
               f"width {recipe.width}, {result.classifier.count_params()} parameters; {result.seconds:.0f} s"]
     val_predicted = predict(result.model, pcm[split.validation]).argmax(1)
@@ -223,8 +223,12 @@ def add_training_options(parser):
                         help="start from a pretrained model's weights (transfer learning): a local MLPerf Tiny KWS "
                         "SavedModel folder or a .keras file saved by `train --keras`; the output layer is new when "
                         "the number of classes differs")
-    parser.add_argument("--learning-rate", type=float, default=default.learning_rate,
-                        help="Adam's initial learning rate (halved on validation plateaus)")
+    parser.add_argument("--reuse-outputs", action="store_true",
+                        help="with --init-from an MLPerf SavedModel: start the output layer from its outputs of the "
+                        "same label names (every label must be one of its 12) instead of a new one")
+    parser.add_argument("--learning-rate", type=float,
+                        help="Adam's initial learning rate, halved on validation plateaus (default 2e-3; 5e-4 with "
+                        "--init-from)")
 
 
 def recipe_from(args):
@@ -232,11 +236,11 @@ def recipe_from(args):
 
     if args.epochs < 1 or args.patience < 1:
         raise FinePruneError(f"--epochs and --patience must be at least 1, got {args.epochs} and {args.patience}")
-    if not args.learning_rate > 0:
+    if args.learning_rate is not None and not args.learning_rate > 0:
         raise FinePruneError(f"--learning-rate must be positive, got {args.learning_rate}")
     return Recipe(max_epochs=args.epochs, patience=args.patience, width=args.width, augment=not args.no_augment,
                   recalibrate_bn=not args.no_bn_recalibration, stem_dropout=args.stem_dropout, seed=args.seed,
-                  learning_rate=args.learning_rate, init_from=args.init_from)
+                  learning_rate=args.learning_rate, init_from=args.init_from, reuse_outputs=args.reuse_outputs)
 
 
 def main(argv=None):
