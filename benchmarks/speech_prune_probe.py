@@ -48,7 +48,9 @@ class MaskedChain:
 
     @staticmethod
     def group_of(layer):
-        return "stem_conv" if layer.name == "stem_relu" else layer.name[:-len("_relu")] if layer.name.endswith("_relu") else None
+        if not layer.name.endswith("_relu"):
+            return None
+        return "stem_conv" if layer.name == "stem_relu" else layer.name[:-len("_relu")]
 
     def run(self, x, masks=None, fill=None, collect=None, reestimate=False):
         for layer in self.layers:

@@ -57,7 +57,8 @@ def dataset(root):
 
 
 def load(paths):
-    return np.stack([fit_audio(p, *load_audio(p), (16000,), 16000) for p in paths]), np.array([p.parent.name for p in paths])
+    return (np.stack([fit_audio(p, *load_audio(p), (16000,), 16000) for p in paths]),
+            np.array([p.parent.name for p in paths]))
 
 
 def random_masks(personalizer, rate, rng):
@@ -90,7 +91,8 @@ def personalize(model, speakers, rates=(0.3, 0.5)):
         score("dense")
         personalizer.observe(adapt)
         state = personalizer.get_state()
-        hidden = np.concatenate([state.counts[g.offset:g.offset + g.units] for g in personalizer.metadata.hidden_groups])
+        hidden = np.concatenate([state.counts[g.offset:g.offset + g.units]
+                                 for g in personalizer.metadata.hidden_groups])
         least_activity.append(hidden.min() / state.samples)
         for rate in rates:
             personalizer.reset(counts=False, masks=True)

@@ -236,6 +236,8 @@ def recipe_from(args):
 
     if args.epochs < 1 or args.patience < 1:
         raise FinePruneError(f"--epochs and --patience must be at least 1, got {args.epochs} and {args.patience}")
+    if args.reuse_outputs and not args.init_from:
+        raise FinePruneError("--reuse-outputs needs --init-from (the pretrained model whose outputs it reuses)")
     if args.learning_rate is not None and not args.learning_rate > 0:
         raise FinePruneError(f"--learning-rate must be positive, got {args.learning_rate}")
     return Recipe(max_epochs=args.epochs, patience=args.patience, width=args.width, augment=not args.no_augment,

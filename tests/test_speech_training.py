@@ -145,6 +145,8 @@ def test_cli_train_prints_held_out_report(tmp_path, capsys):
     assert "held-out speaker(s) nobody not found" in capsys.readouterr().err
     assert main(["train", str(data), "-o", str(out), "--learning-rate", "0"]) == 2
     assert "--learning-rate must be positive, got 0.0" in capsys.readouterr().err
+    assert main(["train", str(data), "-o", str(out), "--reuse-outputs"]) == 2
+    assert "--reuse-outputs needs --init-from" in capsys.readouterr().err
 
 
 def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
@@ -164,8 +166,12 @@ def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
     assert classifier.get_layer("classes").kernel.shape == (64, 3) and "'classes' (64, 3) is new" in log[0]
     _, known = keyword_model(2, Recipe())
     transfer_weights(mlperf, known, log.append, KWS_LABELS, ("yes", "down"))
-    np.testing.assert_array_equal(known.get_layer("classes").kernel.numpy(), mlperf.get_layer("classes").kernel.numpy()[:, [9, 0]])
-    np.testing.assert_array_equal(known.get_layer("classes").bias.numpy(), mlperf.get_layer("classes").bias.numpy()[[9, 0]])
+    pretrained_kernel, pretrained_bias = mlperf.get_layer("classes").get_weights()
+    np.testing.assert_array_equal(known.get_layer("classes").kernel.numpy(), pretrained_kernel[:, [9, 0]])
+    np.testing.assert_array_equal(known.get_layer("classes").bias.numpy(), pretrained_bias[[9, 0]])
+    _, reordered = keyword_model(12, Recipe())  # same shapes: still mapped by name, not copied in place
+    transfer_weights(mlperf, reordered, log.append, KWS_LABELS, KWS_LABELS[::-1])
+    np.testing.assert_array_equal(reordered.get_layer("classes").bias.numpy(), pretrained_bias[::-1])
     with pytest.raises(FinePruneError, match="these are not: zero"):
         transfer_weights(mlperf, known, log.append, KWS_LABELS, ("yes", "zero"))
     _, wide = keyword_model(3, Recipe(width=2))
