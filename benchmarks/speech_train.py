@@ -13,9 +13,12 @@ train command (e.g. `-- --no-bn-recalibration`).
 
 With `--personalize`, each held-out speaker's clips are split 50/50 (adaptation /
 evaluation); the widest model observes the adaptation half without labels and is
-pruned per layer by 30 % and 50 %; the evaluation half is scored dense and pruned.
+pruned per layer by 30 % and 50 % (least active units first), by 30 % at random
+(the control for the activity ranking), and personalized by `Personalizer.personalize`
+(`auto`, the default label-free recipe); the evaluation half is scored each way.
 
-usage: python benchmarks/speech_train.py [--widths 1 2] [--seed 0] [--personalize] [-- TRAIN OPTIONS]
+usage: python benchmarks/speech_train.py [--widths 1 2] [--seed 0] [--personalize] [--pretrained-baseline DIR]
+       [-- TRAIN OPTIONS]
 """
 
 import argparse
@@ -54,27 +57,66 @@ def dataset(root):
 
 
 def load(paths):
-    return np.stack([fit_audio(p, *load_audio(p), (16000,), 16000) for p in paths]), np.array([p.parent.name for p in paths])
+    return (np.stack([fit_audio(p, *load_audio(p), (16000,), 16000) for p in paths]),
+            np.array([p.parent.name for p in paths]))
+
+
+def random_masks(personalizer, rate, rng):
+    """The state with `rate` of each hidden layer's units masked at random (the control for activity ranking)."""
+    state = personalizer.get_state()
+    for group in personalizer.metadata.hidden_groups:
+        pruned = rng.permutation(group.units)[:int(np.floor(rate * group.units + 0.5))]
+        state.masks[group.offset + pruned] = 0.0
+    return state
 
 
 def personalize(model, speakers, rates=(0.3, 0.5)):
-    """Mean evaluation-half accuracy over speakers: dense, and pruned after observing the adaptation half."""
+    """Mean evaluation-half accuracy (and weights removed) over speakers: dense, pruned, random control, auto."""
     personalizer = Personalizer(model)
     labels = np.array(personalizer.labels)
-    scores = collections.defaultdict(list)
+    scores, removed = collections.defaultdict(list), collections.defaultdict(list)
+    least_activity = []
     for speaker, paths in speakers.items():
-        order = np.random.default_rng(zlib.crc32(speaker.encode())).permutation(len(paths))
+        seed = zlib.crc32(speaker.encode())
+        order = np.random.default_rng(seed).permutation(len(paths))
         half = len(paths) // 2
         adapt, _ = load([paths[i] for i in order[:half]])
         test, truth = load([paths[i] for i in order[half:]])
+
+        def score(name):
+            scores[name].append(np.mean(labels[personalizer.predict(test).argmax(1)] == truth))
+            removed[name].append(personalizer.sparsity().weights)
+
         personalizer.reset()
-        scores["dense"].append(np.mean(labels[personalizer.predict(test).argmax(1)] == truth))
+        score("dense")
         personalizer.observe(adapt)
+        state = personalizer.get_state()
+        hidden = np.concatenate([state.counts[g.offset:g.offset + g.units]
+                                 for g in personalizer.metadata.hidden_groups])
+        least_activity.append(hidden.min() / state.samples)
         for rate in rates:
             personalizer.reset(counts=False, masks=True)
             personalizer.prune(rate)
-            scores[f"pruned {rate:.0%}"].append(np.mean(labels[personalizer.predict(test).argmax(1)] == truth))
-    return {name: float(np.mean(values)) for name, values in scores.items()}
+            score(f"pruned {rate:.0%}")
+        personalizer.reset(counts=False, masks=True)
+        personalizer.set_state(random_masks(personalizer, rates[0], np.random.default_rng(seed + 1)))
+        score(f"random {rates[0]:.0%} (control)")
+        personalizer.personalize(adapt)
+        score("auto")
+    return ({name: (float(np.mean(values)), float(np.mean(removed[name]))) for name, values in scores.items()},
+            float(np.mean(least_activity)))
+
+
+def pretrained_baseline(saved_model, pcm, truth):
+    """The pretrained 12-class MLPerf model, not fine-tuned, on the held-out clips (Keras, same MFCC front-end)."""
+    from converters.speech import KWS_LABELS, load_mlperf_ds_cnn, with_frontend
+
+    probabilities = with_frontend(load_mlperf_ds_cnn(saved_model)).predict(pcm, batch_size=256, verbose=0)
+    all_classes = np.array(KWS_LABELS)[probabilities.argmax(1)]
+    words = np.array(WORDS)[probabilities[:, [KWS_LABELS.index(w) for w in WORDS]].argmax(1)]
+    return (f"pretrained {saved_model} as it is (no fine-tuning): held-out-speaker accuracy "
+            f"{np.mean(all_classes == truth):.4f} over its 12 outputs, {np.mean(words == truth):.4f} restricted to "
+            f"the 10 words ({len(truth)} clips)")
 
 
 def main():
@@ -86,6 +128,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="which 18 of the 30 speakers train")
     parser.add_argument("--personalize", action="store_true")
     parser.add_argument("--data")
+    parser.add_argument("--pretrained-baseline", metavar="SAVEDMODEL",
+                        help="also score this MLPerf Tiny KWS SavedModel as it is on the held-out speakers (its 12 "
+                        "outputs, and restricted to the 10 words): what fine-tuning it (`-- --init-from`) must beat")
     args = parser.parse_args(argv)
     root = data_root(args.data) / "speech_commands_v0.02_test"
     speakers = dataset(root)
@@ -94,6 +139,9 @@ def main():
     test_paths = [p for s in held_out for p in speakers[s]]
     pcm, truth = load(test_paths)
     summary = []
+    if args.pretrained_baseline:
+        summary.append(pretrained_baseline(args.pretrained_baseline, pcm, truth))
+        print(summary[-1], flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         data = pathlib.Path(workdir) / "data"
         for paths in speakers.values():
@@ -113,9 +161,11 @@ def main():
                            f"({len(truth)} clips, 12 speakers; .tflite through the interpreter)")
             print(summary[-1], flush=True)
         if args.personalize:
-            scores = personalize(model, {s: speakers[s] for s in held_out})
-            summary.append(f"width {args.widths[-1]:g}, per held-out speaker (50 % adaptation / 50 % evaluation): "
-                           + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            scores, least = personalize(model, {s: speakers[s] for s in held_out})
+            summary.append(f"width {args.widths[-1]:g}, per held-out speaker (50 % adaptation / 50 % evaluation; "
+                           f"mean over 12 speakers; least active hidden unit active on {least:.1%} of positions):")
+            summary += [f"  {name:<22} accuracy {accuracy:.4f}   weights removed {weights:.1%}"
+                        for name, (accuracy, weights) in scores.items()]
     n_train = sum(len(speakers[s]) for s in order[:TRAINING_SPEAKERS])
     print(f"\nSpeech Commands v0.02 test split, {len(WORDS)} words, {SPEAKERS} speakers: {TRAINING_SPEAKERS} train "
           f"({n_train} clips, validation speakers split off by the recipe), 12 held out; seed {args.seed}; "

@@ -108,6 +108,7 @@ def export_pcm_model(model, output, labels, **options):
     return export_model(model, output, labels=labels, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE, **options)
 
 
+REFERENCE_LIMIT = 800  # clips in a BN reference pool
 REFERENCE_MAX_CLIPS = 30  # speakers with fewer clips than this form the BN reference pool (benchmark users have more)
 
 
@@ -174,7 +175,7 @@ def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_patte
     split = speaker_ids.split_clips([speaker_ids.speaker_of(s, regex) for s in stems], validation_fraction,
                                     holdout_speakers, recipe.seed)
     log(f"{len(split.train)} training clips; {split.description}")
-    result = train(pcm, labels, len(names), split.train, split.validation, recipe, log=log)
+    result = train(pcm, labels, len(names), split.train, split.validation, recipe, log=log, label_names=names)
     report = [f"trained {result.epochs_run} epochs (at most {recipe.max_epochs}), kept epoch {result.best_epoch}; "
               f"width {recipe.width}, {result.classifier.count_params()} parameters; {result.seconds:.0f} s"]
     val_predicted = predict(result.model, pcm[split.validation]).argmax(1)
@@ -186,6 +187,11 @@ def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_patte
     log("\n".join(["held-out report:"] + report))
     if keras_path:
         result.model.save(keras_path)
+    if options.get("reference_data") is None:
+        # The clean training clips are the BN reference pool: the export gains the normalization
+        # signatures, so `Personalizer.personalize` can shift the statistics toward a user's voice.
+        pool = split.train[np.random.default_rng(recipe.seed).permutation(len(split.train))[:REFERENCE_LIMIT]]
+        options["reference_data"] = pcm[np.sort(pool)]
     return export_pcm_model(result.model, output, names, **options)
 
 
@@ -213,6 +219,16 @@ def add_training_options(parser):
     parser.add_argument("--stem-dropout", type=float, default=default.stem_dropout,
                         help="dropout rate after the stem (0 removes the layer)")
     parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--init-from", metavar="PATH",
+                        help="start from a pretrained model's weights (transfer learning): a local MLPerf Tiny KWS "
+                        "SavedModel folder or a .keras file saved by `train --keras`; the output layer is new when "
+                        "the number of classes differs")
+    parser.add_argument("--reuse-outputs", action="store_true",
+                        help="with --init-from an MLPerf SavedModel: start the output layer from its outputs of the "
+                        "same label names (every label must be one of its 12) instead of a new one")
+    parser.add_argument("--learning-rate", type=float,
+                        help="Adam's initial learning rate, halved on validation plateaus (default 2e-3; 5e-4 with "
+                        "--init-from)")
 
 
 def recipe_from(args):
@@ -220,8 +236,13 @@ def recipe_from(args):
 
     if args.epochs < 1 or args.patience < 1:
         raise FinePruneError(f"--epochs and --patience must be at least 1, got {args.epochs} and {args.patience}")
+    if args.reuse_outputs and not args.init_from:
+        raise FinePruneError("--reuse-outputs needs --init-from (the pretrained model whose outputs it reuses)")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise FinePruneError(f"--learning-rate must be positive, got {args.learning_rate}")
     return Recipe(max_epochs=args.epochs, patience=args.patience, width=args.width, augment=not args.no_augment,
-                  recalibrate_bn=not args.no_bn_recalibration, stem_dropout=args.stem_dropout, seed=args.seed)
+                  recalibrate_bn=not args.no_bn_recalibration, stem_dropout=args.stem_dropout, seed=args.seed,
+                  learning_rate=args.learning_rate, init_from=args.init_from, reuse_outputs=args.reuse_outputs)
 
 
 def main(argv=None):

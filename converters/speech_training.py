@@ -9,6 +9,8 @@ Why each step (docs/training.md has the measurements):
   memorize;
 * early stopping on validation accuracy, best weights kept — `epochs` is a maximum;
   the learning rate halves after `patience // 2` epochs without improvement;
+* optionally (`init_from`), transfer: start from a pretrained keyword model's
+  weights (all but a differently sized output layer) and fine-tune them all;
 * BatchNorm statistics re-estimated in inference mode on the clean training clips
   after every epoch (and so in the model that is kept): training-mode statistics are
   measured through Dropout and on augmented audio, so the stored moving variances
@@ -17,6 +19,7 @@ Why each step (docs/training.md has the measurements):
 """
 
 import dataclasses
+import os
 import time
 
 import keras
@@ -27,6 +30,8 @@ from converters.frontend import CLIP_SAMPLES, MlperfMfcc
 from tflite_fineprune.errors import FinePruneError
 
 BATCH_SIZE = 32
+LEARNING_RATE = 2e-3
+TRANSFER_LEARNING_RATE = 5e-4  # fine-tuning pretrained weights: 2e-3 undid part of what they knew (85 % vs 90 %)
 
 
 @dataclasses.dataclass
@@ -37,8 +42,10 @@ class Recipe:
     augment: bool = True
     recalibrate_bn: bool = True
     stem_dropout: float = 0.2
-    learning_rate: float = 2e-3
+    learning_rate: float = None  # None: 2e-3 from scratch, 5e-4 with init_from (measured: docs/training.md)
     seed: int = 0
+    init_from: str = None  # a local MLPerf Tiny KWS SavedModel folder or a `--keras` file: transfer learning
+    reuse_outputs: bool = False  # with an MLPerf SavedModel: start the output layer from its same-named outputs
 
 
 def keyword_model(num_classes, recipe):
@@ -58,6 +65,61 @@ def keyword_model(num_classes, recipe):
     if recipe.augment:
         x = SpecAugment(seed=recipe.seed + 2, name="spec_augment")(x)
     return keras.Model(pcm, classifier(x), name="kws"), classifier
+
+
+def pretrained_classifier(path):
+    """The DS-CNN of a local MLPerf Tiny KWS SavedModel folder, or the classifier inside a saved `.keras` model."""
+    from converters.speech import load_mlperf_ds_cnn
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return load_mlperf_ds_cnn(path)
+    if not path.endswith(".keras") or not os.path.isfile(path):
+        raise FinePruneError(f"--init-from expects an MLPerf Tiny KWS SavedModel folder or a .keras file saved by "
+                             f"`train --keras`, got {path!r}")
+    import converters.augment  # noqa: F401  (registers the augmentation layers the saved model may hold)
+
+    model = keras.models.load_model(path, compile=False)
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    candidates = [m for m in inner + [model] if any(layer.name == "stem_conv" for layer in m.layers)]
+    if not candidates:
+        raise FinePruneError(f"{path} holds no DS-CNN (no layer named 'stem_conv'); expected a model saved by "
+                             "`python -m converters.speech train --keras`")
+    return candidates[0]
+
+
+def transfer_weights(source, target, log=print, source_labels=None, target_labels=None):
+    """Copy `source`'s weights into `target`'s layers of the same name; a differently shaped output layer stays new.
+
+    Every weighted layer except the output (`classes`) must be present with the same
+    shapes: a transfer that silently kept random layers would not be a transfer. With
+    both label lists given and every target label among the source's, the output layer
+    starts from the source's outputs of the same names instead (words it already knows).
+    """
+    by_name = {layer.name: layer for layer in source.layers if layer.weights}
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        origin = by_name.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(w.shape) for w in origin.weights] if origin is not None else None
+        if layer.name == "classes" and source_labels and target_labels:  # by name, whatever the shapes
+            if set(target_labels) <= set(source_labels):
+                rows = [list(source_labels).index(name) for name in target_labels]
+                kernel, bias = origin.get_weights()
+                layer.set_weights([kernel[:, rows], bias[rows]])
+                log(f"init: output layer 'classes' from the pretrained outputs {', '.join(target_labels)}")
+                continue
+            raise FinePruneError(f"--reuse-outputs needs every label among the pretrained model's "
+                                 f"{', '.join(source_labels)}; these are not: "
+                                 f"{', '.join(sorted(set(target_labels) - set(source_labels)))}")
+        if layer.name == "classes" and found != shapes:
+            log(f"init: output layer 'classes' {shapes[0]} is new (the pretrained one is {found and found[0]})")
+            continue
+        if found != shapes:
+            raise FinePruneError(f"--init-from model does not fit layer {layer.name!r}: it has shapes {found}, the "
+                                 f"model being trained needs {shapes} (same --width as the pretrained model?)")
+        layer.set_weights(origin.get_weights())
 
 
 def mfcc_features(pcm, batch=256):
@@ -141,12 +203,22 @@ class TrainingResult:
     seconds: float
 
 
-def train(pcm, labels, num_classes, train_index, val_index, recipe, verbose=0, log=print):
+def train(pcm, labels, num_classes, train_index, val_index, recipe, verbose=0, log=print, label_names=None):
     """Train on `train_index` clips, early-stop on `val_index` clips; the model returned holds the best weights."""
     start = time.perf_counter()
     keras.utils.set_random_seed(recipe.seed)
     model, classifier = keyword_model(num_classes, recipe)
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
+    if recipe.init_from:
+        from converters.speech import KWS_LABELS
+
+        if recipe.reuse_outputs and not os.path.isdir(recipe.init_from):
+            raise FinePruneError("--reuse-outputs needs --init-from to name an MLPerf Tiny KWS SavedModel folder "
+                                 f"(whose 12 labels are known), got {recipe.init_from!r}")
+        reuse = (KWS_LABELS, label_names) if recipe.reuse_outputs else (None, None)
+        transfer_weights(pretrained_classifier(recipe.init_from), classifier, log, *reuse)
+        log(f"init: weights from {recipe.init_from}")
+    rate = recipe.learning_rate or (TRANSFER_LEARNING_RATE if recipe.init_from else LEARNING_RATE)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     train_pcm, train_labels = pcm[train_index], labels[train_index]
     monitor = BestOnValidation(classifier, mfcc_features(train_pcm), mfcc_features(pcm[val_index]),

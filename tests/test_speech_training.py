@@ -140,5 +140,98 @@ def test_cli_train_prints_held_out_report(tmp_path, capsys):
     personalizer = Personalizer(out)
     assert personalizer.labels == ["0", "1", "2"] and len(personalizer.metadata.hidden_groups) == 9
     assert personalizer.metadata.output_group is not None  # exports make classes prunable by default
+    assert personalizer.metadata.normalization_layers  # the training clips are the BN reference pool
     assert main(["train", str(data), "-o", str(out), "--holdout-speakers", "nobody"]) == 2
     assert "held-out speaker(s) nobody not found" in capsys.readouterr().err
+    assert main(["train", str(data), "-o", str(out), "--learning-rate", "0"]) == 2
+    assert "--learning-rate must be positive, got 0.0" in capsys.readouterr().err
+    assert main(["train", str(data), "-o", str(out), "--reuse-outputs"]) == 2
+    assert "--reuse-outputs needs --init-from" in capsys.readouterr().err
+
+
+def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
+    import keras
+
+    from converters.speech import KWS_LABELS
+    from converters.speech_training import Recipe, keyword_model, pretrained_classifier, train, transfer_weights
+
+    mlperf = pretrained_classifier(require("mlperf_tiny/keyword_spotting/kws_ref_model"))
+    _, classifier = keyword_model(3, Recipe(seed=1))
+    log = []
+    transfer_weights(mlperf, classifier, log.append)
+    for layer in classifier.layers:
+        if layer.weights and layer.name != "classes":
+            for mine, theirs in zip(layer.get_weights(), mlperf.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(mine, theirs)
+    assert classifier.get_layer("classes").kernel.shape == (64, 3) and "'classes' (64, 3) is new" in log[0]
+    _, known = keyword_model(2, Recipe())
+    transfer_weights(mlperf, known, log.append, KWS_LABELS, ("yes", "down"))
+    pretrained_kernel, pretrained_bias = mlperf.get_layer("classes").get_weights()
+    np.testing.assert_array_equal(known.get_layer("classes").kernel.numpy(), pretrained_kernel[:, [9, 0]])
+    np.testing.assert_array_equal(known.get_layer("classes").bias.numpy(), pretrained_bias[[9, 0]])
+    _, reordered = keyword_model(12, Recipe())  # same shapes: still mapped by name, not copied in place
+    transfer_weights(mlperf, reordered, log.append, KWS_LABELS, KWS_LABELS[::-1])
+    np.testing.assert_array_equal(reordered.get_layer("classes").bias.numpy(), pretrained_bias[::-1])
+    with pytest.raises(FinePruneError, match="these are not: zero"):
+        transfer_weights(mlperf, known, log.append, KWS_LABELS, ("yes", "zero"))
+    _, wide = keyword_model(3, Recipe(width=2))
+    with pytest.raises(FinePruneError, match="does not fit layer 'stem_conv'"):
+        transfer_weights(mlperf, wide)
+    with pytest.raises(FinePruneError, match="expects an MLPerf Tiny KWS SavedModel folder or a .keras file"):
+        pretrained_classifier(tmp_path / "missing.h5")
+
+    # A model saved like `train --keras` saves it seeds the next training run, which starts from its weights.
+    first, first_classifier = keyword_model(2, Recipe(width=0.25, seed=7))
+    saved = tmp_path / "first.keras"
+    first.save(saved)
+    np.testing.assert_array_equal(pretrained_classifier(saved).get_layer("pw3").kernel.numpy(),
+                                  first_classifier.get_layer("pw3").kernel.numpy())
+    pcm, labels, _ = fsdd_clips(("jackson", "theo"), per_speaker=3)
+    log = []
+    again = train(pcm, labels, 2, np.arange(0, 12, 2), np.arange(1, 12, 2),
+                  Recipe(max_epochs=1, patience=1, width=0.25, learning_rate=1e-9, init_from=str(saved)),
+                  log=log.append)
+    assert any(line.startswith("init: weights from") for line in log)
+    with pytest.raises(FinePruneError, match="--reuse-outputs needs --init-from to name an MLPerf"):
+        train(pcm, labels, 2, np.arange(0, 12, 2), np.arange(1, 12, 2),
+              Recipe(max_epochs=1, init_from=str(saved), reuse_outputs=True), log=log.append)
+    # With a vanishing learning rate the kept weights are the transferred ones (the classes layer too: same shape).
+    for name in ("stem_conv", "pw3", "classes"):
+        np.testing.assert_allclose(again.classifier.get_layer(name).kernel.numpy(),
+                                   first_classifier.get_layer(name).kernel.numpy(), atol=1e-6)
+    assert isinstance(again.model, keras.Model)
+
+
+@pytest.mark.slow
+def test_pruned_export_of_trained_model_matches_keras_with_the_same_masks(tmp_path):
+    """The trained model's `prune` masks in the .tflite act exactly as zeroing those units after their ReLU in Keras.
+
+    Guards the finding of docs/training.md: the collapse of the pruned speech model is the model's, not the export's.
+    """
+    import keras
+
+    from converters.speech import export_pcm_model
+    from converters.speech_training import Recipe, keyword_model, mfcc_features, predict, recalibrate_batchnorm
+
+    pcm, _, _ = fsdd_clips(("jackson", "theo"), digits=("0", "1", "2"), per_speaker=4)
+    model, classifier = keyword_model(3, Recipe(width=0.25, seed=3))
+    features = mfcc_features(pcm)
+    recalibrate_batchnorm(classifier, features)  # realistic BN statistics (MFCC scale), as training leaves them
+    path = tmp_path / "kws.tflite"
+    export_pcm_model(model, path, ("0", "1", "2"), reference_data=pcm)
+    personalizer = Personalizer(path)
+    personalizer.observe(pcm[::2])
+    personalizer.prune(0.3)
+    state = personalizer.get_state()
+    masks = {g.name: state.masks[g.offset:g.offset + g.units] for g in personalizer.metadata.hidden_groups}
+    assert sorted(masks) == sorted(["stem_conv"] + [f"{kind}{i}" for i in range(4) for kind in ("dw", "pw")])
+    assert all(0 < m.sum() < len(m) for m in masks.values())
+    x = features[1::2]
+    for layer in classifier.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        x = np.asarray(layer(x, training=False))
+        if layer.name.endswith("_relu"):
+            x = x * masks[layer.name[:-len("_relu")].replace("stem", "stem_conv")]
+    assert np.max(np.abs(x - predict(classifier, features[1::2]))) > 1e-2  # the masks matter
+    np.testing.assert_allclose(personalizer.predict(pcm[1::2]), x, atol=1e-5)
