@@ -348,4 +348,14 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--tfmot-worker"]:  # the tfmot venv: no project imports there
+        main()
+    else:
+        sys.path.insert(0, str(ROOT))
+        from tflite_fineprune.errors import FinePruneError
+
+        try:
+            main()
+        except FinePruneError as exc:  # data missing, pip offline, the tfmot process failed: one line, exit 2
+            print(f"label_references.py: error: {exc}", file=sys.stderr)
+            sys.exit(2)

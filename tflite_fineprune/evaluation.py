@@ -29,7 +29,7 @@ class User:
     adapt_x: np.ndarray
     eval_x: np.ndarray
     eval_y: np.ndarray
-    adapt_y: np.ndarray = None  # the adaptation half's labels: never used by label-free recipes, only by label-based references
+    adapt_y: np.ndarray = None  # adaptation labels: only label-based references (benchmarks/) read them
 
 
 @dataclasses.dataclass(frozen=True)
