@@ -29,6 +29,7 @@ class User:
     adapt_x: np.ndarray
     eval_x: np.ndarray
     eval_y: np.ndarray
+    adapt_y: np.ndarray = None  # adaptation labels: only label-based references (benchmarks/) read them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +138,8 @@ def speaker_users(root, labels, load_clip, min_clips=30, seed=0):
         users.append(User(speaker,
                           np.stack([load_clip(p) for p, _ in adapt]),
                           np.stack([load_clip(p) for p, _ in held_out]),
-                          np.array([y for _, y in held_out])))
+                          np.array([y for _, y in held_out]),
+                          np.array([y for _, y in adapt])))
     if not users:
         raise FinePruneError(f"no speaker in {root} has {min_clips} or more clips")
     return users
@@ -257,14 +259,15 @@ def class_subset_users(images_by_class, class_counts=(2, 3, 5), users_per_count=
     for k in class_counts:
         for n in range(users_per_count):
             classes = sorted(rng.choice(len(images_by_class), size=k, replace=False))
-            adapt, held_x, held_y = [], [], []
+            adapt, adapt_y, held_x, held_y = [], [], [], []
             for c in classes:
                 order = rng.permutation(len(images_by_class[c]))
                 if len(order) < adapt_per_class + eval_per_class:
                     raise FinePruneError(f"class {c} has {len(order)} images; need {adapt_per_class + eval_per_class}")
                 adapt.append(images_by_class[c][order[:adapt_per_class]])
+                adapt_y.append(np.full(adapt_per_class, c))
                 held_x.append(images_by_class[c][order[adapt_per_class:adapt_per_class + eval_per_class]])
                 held_y.append(np.full(eval_per_class, c))
             users.append(User(f"k{k}-{n:02d}:" + "+".join(map(str, classes)), np.concatenate(adapt),
-                              np.concatenate(held_x), np.concatenate(held_y)))
+                              np.concatenate(held_x), np.concatenate(held_y), np.concatenate(adapt_y)))
     return users
