@@ -248,3 +248,45 @@ def test_slim_keeps_the_adapted_kernel(exported, user, tmp_path):
     p.adapt_classifier(0.5)
     slim_model(exported, p.get_state(), tmp_path / "slim.tflite")
     np.testing.assert_allclose(Personalizer(tmp_path / "slim.tflite").predict(user), p.predict(user), atol=1e-5)
+
+
+def test_kotlin_writes_the_same_version_3_bytes(exported, user, tmp_path):
+    """The Android codec (android_demo/check.sh encode-state) writes exactly Python's bytes, and they load here."""
+    import json
+
+    from tests.test_android_assets import check_sh, needs_maven
+
+    needs_maven()
+    p = Personalizer(exported)
+    p.observe(user)
+    p.adapt_classifier(0.5)
+    state = p.get_state()
+    body = {"fingerprint": p.metadata.fingerprint, "samples": state.samples,
+            "masks": [int(m) for m in state.masks], "counts": [float(c) for c in state.counts],
+            **{name: [float(v) for v in getattr(state, name)] for name in state_format.PROTOTYPE_FIELDS}}
+    (tmp_path / "in.json").write_text(json.dumps(body))
+    result = check_sh("encode-state", tmp_path / "in.json", tmp_path / "kotlin.state")
+    assert result.returncode == 0, result.stderr
+    written = (tmp_path / "kotlin.state").read_bytes()
+    assert written == state_format.encode_state(p.metadata.fingerprint, state)
+    fresh = Personalizer(exported)
+    fresh.load_state(tmp_path / "kotlin.state")
+    np.testing.assert_array_equal(fresh.predict(user), p.predict(user))
+    # Without the model the Kotlin tool cannot size C and D, and says so.
+    result = check_sh("decode-state", tmp_path / "kotlin.state")
+    assert result.returncode == 2 and "need the model" in result.stderr
+
+
+def test_int8_export_keeps_a_float_adaptable_head(exports, tmp_path):
+    path = tmp_path / "dense_int8.tflite"
+    export_model(exports.model("dense_only"), path, quantize="int8", classifier_prototypes=True,
+                 prototype_confidence=0.0)
+    x = cifar_images(per_class=2)
+    p = Personalizer(path)
+    dense = p.predict(x)
+    p.observe(x)
+    assert p.get_state().proto_counts.sum() == pytest.approx(len(x), rel=1e-5)  # τ = 0: every sample counts
+    p.adapt_classifier(1.0)
+    assert not np.allclose(p.predict(x), dense, atol=1e-4)
+    p.adapt_classifier(0.0)
+    np.testing.assert_allclose(p.predict(x), dense, atol=1e-6)
