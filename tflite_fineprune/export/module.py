@@ -336,7 +336,7 @@ class FinePruneModule(tf.Module):
         return {sig.NORM_MEAN: self.norm_mean.read_value()}
 
     def _adapt_classifier(self, strength):
-        """W' = (1 − β)·W + β·P, P_c = ‖W_c‖ · normalised(ŵ_c + S_c) (export/prototypes.py); bias unchanged."""
+        """W' = (1 − β)·W + β·P, P_c = ‖W_c‖ · normalised(ŵ_c + S_c) (export/prototypes.py); bias kept."""
         beta = tf.clip_by_value(strength, 0.0, 1.0)
         trained = tf.convert_to_tensor(self._trained_kernel)
         norms = tf.sqrt(tf.reduce_sum(trained * trained, axis=0))  # [C]
