@@ -48,7 +48,7 @@ NORMALIZATION = (
 CIFAR_REFERENCE_PER_CLASS = 100
 
 
-def _speech(root, out, users_wanted):
+def _speech(root, out, users_wanted, **export_options):
     from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
     from converters.speech import KWS_LABELS, export_mlperf
     from tflite_fineprune.datafiles import fit_audio, load_audio
@@ -58,18 +58,18 @@ def _speech(root, out, users_wanted):
 
     test = root / demo.SPEECH_DATA[0]
     model = out / "kws_ds_cnn_auto.tflite"
-    print(export_mlperf(model, root))  # BN reference: converters.speech.reference_pool (speakers < 30 clips)
+    print(export_mlperf(model, root, **export_options))  # BN reference: converters.speech.reference_pool (speakers < 30 clips)
     users = speaker_users(test, list(KWS_LABELS), load_clip)[:users_wanted]
     return model, users, demo.SPEECH_RECIPES + LEVERS + NORMALIZATION
 
 
-def _cifar(root, out, users_wanted):
+def _cifar(root, out, users_wanted, **export_options):
     from converters.vision import cifar_by_class, export_mlperf
 
     by_class = cifar_by_class(root)
     reference = np.concatenate([images[:CIFAR_REFERENCE_PER_CLASS] for images in by_class])
     model = out / "resnet8_auto.tflite"
-    print(export_mlperf(model, root, reference_data=reference))
+    print(export_mlperf(model, root, reference_data=reference, **export_options))
     users = class_subset_users([images[CIFAR_REFERENCE_PER_CLASS:] for images in by_class])[:users_wanted]
     return model, users, demo.VISION_RECIPES + LEVERS + NORMALIZATION
 

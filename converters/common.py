@@ -33,6 +33,8 @@ def add_export_command(commands, name, help):
     command.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     command.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
     command.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
+    command.add_argument("--classifier-prototypes", action="store_true",
+                         help="add T3A classifier prototypes (adapt_classifier; docs/personalization.md)")
     return command
 
 
@@ -41,5 +43,8 @@ def export_options(args):
     from tflite_fineprune.export.quantize import load_representative_file
     from tflite_fineprune.progress import print_stage
 
-    return {"prune_outputs": args.prune_outputs, "on_stage": print_stage, "quantize": args.quantize,
-            "representative_data": load_representative_file(args.representative_data)}
+    options = {"prune_outputs": args.prune_outputs, "on_stage": print_stage, "quantize": args.quantize,
+               "representative_data": load_representative_file(args.representative_data)}
+    if args.classifier_prototypes:  # only when asked, so that every other export keeps its options
+        options["classifier_prototypes"] = True
+    return options

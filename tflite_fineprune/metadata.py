@@ -116,6 +116,13 @@ class ModelMetadata:
     quantization: str = ""  # "" float; "int8-full-integer" or "int8-dynamic-range" (export/quantize.py)
     # Relative AdaBN: (BN layer name, channels, offset) into the flat normalization vectors; () = not exported.
     normalization_layers: tuple = ()
+    # Classifier prototypes (T3A): (final Dense layer name, features D, confidence τ); () = not exported.
+    classifier_head: tuple = ()
+
+    @property
+    def head_features(self):
+        """D, the number of features into the final Dense layer, for models with classifier prototypes; else 0."""
+        return int(self.classifier_head[1]) if self.classifier_head else 0
 
     @property
     def normalization_channels(self):
@@ -163,7 +170,7 @@ class ModelMetadata:
                 for w in body["weight_layers"]
             )
             body["input_shape"] = tuple(body["input_shape"])
-            for key in ("labels", "signatures", "excluded", "normalization_layers"):
+            for key in ("labels", "signatures", "excluded", "normalization_layers", "classifier_head"):
                 body[key] = tuple(tuple(v) if isinstance(v, list) else v for v in body.get(key) or ())
             meta = cls(**body)
             meta.validate(source)
@@ -215,6 +222,15 @@ class ModelMetadata:
             if not check.is_int(start) or start != offset:
                 check.fail(f"offset of normalization layer {name!r}", start, f"{offset} (layers are contiguous)")
             offset += channels
+        if self.classifier_head:
+            if len(self.classifier_head) != 3:
+                check.fail("classifier_head", self.classifier_head, "[layer name, features, confidence] or []")
+            name, features, confidence = self.classifier_head
+            check.text(name, "classifier_head layer name")
+            check.integer(features, "classifier_head features", minimum=1)
+            check.number(confidence, "classifier_head confidence", minimum=0.0)
+            if confidence > 1:
+                check.fail("classifier_head confidence", confidence, "a number in [0, 1]")
         if self.slim is not None and not isinstance(self.slim, dict):
             check.fail("slim", self.slim, "an object describing the slimming, or null")
         for flag in ("mean_compensation", "prior_correction"):

@@ -215,6 +215,8 @@ class Personalizer:
                          soft_counts=np.array(out[sig.SOFT_COUNTS], np.float32))
         if self.metadata.normalization_layers:
             extra.update({name: np.array(out[name], np.float32) for name in _NORMALIZATION_VECTORS})
+        if self.metadata.classifier_head:
+            extra.update({name: np.array(out[name], np.float32) for name in _PROTOTYPE_VECTORS})
         return State(masks=np.array(out[sig.MASKS], np.float32),
                      counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
@@ -247,9 +249,11 @@ class Personalizer:
                                       sig.SOFT_COUNTS: _vector(state.soft_counts, c, "soft_counts")}
         if self.metadata.normalization_layers:
             extras[sig.SET_NORMALIZATION] = self._normalization_feed(state)
-        if extras.get(sig.SET_NORMALIZATION, 0) is None:
-            del extras[sig.SET_NORMALIZATION]
-            self.reset()  # trained BatchNorm statistics, no moments; set_state below sets the rest
+        if self.metadata.classifier_head:
+            extras[sig.SET_PROTOTYPES] = self._prototype_feed(state)
+        if any(feed is None for feed in extras.values()):
+            extras = {name: feed for name, feed in extras.items() if feed is not None}
+            self.reset()  # trained BatchNorm statistics / kernel, nothing collected; set_state below sets the rest
         self._call(sig.SET_STATE, **{sig.MASKS: masks, sig.COUNTS: counts,
                                      sig.SAMPLES: np.array([samples], np.float32)})
         for name, feed in extras.items():
@@ -274,7 +278,8 @@ class Personalizer:
         state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path),
                              compensation=self.metadata.mean_compensation,
                              num_classes=self.metadata.num_classes if self.metadata.prior_correction else 0,
-                             norm_channels=self.metadata.normalization_channels)
+                             norm_channels=self.metadata.normalization_channels,
+                             prototype_shape=self._prototype_shape())
         self.set_state(state)
 
     # -- automatic personalization and the levers it chooses from -----------
@@ -317,6 +322,41 @@ class Personalizer:
             raise FinePruneError("no data observed yet: call observe() before adapt_normalization()")
         out = self._call(sig.ADAPT_NORMALIZATION, **{sig.STRENGTH: np.array(value, np.float32)})
         return np.array(out[sig.NORM_MEAN]), np.array(out[sig.NORM_VAR])
+
+    def adapt_classifier(self, strength):
+        """Blend the final Dense kernel toward the user's class prototypes (T3A; export/prototypes.py).
+
+        W' = (1 − strength)·W + strength·P, where P_c keeps the trained norm of
+        class c's weight vector and points along the normalised sum of ŵ_c and
+        the observed confidently pseudo-labelled features; the bias is kept.
+        strength = 0 restores the trained kernel. Needs a model exported with
+        `classifier_prototypes=True`; not part of `personalize` (see
+        docs/personalization.md, "T3A prototypes"). Returns the kernel [D, C].
+        """
+        if not self.metadata.classifier_head:
+            raise FinePruneError(f"{self.model_path} was exported without classifier prototypes "
+                                 "(export_model(..., classifier_prototypes=True))")
+        value = _unit_interval(strength, "strength")
+        if self.samples == 0:
+            raise FinePruneError("no data observed yet: call observe() before adapt_classifier()")
+        out = self._call(sig.ADAPT_CLASSIFIER, **{sig.STRENGTH: np.array(value, np.float32)})
+        return np.array(out[sig.HEAD_KERNEL]).reshape(self.metadata.head_features, self.metadata.num_classes)
+
+    def _prototype_shape(self):
+        return (self.metadata.num_classes, self.metadata.head_features) if self.metadata.classifier_head else (0, 0)
+
+    def _prototype_feed(self, state):
+        if state.head_kernel is None:
+            return None  # e.g. a version-2 state file: set_state resets to the trained kernel
+        c, d = self._prototype_shape()
+        flat = {name: None if getattr(state, name) is None else np.ravel(getattr(state, name))
+                for name in _PROTOTYPE_VECTORS}  # [C, D] / [D, C] arrays are accepted as well as flat ones
+        feed = {sig.PROTO_SUMS: _vector(flat[sig.PROTO_SUMS], c * d, "proto_sums"),
+                sig.PROTO_COUNTS: _vector(flat[sig.PROTO_COUNTS], c, "proto_counts"),
+                sig.HEAD_KERNEL: _vector(flat[sig.HEAD_KERNEL], d * c, "head_kernel")}
+        if np.any(feed[sig.PROTO_COUNTS] < 0):
+            raise FinePruneError("proto_counts must be ≥ 0")
+        return feed
 
     def _normalization_feed(self, state):
         if state.norm_mean is None:
@@ -375,6 +415,7 @@ def _unit_interval(value, name):
 
 
 _NORMALIZATION_VECTORS = (sig.NORM_SUMS, sig.NORM_SQUARES, sig.NORM_COUNT, sig.NORM_MEAN, sig.NORM_VAR)
+_PROTOTYPE_VECTORS = (sig.PROTO_SUMS, sig.PROTO_COUNTS, sig.HEAD_KERNEL)
 
 
 def _vector(values, length, name):

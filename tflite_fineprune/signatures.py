@@ -17,6 +17,8 @@ SET_PRIORS = "set_priors"  # prior-corrected models
 PRUNE_DORMANT = "prune_dormant"  # prune hidden units whose activity is below a threshold
 ADAPT_NORMALIZATION = "adapt_normalization"  # models with normalization statistics: relative AdaBN
 SET_NORMALIZATION = "set_normalization"  # models with normalization statistics
+ADAPT_CLASSIFIER = "adapt_classifier"  # models with classifier prototypes: blend the final kernel toward them (T3A)
+SET_PROTOTYPES = "set_prototypes"  # models with classifier prototypes
 
 REQUIRED = (INFER, COLLECT, PRUNE, RESET, GET_STATE, SET_STATE)
 
@@ -41,3 +43,6 @@ NORM_SQUARES = "norm_squares"  # per BN channel: sum of (input - trained mean)²
 NORM_COUNT = "norm_count"  # per BN channel: number of values summed
 NORM_MEAN = "norm_mean"  # per BN channel: the mean the model uses now
 NORM_VAR = "norm_var"  # per BN channel: the variance the model uses now
+PROTO_SUMS = "proto_sums"  # prototypes: per class c, Σ w_ic f_i/‖f_i‖ over confident samples (C × D, class-major)
+PROTO_COUNTS = "proto_counts"  # prototypes: per class, Σ w_ic (C)
+HEAD_KERNEL = "head_kernel"  # prototypes: the final Dense kernel in use (D × C, Keras layout, row-major)

@@ -55,7 +55,9 @@ def _load_state(state, metadata, source):
     return decode_state(blob, metadata.fingerprint, metadata.num_units, source=os.fspath(state),
                         compensation=metadata.mean_compensation,
                         num_classes=metadata.num_classes if metadata.prior_correction else 0,
-                        norm_channels=metadata.normalization_channels)
+                        norm_channels=metadata.normalization_channels,
+                        prototype_shape=(metadata.num_classes, metadata.head_features) if metadata.classifier_head
+                        else (0, 0))
 
 
 def _with_normalization(model_path, state):
@@ -89,6 +91,9 @@ def _variables(metadata, state):
     for name in NORMALIZATION_FIELDS:  # BatchNorm statistics in use become constants like the masks
         if getattr(state, name) is not None:
             variables[name] = np.asarray(getattr(state, name), np.float32)
+    if state.head_kernel is not None:  # the classifier kernel in use (adapt_classifier) becomes a constant too
+        variables["head_kernel"] = np.asarray(state.head_kernel, np.float32).reshape(metadata.head_features,
+                                                                                     metadata.num_classes)
     return variables
 
 
@@ -186,7 +191,7 @@ def slim_model(model_path, state, output_path, quantize=None):
     if metadata.slim:
         raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
     state = _load_state(state, metadata, "state")
-    if metadata.normalization_layers:
+    if metadata.normalization_layers or metadata.classifier_head:  # the model fills in trained values missing
         state = _with_normalization(model_path, state)
     variables = _variables(metadata, state)
     keep_masked = {}

@@ -6,10 +6,12 @@ Layout (all little-endian; see docs/state_format.md, which the Android app follo
 offset   size   field
 =======  =====  ===============================================
 0        8      magic ``b"FPSTATE\\0"``
-8        2      format version (uint16, currently 2; version 1 is read too)
+8        2      format version (uint16: 3 when flag bit 3 is set, else 2;
+                versions 1 and 2 are read too)
 10       2      flags: bit 0 = mean-compensation vectors follow,
                 bit 1 = class-prior vectors follow,
-                bit 2 = normalization vectors follow (version 2)
+                bit 2 = normalization vectors follow (version ≥ 2),
+                bit 3 = classifier-prototype vectors follow (version 3)
 12       4      number of units N (uint32)
 16       32     model fingerprint (SHA-256 bytes from the model metadata)
 48       8      samples observed (float64)
@@ -21,6 +23,10 @@ offset   size   field
 [then    4C     soft class counts (float32), flag bit 1 only]
 [then    5 × 4B normalization sums, squares, counts, mean, variance
                 (float32), flag bit 2 only; B BatchNorm channels]
+[then    4C     prototype counts N_c (float32), flag bit 3 only]
+[then    4CD    prototype sums S (float32, [C, D] row-major), flag bit 3 only]
+[then    4DC    final Dense kernel in use (float32, [D, C] row-major),
+                flag bit 3 only; D features into the final Dense layer]
 end-4    4      CRC-32 (zlib) of every byte before it
 =======  =====  ===============================================
 """
@@ -37,8 +43,9 @@ import numpy as np
 from .errors import FinePruneError
 
 MAGIC = b"FPSTATE\0"
-STATE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+STATE_VERSION = 2  # written when no classifier prototypes are present (so such files stay readable by v2 readers)
+PROTOTYPES_VERSION = 3  # written when flag bit 3 is set
+READABLE_VERSIONS = (1, 2, 3)
 _HEADER = struct.Struct("<8sHHI32sd")
 
 
@@ -50,6 +57,8 @@ MAX_SAMPLES = float(np.finfo(np.float32).max)
 _COUNT_SLACK = 1e-4
 FLAG_NORMALIZATION = 4
 NORMALIZATION_FIELDS = ("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var")
+FLAG_PROTOTYPES = 8
+PROTOTYPE_FIELDS = ("proto_counts", "proto_sums", "head_kernel")  # file order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +81,11 @@ class State:
     norm_count: np.ndarray = None
     norm_mean: np.ndarray = None
     norm_var: np.ndarray = None
+    # Classifier prototypes (models exported with classifier_prototypes): per class the summed weights N_c
+    # [C] and weighted normalised features S [C·D, class-major], and the final Dense kernel in use [D·C].
+    proto_counts: np.ndarray = None
+    proto_sums: np.ndarray = None
+    head_kernel: np.ndarray = None
 
 
 def encode_state(fingerprint_hex, state):
@@ -80,8 +94,10 @@ def encode_state(fingerprint_hex, state):
     if masks.shape != counts.shape or masks.ndim != 1:
         raise FinePruneError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
     flags = ((FLAG_COMPENSATION if state.sums is not None else 0) | (FLAG_PRIORS if state.log_weights is not None else 0)
-             | (FLAG_NORMALIZATION if state.norm_mean is not None else 0))
-    header = _HEADER.pack(MAGIC, STATE_VERSION, flags, masks.size, bytes.fromhex(fingerprint_hex),
+             | (FLAG_NORMALIZATION if state.norm_mean is not None else 0)
+             | (FLAG_PROTOTYPES if state.head_kernel is not None else 0))
+    version = PROTOTYPES_VERSION if flags & FLAG_PROTOTYPES else STATE_VERSION
+    header = _HEADER.pack(MAGIC, version, flags, masks.size, bytes.fromhex(fingerprint_hex),
                           float(state.samples))
     body = header + (masks > 0.5).astype(np.uint8).tobytes() + counts.tobytes()
     if flags & FLAG_COMPENSATION:
@@ -91,11 +107,13 @@ def encode_state(fingerprint_hex, state):
                  + np.asarray(state.soft_counts, dtype="<f4").tobytes())
     if flags & FLAG_NORMALIZATION:
         body += b"".join(np.asarray(getattr(state, f), dtype="<f4").tobytes() for f in NORMALIZATION_FIELDS)
+    if flags & FLAG_PROTOTYPES:
+        body += b"".join(np.asarray(getattr(state, f), dtype="<f4").ravel().tobytes() for f in PROTOTYPE_FIELDS)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=False, num_classes=0,
-                 norm_channels=0):
+                 norm_channels=0, prototype_shape=(0, 0)):
     """Parse and check a state file's bytes against the model it is loaded into.
 
     `compensation`, `num_classes` (> 0 for prior-corrected models) and
@@ -103,6 +121,9 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     optional vectors the model needs; the file must carry exactly those, except
     that a version-1 file (written before normalization existed) may lack the
     normalization vectors: the model then keeps its trained statistics.
+    `prototype_shape` = (C, D) for models with classifier prototypes (C
+    classes, D features into the final Dense layer); files before version 3
+    may lack the prototype vectors: the model then keeps its trained kernel.
     """
     if len(blob) < _HEADER.size + 4:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
@@ -112,13 +133,15 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     if version not in READABLE_VERSIONS:
         raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads "
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
-    known = FLAG_COMPENSATION | FLAG_PRIORS | (FLAG_NORMALIZATION if version >= 2 else 0)
+    known = (FLAG_COMPENSATION | FLAG_PRIORS | (FLAG_NORMALIZATION if version >= 2 else 0)
+             | (FLAG_PROTOTYPES if version >= 3 else 0))
     if flags & ~known:
         raise FinePruneError(f"{source} has unknown flags {flags:#x}")
     classes = num_classes if flags & FLAG_PRIORS else 0
     channels = norm_channels if flags & FLAG_NORMALIZATION else 0
+    head_classes, features = prototype_shape if flags & FLAG_PROTOTYPES else (0, 0)
     expected_size = (_HEADER.size + 5 * units + (8 * units if flags & FLAG_COMPENSATION else 0) + 8 * classes
-                     + 20 * channels + 4)
+                     + 20 * channels + 4 * head_classes * (1 + 2 * features) + 4)
     if len(blob) != expected_size:
         raise FinePruneError(
             f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
@@ -133,9 +156,12 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
         )
     for flag, wanted, what in ((FLAG_COMPENSATION, compensation, "mean-compensation"),
                                (FLAG_PRIORS, num_classes > 0, "class-prior"),
-                               (FLAG_NORMALIZATION, norm_channels > 0, "normalization")):
+                               (FLAG_NORMALIZATION, norm_channels > 0, "normalization"),
+                               (FLAG_PROTOTYPES, prototype_shape[0] > 0, "classifier-prototype")):
         if flag == FLAG_NORMALIZATION and version == 1 and not flags & flag:
             continue  # version-1 files predate normalization statistics
+        if flag == FLAG_PROTOTYPES and version < 3 and not flags & flag:
+            continue  # files before version 3 predate classifier prototypes
         if bool(flags & flag) != bool(wanted):
             raise FinePruneError(f"{source} {'has' if flags & flag else 'lacks'} {what} values but the model "
                                  f"{'uses' if wanted else 'does not use'} {what.replace('-', ' ')}")
@@ -143,7 +169,8 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     position = _HEADER.size + units
     vectors = []
     for length in ([units] * (3 if flags & FLAG_COMPENSATION else 1) + [classes] * (2 if classes else 0)
-                   + [channels] * (len(NORMALIZATION_FIELDS) if channels else 0)):
+                   + [channels] * (len(NORMALIZATION_FIELDS) if channels else 0)
+                   + ([head_classes, head_classes * features, features * head_classes] if head_classes else [])):
         vectors.append(np.frombuffer(blob, "<f4", length, position).astype(np.float32))
         position += 4 * length
     if np.any(masks > 1) or not all(np.all(np.isfinite(v)) for v in vectors):
@@ -159,6 +186,11 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
         rest = rest[2:]
     if channels:
         extra.update(zip(NORMALIZATION_FIELDS, rest))
+        rest = rest[len(NORMALIZATION_FIELDS):]
+    if head_classes:
+        if np.any(rest[0] < 0):
+            raise FinePruneError(f"{source} holds negative classifier-prototype counts")
+        extra.update(zip(PROTOTYPE_FIELDS, rest))
     return State(masks=masks, counts=vectors[0], samples=float(samples), **extra)
 
 

@@ -22,6 +22,7 @@ from .graph import flatten_model
 from .module import FinePruneModule, freeze_variables
 from .normalization import normalization_layers, reference_moments, trained_statistics
 from .planner import plan_model
+from .prototypes import DEFAULT_CONFIDENCE, check_confidence, classifier_head
 from .pruning_policy import POLICIES
 from .quantize import (VERIFY_SAMPLES, check_quantize, check_quantized, check_representative_data,
                        configure as configure_quantization)
@@ -199,7 +200,8 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
 
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=True, policy="layerwise",
                  verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
-                 reference_data=None, on_stage=None, quantize=None, representative_data=None, compact=True):
+                 reference_data=None, on_stage=None, quantize=None, representative_data=None, compact=True,
+                 classifier_prototypes=False, prototype_confidence=DEFAULT_CONFIDENCE):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -251,6 +253,18 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Tr
         Drop what the converter writes but nothing runs (tensor names, empty
         buffers and quantization tables; export/compact.py). Off only to
         measure what it saves (benchmarks/file_size.py).
+    classifier_prototypes : bool
+        T3A-style classifier adjustment (export/prototypes.py): `collect` also
+        sums the user's normalised penultimate features per pseudo-labelled
+        class, and `adapt_classifier(strength)` blends the final Dense kernel
+        toward those prototypes. The model must end in a Dense layer
+        (optionally followed by an activation). Off by default: the state
+        grows by 2·C·D + C floats (C classes, D features into that layer),
+        e.g. 1,290 for ResNet-8 (C = 10, D = 64), 20,490 for a 1024-feature
+        10-class MLP.
+    prototype_confidence : float
+        τ in [0, 1]: only samples whose top class posterior reaches it add
+        support (a constant of the file).
 
     Returns
     -------
@@ -291,8 +305,14 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Tr
             raise FinePruneError("representative_data is only used with quantize='int8'")
         representative_data = check_representative_data(representative_data, shape, input_dtype)
     normalization = _normalization(graph, reference_data, shape, input_dtype)
+    prototypes = None
+    if classifier_prototypes:
+        prototypes = {"node": classifier_head(graph), "confidence": check_confidence(prototype_confidence)}
     module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction, normalization)
+                             mean_compensation, num_classes, prior_correction, normalization, prototypes)
+    head = ()
+    if prototypes:
+        head = (prototypes["node"].name, int(graph.shapes[prototypes["node"].inputs[0]][-1]), prototypes["confidence"])
     norm_layers = tuple((n.name, n.channels, n.offset) for n, _ in normalization["nodes"]) if normalization else ()
     _stage(on_stage, "convert", start)
     from ..quiet import native_stderr
@@ -304,6 +324,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Tr
                                                                bool(prior_correction)]
     if norm_layers:  # only then, so that exports without it keep their fingerprints
         layout_key.append([list(n) for n in norm_layers])
+    if head:  # only then, as above
+        layout_key.append(["classifier_head", *head])
     if quantization:  # other weights: a float model's state must not load into it
         layout_key.append(quantization)
     metadata = ModelMetadata(
@@ -330,6 +352,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Tr
         content_sha256=UNSEALED_DIGEST,
         quantization=quantization,
         normalization_layers=norm_layers,
+        classifier_head=head,
     )
     blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json(),
                              compact_steps=COMPACT_STEPS if compact else ()))

@@ -10,6 +10,7 @@ from .activity import count_active
 from .keras_compat import takes_training_argument
 from .normalization import VARIANCE_FLOOR
 from .planner import OUTPUT_PROBABILITIES
+from .prototypes import NORM_FLOOR
 from .pruning_policy import POLICIES, output_by_frequency
 
 EXCLUDED_LOGIT = -1e9  # a pruned class's logit: far below any real logit
@@ -48,10 +49,14 @@ class FinePruneModule(tf.Module):
     normalization : dict, optional
         Relative AdaBN (export/normalization.py): `nodes` (NormLayer, node) pairs,
         `trained` and `reference` (mean, variance) vectors over their channels.
+    prototypes : dict, optional
+        Classifier prototypes (export/prototypes.py): `node` (the final Dense
+        layer's graph node) and `confidence` (τ).
     """
 
     def __init__(self, graph, plan, layout, frozen, input_shape, output_kind, policy, input_dtype="float32",
-                 mean_compensation=False, num_classes=0, prior_correction=False, normalization=None):
+                 mean_compensation=False, num_classes=0, prior_correction=False, normalization=None,
+                 prototypes=None):
         super().__init__(name="fineprune")
         self._graph = graph
         self._plan = plan
@@ -77,6 +82,7 @@ class FinePruneModule(tf.Module):
             self.log_weights = tf.Variable(tf.zeros([num_classes], tf.float32), name="log_weights")
             self.soft_counts = tf.Variable(tf.zeros([num_classes], tf.float32), name="soft_counts")
         self._init_normalization(normalization)
+        self._init_prototypes(prototypes, frozen)
         x_spec = tf.TensorSpec([None, *input_shape[1:]], tf.as_dtype(input_dtype), name=sig.INPUT)
         scalar = tf.TensorSpec([], tf.float32)
         flag = tf.TensorSpec([], tf.int32)
@@ -102,6 +108,28 @@ class FinePruneModule(tf.Module):
             channels = tf.TensorSpec([self._norm_channels], tf.float32)
             self.functions[sig.ADAPT_NORMALIZATION] = _function(self._adapt_normalization, scalar)
             self.functions[sig.SET_NORMALIZATION] = _function(self._set_normalization, *[channels] * 5)
+        if self._head is not None:
+            d, c = self._head_shape
+            self.functions[sig.ADAPT_CLASSIFIER] = _function(self._adapt_classifier, scalar)
+            self.functions[sig.SET_PROTOTYPES] = _function(
+                self._set_prototypes, tf.TensorSpec([c * d], tf.float32), tf.TensorSpec([c], tf.float32),
+                tf.TensorSpec([d * c], tf.float32))
+
+    def _init_prototypes(self, prototypes, frozen):
+        self._head = prototypes["node"] if prototypes else None
+        if self._head is None:
+            return
+        layer = self._head.layer
+        index = next(i for i, (v, _) in enumerate(frozen) if v is layer.kernel)
+        # The trained kernel stays a variable no signature assigns (a constant of the file); the kernel in
+        # use is head_kernel, which adapt_classifier, set_prototypes and reset assign.
+        self._trained_kernel = self.weights[index]
+        d, c = frozen[index][1].shape
+        self._head_shape = (int(d), int(c))
+        self._confidence = float(prototypes["confidence"])
+        self.head_kernel = tf.Variable(frozen[index][1], name="head_kernel")
+        self.proto_sums = tf.Variable(tf.zeros([c, d]), name="proto_sums")
+        self.proto_counts = tf.Variable(tf.zeros([c]), name="proto_counts")
 
     def _init_normalization(self, normalization):
         self._norm_nodes = list(normalization["nodes"]) if normalization else []
@@ -129,9 +157,14 @@ class FinePruneModule(tf.Module):
         group = self._layout[index]
         return self.masks[group.offset:group.offset + group.units]
 
-    def _forward(self, x, moments=None):
-        """Masked model output and the masked tensor of every group; BN input moments go into `moments`."""
+    def _forward(self, x, moments=None, taps=None):
+        """Masked model output and the masked tensor of every group.
+
+        BN input moments go into `moments`; the classifier head's input (the
+        penultimate features) into `taps["features"]`.
+        """
         masked = {}
+        taps = {} if taps is None else taps
         mapping = self._state_mapping()
         moments = {} if moments is None else moments
         norm_of = {id(node): norm for norm, node in self._norm_nodes}
@@ -140,6 +173,8 @@ class FinePruneModule(tf.Module):
             layer = node.layer
             if id(node) in norm_of:
                 moments[norm_of[id(node)].name] = self._input_moments(args[0], norm_of[id(node)])
+            if node is self._head:
+                taps["features"] = args[0]
             if takes_training_argument(layer):
                 kwargs["training"] = False
             outputs = keras.tree.flatten(layer(*args, **kwargs))
@@ -163,6 +198,9 @@ class FinePruneModule(tf.Module):
             part = slice(norm.offset, norm.offset + norm.channels)
             mapping[id(node.layer.moving_mean)] = (node.layer.moving_mean, self.norm_mean[part])
             mapping[id(node.layer.moving_variance)] = (node.layer.moving_variance, self.norm_var[part])
+        if self._head is not None:
+            kernel = self._head.layer.kernel
+            mapping[id(kernel)] = (kernel, self.head_kernel)
         return list(mapping.values())
 
     def _input_moments(self, value, norm):
@@ -199,8 +237,8 @@ class FinePruneModule(tf.Module):
         return {sig.OUTPUT: y}
 
     def _collect(self, x):
-        moments = {}
-        y, masked = self._forward(x, moments)
+        moments, taps = {}, {}
+        y, masked = self._forward(x, moments, taps)
         deltas, sums = [], []
         for index, group in enumerate(self._layout):
             value = masked[index]
@@ -223,8 +261,20 @@ class FinePruneModule(tf.Module):
             self.norm_sums.assign_add(tf.concat([p[0] for p in parts], axis=0))
             self.norm_squares.assign_add(tf.concat([p[1] for p in parts], axis=0))
             self.norm_count.assign_add(tf.concat([p[2] for p in parts], axis=0))
+        if self._head is not None:
+            self._collect_supports(taps["features"], self._posteriors(y))
         self.samples.assign_add(tf.cast(tf.shape(x)[:1], tf.float32))
         return {sig.OUTPUT: y}
+
+    def _collect_supports(self, features, posteriors):
+        """S_c += Σ_i w_ic f_i/‖f_i‖ and N_c += Σ_i w_ic, w_ic = p_ic for samples whose top posterior ≥ τ."""
+        f = tf.reshape(features, [-1, self._head_shape[0]])
+        length = tf.sqrt(tf.reduce_sum(f * f, axis=1, keepdims=True))
+        f_hat = f / tf.maximum(length, NORM_FLOOR)
+        confident = tf.cast(tf.reduce_max(posteriors, axis=1, keepdims=True) >= self._confidence, tf.float32)
+        weights = posteriors * confident
+        self.proto_sums.assign_add(tf.matmul(weights, f_hat, transpose_a=True))
+        self.proto_counts.assign_add(tf.reduce_sum(weights, axis=0))
 
     # -- routine -----------------------------------------------------------
 
@@ -285,6 +335,23 @@ class FinePruneModule(tf.Module):
         self.norm_var.assign(norm_var)
         return {sig.NORM_MEAN: self.norm_mean.read_value()}
 
+    def _adapt_classifier(self, strength):
+        """W' = (1 − β)·W + β·P, P_c = ‖W_c‖ · normalised(ŵ_c + S_c) (export/prototypes.py); bias kept."""
+        beta = tf.clip_by_value(strength, 0.0, 1.0)
+        trained = tf.convert_to_tensor(self._trained_kernel)
+        norms = tf.sqrt(tf.reduce_sum(trained * trained, axis=0))  # [C]
+        supports = tf.transpose(trained / tf.maximum(norms, NORM_FLOOR)) + self.proto_sums  # [C, D]
+        lengths = tf.sqrt(tf.reduce_sum(supports * supports, axis=1, keepdims=True))
+        prototypes = tf.transpose(supports / tf.maximum(lengths, NORM_FLOOR)) * norms  # [D, C]
+        self.head_kernel.assign((1.0 - beta) * trained + beta * prototypes)
+        return {sig.HEAD_KERNEL: tf.reshape(self.head_kernel.read_value(), [-1])}
+
+    def _set_prototypes(self, proto_sums, proto_counts, head_kernel):
+        self.proto_sums.assign(tf.reshape(proto_sums, self.proto_sums.shape))
+        self.proto_counts.assign(proto_counts)
+        self.head_kernel.assign(tf.reshape(head_kernel, self.head_kernel.shape))
+        return {sig.PROTO_COUNTS: self.proto_counts.read_value()}
+
     def _prune_outputs(self, min_fraction):
         group = next(g for g in self._layout if g.role == ROLE_OUTPUT)
         self.masks.assign(output_by_frequency(self._activity(), self.masks, min_fraction, group))
@@ -307,6 +374,10 @@ class FinePruneModule(tf.Module):
                 variable.assign(tf.where(zero_counts, tf.zeros_like(variable), variable))
             self.norm_mean.assign(tf.where(restore, self._trained_mean, self.norm_mean))
             self.norm_var.assign(tf.where(restore, self._trained_var, self.norm_var))
+        if self._head is not None:
+            self.proto_sums.assign(tf.where(zero_counts, tf.zeros_like(self.proto_sums), self.proto_sums))
+            self.proto_counts.assign(tf.where(zero_counts, tf.zeros_like(self.proto_counts), self.proto_counts))
+            self.head_kernel.assign(tf.where(restore, tf.convert_to_tensor(self._trained_kernel), self.head_kernel))
         return {sig.SAMPLES: self.samples.read_value()}
 
     def _get_state(self, token):
@@ -324,6 +395,10 @@ class FinePruneModule(tf.Module):
             state.update({sig.NORM_SUMS: self.norm_sums.read_value(), sig.NORM_SQUARES: self.norm_squares.read_value(),
                           sig.NORM_COUNT: self.norm_count.read_value(), sig.NORM_MEAN: self.norm_mean.read_value(),
                           sig.NORM_VAR: self.norm_var.read_value()})
+        if self._head is not None:
+            state.update({sig.PROTO_SUMS: tf.reshape(self.proto_sums.read_value(), [-1]),
+                          sig.PROTO_COUNTS: self.proto_counts.read_value(),
+                          sig.HEAD_KERNEL: tf.reshape(self.head_kernel.read_value(), [-1])})
         return state
 
     def _set_state(self, masks, counts, samples):

@@ -41,13 +41,16 @@ class ModelLayout(
     val priorCorrection: Boolean,
     /** BatchNorm layers with in-graph statistics (metadata `normalization_layers`: name, channels, offset). */
     val normalizationLayers: List<Triple<String, Int, Int>> = emptyList(),
+    /** Classifier prototypes: D, the features into the final Dense layer (metadata `classifier_head[1]`); 0 = not exported. */
+    val headFeatures: Int = 0,
 ) {
     val normChannels: Int get() = normalizationLayers.sumOf { it.second }
     val numUnits: Int get() = groups.sumOf { it.units }
     val outputGroup: UnitGroup? get() = groups.firstOrNull { it.role == ROLE_OUTPUT }
 
     /** What a state file for this model must match. */
-    fun stateExpectation() = StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0, normChannels)
+    fun stateExpectation() = StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0, normChannels,
+        if (headFeatures > 0) numClasses else 0, headFeatures)
 
     /** Labels of the classes whose output unit is masked. */
     fun excludedClasses(masks: FloatArray): List<String> {
@@ -90,6 +93,7 @@ class ModelLayout(
                     val a = e.jsonArray
                     Triple(a[0].jsonPrimitive.content, a[1].jsonPrimitive.content.toInt(), a[2].jsonPrimitive.content.toInt())
                 },
+                (json["classifier_head"]?.jsonArray ?: emptyList()).getOrNull(1)?.jsonPrimitive?.content?.toInt() ?: 0,
             )
         }
 

@@ -85,6 +85,7 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
                 StateCodec.FLAG_COMPENSATION -> layout.meanCompensation
                 StateCodec.FLAG_PRIORS -> layout.priorCorrection
                 StateCodec.FLAG_NORMALIZATION -> layout.normChannels > 0
+                StateCodec.FLAG_PROTOTYPES -> layout.headFeatures > 0
                 else -> block.names.all { it in out }
             }
             if (used) for (name in block.names) optional[name] = vector(name)
@@ -100,7 +101,8 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
             if ((0 until g.units).none { state.masks[g.offset + it] != 0f }) throw FinePruneException("masks prune every unit of '${g.name}'; at least one must stay")
         }
         // A version-1 state of a model with normalization statistics: trained statistics, no moments (as Python's set_state).
-        if (layout.normChannels > 0 && "norm_mean" !in state.optional) reset()
+        // Likewise a version-2 state of a model with classifier prototypes: the trained kernel, no supports.
+        if ((layout.normChannels > 0 && "norm_mean" !in state.optional) || (layout.headFeatures > 0 && "head_kernel" !in state.optional)) reset()
         val spec = model.signature(Signatures.SET_STATE)
         runner.run(Signatures.SET_STATE, linkedMapOf(
             Signatures.MASKS to Tensor.ofFloats(spec.input(Signatures.MASKS).shape, state.masks),

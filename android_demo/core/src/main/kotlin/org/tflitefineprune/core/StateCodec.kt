@@ -14,8 +14,10 @@ class PersonalizationState(
     val samples: Double,
     val optional: Map<String, FloatArray> = emptyMap(),
 ) {
+    /** The flag bits whose every vector (over all blocks of that bit) is present. */
     val flags: Int
-        get() = StateCodec.OPTIONAL.filter { block -> block.names.all { it in optional } }.fold(0) { f, b -> f or b.flag }
+        get() = StateCodec.OPTIONAL.groupBy { it.flag }.filter { (_, blocks) -> blocks.all { b -> b.names.all { it in optional } } }
+            .keys.fold(0) { f, flag -> f or flag }
 }
 
 /** A decoded state file: its header fields and the state it holds. */
@@ -28,32 +30,40 @@ class StateExpectation(
     val compensation: Boolean = false,
     val numClasses: Int = 0, // > 0 only for prior-corrected models
     val normChannels: Int = 0, // > 0 only for models with normalization statistics (metadata `normalization_layers`)
+    val headClasses: Int = 0, // > 0 only for models with classifier prototypes: C (metadata `num_classes`)
+    val headFeatures: Int = 0, // > 0 only for models with classifier prototypes: D (metadata `classifier_head[1]`)
 ) {
     val flags: Int get() = (if (compensation) StateCodec.FLAG_COMPENSATION else 0) or (if (numClasses > 0) StateCodec.FLAG_PRIORS else 0) or
-        (if (normChannels > 0) StateCodec.FLAG_NORMALIZATION else 0)
+        (if (normChannels > 0) StateCodec.FLAG_NORMALIZATION else 0) or (if (headClasses > 0) StateCodec.FLAG_PROTOTYPES else 0)
 
     fun length(length: StateCodec.Length, units: Int) = when (length) {
         StateCodec.Length.UNITS -> units
         StateCodec.Length.CLASSES -> numClasses
         StateCodec.Length.CHANNELS -> normChannels
+        StateCodec.Length.HEAD_CLASSES -> headClasses
+        StateCodec.Length.HEAD_WEIGHTS -> headClasses * headFeatures
     }
 }
 
 /**
- * The binary state file format, version 2, byte for byte as docs/state_format.md and
+ * The binary state file format, versions 2 and 3, byte for byte as docs/state_format.md and
  * tflite_fineprune/state.py define it; a reader refuses every file the Python side refuses.
- * Version-1 files (no normalization vectors) are still read.
+ * Version 3 is written only when the classifier-prototype vectors (flag bit 3) are present, else 2.
+ * Version-1 files (no normalization vectors) and version-2 files (no prototypes) are still read.
  */
 object StateCodec {
     val MAGIC = "FPSTATE\u0000".toByteArray(Charsets.US_ASCII)
     const val VERSION = 2
-    val READABLE_VERSIONS = listOf(1, 2)
+    const val PROTOTYPES_VERSION = 3
+    val READABLE_VERSIONS = listOf(1, 2, 3)
     const val HEADER_BYTES = 56
     const val FLAG_COMPENSATION = 1
     const val FLAG_PRIORS = 2
     const val FLAG_NORMALIZATION = 4
+    const val FLAG_PROTOTYPES = 8
 
-    enum class Length { UNITS, CLASSES, CHANNELS }
+    /** N units, C classes (prior-corrected models), B channels, C classes (prototype models), C × D head weights. */
+    enum class Length { UNITS, CLASSES, CHANNELS, HEAD_CLASSES, HEAD_WEIGHTS }
 
     /** An optional block of vectors: present when its flag bit is set, each vector N units, C classes or B channels long. */
     class OptionalBlock(val flag: Int, val names: List<String>, val length: Length, val sinceVersion: Int = 1)
@@ -63,6 +73,9 @@ object StateCodec {
         OptionalBlock(FLAG_COMPENSATION, listOf("sums", "fill"), Length.UNITS),
         OptionalBlock(FLAG_PRIORS, listOf("log_weights", "soft_counts"), Length.CLASSES),
         OptionalBlock(FLAG_NORMALIZATION, listOf("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var"), Length.CHANNELS, sinceVersion = 2),
+        // Classifier prototypes: counts N_c [C], sums S [C × D, class-major], the final Dense kernel in use [D × C].
+        OptionalBlock(FLAG_PROTOTYPES, listOf("proto_counts"), Length.HEAD_CLASSES, sinceVersion = 3),
+        OptionalBlock(FLAG_PROTOTYPES, listOf("proto_sums", "head_kernel"), Length.HEAD_WEIGHTS, sinceVersion = 3),
     )
 
     private fun knownFlags(version: Int) = OPTIONAL.filter { it.sinceVersion <= version }.fold(0) { f, b -> f or b.flag }
@@ -75,7 +88,8 @@ object StateCodec {
         val extra = OPTIONAL.filter { flags and it.flag != 0 }.flatMap { block -> block.names.map { state.optional.getValue(it) } }
         val size = HEADER_BYTES + 5 * n + extra.sumOf { 4 * it.size } + 4
         val buf = ByteBuffer.allocate(size).order(ByteOrder.LITTLE_ENDIAN)
-        buf.put(MAGIC).putShort(VERSION.toShort()).putShort(flags.toShort()).putInt(n).put(fingerprint).putDouble(state.samples)
+        val version = if (flags and FLAG_PROTOTYPES != 0) PROTOTYPES_VERSION else VERSION
+        buf.put(MAGIC).putShort(version.toShort()).putShort(flags.toShort()).putInt(n).put(fingerprint).putDouble(state.samples)
         for (m in state.masks) buf.put(if (m > 0.5f) 1.toByte() else 0.toByte())
         for (c in state.counts) buf.putFloat(c)
         for (vector in extra) for (v in vector) buf.putFloat(v)
@@ -107,11 +121,12 @@ object StateCodec {
         val sized = present.filter { it.length != Length.UNITS }
         if (expectation != null) {
             for (block in sized) lengths[block.length] = expectation.length(block.length, units.toInt()).toLong()
-        } else if (sized.size == 1) {
+        } else if (sized.size == 1 && sized[0].flag != FLAG_PROTOTYPES) {
             // A tool reading any file: the one block whose length the units do not fix takes the rest of the file.
             lengths[sized[0].length] = maxOf(0L, (blob.size - HEADER_BYTES - 4 - unitBytes) / (4L * sized[0].names.size))
-        } else if (sized.size > 1) {
-            throw FinePruneException("$source holds both class-prior and normalization vectors; their lengths need the model (C classes, B channels)")
+        } else if (sized.isNotEmpty()) {
+            throw FinePruneException("$source holds ${sized.flatMap { it.names }.joinToString("/")} vectors; their lengths need the model " +
+                "(C classes, B channels, D head features)")
         }
         val expectedSize = HEADER_BYTES + unitBytes + sized.sumOf { 4L * lengths.getValue(it.length) * it.names.size } + 4
         if (blob.size.toLong() != expectedSize) throw FinePruneException("$source is truncated or padded: ${blob.size} bytes, expected $expectedSize for $units units")
@@ -141,7 +156,8 @@ object StateCodec {
             for (name in block.names) optional[name] = FloatArray(length) { buf.float }
         }
         val badMask = rawMasks.any { it.toInt() and 0xff > 1 }
-        val badValues = !samples.isFinite() || samples < 0 || counts.any { !it.isFinite() } || optional.values.any { v -> v.any { !it.isFinite() } }
+        val badValues = !samples.isFinite() || samples < 0 || counts.any { !it.isFinite() } || optional.values.any { v -> v.any { !it.isFinite() } } ||
+            (optional["proto_counts"]?.any { it < 0 } ?: false)
         if (badMask || badValues) throw FinePruneException("$source holds invalid values (masks not 0/1, or non-finite counters)")
         return StateFile(version, hex, PersonalizationState(FloatArray(n) { rawMasks[it].toFloat() }, counts, samples, optional))
     }

@@ -108,6 +108,52 @@ class StateCodecTest {
         refused(patched(blob) { it.putFloat(56 + 5 * 4, Float.POSITIVE_INFINITY) }, normModel, "non-finite")
     }
 
+    // C = 2 classes, D = 3 head features.
+    private val prototypes = linkedMapOf(
+        "proto_counts" to floatArrayOf(4.5f, 0f),
+        "proto_sums" to floatArrayOf(0.25f, 0.5f, 1f, 0f, 0f, 0f),
+        "head_kernel" to floatArrayOf(1f, -1f, 0.5f, 2f, -0.75f, 3f))
+
+    @Test
+    fun version3CarriesThePrototypeVectorsLast() {
+        val protoModel = StateExpectation(fingerprint, 4, headClasses = 2, headFeatures = 3)
+        val withProto = PersonalizationState(state.masks, state.counts, 8.0, prototypes)
+        val blob = StateCodec.encode(fingerprint, withProto)
+        assertEquals(60 + 5 * 4 + 4 * 2 * (1 + 2 * 3), blob.size)
+        val buf = ByteBuffer.wrap(blob).order(ByteOrder.LITTLE_ENDIAN)
+        assertEquals(3, buf.getShort(8).toInt())
+        assertEquals(8, buf.getShort(10).toInt())
+        // proto_counts right after the counters, then proto_sums, head_kernel last before the checksum.
+        assertEquals(4.5f, buf.getFloat(56 + 5 * 4), 0f)
+        assertEquals(0.25f, buf.getFloat(56 + 5 * 4 + 4 * 2), 0f)
+        assertEquals(3f, buf.getFloat(blob.size - 8), 0f)
+        val file = StateCodec.decode(blob, protoModel)
+        assertEquals(3, file.formatVersion)
+        assertEquals(8, file.state.flags)
+        for ((name, values) in prototypes) assertArrayEquals(name, values, file.state.optional.getValue(name), 0f)
+        // With every other block too, in the table's order.
+        val everything = PersonalizationState(state.masks, state.counts, 8.0, linkedMapOf(
+            "sums" to floatArrayOf(1f, 2f, 3f, 4f), "fill" to floatArrayOf(0f, 0.5f, 0f, 0f),
+            "log_weights" to floatArrayOf(-1f, 0f), "soft_counts" to floatArrayOf(2f, 3f)) + normalization + prototypes)
+        val all = StateCodec.encode(fingerprint, everything)
+        assertEquals(60 + 5 * 4 + 8 * 4 + 8 * 2 + 20 * 3 + 4 * 2 * 7, all.size)
+        val allBack = StateCodec.decode(all, StateExpectation(fingerprint, 4, true, 2, 3, 2, 3)).state
+        assertEquals(15, allBack.flags)
+        for ((name, values) in everything.optional) assertArrayEquals(name, values, allBack.optional.getValue(name), 0f)
+        // Without the model the lengths C and D are unknown.
+        refused(blob, null, "need the model")
+        // Models without prototypes refuse the file; a prototype model refuses a version-3 file without them.
+        refused(blob, plain, "truncated or padded")
+        refused(patched(StateCodec.encode(fingerprint, state)) { it.putShort(8, 3) }, protoModel, "lacks proto_counts")
+        // Version-2 (and 1) files predate prototypes: they load into a prototype model (the app resets the kernel).
+        assertEquals(2, StateCodec.decode(StateCodec.encode(fingerprint, state), protoModel).formatVersion)
+        // Bit 3 exists only from version 3 on; counts are never negative.
+        refused(patched(blob) { it.putShort(8, 2) }, protoModel, "unknown flags 0x8")
+        refused(patched(blob) { it.putFloat(56 + 5 * 4, -1f) }, protoModel, "invalid values")
+        // A state missing one of the prototype vectors does not set bit 3.
+        assertEquals(0, PersonalizationState(state.masks, state.counts, 8.0, linkedMapOf("proto_counts" to floatArrayOf(1f, 2f))).flags)
+    }
+
     @Test
     fun version1FilesStillLoadIntoModelsWithNormalization() {
         val v2 = StateCodec.encode(fingerprint, state)
@@ -124,7 +170,7 @@ class StateCodecTest {
         val blob = StateCodec.encode(fingerprint, state)
         refused(blob.copyOf(40), expected = "only 40 bytes")
         refused(patched(blob) { it.put(0, 'X'.code.toByte()) }, expected = "not a tflite-fineprune state file")
-        refused(patched(blob) { it.putShort(8, 3) }, expected = "version 3")
+        refused(patched(blob) { it.putShort(8, 4) }, expected = "version 4")
         refused(patched(blob) { it.putShort(8, 0) }, expected = "version 0")
         refused(patched(blob) { it.putShort(10, 8) }, expected = "unknown flags 0x8")
         // Bit 2 (normalization) exists only from version 2 on.
