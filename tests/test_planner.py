@@ -95,3 +95,24 @@ def test_channels_first_is_refused(tmp_path):
                               layers.Flatten(), layers.Dense(2)])
     with pytest.raises(FinePruneError, match="channels_last"):
         export_model(model, tmp_path / "x.tflite")
+
+
+def _flattened_head():
+    """A MobileNetV3-style head: a 1x1 Conv2D of logits, then Flatten and softmax."""
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(16, 3, activation="relu")(inp)
+    x = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = layers.Conv2D(10, 1, name="logits")(x)
+    return keras.Model(inp, layers.Activation("softmax")(layers.Flatten()(x)))
+
+
+def test_default_export_keeps_classes_fixed_where_the_output_cannot_be_pruned(tmp_path):
+    model = _flattened_head()
+    report = export_model(model, tmp_path / "head.tflite")  # the default does not refuse the model
+    p = Personalizer(tmp_path / "head.tflite")
+    assert p.metadata.output_group is None and "prune_outputs" not in p.metadata.signatures
+    assert any("not prunable" in reason for _, reason in report.excluded)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(p.predict(x), model.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(FinePruneError, match="prune_outputs=True needs"):
+        export_model(model, tmp_path / "strict.tflite", prune_outputs=True)

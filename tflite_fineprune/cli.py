@@ -39,8 +39,9 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="the .tflite to write")
     p.add_argument("--labels", help="text file with one class name per line")
     p.add_argument("--input-shape", type=_parse_shape, help="input shape without batch, e.g. 96,96,3")
-    p.add_argument("--prune-outputs", action=argparse.BooleanOptionalAction, default=True,
-                   help="make output classes prunable (default)")
+    p.add_argument("--prune-outputs", action=argparse.BooleanOptionalAction, default=None,
+                   help="make output classes prunable (default: wherever the output layer allows it; "
+                        "--prune-outputs requires it)")
     p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES,
                    help="how the in-graph prune step ranks units: within each layer, or across all layers")
     p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")

@@ -198,7 +198,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
     return error, logit_error, spread
 
 
-def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=True, policy="layerwise",
+def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=None, policy="layerwise",
                  verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
                  reference_data=None, on_stage=None, quantize=None, representative_data=None, compact=True,
                  classifier_prototypes=False, prototype_confidence=DEFAULT_CONFIDENCE):
@@ -215,9 +215,13 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=Tr
     input_shape : tuple of int, optional
         Input shape without the batch axis, for models built with unknown
         spatial sizes.
-    prune_outputs : bool
-        Also make the output classes prunable (`prune_outputs` signature);
-        on by default because `Personalizer.personalize` may exclude classes.
+    prune_outputs : bool or None
+        Also make the output classes prunable (`prune_outputs` signature), so
+        that `Personalizer.personalize` may exclude classes. None (default):
+        wherever the output layer allows it (a Dense/Conv output, optionally
+        followed by BatchNormalization/activation); otherwise the classes stay
+        fixed and the report's excluded layers say why. True: required
+        (`FinePruneError` otherwise); False: never.
     policy : {"layerwise", "global"}
         The in-graph policy of the `prune` signature.
     verify : bool

@@ -115,7 +115,18 @@ def _concat_axis(node, graph):
 
 
 def plan_model(graph, prune_outputs=False):
-    """Return the `Plan` for a flattened graph."""
+    """Return the `Plan` for a flattened graph.
+
+    `prune_outputs`: True requires prunable output classes, False keeps them
+    fixed, None makes them prunable where the output layer allows it.
+    """
+    if prune_outputs is None:
+        try:
+            return plan_model(graph, True)
+        except FinePruneError as exc:
+            plan = plan_model(graph, False)  # raises again when the problem is not the output layer
+            plan.excluded.append(("(output classes)", f"not prunable: {exc}"))
+            return plan
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise FinePruneError(
             f"expected a model with one input and one output, got {len(graph.inputs)} inputs "
