@@ -29,9 +29,23 @@ def runtime_python():
     return python
 
 
+def run_worker(path, tmp_path, adapt, evaluation, sparsity):
+    """Replay under tflite-runtime 2.14 what the test did under LiteRT (tflite_runtime_worker.py); its outputs.
+
+    The LiteRT state must be saved as tmp_path/litert.state first.
+    """
+    np.savez(tmp_path / "inputs.npz", adapt=adapt, eval=evaluation, sparsity=sparsity)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([runtime_python(), str(WORKER), str(path), str(tmp_path / "inputs.npz"),
+                             str(tmp_path / "out.npz"), str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
+                            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return np.load(tmp_path / "out.npz")
+
+
 @pytest.mark.parametrize("name", ["plain_cnn", "dense_only", "conv1d_audio", "residual_separable", "mobilenet_v2"])
 def test_litert_and_tflite_runtime_agree(exports, tmp_path, name):
-    python = runtime_python()
+    runtime_python()  # skips early without the tflite-runtime venv
     model = exports.model(name)
     path = exports.path(name)
     x = real_inputs(name, count=40)
@@ -45,13 +59,7 @@ def test_litert_and_tflite_runtime_agree(exports, tmp_path, name):
     pruned = litert.predict(evaluation)
     state = litert.get_state()
 
-    np.savez(tmp_path / "inputs.npz", adapt=adapt, eval=evaluation, sparsity=sparsity)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([python, str(WORKER), str(path), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz"),
-                             str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
-                            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    other = np.load(tmp_path / "out.npz")
+    other = run_worker(path, tmp_path, adapt, evaluation, sparsity)
 
     assert not other["tensorflow_imported"]
     # Fidelity under tflite-runtime too.

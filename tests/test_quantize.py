@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.realdata import real_inputs
-from tests.test_backends import REPO, WORKER, runtime_python
+from tests.test_backends import run_worker, runtime_python
 from tflite_fineprune import Personalizer, export_model
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.export.quantize import DYNAMIC_RANGE, int8_weight_bytes
@@ -80,7 +80,7 @@ def test_routine_on_the_int8_file_behaves_as_on_the_float_one(exports, int8_file
 
 
 def test_int8_file_runs_under_tflite_runtime_without_tensorflow(int8_file, calibration, tmp_path):
-    python = runtime_python()
+    runtime_python()  # skips early without the tflite-runtime venv
     path, _ = int8_file
     x = calibration[1]
     litert = Personalizer(path, backend="litert")
@@ -89,13 +89,7 @@ def test_int8_file_runs_under_tflite_runtime_without_tensorflow(int8_file, calib
     litert.prune(0.3)
     litert.save_state(tmp_path / "litert.state")
     pruned = litert.predict(x)
-    np.savez(tmp_path / "inputs.npz", adapt=x, eval=x, sparsity=0.3)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([python, str(WORKER), str(path), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz"),
-                             str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
-                            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    other = np.load(tmp_path / "out.npz")
+    other = run_worker(path, tmp_path, x, x, 0.3)
     assert not other["tensorflow_imported"]
     # Integer kernels of two runtimes may round one step apart.
     assert np.mean(other["dense"].argmax(1) == dense.argmax(1)) >= 0.95
@@ -166,7 +160,7 @@ def test_cli_export_quantize(exports, tmp_path, calibration):
 def test_int8_dense_layers_run_under_tflite_runtime(exports, tmp_path):
     # Large dense kernels get one scale each: per-unit scales need FULLY_CONNECTED version 12, which
     # tflite-runtime 2.14 refuses ("Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'").
-    python = runtime_python()
+    runtime_python()  # skips early without the tflite-runtime venv
     x = real_inputs("dense_only", count=24)
     path = tmp_path / "dense-int8.tflite"
     export_model(exports.model("dense_only"), path, quantize="int8")
@@ -175,12 +169,6 @@ def test_int8_dense_layers_run_under_tflite_runtime(exports, tmp_path):
     litert.observe(x)
     litert.prune(0.3)
     litert.save_state(tmp_path / "litert.state")
-    np.savez(tmp_path / "inputs.npz", adapt=x, eval=x, sparsity=0.3)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([python, str(WORKER), str(path), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz"),
-                             str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
-                            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    other = np.load(tmp_path / "out.npz")
+    other = run_worker(path, tmp_path, x, x, 0.3)
     assert np.mean(other["dense"].argmax(1) == dense.argmax(1)) >= 0.95
     np.testing.assert_array_equal(other["masks"], litert.get_state().masks)

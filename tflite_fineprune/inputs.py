@@ -66,6 +66,17 @@ def check_batch_size(batch_size, name="batch_size"):
     return int(batch_size)
 
 
+def check_unit_interval(value, name):
+    """`value` as a float in [0, 1] (NaN, strings and the like refused, saying which setting)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise FinePruneError(f"{name} must be a number in [0, 1], got {value!r}")
+    return number
+
+
 def check_sparsity(sparsity, name="sparsity"):
     if isinstance(sparsity, (str, bytes, bool, np.bool_)):
         raise FinePruneError(f"{name} must be a number in [0, 1), got {sparsity!r}")

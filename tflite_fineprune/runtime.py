@@ -7,7 +7,7 @@ import numpy as np
 
 from . import signatures as sig
 from .errors import FinePruneError
-from .inputs import check_batch, check_batch_size, check_sparsity
+from .inputs import check_batch, check_batch_size, check_sparsity, check_unit_interval
 from .interpreters import open_interpreter
 from .metadata import read_model_file
 from .progress import progress_bar
@@ -301,7 +301,7 @@ class Personalizer:
 
         Each layer keeps at least its most active unit. Returns `sparsity()`.
         """
-        value = _unit_interval(threshold, "threshold")
+        value = check_unit_interval(threshold, "threshold")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() before prune_dormant()")
         self._call(sig.PRUNE_DORMANT, **{sig.THRESHOLD: np.array(value, np.float32)})
@@ -317,7 +317,7 @@ class Personalizer:
         if not self.metadata.normalization_layers:
             raise FinePruneError(f"{self.model_path} was exported without normalization statistics "
                                  "(export_model(..., reference_data=x))")
-        value = _unit_interval(strength, "strength")
+        value = check_unit_interval(strength, "strength")
         if self.samples == 0:
             raise FinePruneError("no data observed yet: call observe() before adapt_normalization()")
         out = self._call(sig.ADAPT_NORMALIZATION, **{sig.STRENGTH: np.array(value, np.float32)})
@@ -336,7 +336,7 @@ class Personalizer:
         if not self.metadata.classifier_head:
             raise FinePruneError(f"{self.model_path} was exported without classifier prototypes "
                                  "(export_model(..., classifier_prototypes=True))")
-        value = _unit_interval(strength, "strength")
+        value = check_unit_interval(strength, "strength")
         if self.samples == 0:
             raise FinePruneError("no data observed yet: call observe() before adapt_classifier()")
         out = self._call(sig.ADAPT_CLASSIFIER, **{sig.STRENGTH: np.array(value, np.float32)})
@@ -402,16 +402,6 @@ class Personalizer:
         s = self.sparsity()
         return (f"Personalizer({self.model_path!r}, backend={self.backend!r}, units={self.metadata.num_units}, "
                 f"unit_sparsity={s.units:.3f})")
-
-
-def _unit_interval(value, name):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0.0 <= number <= 1.0:
-        raise FinePruneError(f"{name} must be a number in [0, 1], got {value!r}")
-    return number
 
 
 _NORMALIZATION_VECTORS = (sig.NORM_SUMS, sig.NORM_SQUARES, sig.NORM_COUNT, sig.NORM_MEAN, sig.NORM_VAR)

@@ -23,9 +23,8 @@ from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
 from .state import MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_state, encode_state, read_file
 from .tflite_schema import load_schema, read_model, set_metadata, write_model
-from .weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, quantize_weights
+from .weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, check_quantize, quantize_weights
 
-QUANTIZE_CHOICES = ("int8",)  # slim(quantize=...): dynamic-range int8 weights, as export_model(quantize="int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,14 +144,6 @@ def _with_metadata(model, blob):
     compact_buffers(model)
 
 
-def _check_quantize(quantize):
-    if quantize in (None, "", "none"):
-        return None
-    if quantize not in QUANTIZE_CHOICES:
-        raise FinePruneError(f"unknown quantize {quantize!r}; expected one of {', '.join(QUANTIZE_CHOICES)} or None")
-    return quantize
-
-
 def _quantize(schema, model, metadata, model_path):
     """int8 weights for a float export's slim `ModelT`; an int8 export's are int8 already."""
     if metadata.quantization:
@@ -185,7 +176,7 @@ def slim_model(model_path, state, output_path, quantize=None):
     Returns a `SlimReport`.
     """
     load_schema()  # fail first, with what to install, where LiteRT is missing
-    quantize = _check_quantize(quantize)
+    quantize = check_quantize(quantize)
     model_path = os.fspath(model_path)
     data, metadata = read_model_file(model_path)
     if metadata.slim:

@@ -27,12 +27,23 @@ int8 exactly where an int8 export has.
 import numpy as np
 
 from .channel_surgery import FLOAT32, INT8, Graph, quantization_parameters
+from .errors import FinePruneError
 
-DYNAMIC_RANGE = "int8-dynamic-range"  # the metadata's `quantization`, as export/quantize.py records it
+QUANTIZATIONS = ("int8",)  # the `quantize` choices of export_model and slim
+DYNAMIC_RANGE = "int8-dynamic-range"  # how `int8` is carried out, recorded in the metadata's `quantization`
 MIN_ELEMENTS = 1024  # the converter quantizes no smaller weight tensor
 # op -> (axis of the per-channel scales, None: one scale; op version of the hybrid kernel)
 WEIGHT_OPS = {"CONV_2D": (0, 5), "DEPTHWISE_CONV_2D": (3, 6), "FULLY_CONNECTED": (None, 9)}
 WEIGHTS = 1  # operand index of the weights in those ops
+
+
+def check_quantize(quantize):
+    """None/"" (float) or one of QUANTIZATIONS."""
+    if quantize in (None, "", "none"):
+        return None
+    if quantize not in QUANTIZATIONS:
+        raise FinePruneError(f"unknown quantize {quantize!r}; expected one of {', '.join(QUANTIZATIONS)} or None")
+    return quantize
 
 
 def symmetric_int8(values, axis):

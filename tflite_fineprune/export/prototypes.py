@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from ..errors import FinePruneError
+from ..inputs import check_unit_interval
 
 # τ: a sample's top posterior must reach this for it to count as support. 0.95 measured better than 0.8
 # for CIFAR class-subset users (docs/personalization.md, "T3A prototypes").
@@ -71,13 +72,7 @@ def classifier_head(graph):
 
 
 def check_confidence(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0.0 <= number <= 1.0:
-        raise FinePruneError(f"prototype_confidence must be a number in [0, 1], got {value!r}")
-    return number
+    return check_unit_interval(value, "prototype_confidence")
 
 
 def support_sums(features, posteriors, confidence):

@@ -14,20 +14,10 @@ model on the user's own samples instead.
 import numpy as np
 
 from ..errors import FinePruneError
+from ..weight_quantization import DYNAMIC_RANGE, QUANTIZATIONS, check_quantize  # noqa: F401 (re-exported)
 
-INT8 = "int8"
-QUANTIZATIONS = (INT8,)
-DYNAMIC_RANGE = "int8-dynamic-range"  # how `int8` is carried out, recorded in the metadata
+INT8 = QUANTIZATIONS[0]
 VERIFY_SAMPLES = 64  # representative samples the export compares against Keras
-
-
-def check_quantize(quantize):
-    """None/"" (float) or one of QUANTIZATIONS."""
-    if quantize in (None, "", "none"):
-        return None
-    if quantize not in QUANTIZATIONS:
-        raise FinePruneError(f"unknown quantize {quantize!r}; expected one of {', '.join(QUANTIZATIONS)} or None")
-    return quantize
 
 
 def check_representative_data(data, input_shape, input_dtype):
