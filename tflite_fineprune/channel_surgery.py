@@ -207,7 +207,7 @@ class Graph:
         scales = symmetric_scales(tensor)
         if tensor.type != INT8 or values is None or scales is None:
             raise FinePruneError(f"slim handles float32 weights and symmetric int8 weights (dynamic range) only; "
-                                 f"{what} {tensor.name!r} has type {tensor.type}")
+                                 f"{what} (tensor {t}) has type {self._type_name(tensor.type)}")
         return values.astype(np.float64) * _along(scales, tensor.quantization.quantizedDimension, values.ndim)
 
     def replace_weights(self, op, position, values, like, kept=None):
@@ -238,7 +238,12 @@ class Graph:
     def check_float(self, t, what):
         tensor = self.sub.tensors[t]
         if tensor.type != 0:
-            raise FinePruneError(f"slim handles float32 weights only; {what} {tensor.name!r} has type {tensor.type}")
+            raise FinePruneError(f"slim handles float32 weights only; {what} (tensor {t}) has type "
+                                 f"{self._type_name(tensor.type)}")
+
+    def _type_name(self, code):
+        names = {v: k for k, v in vars(self.schema.TensorType).items() if not k.startswith("_")}
+        return names.get(code, str(code))
 
     # -- structure -----------------------------------------------------------
 
