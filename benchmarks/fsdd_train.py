@@ -38,6 +38,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--held-out", default="theo", help="speaker(s), comma-separated")
     parser.add_argument("--personalize", action="store_true", help="per-user rows for the held-out speakers")
+    parser.add_argument("--keep", metavar="DIR", help="write the trained digits.tflite to DIR instead of a temp dir")
     parser.add_argument("--data")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -56,7 +57,7 @@ def main():
             if speaker not in held_out:
                 (train_dir / digit).mkdir(parents=True, exist_ok=True)
                 os.symlink(f, train_dir / digit / f.name)
-        model = pathlib.Path(workdir) / "digits.tflite"
+        model = pathlib.Path(args.keep or workdir) / "digits.tflite"
         command = [sys.executable, "-m", "converters.speech", "train", str(train_dir), "-o", str(model), *extra]
         print("$", " ".join(command[1:]), flush=True)
         subprocess.run(command, check=True, cwd=REPO)
@@ -73,7 +74,9 @@ def main():
             from speech_train import personalize  # the same per-user rows as the Speech Commands recipe
 
             by_speaker = {s: [f for f in test if f.stem.split("_")[1] == s] for s in held_out}
-            rows, least = personalize(model, by_speaker)
+            rows, least = personalize(model, by_speaker, load=lambda paths: (
+                np.stack([fit_audio(f, *load_audio(f), (16000,), 16000) for f in paths]),
+                np.array([f.stem.split("_")[0] for f in paths])))
             print(f"per held-out speaker ({len(held_out)}; 50/50 adaptation/evaluation; mean least hidden-unit "
                   f"activity {least:.3f}):")
             for name, (accuracy, weights) in rows.items():

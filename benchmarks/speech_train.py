@@ -70,8 +70,11 @@ def random_masks(personalizer, rate, rng):
     return state
 
 
-def personalize(model, speakers, rates=(0.3, 0.5)):
-    """Mean evaluation-half accuracy (and weights removed) over speakers: dense, pruned, random control, auto."""
+def personalize(model, speakers, rates=(0.3, 0.5), load=load):
+    """Mean evaluation-half accuracy (and weights removed) over speakers: dense, pruned, random control, auto.
+
+    `load(paths)` gives (clips, labels); the default reads the label from each clip's folder name.
+    """
     personalizer = Personalizer(model)
     labels = np.array(personalizer.labels)
     scores, removed = collections.defaultdict(list), collections.defaultdict(list)
