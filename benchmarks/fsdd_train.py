@@ -79,8 +79,8 @@ def main():
                 np.array([f.stem.split("_")[0] for f in paths])))
             print(f"per held-out speaker ({len(held_out)}; 50/50 adaptation/evaluation; mean least hidden-unit "
                   f"activity {least:.3f}):")
-            for name, (accuracy, weights) in rows.items():
-                print(f"  {name:<22} accuracy {accuracy:.4f}  weights removed {weights:.1%}")
+            for name, (accuracy, weights, worst) in rows.items():
+                print(f"  {name:<22} accuracy {accuracy:.4f}  worst speaker {worst:.4f}  weights removed {weights:.1%}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def random_masks(personalizer, rate, rng):
 
 
 def personalize(model, speakers, rates=(0.3, 0.5), load=load):
-    """Mean evaluation-half accuracy (and weights removed) over speakers: dense, pruned, random control, auto.
+    """Per row (dense, pruned, random control, auto): mean evaluation-half accuracy over speakers, mean weights
+    removed, mean accuracy of the worst decile of speakers (at least one); and the mean least hidden-unit activity.
 
     `load(paths)` gives (clips, labels); the default reads the label from each clip's folder name.
     """
@@ -106,8 +107,9 @@ def personalize(model, speakers, rates=(0.3, 0.5), load=load):
         score(f"random {rates[0]:.0%} (control)")
         personalizer.personalize(adapt)
         score("auto")
-    return ({name: (float(np.mean(values)), float(np.mean(removed[name]))) for name, values in scores.items()},
-            float(np.mean(least_activity)))
+    worst = max(1, len(speakers) // 10)  # the worst decile of users (at least one)
+    return ({name: (float(np.mean(values)), float(np.mean(removed[name])), float(np.mean(np.sort(values)[:worst])))
+             for name, values in scores.items()}, float(np.mean(least_activity)))
 
 
 def pretrained_baseline(saved_model, pcm, truth):
@@ -167,8 +169,8 @@ def main():
             scores, least = personalize(model, {s: speakers[s] for s in held_out})
             summary.append(f"width {args.widths[-1]:g}, per held-out speaker (50 % adaptation / 50 % evaluation; "
                            f"mean over 12 speakers; least active hidden unit active on {least:.1%} of positions):")
-            summary += [f"  {name:<22} accuracy {accuracy:.4f}   weights removed {weights:.1%}"
-                        for name, (accuracy, weights) in scores.items()]
+            summary += [f"  {name:<22} accuracy {accuracy:.4f}   worst decile {worst:.4f}   weights removed {weights:.1%}"
+                        for name, (accuracy, weights, worst) in scores.items()]
     n_train = sum(len(speakers[s]) for s in order[:TRAINING_SPEAKERS])
     print(f"\nSpeech Commands v0.02 test split, {len(WORDS)} words, {SPEAKERS} speakers: {TRAINING_SPEAKERS} train "
           f"({n_train} clips, validation speakers split off by the recipe), 12 held out; seed {args.seed}; "
