@@ -38,6 +38,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--held-out", default="theo", help="speaker(s), comma-separated")
     parser.add_argument("--personalize", action="store_true", help="per-user rows for the held-out speakers")
+    parser.add_argument("--model", help="score (and personalize) this trained .tflite instead of training one")
     parser.add_argument("--keep", metavar="DIR", help="write the trained digits.tflite to DIR instead of a temp dir")
     parser.add_argument("--data")
     argv = sys.argv[1:]
@@ -58,9 +59,12 @@ def main():
                 (train_dir / digit).mkdir(parents=True, exist_ok=True)
                 os.symlink(f, train_dir / digit / f.name)
         model = pathlib.Path(args.keep or workdir) / "digits.tflite"
-        command = [sys.executable, "-m", "converters.speech", "train", str(train_dir), "-o", str(model), *extra]
-        print("$", " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=True, cwd=REPO)
+        if args.model:
+            model = pathlib.Path(args.model)
+        else:
+            command = [sys.executable, "-m", "converters.speech", "train", str(train_dir), "-o", str(model), *extra]
+            print("$", " ".join(command[1:]), flush=True)
+            subprocess.run(command, check=True, cwd=REPO)
         test = [f for f in files if f.stem.split("_")[1] in held_out]
         pcm = np.stack([fit_audio(f, *load_audio(f), (16000,), 16000) for f in test])
         truth = np.array([f.stem.split("_")[0] for f in test])
