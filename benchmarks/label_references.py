@@ -55,20 +55,6 @@ OTHERS_PER_USER = 100  # as benchmarks/auto.py
 
 # ---------------------------------------------------------------- main process (Keras 3, the project's venv)
 
-def others_sets(users, per_user=OTHERS_PER_USER, seed=0):
-    """Per user, (x, y) of other users' evaluation items: the same draw as `evaluation.evaluate_users`."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    others = []
-    for i in range(len(users)):
-        pool = [(j, k) for j, u in enumerate(users) if j != i for k in range(len(u.eval_y))]
-        pick = rng.choice(len(pool), size=min(per_user, len(pool)), replace=False)
-        chosen = [pool[p] for p in pick]
-        others.append((np.stack([users[j].eval_x[k] for j, k in chosen]),
-                       np.array([users[j].eval_y[k] for j, k in chosen])))
-    return others
-
 
 def keras_model(kind, root, out):
     """The Keras model the converter exports for this kind (auto.py's export of it is the .tflite)."""
@@ -143,11 +129,11 @@ def label_rows(kind, root, out, users_wanted, tfmot_users, run_tfmot):
     import auto
     from converters import demo
     from tflite_fineprune import Personalizer
-    from tflite_fineprune.evaluation import evaluate_users
+    from tflite_fineprune.evaluation import evaluate_users, others_sets
 
     build, _ = auto.KINDS[kind]
     model_path, users, _ = build(root, out, users_wanted)  # the very users (and .tflite) of auto.py
-    others = others_sets(users)
+    others = others_sets(users, OTHERS_PER_USER)  # the same draw as evaluate_users
     split = SplitModel(keras_model(kind, root, out))
 
     # auto (default) and the .tflite's dense accuracy, exactly as auto.py computes them

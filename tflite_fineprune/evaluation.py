@@ -149,16 +149,22 @@ def _accuracy(personalizer, x, y):
     return float(np.mean(personalizer.predict(x).argmax(1) == y))
 
 
-def evaluate_users(personalizer, users, recipes, others_per_user=200, seed=0, progress=True):
-    """Rows (dicts) of per-user results for each recipe; see module docstring."""
+def others_sets(users, per_user, seed=0):
+    """Per user, (x, y) of up to `per_user` other users' evaluation items, drawn at random with `seed`."""
     rng = np.random.default_rng(seed)
     others = []
     for i in range(len(users)):
         pool = [(j, k) for j, u in enumerate(users) if j != i for k in range(len(u.eval_y))]
-        pick = rng.choice(len(pool), size=min(others_per_user, len(pool)), replace=False)
+        pick = rng.choice(len(pool), size=min(per_user, len(pool)), replace=False)
         chosen = [pool[p] for p in pick]
         others.append((np.stack([users[j].eval_x[k] for j, k in chosen]),
                        np.array([users[j].eval_y[k] for j, k in chosen])))
+    return others
+
+
+def evaluate_users(personalizer, users, recipes, others_per_user=200, seed=0, progress=True):
+    """Rows (dicts) of per-user results for each recipe; see module docstring."""
+    others = others_sets(users, others_per_user, seed)
     iterator = progress_bar(list(enumerate(users)), "users", "user", progress)
     rows = []
     for i, user in iterator:
