@@ -8,7 +8,11 @@ test). Reference pools for the BN statistics never contain a user's data:
 speech = test clips of speakers with < 30 clips (users have ≥ 30); CIFAR =
 the first 100 test images of each class (users are drawn from the rest).
 
-usage: python benchmarks/auto.py [--kinds fashion,cifar,speech] [--users N] [--out DIR]
+usage: python benchmarks/auto.py [--kinds fashion,cifar,speech] [--users N] [--out DIR] [--couple-depthwise]
+
+--couple-depthwise exports the DS-CNN (and ResNet-8, which has no depthwise
+layers) with `couple_depthwise=True`: a pointwise layer and the depthwise
+layer after it share their units.
 """
 
 import argparse
@@ -96,14 +100,16 @@ def main():
     parser.add_argument("--users", type=int, default=10 ** 6, help="evaluate only the first N users (development)")
     parser.add_argument("--out", default="benchmarks/out")
     parser.add_argument("--only", help="evaluate only the recipes whose name contains this text")
+    parser.add_argument("--couple-depthwise", action="store_true", help="export with couple_depthwise=True")
     args = parser.parse_args()
+    export_options = {"couple_depthwise": True} if args.couple_depthwise else {}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for kind in args.kinds.split(","):
         build, needs_data = KINDS[kind]
         start = time.perf_counter()
         root = demo.find_data(args.data, kind == "cifar") if needs_data else None
-        model, users, recipes = build(root, out, args.users)
+        model, users, recipes = build(root, out, args.users, **(export_options if needs_data else {}))
         recipes = [r for r in recipes if not args.only or args.only in r.name]
         print(f"\n=== {kind}: {len(users)} users; auto = {AUTO}")
         rows = evaluate_users(Personalizer(model), users, recipes, others_per_user=100, progress=False)

@@ -8,10 +8,11 @@ and `collect`:
   `none` (no counting at all, counters still updated), `mean` (a plain
   spatial mean, no positivity test), `relu6` (the earlier positivity test,
   RELU6(x * 2**100)), `sampled` (the CEIL count on every 4th position of
-  each spatial axis, a strided slice first). These variants patch the exporter and only
-  exist to locate the cost.
+  each spatial axis, a strided slice first), `clip` (CEIL(clip(x, 0, 1))
+  everywhere, the form before ReLU chains dropped the clamp's lower bound).
+  These variants patch the exporter and only exist to locate the cost.
 
-usage: python benchmarks/collect_profile.py [--repeats 40] [--variants none,mean,relu6,sampled]
+usage: python benchmarks/collect_profile.py [--repeats 40] [--batch 1] [--variants none,mean,relu6,sampled,clip]
 """
 
 import argparse
@@ -33,23 +34,28 @@ from tflite_fineprune import export_model  # noqa: E402
 from tflite_fineprune.export import activity, module  # noqa: E402
 
 
-def no_count(value, units):
+def no_count(value, units, non_negative=False):
     return tf.zeros([units])
 
 
-def relu6_count(value, units):
+def clip_count(value, units, non_negative=False):
+    """CEIL(clip(value, 0, 1)) whatever the chain: a MINIMUM, a RELU and a CEIL."""
+    return activity.count_active(value, units, non_negative=False)
+
+
+def relu6_count(value, units, non_negative=False):
     """The count before export/activity.py's CEIL form: RELU6(value * 2**100) / 6."""
     spatial = list(range(1, len(value.shape) - 1))
     active = tf.reduce_mean(tf.nn.relu6(value * 2.0 ** 100), axis=spatial, keepdims=True)
     return tf.reduce_sum(tf.reshape(active, [-1, units]), axis=0) / 6.0
 
 
-def sampled_count(value, units):
+def sampled_count(value, units, non_negative=False):
     """The CEIL count on every 4th position of each spatial axis (an approximation)."""
-    return activity.count_active(value[:, 2::4, 2::4, :], units)
+    return activity.count_active(value[:, 2::4, 2::4, :], units, non_negative)
 
 
-def mean_only(value, units):
+def mean_only(value, units, non_negative=False):
     spatial = list(range(1, len(value.shape) - 1))
     return tf.reduce_sum(tf.reshape(tf.reduce_mean(value, axis=spatial, keepdims=True), [-1, units]), axis=0)
 
@@ -77,11 +83,13 @@ def report(label, times):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--variants", default="none,mean,relu6,sampled")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--variants", default="none,mean,relu6,sampled,clip")
     args = parser.parse_args()
     model = zoo.mobilenet_v2()
-    x = np.random.default_rng(0).uniform(-1, 1, (1, *model.input_shape[1:])).astype(np.float32)
-    print(f"zoo MobileNetV2 {model.input_shape[1:]}, batch 1, 2 threads, median of {args.repeats} interleaved calls")
+    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, *model.input_shape[1:])).astype(np.float32)
+    print(f"zoo MobileNetV2 {model.input_shape[1:]}, batch {args.batch}, 2 threads, median of {args.repeats} "
+          "interleaved calls")
     with tempfile.TemporaryDirectory() as workdir:
         exact = os.path.join(workdir, "exact.tflite")
         export_model(model, exact, verify=False)
@@ -92,7 +100,7 @@ def main():
         for variant in args.variants.split(","):
             path = os.path.join(workdir, f"{variant}.tflite")
             module.count_active = {"none": no_count, "mean": mean_only, "relu6": relu6_count,
-                                   "sampled": sampled_count}[variant]
+                                   "sampled": sampled_count, "clip": clip_count}[variant]
             try:
                 export_model(model, path, verify=False)
             finally:

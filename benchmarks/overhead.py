@@ -6,7 +6,11 @@ fixed thread count:
 
 * `collect` vs `infer` time on the same batches (goal <= 1.25x);
 * masked `infer` vs the plain model converted by TFLiteConverter, time and
-  file size (goal <= 1.10x).
+  file size (goal <= 1.10x);
+
+each for the default export (every layer's channels are units) and for
+`couple_depthwise=True` (a layer and the depthwise layer it feeds share their
+units: one mask and one count per pair instead of two).
 
 usage: python benchmarks/overhead.py [--threads 2] [--repeats 50] [--batches 1,8] [--models mobilenet_v2,...]
        python benchmarks/overhead.py --export-only DIR [--models ...]   # needs TensorFlow
@@ -99,6 +103,7 @@ def export_pair(name, model, workdir):
     from tflite_fineprune import export_model
 
     export_model(model, os.path.join(workdir, f"{name}.tflite"), verify=False)
+    export_model(model, os.path.join(workdir, f"{name}-coupled.tflite"), verify=False, couple_depthwise=True)
     with contextlib.redirect_stdout(io.StringIO()):  # the Keras exporter lists every captured variable
         plain_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     with open(os.path.join(workdir, f"{name}-plain.tflite"), "wb") as f:
@@ -107,32 +112,40 @@ def export_pair(name, model, workdir):
         json.dump({"input_shape": list(model.input_shape[1:]), "weights": int(model.count_params())}, f)
 
 
+FORMS = (("", "separate units"), ("-coupled", "couple_depthwise"))
+
+
 def measure(name, workdir, threads, repeats, batches):
-    masked_path = os.path.join(workdir, f"{name}.tflite")
     plain_path = os.path.join(workdir, f"{name}-plain.tflite")
     with open(os.path.join(workdir, f"{name}.json")) as f:
         info = json.load(f)
-    masked = Interpreter(model_path=masked_path, num_threads=threads)
     plain = Interpreter(model_path=plain_path, num_threads=threads)
     plain_key = next(iter(plain.get_signature_list()))
     plain_input = plain.get_signature_list()[plain_key]["inputs"][0]
-    infer, collect = masked.get_signature_runner("infer"), masked.get_signature_runner("collect")
     plain_runner = plain.get_signature_runner(plain_key)
-    size_ratio = os.path.getsize(masked_path) / os.path.getsize(plain_path)
+    forms = [(suffix, label, os.path.join(workdir, f"{name}{suffix}.tflite")) for suffix, label in FORMS]
+    forms = [form for form in forms if os.path.exists(form[2])]
+    interpreters = [Interpreter(model_path=path, num_threads=threads) for _, _, path in forms]
     rows = []
     rng = np.random.default_rng(0)
     for batch in batches:
         x = rng.uniform(-1, 1, (batch, *info["input_shape"])).astype(np.float32)
-        t_plain, t_infer, t_collect = time_runners(
-            [(plain_runner, {plain_input: x}), (infer, {"x": x}), (collect, {"x": x})], repeats)
-        rows.append((batch, t_plain, t_infer, t_collect))
-    print(f"\n{name}: {info['weights']:,} weights; file {os.path.getsize(masked_path) / 1e6:.2f} MB masked vs "
-          f"{os.path.getsize(plain_path) / 1e6:.2f} MB plain = {size_ratio:.3f}x (goal <= 1.10x)")
-    print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'infer/plain':>11} {'collect/infer':>13}")
-    for batch, t_plain, t_infer, t_collect in rows:
-        print(f"{batch:>5} {1e3 * t_plain:>9.2f} {1e3 * t_infer:>9.2f} {1e3 * t_collect:>10.2f} "
-              f"{t_infer / t_plain:>11.3f} {t_collect / t_infer:>13.3f}")
-    return rows, size_ratio
+        calls = [(plain_runner, {plain_input: x})]
+        for interpreter in interpreters:
+            calls += [(interpreter.get_signature_runner("infer"), {"x": x}),
+                      (interpreter.get_signature_runner("collect"), {"x": x})]
+        rows.append((batch, time_runners(calls, repeats)))
+    print(f"\n{name}: {info['weights']:,} weights; plain file {os.path.getsize(plain_path) / 1e6:.2f} MB")
+    for k, (_, label, path) in enumerate(forms):
+        size_ratio = os.path.getsize(path) / os.path.getsize(plain_path)
+        print(f"{label}: file {os.path.getsize(path) / 1e6:.2f} MB = {size_ratio:.3f}x plain (goal <= 1.10x)")
+        print(f"{'batch':>5} {'plain ms':>9} {'infer ms':>9} {'collect ms':>10} {'infer/plain':>11} "
+              f"{'collect/infer':>13}")
+        for batch, times in rows:
+            t_plain, t_infer, t_collect = times[0], times[1 + 2 * k], times[2 + 2 * k]
+            print(f"{batch:>5} {1e3 * t_plain:>9.2f} {1e3 * t_infer:>9.2f} {1e3 * t_collect:>10.2f} "
+                  f"{t_infer / t_plain:>11.3f} {t_collect / t_infer:>13.3f}")
+    return rows
 
 
 def main():

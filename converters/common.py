@@ -35,6 +35,8 @@ def add_export_command(commands, name, help):
     command.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
     command.add_argument("--classifier-prototypes", action="store_true",
                          help="add T3A classifier prototypes (adapt_classifier; docs/personalization.md)")
+    command.add_argument("--couple-depthwise", action="store_true",
+                         help="one unit group for a layer and the depthwise layer it feeds (docs/performance.md)")
     return command
 
 
@@ -47,4 +49,6 @@ def export_options(args):
                "representative_data": load_representative_file(args.representative_data)}
     if args.classifier_prototypes:  # only when asked, so that every other export keeps its options
         options["classifier_prototypes"] = True
+    if args.couple_depthwise:
+        options["couple_depthwise"] = True
     return options

@@ -47,3 +47,28 @@ def test_pruned_units_are_inactive_after_reobserving(exports, inputs):
     personalizer.observe(x[20:])
     for layer, mask in personalizer.masks.items():
         assert np.all(personalizer.activity[layer][mask == 0] == 0.0)
+
+
+def test_chains_that_can_go_negative_count_only_positive_values(tmp_path):
+    """Leaky and linear chain ends take the clamped count; ReLU ends the cheaper one. Both match numpy."""
+    import keras
+    from keras import layers
+
+    from tflite_fineprune import export_model
+
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((10, 10, 3))
+    leaky = layers.ReLU(negative_slope=0.2, name="leaky_relu")(layers.Conv2D(6, 3, name="leaky")(inp))
+    linear = layers.Conv2D(5, 1, name="linear")(leaky)
+    relu = layers.Conv2D(4, 3, activation="relu", name="relu")(linear)
+    model = keras.Model(inp, layers.Dense(3)(layers.Flatten()(relu)))
+    path = tmp_path / "chains.tflite"
+    export_model(model, path, prune_outputs=False)
+    x = np.random.default_rng(3).normal(0, 2, (9, 10, 10, 3)).astype(np.float32)
+    personalizer = Personalizer(path)
+    personalizer.observe(x)
+    probe = keras.Model(inp, [leaky, linear, relu])
+    for name, value in zip(["leaky", "linear", "relu"], probe(x)):
+        reference = (np.asarray(value) > 0).mean(axis=(0, 1, 2))
+        assert 0 < reference.mean() < 1, name  # the test needs both signs
+        np.testing.assert_allclose(personalizer.activity[name], reference, atol=2e-3, err_msg=name)

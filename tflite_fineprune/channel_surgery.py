@@ -356,7 +356,8 @@ def trace_source(graph, tensor, producers):
             stack.extend(t for t in op.inputs if graph.const(t) is None)
         elif name == "DEPTHWISE_CONV_2D" and graph.shape(op.inputs[0])[-1] == graph.shape(t)[-1]:
             stack.append(op.inputs[0])
-        elif name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS") and graph.shape(op.inputs[0])[-1] == graph.shape(t)[-1]:
+        elif name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "PAD", "PADV2", *_POOLS) \
+                and graph.shape(op.inputs[0])[-1] == graph.shape(t)[-1]:
             stack.append(op.inputs[0])
         else:
             return None

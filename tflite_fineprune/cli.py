@@ -48,6 +48,9 @@ def build_parser():
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
     p.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
+    p.add_argument("--couple-depthwise", action="store_true",
+                   help="one unit group for a layer and the depthwise layer it feeds (faster on MobileNets; "
+                        "docs/performance.md)")
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
     p.add_argument("model", help="an exported .tflite")
@@ -156,7 +159,8 @@ def cmd_export(args):
     report = export_model(model, args.output, labels=labels, input_shape=args.input_shape,
                           prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify,
                           on_stage=print_stage, quantize=args.quantize,
-                          representative_data=load_representative_file(args.representative_data))
+                          representative_data=load_representative_file(args.representative_data),
+                          couple_depthwise=args.couple_depthwise)
     print(report)
 
 

@@ -201,7 +201,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
 def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=None, policy="layerwise",
                  verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
                  reference_data=None, on_stage=None, quantize=None, representative_data=None, compact=True,
-                 classifier_prototypes=False, prototype_confidence=DEFAULT_CONFIDENCE):
+                 classifier_prototypes=False, prototype_confidence=DEFAULT_CONFIDENCE, couple_depthwise=False):
     """Export a Keras 3 classifier to a personalizable `.tflite`.
 
     Parameters
@@ -269,6 +269,13 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=No
     prototype_confidence : float
         τ in [0, 1]: only samples whose top class posterior reaches it add
         support (a constant of the file).
+    couple_depthwise : bool
+        One unit group for a layer and the depthwise convolution it feeds
+        (MobileNet's expansion and depthwise filter, a DS-CNN's pointwise and
+        the next depthwise): unit c is channel c of both, masked and counted
+        once after the depthwise chain, which makes `infer` and `collect`
+        cheaper on MobileNets (docs/performance.md). Off by default: the
+        units are then each layer's own channels, as in every measured table.
 
     Returns
     -------
@@ -286,7 +293,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=No
         graph.shapes[graph.inputs[0]] = shape
         if input_shape is not None:
             _resolve_shapes(graph, shape, model.inputs[0].dtype)
-    plan = plan_model(graph, prune_outputs=prune_outputs)
+    plan = plan_model(graph, prune_outputs=prune_outputs, couple_depthwise=couple_depthwise)
     shape = graph.shapes[graph.inputs[0]]
     output_shape = graph.shapes[graph.outputs[0]]
     num_classes = int(output_shape[-1])
@@ -332,6 +339,8 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=No
         layout_key.append(["classifier_head", *head])
     if quantization:  # other weights: a float model's state must not load into it
         layout_key.append(quantization)
+    if couple_depthwise:  # as above; the group names already differ wherever a pair was coupled
+        layout_key.append("couple_depthwise")
     metadata = ModelMetadata(
         format_version=FORMAT_VERSION,
         fingerprint=fingerprint(digest, layout_key),

@@ -5,6 +5,14 @@ activation layers that follow it one-to-one (the "chain"); the mask multiplies
 the chain's last tensor. A group is excluded when its masked tensor reaches an
 Add/Multiply merge or a channel-mixing op, because zeroing it there would not
 remove the unit.
+
+With `couple_depthwise`, a chain whose only consumer is a depthwise
+convolution (depth multiplier 1) continues through it: unit c of the group is
+channel c of the convolution *and* of the depthwise layer after it (an
+inverted-residual block's expansion and its depthwise filter), masked once,
+after the depthwise chain. Pruning it removes both, which is what removing
+either leaves behind anyway, and the mask and the activity count cost one pass
+over one tensor instead of two (docs/performance.md).
 """
 
 import dataclasses
@@ -27,7 +35,13 @@ class PlannedGroup:
     positions: int
     role: str
     unit_tensor: int
-    chain: list
+    chain: list  # the nodes after the first unit layer, up to the masked tensor
+    members: tuple = ()  # names of the unit layers whose channels are the units (coupled: two)
+    non_negative: bool = False  # the masked tensor is >= 0 (ends in ReLU/ReLU6): a cheaper activity count
+
+    def __post_init__(self):
+        if not self.members:
+            self.members = (self.name,)
 
 
 @dataclasses.dataclass
@@ -114,17 +128,45 @@ def _concat_axis(node, graph):
     return node.layer.axis % rank
 
 
-def plan_model(graph, prune_outputs=False):
+def _coupled_depthwise(tensor, graph, consumers, rules, outputs):
+    """(nodes up to it, depthwise node, its chain, its chain's end) when `tensor` feeds only a
+    depth-multiplier-1 depthwise layer, directly or through channel-wise layers (e.g. ZeroPadding2D)."""
+    between = []
+    while True:
+        users = consumers.get(tensor, [])
+        if len(users) != 1 or tensor in outputs or users[0].layer is None:
+            return None
+        node = users[0]
+        if rules[id(node)].role is not Role.CHANNELWISE:
+            break
+        between.append(node)
+        tensor = node.outputs[0]
+    if rules[id(node)].unit_kind is not UnitKind.DEPTHWISE or getattr(node.layer, "depth_multiplier", 1) != 1:
+        return None
+    chain, end = _follow_chain(node, graph, consumers, rules, outputs)
+    return between, node, chain, end
+
+
+def _ends_non_negative(layer):
+    """Whether the layer's output is >= 0 whatever its input: a plain ReLU or ReLU6."""
+    if isinstance(layer, layers.ReLU):
+        return float(layer.negative_slope) == 0.0 and float(layer.threshold) >= 0.0
+    return activation_name(layer) in ("relu", "relu6")
+
+
+def plan_model(graph, prune_outputs=False, couple_depthwise=False):
     """Return the `Plan` for a flattened graph.
 
     `prune_outputs`: True requires prunable output classes, False keeps them
     fixed, None makes them prunable where the output layer allows it.
+    `couple_depthwise`: one group for a layer and the depthwise layer it feeds
+    (module docstring).
     """
     if prune_outputs is None:
         try:
-            return plan_model(graph, True)
+            return plan_model(graph, True, couple_depthwise)
         except FinePruneError as exc:
-            plan = plan_model(graph, False)  # raises again when the problem is not the output layer
+            plan = plan_model(graph, False, couple_depthwise)  # raises again when the problem is not the output layer
             plan.excluded.append(("(output classes)", f"not prunable: {exc}"))
             return plan
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -143,12 +185,21 @@ def plan_model(graph, prune_outputs=False):
     outputs = _with_aliases(graph, graph.outputs)
     _static(graph.shapes[graph.inputs[0]], "the model input")
 
-    groups, excluded = [], []
+    groups, excluded, absorbed = [], [], set()
     output_kind = OUTPUT_LOGITS
     for node in graph.nodes:
-        if node.layer is None or rules[id(node)].role is not Role.UNITS:
+        if node.layer is None or rules[id(node)].role is not Role.UNITS or id(node) in absorbed:
             continue
         chain, tensor = _follow_chain(node, graph, consumers, rules, outputs)
+        name, members = node.name, (node.name,)
+        coupled = _coupled_depthwise(tensor, graph, consumers, rules, outputs) if couple_depthwise else None
+        if coupled is not None:
+            between, depthwise, depthwise_chain, end = coupled
+            # Coupled only where the depthwise chain's end is itself maskable; otherwise both stay separate.
+            if end not in outputs and _exclusion_reason(end, consumers, rules, outputs, graph) is None:
+                absorbed.add(id(depthwise))
+                chain, tensor = chain + between + [depthwise] + depthwise_chain, end
+                name, members = f"{node.name}+{depthwise.name}", (node.name, depthwise.name)
         shape = _static(graph.shapes[tensor], f"output of {node.name!r}")
         units = int(shape[-1])
         positions = _prod(shape[1:-1])
@@ -167,9 +218,12 @@ def plan_model(graph, prune_outputs=False):
             excluded.append((node.name, reason))
             continue
         if units < 2:
-            excluded.append((node.name, "has a single unit"))
+            excluded.append((name, "has a single unit"))
             continue
-        groups.append(PlannedGroup(node.name, layer_class, units, positions, ROLE_HIDDEN, tensor, chain))
+        if len(members) > 1:
+            layer_class = f"{layer_class}+{type(coupled[1].layer).__name__}"
+        groups.append(PlannedGroup(name, layer_class, units, positions, ROLE_HIDDEN, tensor, chain, members,
+                                   _ends_non_negative(chain[-1].layer if chain else node.layer)))
     if output_kind == OUTPUT_PROBABILITIES or prune_outputs:
         _check_output(graph, graph.outputs[0], groups, prune_outputs)
     # Output group last, so hidden groups occupy the start of the mask vector.
@@ -271,19 +325,24 @@ def _reshaped(segments, in_shape, out_shape):
     return None
 
 
-def _attached_params(chain):
-    """BatchNormalization parameters per unit that go with a pruned unit."""
-    total = 0
-    for node in chain:
-        if isinstance(node.layer, layers.BatchNormalization):
+def _attached_params(group):
+    """{member layer name: BatchNormalization parameters per unit that go with a pruned unit}."""
+    totals, member = {name: 0 for name in group.members}, group.members[0]
+    for node in group.chain:
+        if node.name in totals:
+            member = node.name
+        elif isinstance(node.layer, layers.BatchNormalization):
             channels = int(node.layer.moving_mean.shape[0])
-            total += node.layer.count_params() // channels
-    return total
+            totals[member] += node.layer.count_params() // channels
+    return totals
 
 
 def _weight_layers(graph, rules, groups):
     prov = _provenance(graph, rules, groups)
-    group_of_layer = {g.name: (i, g) for i, g in enumerate(groups)}
+    group_of_layer = {}
+    for i, g in enumerate(groups):
+        attached = _attached_params(g)
+        group_of_layer.update({name: (i, attached[name]) for name in g.members})
     result = []
     for node in graph.nodes:
         if node.layer is None or rules[id(node)].role is not Role.UNITS:
@@ -299,7 +358,7 @@ def _weight_layers(graph, rules, groups):
         entry = group_of_layer.get(node.name)
         out_group = entry[0] if entry else None
         bias = 1 if getattr(layer, "use_bias", False) else 0
-        attached = _attached_params(entry[1].chain) if entry else 0
+        attached = entry[1] if entry else 0
         if kind is UnitKind.DENSE:
             kernel = layer.kernel.shape
             result.append(WeightLayer(node.name, "dense", out_group, out_channels, _tuple(segments), 1,
