@@ -200,11 +200,15 @@ def cmd_inspect(args):
     print(f"weights {meta.total_weights:,}  MACs/sample {meta.total_macs:,}")
     if meta.quantization:
         print(f"quantization: {meta.quantization}")
-    header = f"{'#':>3}  {'layer':<28} {'class':<16} {'role':<6} {'units':>6} {'offset':>7} {'positions':>9} {'weights/unit':>12} {'MACs/unit':>12}"
+    # Coupled groups (couple_depthwise) are named and classed "a+b": the columns widen to show them whole.
+    name_width = max([28] + [len(g.name) for g in meta.groups])
+    class_width = max([16] + [len(g.layer_class) for g in meta.groups])
+    header = (f"{'#':>3}  {'layer':<{name_width}} {'class':<{class_width}} {'role':<6} {'units':>6} {'offset':>7} "
+              f"{'positions':>9} {'weights/unit':>12} {'MACs/unit':>12}")
     print(header)
     print("-" * len(header))
     for i, g in enumerate(meta.groups):
-        print(f"{i:>3}  {g.name[:28]:<28} {g.layer_class[:16]:<16} {g.role:<6} {g.units:>6} {g.offset:>7} "
+        print(f"{i:>3}  {g.name:<{name_width}} {g.layer_class:<{class_width}} {g.role:<6} {g.units:>6} {g.offset:>7} "
               f"{g.positions:>9} {g.weights_per_unit:>12.1f} {g.macs_per_unit:>12.0f}")
     print(f"{len(meta.groups)} groups, {meta.num_units} units")
     if meta.excluded:
