@@ -68,7 +68,6 @@ class FinePruneModule(tf.Module):
         self._output_kind = output_kind
         self._policy = POLICIES[policy]
         self._mask_points = plan.mask_points
-        self._non_negative = [g.non_negative for g in plan.groups]  # plan.groups and layout share their order
         units = sum(g.units for g in self._layout)
         self.masks = tf.Variable(tf.ones([units], tf.float32), name="masks")
         self.counts = tf.Variable(tf.zeros([units], tf.float32), name="counts")
@@ -251,7 +250,8 @@ class FinePruneModule(tf.Module):
             if self._compensate:
                 mean = tf.reduce_mean(value, axis=spatial, keepdims=True) if spatial else value
                 sums.append(tf.reduce_sum(tf.reshape(mean, [-1, group.units]), axis=0))
-            deltas.append(count_active(value, group.units, self._non_negative[index]))
+            # plan.groups and the layout share their order
+            deltas.append(count_active(value, group.units, self._plan.groups[index].non_negative))
         self.counts.assign_add(tf.concat(deltas, axis=0))
         if self._compensate:
             self.sums.assign_add(tf.concat(sums, axis=0))
