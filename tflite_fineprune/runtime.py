@@ -317,10 +317,7 @@ class Personalizer:
         if not self.metadata.normalization_layers:
             raise FinePruneError(f"{self.model_path} was exported without normalization statistics "
                                  "(export_model(..., reference_data=x))")
-        value = check_unit_interval(strength, "strength")
-        if self.samples == 0:
-            raise FinePruneError("no data observed yet: call observe() before adapt_normalization()")
-        out = self._call(sig.ADAPT_NORMALIZATION, **{sig.STRENGTH: np.array(value, np.float32)})
+        out = self._adapt(sig.ADAPT_NORMALIZATION, strength, "adapt_normalization")
         return np.array(out[sig.NORM_MEAN]), np.array(out[sig.NORM_VAR])
 
     def adapt_classifier(self, strength):
@@ -336,11 +333,15 @@ class Personalizer:
         if not self.metadata.classifier_head:
             raise FinePruneError(f"{self.model_path} was exported without classifier prototypes "
                                  "(export_model(..., classifier_prototypes=True))")
+        out = self._adapt(sig.ADAPT_CLASSIFIER, strength, "adapt_classifier")
+        return np.array(out[sig.HEAD_KERNEL]).reshape(self.metadata.head_features, self.metadata.num_classes)
+
+    def _adapt(self, signature, strength, method):
+        """Run an adapt_* signature after the checks both share: strength in [0, 1], data observed."""
         value = check_unit_interval(strength, "strength")
         if self.samples == 0:
-            raise FinePruneError("no data observed yet: call observe() before adapt_classifier()")
-        out = self._call(sig.ADAPT_CLASSIFIER, **{sig.STRENGTH: np.array(value, np.float32)})
-        return np.array(out[sig.HEAD_KERNEL]).reshape(self.metadata.head_features, self.metadata.num_classes)
+            raise FinePruneError(f"no data observed yet: call observe() before {method}()")
+        return self._call(signature, **{sig.STRENGTH: np.array(value, np.float32)})
 
     def _prototype_shape(self):
         return (self.metadata.num_classes, self.metadata.head_features) if self.metadata.classifier_head else (0, 0)
