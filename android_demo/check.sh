@@ -68,7 +68,11 @@ case "${1:-}" in
     [ -f "$assets/manifest.json" ] || die "$assets has no manifest.json (run tflite-fineprune android-assets)"
     check_sources_covered
     tflite_classes
+    # The replay tests skip without the folders: make sure the properties reached them (a fresh report).
+    report=core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml
+    rm -f "$report"
     "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings"
+    [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" || die "replay tests were skipped or did not run ($report)"
     ;;
   "")
     check_sources_covered

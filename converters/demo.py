@@ -56,6 +56,25 @@ def find_data(given=None, vision=False):
                         "tflite-fineprune demo" + (" --vision" if vision else ""))
 
 
+def speech_users(root, labels, load_clip):
+    """The speech demo's users: every speaker with ≥ 30 clips in the Speech Commands test split under `root`.
+
+    `load_clip(path)` gives one model input (`str` keeps the paths: the Android assets copy the files).
+    """
+    return speaker_users(pathlib.Path(root) / SPEECH_DATA[0], labels, load_clip)
+
+
+def vision_users(images_by_class):
+    """The vision demo's users: 10 each who meet 2, 3 or 5 classes, 50 adaptation + 50 evaluation images a class.
+
+    `images_by_class`: the CIFAR-10 test images (or their paths) of each class in file-name order; the first
+    `REFERENCE_PER_CLASS` of each are the export's BatchNorm reference pool, never a user's.
+    """
+    from converters.vision import REFERENCE_PER_CLASS
+
+    return class_subset_users([images[REFERENCE_PER_CLASS:] for images in images_by_class])
+
+
 def _speech(root, out):
     from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
     from converters.speech import KWS_LABELS, export_mlperf
@@ -66,16 +85,16 @@ def _speech(root, out):
 
     model = out / "kws_ds_cnn.tflite"
     print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))
-    users = speaker_users(root / SPEECH_DATA[0], list(KWS_LABELS), load_clip)
+    users = speech_users(root, list(KWS_LABELS), load_clip)
     return model, users, SPEECH_RECIPES, "speaker users (Speech Commands test split), MLPerf Tiny DS-CNN"
 
 
 def _vision(root, out):
-    from converters.vision import REFERENCE_PER_CLASS, cifar_by_class, export_mlperf
+    from converters.vision import cifar_by_class, export_mlperf
 
     model = out / "resnet8_uint8.tflite"
     print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))  # BN reference: first images/class
-    users = class_subset_users([images[REFERENCE_PER_CLASS:] for images in cifar_by_class(root)])
+    users = vision_users(cifar_by_class(root))
     return model, users, VISION_RECIPES, "class-subset users (CIFAR-10 test images), MLPerf Tiny ResNet-8"
 
 

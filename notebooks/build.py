@@ -574,9 +574,10 @@ PHONE_ASSETS = [
 
 **What this shows.** `tflite-fineprune android-assets` ([docs/android.md](../docs/android.md)) writes what the
 Android demo app bundles: the exported models (MLPerf Tiny DS-CNN keyword spotting with its MFCC front-end,
-MLPerf Tiny ResNet-8 behind a uint8 front-end), one bundled user per model (a Speech Commands speaker, a
-CIFAR-10 user who meets three classes) and `manifest.json` (signatures, recipe, expected numbers). We read the
-manifest, then run the app's exact call sequence (`converters.android_session.AppSession`: one sample per
+MLPerf Tiny ResNet-8 behind a uint8 front-end), one bundled user per model and `manifest.json` (signatures,
+recipe, expected numbers). The bundled users are picked by a stated rule from the users of `tflite-fineprune demo`
+(Speech Commands speakers; CIFAR-10 users who meet 2, 3 or 5 classes): the demo's per-user evaluation runs over
+all of them and the user whose gain is closest to the mean gain is bundled. We read the manifest, then run the app's exact call sequence (`converters.android_session.AppSession`: one sample per
 signature call, as the Kotlin `PersonalizationSession` issues them) through LiteRT, and show the numbers the
 phone must reproduce.
 
@@ -614,6 +615,8 @@ for m in manifest["models"]:
 for u in manifest["users"]:
     print(f"user {u['name']} ({u['model']}): {u['description']}; {len(u['adapt'])} adaptation files (no labels), "
           f"{len(u['eval'])} evaluation files")
+    c = u["chosen_by"]
+    print(f"  chosen by: {c['rule']}: {c['demo_user']} of {c['users']} (mean gain {c['mean_gain']:+.3f})")
 '''),
     md("## Replay the app's session in Python: the numbers the phone must show"),
     code(r'''

@@ -75,7 +75,63 @@ def test_manifest_files_and_numbers(generated):
         assert not set(user["adapt"]) & {e["file"] for e in user["eval"]}
     speaker, cifar = manifest["users"]
     assert len(speaker["adapt"]) + len(speaker["eval"]) >= 30
-    assert len({e["label"] for e in cifar["eval"]}) == 3 and len(cifar["adapt"]) == len(cifar["eval"]) == 30
+    # A class-subset user with enough unlabeled images for the class test to act (50 a class, as in the demo).
+    classes = {e["label"] for e in cifar["eval"]}
+    assert len(classes) in (2, 3, 5) and len(cifar["adapt"]) == len(cifar["eval"]) == 50 * len(classes)
+
+
+def test_bundled_users_are_the_demos_representative_users(generated):
+    """Each bundled user is the one `REPRESENTATIVE_RULE` picks from the demo's own per-user table, which the
+    manifest records; the phone's expected numbers are that table's row; the users show the recipe's gain."""
+    from converters import demo
+    from converters.android_assets import REPRESENTATIVE_RULE, _demo_users, representative_user
+
+    _, _, manifest = generated
+    gains = []
+    for user in manifest["users"]:
+        chosen_by, expected = user["chosen_by"], user["expected"]
+        model = next(m for m in manifest["models"] if m["key"] == user["model"])
+        # The table covers every user of the demo of that kind (same users, same splits), not a selection.
+        demo_users = _demo_users(model["kind"], data_root(), model["labels"])
+        table = chosen_by["evaluation"]
+        assert [r["user"] for r in table] == [u.name for u in demo_users] and chosen_by["users"] == len(table)
+        assert [(r["adapt"], r["eval"]) for r in table] == [(len(u.adapt_x), len(u.eval_y)) for u in demo_users]
+        assert len(table) == (53 if model["kind"] == "speech" else 30)
+        assert chosen_by["rule"] == REPRESENTATIVE_RULE
+        assert chosen_by["mean_dense_accuracy"] == pytest.approx(np.mean([r["dense_accuracy"] for r in table]))
+        assert chosen_by["mean_accuracy"] == pytest.approx(np.mean([r["accuracy"] for r in table]))
+        row = representative_user([{**r, "recipe": "auto"} for r in table])
+        assert row["user"] == chosen_by["demo_user"]
+        gain = row["accuracy"] - row["dense_accuracy"]
+        assert all(abs(gain - chosen_by["mean_gain"]) <= abs(r["accuracy"] - r["dense_accuracy"] - chosen_by["mean_gain"])
+                   + 1e-9 for r in table)
+        # What the app measures on the bundled files is the demo's row for that user.
+        assert (expected["dense_accuracy"], expected["accuracy"]) == (row["dense_accuracy"], row["accuracy"])
+        assert (len(user["adapt"]), len(user["eval"])) == (row["adapt"], row["eval"])
+        demo_user = next(u for u in demo_users if u.name == row["user"])
+        assert [e["label"] for e in user["eval"]] == [int(y) for y in demo_user.eval_y]
+        assert expected["accuracy"] >= expected["dense_accuracy"], f"{user['name']} is worse than dense"
+        gains.append(expected["accuracy"] - expected["dense_accuracy"])
+    assert max(gains) >= 0.05, f"no bundled user gains five points: {gains}"
+    assert demo.AUTO.rule == AutoRule(**manifest["models"][0]["recipe"]["rule"])  # the demo's recipe
+
+
+def test_representative_rule():
+    from converters.android_assets import representative_user
+
+    def row(user, dense, accuracy, recipe="auto"):
+        return {"user": user, "recipe": recipe, "dense_accuracy": dense, "accuracy": accuracy}
+
+    rows = [row("c", 0.5, 0.5), row("b", 0.3, 0.5), row("a", 0.1, 0.3), row("d", 0.2, 0.6)]
+    # Mean gain 0.2; b and a both gain 0.2 (in floats a's is 3e-17 further away: rounded, they tie and the
+    # first by name wins); c and d are 0.2 away.
+    assert representative_user(rows)["user"] == "a"
+    assert representative_user(rows[:1])["user"] == "c"
+    assert representative_user([row("c", 0.5, 0.5), row("e", 0.9, 0.8), row("d", 0.2, 0.6)])["user"] == "c"
+    with pytest.raises(FinePruneError, match="the rows of one recipe"):
+        representative_user(rows + [row("f", 0.5, 0.6, recipe="dense")])
+    with pytest.raises(FinePruneError, match="got 0 rows"):
+        representative_user([])
 
 
 def test_manifest_numbers_are_what_the_python_runtime_gets(generated):

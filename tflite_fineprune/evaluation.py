@@ -163,23 +163,25 @@ def others_sets(users, per_user, seed=0):
 
 
 def evaluate_users(personalizer, users, recipes, others_per_user=200, seed=0, progress=True):
-    """Rows (dicts) of per-user results for each recipe; see module docstring."""
-    others = others_sets(users, others_per_user, seed)
+    """Rows (dicts) of per-user results for each recipe; see module docstring.
+
+    `others_per_user=0` leaves out what the personalized model forgets (no `dense_others` / `others` columns).
+    """
+    others = others_sets(users, others_per_user, seed) if others_per_user else None
     iterator = progress_bar(list(enumerate(users)), "users", "user", progress)
     rows = []
     for i, user in iterator:
         personalizer.reset()
         dense = _accuracy(personalizer, user.eval_x, user.eval_y)
-        dense_others = _accuracy(personalizer, *others[i])
+        dense_others = _accuracy(personalizer, *others[i]) if others else None
         for recipe in recipes:
             recipe.apply(personalizer, user.adapt_x, seed=seed + i)
             s = personalizer.sparsity()
-            rows.append({
-                "user": user.name, "recipe": recipe.name, "adapt": len(user.adapt_x), "eval": len(user.eval_y),
-                "dense_accuracy": dense, "accuracy": _accuracy(personalizer, user.eval_x, user.eval_y),
-                "dense_others": dense_others, "others": _accuracy(personalizer, *others[i]),
-                "unit_sparsity": s.units, "weight_sparsity": s.weights, "mac_sparsity": s.macs,
-            })
+            row = {"user": user.name, "recipe": recipe.name, "adapt": len(user.adapt_x), "eval": len(user.eval_y),
+                   "dense_accuracy": dense, "accuracy": _accuracy(personalizer, user.eval_x, user.eval_y)}
+            if others:
+                row.update(dense_others=dense_others, others=_accuracy(personalizer, *others[i]))
+            rows.append({**row, "unit_sparsity": s.units, "weight_sparsity": s.weights, "mac_sparsity": s.macs})
     personalizer.reset()
     return rows
 
