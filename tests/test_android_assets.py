@@ -153,6 +153,8 @@ def test_manifest_numbers_are_what_the_python_runtime_gets(generated):
         assert (dense, after, s.pruned_units) == (expected["dense_accuracy"], expected["accuracy"], expected["pruned_units"])
         assert list(report.excluded_classes) == expected["excluded_classes"]
         assert report.recipe == expected["chosen"]
+        # The recipe names unit pruning only when hidden units were pruned (excluded classes are output units).
+        assert ("prune units" in report.recipe) == any(report.units_pruned.values())
         assert s.weights == pytest.approx(expected["weight_sparsity"], abs=1e-12)
         assert s.macs == pytest.approx(expected["mac_sparsity"], abs=1e-12)
 

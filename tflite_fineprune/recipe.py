@@ -182,7 +182,8 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
             steps.append(f"exclude {len(excluded)} classes")
     if sig.PRUNE_DORMANT in available:
         personalizer.prune_dormant(rule.dormant_threshold)
-        if personalizer.sparsity().pruned_units:
+        masks = personalizer.get_state().masks  # hidden units only: excluded classes are output units
+        if any(masks[g.offset:g.offset + g.units].min() < 0.5 for g in meta.hidden_groups):
             steps.append(f"prune units active < {rule.dormant_threshold:g}")
     else:
         notes.append("this model file has no prune_dormant signature (exported by an older version)")

@@ -60,6 +60,7 @@ class ModelLayout(
 
     companion object {
         const val ROLE_OUTPUT = "output"
+        const val ROLE_HIDDEN = "hidden"
 
         fun parse(json: JsonObject, source: String): ModelLayout = Json.guard(source) {
             val groups = json.getValue("groups").jsonArray.map { g ->
