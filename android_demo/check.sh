@@ -72,7 +72,8 @@ case "${1:-}" in
     report=core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml
     rm -f "$report"
     "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings"
-    [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" || die "replay tests were skipped or did not run ($report)"
+    [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" \
+      || die "replay tests were skipped or did not run ($report)"
     ;;
   "")
     check_sources_covered
