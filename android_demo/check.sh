@@ -32,11 +32,28 @@ tflite_classes() {
   done
 }
 
+# androidx.test's monitor and idling-resource classes, which Robolectric loads: Maven Central serves them as
+# AARs, so their classes.jar is extracted once (versions: the parent pom).
+androidx_classes() {
+  local dir=build/androidx
+  [ -s "$dir/monitor-classes.jar" ] && [ -s "$dir/espresso-idling-resource-classes.jar" ] && return
+  mkdir -p "$dir/aar"
+  local coordinates=("androidx.test:monitor:1.8.0" "androidx.test.espresso:espresso-idling-resource:3.7.0")
+  for coordinate in "${coordinates[@]}"; do
+    local artifact version
+    artifact=$(cut -d: -f2 <<< "$coordinate")
+    version=$(cut -d: -f3 <<< "$coordinate")
+    "${MVN[@]}" -N dependency:copy -Dartifact="$coordinate:aar" -DoutputDirectory="$dir/aar"
+    (cd "$dir" && unzip -p "aar/$artifact-$version.aar" classes.jar > "$artifact-classes.jar.tmp" \
+      && mv "$artifact-classes.jar.tmp" "$artifact-classes.jar")
+  done
+}
+
 # Every Kotlin/Java source must be in a folder the Maven build compiles.
 check_sources_covered() {
   local stray
   stray=$(find . \( -path ./build -o -name target -o -path ./.gradle \) -prune -o \( -name '*.kt' -o -name '*.java' \) -print \
-    | grep -v -E '^\./(core/src/(main|test)/kotlin|app/src/main/java)/' || true)
+    | grep -v -E '^\./(core/src/(main|test)/kotlin|app/src/main/java|app/src/test/kotlin)/' || true)
   [ -z "$stray" ] || die "sources outside the compiled folders: $stray"
 }
 
