@@ -3,9 +3,12 @@
 #
 #   bash android_demo/check.sh                              compile every source of the app and the core
 #                                                           (app against android.* and the TFLite Java API),
-#                                                           run the core's JUnit tests
+#                                                           and the app's tests; run the core's JUnit tests
 #   bash android_demo/check.sh replay ASSETS RECORDINGS     the same, plus the replay contract tests against
 #                                                           `tflite-fineprune android-assets -o ASSETS --record RECORDINGS`
+#                                                           and the app's Robolectric tests of MainActivity on
+#                                                           ASSETS, their model calls run by LiteRT in Python
+#                                                           ($FINEPRUNE_PYTHON, default: the repository's .venv)
 #   bash android_demo/check.sh decode-state STATE_FILE      print a state file as JSON (through the Kotlin codec)
 #   bash android_demo/check.sh encode-state IN.json OUT.state   write a state file from that JSON
 #
@@ -49,6 +52,14 @@ androidx_classes() {
   done
 }
 
+# The Python that runs the Activity tests' model calls (app/src/test/python/signature_bridge.py).
+bridge_python() {
+  local python="${FINEPRUNE_PYTHON:-$HERE/../.venv/bin/python}"
+  [ -x "$python" ] || die "no Python at $python for the Activity tests (set FINEPRUNE_PYTHON to one with ai-edge-litert)"
+  "$python" -c "import ai_edge_litert.interpreter" 2>/dev/null || die "$python cannot import ai_edge_litert (pip install ai-edge-litert)"
+  echo "$python"
+}
+
 # Every Kotlin/Java source must be in a folder the Maven build compiles.
 check_sources_covered() {
   local stray
@@ -83,14 +94,19 @@ case "${1:-}" in
     assets=$(cd "$OLDPWD" && realpath "$2") || die "no asset folder $2"
     recordings=$(cd "$OLDPWD" && realpath "$3") || die "no recordings folder $3"
     [ -f "$assets/manifest.json" ] || die "$assets has no manifest.json (run tflite-fineprune android-assets)"
+    python=$(bridge_python)
     check_sources_covered
     tflite_classes
-    "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings"
+    androidx_classes
+    "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings" -Dfineprune.python="$python"
+    echo "android_demo: replay and MainActivity (Robolectric) tests passed"
     ;;
   "")
     check_sources_covered
     tflite_classes
-    "${MVN[@]}" test
+    androidx_classes
+    # The app's tests need generated assets (replay mode): here they are compiled, not run.
+    "${MVN[@]}" test -Dtest='org.tflitefineprune.core.**' -Dsurefire.failIfNoSpecifiedTests=false
     ;;
   *)
     die "unknown command '$1' (expected nothing, replay, decode-state or encode-state)"
