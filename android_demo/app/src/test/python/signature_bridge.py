@@ -43,7 +43,8 @@ def main(model_path):
         inputs = {}
         for spec in request["inputs"]:
             raw = _read_exact(stdin, spec["length"])
-            inputs[spec["name"]] = np.frombuffer(raw, dtype=np.dtype(spec["dtype"]).newbyteorder("<")).reshape(spec["shape"])
+            little_endian = np.dtype(spec["dtype"]).newbyteorder("<")
+            inputs[spec["name"]] = np.frombuffer(raw, dtype=little_endian).reshape(spec["shape"])
         try:
             name = request["signature"]
             if name not in runners:

@@ -108,7 +108,7 @@ class MainActivity : Activity() {
         { state.assets = assets; opened() }
     }
 
-    /** Opens [spec] on the worker, closing [previous] first; the returned block makes it current. */
+    /** Opens [spec] on the worker, then closes [previous]; the returned block makes [spec] current. */
     private fun open(context: Context, assets: BundledAssets, spec: ModelSpec, previous: OpenedModel?): () -> Unit {
         val file = assets.modelFile(spec)
         val opened = try {
@@ -146,6 +146,7 @@ class MainActivity : Activity() {
             state.session = session
             state.user = firstUser
             state.meSamples = emptyList()
+            state.queuedPhotos.clear()
             state.lastResult = null
             state.evaluation = null
             state.activeProfile = active

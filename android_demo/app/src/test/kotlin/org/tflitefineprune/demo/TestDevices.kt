@@ -19,7 +19,7 @@ class PcmMicrophone(private val pcm: ShortArray, private val sampleRate: Int = 1
     @Volatile var closes = 0
 
     override fun open(sampleRate: Int): AudioInput {
-        if (sampleRate != this.sampleRate) throw FinePruneException("test microphone plays $this.sampleRate Hz, asked for $sampleRate")
+        if (sampleRate != this.sampleRate) throw FinePruneException("test microphone plays ${this.sampleRate} Hz, asked for $sampleRate")
         opens++
         return object : AudioInput {
             var position = 0
