@@ -293,13 +293,19 @@ class MainActivityTest {
         assertEquals("the recipe changed nothing; no profile saved", activity.statusLine())
 
         activity.click("Users")
+        DemoServices.countdownSeconds = 1
         activity.click("Record 10 clips")
+        waitFor("the countdown") { DemoState.status == "recording in 1…" }
         settle()
         activity.assertShows("Me: 11 unlabeled samples")
+        // The loudest 0.1 s the level meter saw: the fed PCM's, in the meter's 1600-sample reads.
+        val stream = pcm.flatMap { it.toList() }.toShortArray()
+        val loudest = (0 until 100).maxOf { AudioLevel.rms(WavReader.fromPcm16(stream.copyOfRange(it * 1600, (it + 1) * 1600), 16000).samples) }
+        assertEquals("recorded 10 of 10 clips; loudest 0.1 s: ${String.format(java.util.Locale.US, "%.0f", AudioLevel.dbfs(loudest))} dBFS",
+            activity.statusLine())
         val me = DemoState.meSamples
         // The clips are the microphone's PCM, one second each, in order (each batch opens the microphone anew).
         val spec = assets.model("speech")
-        val stream = pcm.flatMap { it.toList() }.toShortArray()
         for ((i, second) in (listOf(0) + (0 until 10)).withIndex()) {
             val want = WavReader.fit(WavReader.fromPcm16(stream.copyOfRange(second * 16000, (second + 1) * 16000), 16000),
                 spec.input.elements, 16000, "clip")
