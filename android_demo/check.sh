@@ -3,9 +3,12 @@
 #
 #   bash android_demo/check.sh                              compile every source of the app and the core
 #                                                           (app against android.* and the TFLite Java API),
-#                                                           run the core's JUnit tests
+#                                                           and the app's tests; run the core's JUnit tests
 #   bash android_demo/check.sh replay ASSETS RECORDINGS     the same, plus the replay contract tests against
 #                                                           `tflite-fineprune android-assets -o ASSETS --record RECORDINGS`
+#                                                           and the app's Robolectric tests of MainActivity on
+#                                                           ASSETS, their model calls run by LiteRT in Python
+#                                                           ($FINEPRUNE_PYTHON, default: the repository's .venv)
 #   bash android_demo/check.sh decode-state STATE_FILE      print a state file as JSON (through the Kotlin codec)
 #   bash android_demo/check.sh encode-state IN.json OUT.state   write a state file from that JSON
 #
@@ -32,11 +35,36 @@ tflite_classes() {
   done
 }
 
+# androidx.test's monitor and idling-resource classes, which Robolectric loads: Maven Central serves them as
+# AARs, so their classes.jar is extracted once (versions: the parent pom).
+androidx_classes() {
+  local dir=build/androidx
+  [ -s "$dir/monitor-classes.jar" ] && [ -s "$dir/espresso-idling-resource-classes.jar" ] && return
+  mkdir -p "$dir/aar"
+  local coordinates=("androidx.test:monitor:1.8.0" "androidx.test.espresso:espresso-idling-resource:3.7.0")
+  for coordinate in "${coordinates[@]}"; do
+    local artifact version
+    artifact=$(cut -d: -f2 <<< "$coordinate")
+    version=$(cut -d: -f3 <<< "$coordinate")
+    "${MVN[@]}" -N dependency:copy -Dartifact="$coordinate:aar" -DoutputDirectory="$dir/aar"
+    (cd "$dir" && unzip -p "aar/$artifact-$version.aar" classes.jar > "$artifact-classes.jar.tmp" \
+      && mv "$artifact-classes.jar.tmp" "$artifact-classes.jar")
+  done
+}
+
+# The Python that runs the Activity tests' model calls (app/src/test/python/signature_bridge.py).
+bridge_python() {
+  local python="${FINEPRUNE_PYTHON:-$HERE/../.venv/bin/python}"
+  [ -x "$python" ] || die "no Python at $python for the Activity tests (set FINEPRUNE_PYTHON to one with ai-edge-litert)"
+  "$python" -c "import ai_edge_litert.interpreter" 2>/dev/null || die "$python cannot import ai_edge_litert (pip install ai-edge-litert)"
+  echo "$python"
+}
+
 # Every Kotlin/Java source must be in a folder the Maven build compiles.
 check_sources_covered() {
   local stray
   stray=$(find . \( -path ./build -o -name target -o -path ./.gradle \) -prune -o \( -name '*.kt' -o -name '*.java' \) -print \
-    | grep -v -E '^\./(core/src/(main|test)/kotlin|app/src/main/java)/' || true)
+    | grep -v -E '^\./(core/src/(main|test)/kotlin|app/src/main/java|app/src/test/kotlin)/' || true)
   [ -z "$stray" ] || die "sources outside the compiled folders: $stray"
 }
 
@@ -66,19 +94,24 @@ case "${1:-}" in
     assets=$(cd "$OLDPWD" && realpath "$2") || die "no asset folder $2"
     recordings=$(cd "$OLDPWD" && realpath "$3") || die "no recordings folder $3"
     [ -f "$assets/manifest.json" ] || die "$assets has no manifest.json (run tflite-fineprune android-assets)"
+    python=$(bridge_python)
     check_sources_covered
     tflite_classes
+    androidx_classes
     # The replay tests skip without the folders: make sure the properties reached them (a fresh report).
     report=core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml
     rm -f "$report"
-    "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings"
+    "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings" -Dfineprune.python="$python"
     [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" \
       || die "replay tests were skipped or did not run ($report)"
+    echo "android_demo: replay and MainActivity (Robolectric) tests passed"
     ;;
   "")
     check_sources_covered
     tflite_classes
-    "${MVN[@]}" test
+    androidx_classes
+    # The app's tests need generated assets (replay mode): here they are compiled, not run.
+    "${MVN[@]}" test -Dtest='org.tflitefineprune.core.**' -Dsurefire.failIfNoSpecifiedTests=false
     ;;
   *)
     die "unknown command '$1' (expected nothing, replay, decode-state or encode-state)"

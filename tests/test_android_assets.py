@@ -10,6 +10,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -43,7 +44,9 @@ def needs_maven():
 
 
 def check_sh(*args, cwd=REPO):
-    return subprocess.run(["bash", str(CHECK), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=1200)
+    # The Activity tests (replay mode) run the model's signatures through this Python's LiteRT.
+    env = {**os.environ, "FINEPRUNE_PYTHON": os.environ.get("FINEPRUNE_PYTHON_BRIDGE", sys.executable)}
+    return subprocess.run(["bash", str(CHECK), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=1200, env=env)
 
 
 def _load(kind, path, manifest_model):
@@ -167,6 +170,11 @@ def test_jvm_replays_the_recorded_session(generated):
     report = ET.parse(REPO / "android_demo/core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml")
     suite = report.getroot()
     assert int(suite.get("tests")) >= 3 and suite.get("skipped") == "0" and suite.get("failures") == "0"
+    # The real MainActivity on Robolectric, every flow, none skipped.
+    report = ET.parse(REPO / "android_demo/app/target/surefire-reports/TEST-org.tflitefineprune.demo.MainActivityTest.xml")
+    suite = report.getroot()
+    assert int(suite.get("tests")) >= 8 and suite.get("skipped") == "0" and suite.get("failures") == "0"
+    assert suite.get("errors") == "0"
 
 
 _NORMALIZATION = ("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var")

@@ -1,32 +1,47 @@
 package org.tflitefineprune.demo
 
-import android.content.Context
 import android.graphics.Bitmap
 import android.graphics.BitmapFactory
 import org.tflitefineprune.core.AssetManifest
+import org.tflitefineprune.core.AtomicFiles
 import org.tflitefineprune.core.FinePruneException
 import org.tflitefineprune.core.ImagePixels
 import org.tflitefineprune.core.ModelSpec
 import org.tflitefineprune.core.Tensor
 import org.tflitefineprune.core.WavReader
 import java.io.File
+import java.io.InputStream
+import java.security.MessageDigest
 
-/** The files `tflite-fineprune android-assets` put into assets/: manifest, models, users' clips and images. */
-class BundledAssets(private val context: Context) {
+/** Where bundled files are read from: the APK's assets on the phone. */
+fun interface AssetSource {
+    fun open(path: String): InputStream
+}
+
+/**
+ * The files `tflite-fineprune android-assets` put into assets/: manifest, models, users' clips and images.
+ * [storage] is where model files are copied (LiteRT maps models from files).
+ */
+class BundledAssets(private val source: AssetSource, private val storage: File) {
     val manifest: AssetManifest = AssetManifest.parse(read(MANIFEST).toString(Charsets.UTF_8))
 
+    init {
+        if (manifest.models.isEmpty()) throw FinePruneException("$MANIFEST lists no models: run `tflite-fineprune android-assets` again")
+    }
+
     fun read(path: String): ByteArray = try {
-        context.assets.open(path).use { it.readBytes() }
+        source.open(path).use { it.readBytes() }
     } catch (e: java.io.IOException) {
         throw FinePruneException("asset '$path' is missing: run `tflite-fineprune android-assets` before building (${e.message})")
     }
 
-    /** LiteRT maps models from files: the asset is copied to app storage once. */
+    /** The model as a file in app storage: the copy is reused only when its SHA-256 is the asset's. */
     fun modelFile(model: ModelSpec): File {
-        val file = File(context.filesDir, "models/${model.key}.tflite")
-        if (!file.exists() || file.length() != model.fileBytes) {
+        val bytes = read(model.file)
+        val file = File(storage, "models/${model.key}.tflite")
+        if (!file.isFile || !sha256(file.readBytes()).contentEquals(sha256(bytes))) {
             file.parentFile?.mkdirs()
-            org.tflitefineprune.core.AtomicFiles.write(file, read(model.file))
+            AtomicFiles.write(file, bytes)
         }
         return file
     }
@@ -44,8 +59,11 @@ class BundledAssets(private val context: Context) {
     companion object {
         const val MANIFEST = "manifest.json"
 
+        private fun sha256(bytes: ByteArray): ByteArray = MessageDigest.getInstance("SHA-256").digest(bytes)
+
         fun audioSample(model: ModelSpec, samples: FloatArray): Tensor = model.sampleOfFloats(samples)
 
+        /** A decoded bitmap (already subsampled for photos: see [PhotoDecoder]) as the model's input. */
         fun imageSample(model: ModelSpec, bitmap: Bitmap): Tensor {
             val size = model.imageSize ?: throw FinePruneException("model '${model.name}' is not an image model")
             val pixels = IntArray(bitmap.width * bitmap.height)

@@ -4,18 +4,16 @@ import org.tensorflow.lite.DataType
 import org.tensorflow.lite.Interpreter
 import org.tflitefineprune.core.DType
 import org.tflitefineprune.core.FinePruneException
-import org.tflitefineprune.core.SignatureRunner
 import org.tflitefineprune.core.Tensor
-import java.io.Closeable
 import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
 /** Runs the exported model's signatures through LiteRT's Java API (`Interpreter.runSignature`). */
-class LiteRtRunner(model: File, threads: Int = 2) : SignatureRunner, Closeable {
+class LiteRtRunner(model: File, threads: Int = 2) : OpenedModel {
     private val interpreter = Interpreter(model, Interpreter.Options().setNumThreads(threads))
 
-    val signatureKeys: List<String> get() = interpreter.signatureKeys.toList()
+    override val signatureKeys: List<String> get() = interpreter.signatureKeys.toList()
 
     override fun run(signature: String, inputs: Map<String, Tensor>): Map<String, Tensor> {
         if (signature !in interpreter.signatureKeys) throw FinePruneException("the model has no signature '$signature'")

@@ -2,289 +2,546 @@ package org.tflitefineprune.demo
 
 import android.Manifest
 import android.app.Activity
+import android.content.ClipData
+import android.content.Context
 import android.content.Intent
 import android.content.pm.PackageManager
-import android.graphics.BitmapFactory
 import android.os.Bundle
+import android.util.TypedValue
 import android.view.View
 import android.widget.Button
+import android.widget.HorizontalScrollView
 import android.widget.LinearLayout
 import android.widget.ProgressBar
 import android.widget.ScrollView
 import android.widget.TextView
+import org.tflitefineprune.core.AudioLevel
+import org.tflitefineprune.core.AutoRecipe
 import org.tflitefineprune.core.BundledUser
 import org.tflitefineprune.core.FinePruneException
 import org.tflitefineprune.core.ModelSpec
 import org.tflitefineprune.core.PersonalizationResult
 import org.tflitefineprune.core.PersonalizationSession
+import org.tflitefineprune.core.SlidingWindow
+import org.tflitefineprune.core.Sparsity
 import org.tflitefineprune.core.Tensor
 import org.tflitefineprune.core.WavReader
+import org.tflitefineprune.core.probabilities
 import java.util.Locale
 
 /**
  * The demo: Model, Users, Personalize (before / after), Profiles and Listen screens, built from plain
- * framework Views. All model work runs on a background thread; the views are rebuilt on the UI thread.
+ * framework Views. The Activity only draws [DemoState] and starts jobs; all model work, file copies,
+ * decoding and recording run on DemoState's one worker thread.
  */
 class MainActivity : Activity() {
-    private lateinit var assets: BundledAssets
-    private lateinit var profiles: ProfileStore
+    private val state = DemoState
     private lateinit var content: LinearLayout
     private lateinit var progress: ProgressBar
+    private lateinit var meter: ProgressBar
     private lateinit var status: TextView
-
-    private var model: ModelSpec? = null
-    private var runner: LiteRtRunner? = null
-    private var session: PersonalizationSession? = null
-    private var user: BundledUser? = null // null: "Me"
-    private val meSamples = ArrayList<Tensor>()
-    private var lastResult: PersonalizationResult? = null
-    private var activeProfile: String? = null
-    @Volatile private var listening = false
-    @Volatile private var busy = false
+    private var heardView: TextView? = null
+    private var pendingMicrophone: (() -> Unit)? = null
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
-        val root = LinearLayout(this).apply { orientation = LinearLayout.VERTICAL; setPadding(24, 24, 24, 24) }
+        val pad = dp(12)
+        val root = LinearLayout(this).apply { orientation = LinearLayout.VERTICAL; setPadding(pad, pad, pad, pad) }
+        // Five tabs do not fit 360 dp as full-size buttons: compact ones in a row that scrolls sideways.
         val tabs = LinearLayout(this).apply { orientation = LinearLayout.HORIZONTAL }
-        for ((label, screen) in listOf("Model" to ::showModel, "Users" to ::showUsers, "Personalize" to ::showPersonalize,
-            "Profiles" to ::showProfiles, "Listen" to ::showListen)) {
-            tabs.addView(Button(this).apply { text = label; setOnClickListener { listening = false; screen() } })
+        for (screen in Screen.entries) {
+            tabs.addView(Button(this).apply {
+                text = screen.title
+                minWidth = 0
+                minimumWidth = 0
+                setPadding(dp(8), 0, dp(8), 0)
+                setOnClickListener { show(screen) }
+            })
         }
         status = TextView(this)
         progress = ProgressBar(this, null, android.R.attr.progressBarStyleHorizontal).apply { visibility = View.GONE }
+        meter = ProgressBar(this, null, android.R.attr.progressBarStyleHorizontal).apply { max = 100; visibility = View.GONE }
         content = LinearLayout(this).apply { orientation = LinearLayout.VERTICAL }
-        root.addView(ScrollView(this).apply { addView(tabs) })
+        root.addView(HorizontalScrollView(this).apply { addView(tabs) })
         root.addView(status)
         root.addView(progress)
+        root.addView(meter)
         root.addView(ScrollView(this).apply { addView(content) })
         setContentView(root)
-        profiles = ProfileStore(filesDir)
-        try {
-            assets = BundledAssets(this)
-            selectModel(assets.manifest.models.first())
-        } catch (e: FinePruneException) {
-            status.text = e.message
-            return
+        state.activity = this
+        state.appContext = applicationContext
+        if (!state.started) {
+            state.started = true
+            launch()
         }
-        showModel()
+        render()
+    }
+
+    override fun onPause() {
+        // The microphone is not kept while the app is in the background.
+        state.stopRequested = true
+        super.onPause()
     }
 
     override fun onDestroy() {
-        listening = false
-        runner?.close()
+        if (state.activity === this) state.activity = null
+        if (isFinishing && !isChangingConfigurations) state.shutDown()
         super.onDestroy()
     }
 
-    // -- model and profile selection --------------------------------------------------------
+    private fun dp(value: Int) = TypedValue.applyDimension(TypedValue.COMPLEX_UNIT_DIP, value.toFloat(), resources.displayMetrics).toInt()
 
-    private fun selectModel(spec: ModelSpec) {
-        runner?.close()
-        val opened = LiteRtRunner(assets.modelFile(spec))
-        val missing = spec.signatures.keys - opened.signatureKeys.toSet()
-        if (missing.isNotEmpty()) throw FinePruneException("${spec.file} lacks signatures $missing listed in the manifest")
-        model = spec
-        runner = opened
-        session = PersonalizationSession(spec, opened)
-        user = assets.manifest.users.firstOrNull { it.model == spec.key }
-        meSamples.clear()
-        lastResult = null
-        // The last active profile is loaded on start.
-        activeProfile = getPreferences(MODE_PRIVATE).getString("active_${spec.key}", null)?.takeIf { it in profiles.profiles(spec) }
-        activeProfile?.let { applyProfile(it) }
+    private fun show(screen: Screen) {
+        if (state.job == LISTENING) state.stopRequested = true
+        state.screen = screen
+        render()
     }
 
-    private fun applyProfile(name: String) {
-        val spec = model ?: return
-        try {
-            session?.setState(profiles.load(spec, name))
-            activeProfile = name
-            getPreferences(MODE_PRIVATE).edit().putString("active_${spec.key}", name).apply()
-            status.text = "profile '$name' active"
+    // -- loading the model and profiles (worker) -------------------------------------------------
+
+    private fun launch() = state.start("loading the models") {
+        val context = applicationContext
+        val assets = BundledAssets(DemoServices.assets(context), context.filesDir)
+        val last = preferences(context).getString(LAST_MODEL, null)
+        val spec = assets.manifest.models.firstOrNull { it.key == last } ?: assets.manifest.models.first()
+        val opened = open(context, assets, spec, null);
+        { state.assets = assets; opened() }
+    }
+
+    /** Opens [spec] on the worker, then closes [previous]; the returned block makes [spec] current. */
+    private fun open(context: Context, assets: BundledAssets, spec: ModelSpec, previous: OpenedModel?): () -> Unit {
+        val file = assets.modelFile(spec)
+        val opened = try {
+            DemoServices.openModel(file)
         } catch (e: Exception) {
-            status.text = "could not load profile '$name': ${e.message}"
+            throw FinePruneException("the interpreter could not open ${spec.file}: ${e.message}")
+        } catch (e: LinkageError) {
+            throw FinePruneException("the interpreter could not open ${spec.file}: ${e.message}")
+        }
+        val missing = spec.signatures.keys - opened.signatureKeys.toSet()
+        if (missing.isNotEmpty()) {
+            opened.close()
+            throw FinePruneException("${spec.file} lacks signatures $missing listed in the manifest")
+        }
+        // The model in use stays open until its replacement works (and this runs on the worker: no call is running).
+        previous?.close()
+        val session = PersonalizationSession(spec, opened)
+        // The profile active when the app was last used comes back.
+        val profiles = ProfileStore(context.filesDir)
+        val saved = preferences(context).getString(activeKey(spec), null)?.takeIf { it in profiles.profiles(spec) }
+        var note = ""
+        val active = saved?.let {
+            try {
+                session.setState(profiles.load(spec, it))
+                it
+            } catch (e: Exception) {
+                note = "could not load profile '$it': ${e.message}"
+                null
+            }
+        }
+        val firstUser = assets.manifest.users.firstOrNull { it.model == spec.key }
+        return {
+            state.model = spec
+            state.runner = opened
+            state.session = session
+            state.user = firstUser
+            state.meSamples = emptyList()
+            state.queuedPhotos.clear()
+            state.lastResult = null
+            state.evaluation = null
+            state.activeProfile = active
+            state.showingDense = false
+            state.status = note.ifEmpty { active?.let { "profile '$it' active" } ?: "" }
+            preferences(context).edit().putString(LAST_MODEL, spec.key).apply()
         }
     }
 
-    // -- screens ------------------------------------------------------------------------------
+    private fun preferences(context: Context) = context.getSharedPreferences("fineprune-demo", MODE_PRIVATE)
 
-    private fun screen(title: String): LinearLayout {
-        content.removeAllViews()
-        content.addView(TextView(this).apply { text = title; textSize = 20f })
-        return content
+    private fun activeKey(spec: ModelSpec) = "active_${spec.key}"
+
+    private fun remember(spec: ModelSpec, profile: String?) {
+        val edit = preferences(this).edit()
+        if (profile == null) edit.remove(activeKey(spec)) else edit.putString(activeKey(spec), profile)
+        edit.apply()
     }
 
-    private fun line(parent: LinearLayout, text: String) = parent.addView(TextView(this).apply { this.text = text })
+    private fun profiles() = ProfileStore(filesDir)
 
-    private fun button(parent: LinearLayout, text: String, action: () -> Unit) =
-        parent.addView(Button(this).apply { this.text = text; setOnClickListener { action() } })
+    // -- drawing ------------------------------------------------------------------------------------
+
+    fun renderStatus() {
+        status.text = state.status
+        progress.visibility = if (state.job != null) View.VISIBLE else View.GONE
+        progress.isIndeterminate = state.progressTotal == 0
+        if (state.progressTotal > 0) { progress.max = state.progressTotal; progress.progress = state.progressDone }
+        meter.visibility = if (state.level >= 0) View.VISIBLE else View.GONE
+        meter.progress = maxOf(state.level, 0)
+    }
+
+    fun renderHeard() {
+        heardView?.text = state.heard
+    }
+
+    fun render() {
+        renderStatus()
+        content.removeAllViews()
+        heardView = null
+        if (state.model == null) {
+            if (state.job == null) line("no model is loaded: see the message above")
+            return
+        }
+        when (state.screen) {
+            Screen.MODEL -> showModel()
+            Screen.USERS -> showUsers()
+            Screen.PERSONALIZE -> showPersonalize()
+            Screen.PROFILES -> showProfiles()
+            Screen.LISTEN -> showListen()
+        }
+    }
+
+    private fun title(text: String) = content.addView(TextView(this).apply { this.text = text; textSize = 20f })
+
+    private fun line(text: String) = content.addView(TextView(this).apply { this.text = text })
+
+    private fun button(text: String, action: () -> Unit) =
+        content.addView(Button(this).apply { this.text = text; setOnClickListener { action() } })
 
     private fun showModel() {
-        val spec = model ?: return
-        val page = screen("Model")
+        val spec = state.model!!
         val layout = spec.layout
-        line(page, spec.name)
-        line(page, "file ${spec.file}: ${String.format(Locale.US, "%.2f", spec.fileBytes / 1e6)} MB; tflite-fineprune format ${layout.formatVersion}")
-        line(page, "labels (${layout.numClasses}): ${layout.labels.joinToString()}")
-        line(page, "prunable units: ${layout.numUnits} in ${layout.groups.size} layers; ${layout.totalWeights} weights, ${layout.totalMacs} MACs per sample")
-        line(page, "signatures: ${spec.signatures.keys.sorted().joinToString()}")
-        line(page, "input: ${spec.input.dtype.jsonName} ${spec.input.shape.contentToString()}" +
+        title("Model")
+        line(spec.name)
+        line("file ${spec.file}: ${String.format(Locale.US, "%.2f", spec.fileBytes / 1e6)} MB; tflite-fineprune format ${layout.formatVersion}")
+        line("labels (${layout.numClasses}): ${layout.labels.joinToString()}")
+        line("prunable units: ${layout.numUnits} in ${layout.groups.size} layers; ${layout.totalWeights} weights, ${layout.totalMacs} MACs per sample")
+        line("signatures: ${spec.signatures.keys.sorted().joinToString()}")
+        line("input: ${spec.input.dtype.jsonName} ${spec.input.shape.contentToString()}" +
             if (spec.sampleRate > 0) ", ${spec.sampleRate} Hz" else spec.imageSize?.let { ", ${it[0]}x${it[1]} pixels" } ?: "")
-        line(page, "recipe: ${spec.recipe.name}")
-        for (other in assets.manifest.models) if (other !== spec) button(page, "Switch to ${other.name}") { runSafely { selectModel(other); showModel() } }
+        line("recipe: ${spec.recipe.name}")
+        val assets = state.assets ?: return
+        for (other in assets.manifest.models) if (other !== spec) {
+            button("Switch to ${other.name}") {
+                val previous = state.runner
+                state.start("switching to ${other.name}") { open(applicationContext, assets, other, previous) }
+            }
+        }
     }
 
     private fun showUsers() {
-        val spec = model ?: return
-        val page = screen("Users")
-        for (u in assets.manifest.users.filter { it.model == spec.key }) {
-            line(page, "${u.name}: ${u.description}; ${u.adapt.size} adaptation samples (unlabeled), ${u.eval.size} held out")
-            button(page, if (u === user) "✓ ${u.name}" else "Use ${u.name}") { user = u; lastResult = null; showUsers() }
+        val spec = state.model!!
+        title("Users")
+        for (u in state.assets!!.manifest.users.filter { it.model == spec.key }) {
+            line("${u.name}: ${u.description}; ${u.adapt.size} adaptation samples (unlabeled), ${u.eval.size} held out")
+            button(if (u === state.user) "✓ ${u.name}" else "Use ${u.name}") { choose(u) }
         }
-        line(page, "Me: ${meSamples.size} unlabeled samples of your own (no labels, so no accuracy is shown)")
+        line("Me: ${state.meSamples.size} unlabeled samples of your own (no labels, so no accuracy is shown)")
         if (spec.kind == "speech") {
-            button(page, "Record a 1 s clip") { withMicrophone { recordMe() } }
+            for (n in listOf(1, 10)) button(if (n == 1) "Record 1 clip" else "Record $n clips") { withMicrophone { recordClips(n) } }
         } else {
-            button(page, "Pick photos from the gallery") {
+            button("Pick photos from the gallery") {
+                @Suppress("DEPRECATION")
                 startActivityForResult(Intent(Intent.ACTION_GET_CONTENT).setType("image/*").putExtra(Intent.EXTRA_ALLOW_MULTIPLE, true), PICK_PHOTOS)
             }
         }
-        button(page, if (user == null) "✓ Me" else "Use Me") { user = null; lastResult = null; showUsers() }
+        if (state.meSamples.isNotEmpty()) button("Clear Me's samples") { state.meSamples = emptyList(); render() }
+        button(if (state.user == null) "✓ Me" else "Use Me") { choose(null) }
     }
 
-    private fun recordMe() = background("recording") {
-        val spec = model!!
-        val clip = MicRecorder(spec.sampleRate).record()
-        val samples = WavReader.fit(WavReader.fromPcm16(clip, spec.sampleRate), spec.input.elements, spec.sampleRate, "microphone clip")
-        meSamples.add(BundledAssets.audioSample(spec, samples))
-        ui { showUsers() }
+    private fun choose(u: BundledUser?) {
+        state.user = u
+        state.lastResult = null
+        state.evaluation = null
+        render()
+    }
+
+    /** A batch of one-second clips from one open microphone, after a countdown, with a level meter. */
+    private fun recordClips(count: Int) {
+        val spec = state.model ?: return
+        state.start("recording $count clips") {
+            val rate = spec.sampleRate
+            val clips = ArrayList<Tensor>()
+            var peak = 0.0
+            DemoServices.microphone.open(rate).use { mic ->
+                for (second in DemoServices.countdownSeconds downTo 1) {
+                    if (state.stopRequested) break
+                    DemoState.report("recording in $second…")
+                    Thread.sleep(1000)
+                }
+                for (i in 1..count) {
+                    if (state.stopRequested) break
+                    DemoState.report("say a word: clip $i of $count", i - 1, count)
+                    val pcm = mic.readFully(rate, rate / 10) { buffer, offset, n ->
+                        val rms = AudioLevel.rms(WavReader.fromPcm16(buffer.copyOfRange(offset, offset + n), rate).samples)
+                        peak = maxOf(peak, rms)
+                        DemoState.reportLevel(AudioLevel.meter(rms))
+                    }
+                    val samples = WavReader.fit(WavReader.fromPcm16(pcm, rate), spec.input.elements, rate, "microphone clip $i")
+                    clips.add(BundledAssets.audioSample(spec, samples))
+                }
+            };
+            {
+                state.meSamples = state.meSamples + clips
+                state.status = "recorded ${clips.size} of $count clips" + (if (clips.size < count) " (stopped)" else "") +
+                    String.format(Locale.US, "; loudest 0.1 s: %.0f dBFS", AudioLevel.dbfs(peak)) +
+                    if (AudioLevel.dbfs(peak) < AudioLevel.SILENCE_DBFS) " (too quiet: is the microphone covered?)" else ""
+            }
+        }
     }
 
     @Deprecated("framework Activity API, kept for plain Views")
     override fun onActivityResult(requestCode: Int, resultCode: Int, data: Intent?) {
+        @Suppress("DEPRECATION")
         super.onActivityResult(requestCode, resultCode, data)
         if (requestCode != PICK_PHOTOS || resultCode != RESULT_OK || data == null) return
-        val spec = model ?: return
         val uris = data.clipData?.let { clips -> (0 until clips.itemCount).map { clips.getItemAt(it).uri } } ?: listOfNotNull(data.data)
-        background("decoding photos") {
-            for (uri in uris) {
-                val bitmap = contentResolver.openInputStream(uri)?.use { BitmapFactory.decodeStream(it) } ?: continue
-                meSamples.add(BundledAssets.imageSample(spec, bitmap))
+        state.queuedPhotos.addAll(uris)
+        if (state.job != null) {
+            state.status = "${state.queuedPhotos.size} photos queued: they are added when ${state.job} ends"
+            renderStatus()
+        } else {
+            startQueuedWork()
+        }
+    }
+
+    /** Photos picked while a job ran are decoded once it ends. */
+    fun startQueuedWork() {
+        val spec = state.model ?: return
+        if (state.job != null || state.queuedPhotos.isEmpty() || spec.imageSize == null) return
+        val uris = state.queuedPhotos.toList()
+        state.queuedPhotos.clear()
+        val size = spec.imageSize!!
+        state.start("decoding ${uris.size} photos") {
+            val added = ArrayList<Tensor>()
+            val failed = ArrayList<String>()
+            for ((i, uri) in uris.withIndex()) {
+                DemoState.report("decoding photo ${i + 1} of ${uris.size}", i, uris.size)
+                try {
+                    added.add(BundledAssets.imageSample(spec, PhotoDecoder.decode(contentResolver, uri, size[1], size[0])))
+                } catch (e: Exception) {
+                    failed.add("${uri.lastPathSegment}: ${e.message}")
+                } catch (e: OutOfMemoryError) {
+                    failed.add("${uri.lastPathSegment}: out of memory")
+                }
+            };
+            {
+                state.meSamples = state.meSamples + added
+                state.status = "added ${added.size} photos" + if (failed.isEmpty()) "" else "; not added: ${failed.joinToString("; ")}"
             }
-            ui { showUsers() }
         }
     }
 
     private fun showPersonalize() {
-        val spec = model ?: return
-        val page = screen("Before / Personalize / After")
-        val u = user
-        line(page, if (u != null) "user ${u.name}: dense accuracy on the held-out half is measured first" else "Me: ${meSamples.size} samples")
-        u?.let { line(page, "expected (Python run): dense ${pct(it.expected.denseAccuracy)} → ${pct(it.expected.accuracy)}, " +
-            "${it.expected.prunedUnits} units pruned, classes excluded: ${it.expected.excludedClasses.ifEmpty { listOf("none") }.joinToString()}") }
-        lastResult?.let { r ->
-            if (u != null) line(page, "before: ${pct(r.denseAccuracy)}   after: ${pct(r.accuracy)}")
-            line(page, "removed: ${r.sparsity.prunedUnits}/${r.sparsity.totalUnits} units (${pct(r.sparsity.units)}), " +
+        val spec = state.model!!
+        val u = state.user
+        title("Before / Personalize / After")
+        line(if (u != null) "user ${u.name}: ${u.adapt.size} unlabeled samples to adapt, ${u.eval.size} labeled to score"
+            else "Me: ${state.meSamples.size} samples")
+        u?.let {
+            line("expected (Python run): dense ${pct(it.expected.denseAccuracy)} → ${pct(it.expected.accuracy)}, " +
+                "${it.expected.prunedUnits} units pruned, classes excluded: ${it.expected.excludedClasses.ifEmpty { listOf("none") }.joinToString()}")
+        }
+        state.lastResult?.let { r ->
+            if (!r.denseAccuracy.isNaN()) line("before: ${pct(r.denseAccuracy)}   after: ${pct(r.accuracy)}")
+            line("removed: ${r.sparsity.prunedUnits}/${r.sparsity.totalUnits} units (${pct(r.sparsity.units)}), " +
                 "weights ${pct(r.sparsity.weights)}, MACs ${pct(r.sparsity.macs)}")
-            line(page, "classes excluded: ${r.excludedClasses.ifEmpty { listOf("none") }.joinToString()}")
-            r.auto?.let { a -> line(page, "recipe chosen: ${a.recipe}" + a.notes.joinToString("") { "; $it" }) }
-            line(page, "observe + recipe took ${r.millis} ms on this phone")
+            line("classes excluded: ${r.excludedClasses.ifEmpty { listOf("none") }.joinToString()}")
+            r.auto?.let { a -> line("recipe chosen: ${a.recipe}" + a.notes.joinToString("") { "; $it" }) }
+            line("observe + recipe took ${r.millis} ms on this phone")
         }
-        if (u != null) button(page, "Before: evaluate the dense model") { evaluateDense(u) }
-        button(page, "Personalize (${spec.recipe.name})") { personalize() }
+        state.evaluation?.let { line(it) }
+        val active = state.activeProfile
+        if (active != null) {
+            line("model shown: " + if (state.showingDense) "dense (profile '$active' kept)" else "personalized ('$active')")
+            button(if (state.showingDense) "Show personalized" else "Show dense") { switchDense(!state.showingDense) }
+        }
+        if (u != null) button("Evaluate the model shown on ${u.eval.size} held-out samples") { evaluate(u) }
+        button("Personalize (${spec.recipe.name})") { personalize() }
     }
 
-    private fun evaluateDense(u: BundledUser) = background("evaluating the dense model") {
-        val spec = model!!
-        val s = session!!
-        s.reset()
-        val accuracy = s.accuracy(u.eval.map { assets.sample(spec, it.file) }, u.eval.map { it.label }.toIntArray())
-        ui {
-            activeProfile?.let { applyProfile(it) } // the active profile comes back after the dense check
-            showPersonalize()
-            line(content, "before (dense model): ${pct(accuracy)}")
+    /** The non-destructive switch: the dense model or the active profile, on the same inputs. */
+    private fun switchDense(dense: Boolean) {
+        val spec = state.model!!
+        val s = state.session!!
+        val name = state.activeProfile ?: return
+        state.start(if (dense) "showing the dense model" else "showing profile '$name'") {
+            if (dense) s.reset() else s.setState(profiles().load(spec, name))
+            ({ state.showingDense = dense; state.evaluation = null })
         }
     }
 
-    private fun personalize() = background("personalizing") {
-        val spec = model!!
-        val s = session!!
-        val u = user
-        val report = PersonalizationSession.Progress { stage, done, total -> ui { status.text = "$stage $done/$total"; progress.max = total; progress.progress = done } }
-        val result = if (u != null) {
-            val adapt = u.adapt.map { assets.sample(spec, it) }
-            val eval = u.eval.map { assets.sample(spec, it.file) }
-            s.personalize(adapt, eval, u.eval.map { it.label }.toIntArray(), report)
-        } else {
-            if (meSamples.isEmpty()) throw FinePruneException("record clips or pick photos on the Users screen first")
-            val start = System.currentTimeMillis()
+    private fun evaluate(u: BundledUser) {
+        val spec = state.model!!
+        val s = state.session!!
+        val assets = state.assets!!
+        val shown = when {
+            state.activeProfile == null -> "dense"
+            state.showingDense -> "dense"
+            else -> "personalized ('${state.activeProfile}')"
+        }
+        state.start("evaluating") {
+            val progress = PersonalizationSession.Progress { stage, done, total -> DemoState.report("$stage $done/$total", done, total) }
+            val accuracy = s.accuracy(u.eval.map { assets.sample(spec, it.file) }, u.eval.map { it.label }.toIntArray(), progress);
+            { state.evaluation = "$shown model on ${u.name}'s held-out samples: ${pct(accuracy)}" }
+        }
+    }
+
+    private fun personalize() {
+        val spec = state.model!!
+        val s = state.session!!
+        val assets = state.assets!!
+        val u = state.user
+        val me = state.meSamples
+        if (u == null && me.isEmpty()) {
+            state.status = "record clips or pick photos on the Users screen first"
+            renderStatus()
+            return
+        }
+        val store = profiles()
+        val active = state.activeProfile
+        state.start("personalizing") {
+            val progress = PersonalizationSession.Progress { stage, done, total -> DemoState.report("$stage $done/$total", done, total) }
+            val result = if (u != null) {
+                s.personalize(u.adapt.map { assets.sample(spec, it) }, u.eval.map { assets.sample(spec, it.file) },
+                    u.eval.map { it.label }.toIntArray(), progress)
+            } else {
+                personalizeMe(s, me, progress)
+            }
+            // A recipe that changed nothing leaves the model dense: nothing worth keeping as a profile.
+            val changed = result.auto?.steps?.isNotEmpty() ?: true
+            val stored = if (changed) store.save(spec, u?.name ?: "me", result.state) else null
+            if (!changed) active?.let { s.setState(store.load(spec, it)) };
+            {
+                state.lastResult = result
+                state.evaluation = null
+                if (stored != null) {
+                    state.activeProfile = stored
+                    state.showingDense = false
+                    remember(spec, stored)
+                    state.status = "profile '$stored' saved and active"
+                } else {
+                    state.status = "the recipe changed nothing; no profile saved"
+                }
+            }
+        }
+    }
+
+    /** Me has no labels: the automatic recipe decides from the unlabeled samples alone (or the fixed steps). */
+    private fun personalizeMe(s: PersonalizationSession, samples: List<Tensor>, progress: PersonalizationSession.Progress): PersonalizationResult {
+        val spec = s.model
+        val start = System.currentTimeMillis()
+        val rule = spec.recipe.auto
+        val report = if (rule != null) AutoRecipe.personalize(s, samples, rule, progress) else {
             s.reset()
-            s.observe(meSamples, report)
+            s.observe(samples, progress)
             s.applyRecipe()
-            val state = s.getState()
-            PersonalizationResult(Double.NaN, Double.NaN, org.tflitefineprune.core.Sparsity.measure(spec.layout, state.masks),
-                spec.layout.excludedClasses(state.masks), state, System.currentTimeMillis() - start)
+            null
         }
-        val name = u?.name ?: "me"
-        profiles.save(spec, name, result.state)
-        lastResult = result
-        ui { applyProfile(name); showPersonalize() }
+        val state = s.getState()
+        return PersonalizationResult(Double.NaN, Double.NaN, Sparsity.measure(spec.layout, state.masks),
+            spec.layout.excludedClasses(state.masks), state, System.currentTimeMillis() - start, report)
     }
 
     private fun showProfiles() {
-        val spec = model ?: return
-        val page = screen("Profiles")
-        val names = profiles.profiles(spec)
-        if (names.isEmpty()) line(page, "no profiles yet: personalize a user first")
+        val spec = state.model!!
+        val s = state.session!!
+        val store = profiles()
+        title("Profiles")
+        val names = store.profiles(spec)
+        if (names.isEmpty()) line("no profiles yet: personalize a user first")
+        if (state.activeProfile == null) line("the dense model is in use")
         for (name in names) {
-            line(page, if (name == activeProfile) "$name (active)" else name)
-            button(page, "Use $name") { runSafely { applyProfile(name); showProfiles() } }
-            button(page, "Revert $name to the dense model") {
-                runSafely {
-                    session!!.reset()
-                    profiles.save(spec, name, session!!.getState())
-                    applyProfile(name)
-                    showProfiles()
+            line(if (name == state.activeProfile) "$name (active)" else name)
+            button("Use $name") {
+                state.start("loading profile '$name'") {
+                    s.setState(store.load(spec, name))
+                    ({ state.activeProfile = name; state.showingDense = false; remember(spec, name); state.status = "profile '$name' active" })
                 }
             }
-            button(page, "Delete $name") {
-                runSafely {
-                    profiles.delete(spec, name)
-                    if (name == activeProfile) { session!!.reset(); activeProfile = null }
-                    showProfiles()
-                }
-            }
-        }
-    }
-
-    private fun showListen() {
-        val spec = model ?: return
-        val page = screen("Listen")
-        if (spec.kind != "speech") {
-            line(page, "Listen needs the speech model; switch models on the Model screen")
-            return
-        }
-        val word = TextView(this).apply { textSize = 32f }
-        page.addView(word)
-        line(page, "profile: ${activeProfile ?: "dense model"}")
-        button(page, "Start / stop") {
-            if (listening) { listening = false; return@button }
-            withMicrophone {
-                listening = true
-                background("listening") {
-                    val recorder = MicRecorder(spec.sampleRate)
-                    while (listening) {
-                        val clip = WavReader.fit(WavReader.fromPcm16(recorder.record(), spec.sampleRate), spec.input.elements, spec.sampleRate, "microphone")
-                        val label = spec.layout.labels[session!!.predict(listOf(BundledAssets.audioSample(spec, clip)))[0]]
-                        ui { word.text = label }
+            if (name == state.activeProfile) {
+                button("Revert to the dense model (keeps $name)") {
+                    state.start("reverting to the dense model") {
+                        s.reset()
+                        ({ state.activeProfile = null; state.showingDense = false; remember(spec, null); state.status = "the dense model is in use" })
                     }
                 }
             }
+            button("Share $name") { share(spec, name) }
+            button("Delete $name") {
+                val wasActive = name == state.activeProfile
+                state.start("deleting profile '$name'") {
+                    store.delete(spec, name)
+                    if (wasActive) s.reset()
+                    ({
+                        if (wasActive) { state.activeProfile = null; state.showingDense = false; remember(spec, null) }
+                        state.status = "profile '$name' deleted"
+                    })
+                }
+            }
         }
     }
 
-    // -- plumbing -------------------------------------------------------------------------------
+    /** Hands the profile's state file to another app (mail, chat, files) through the share sheet. */
+    private fun share(spec: ModelSpec, name: String) {
+        val uri = ProfileProvider.uri(spec.key, name)
+        val send = Intent(Intent.ACTION_SEND)
+            .setType(ProfileProvider.MIME_TYPE)
+            .putExtra(Intent.EXTRA_STREAM, uri)
+            .putExtra(Intent.EXTRA_SUBJECT, "tflite-fineprune profile $name (${spec.name})")
+            .putExtra(Intent.EXTRA_TEXT, "Personalization state for ${spec.name}: load it with tflite_fineprune's load_state.")
+            .addFlags(Intent.FLAG_GRANT_READ_URI_PERMISSION)
+        send.clipData = ClipData.newRawUri(name, uri)
+        startActivity(Intent.createChooser(send, "Share profile $name"))
+    }
 
-    private var pendingMicrophone: (() -> Unit)? = null
+    private fun showListen() {
+        val spec = state.model!!
+        title("Listen")
+        if (spec.kind != "speech") {
+            line("Listen needs the speech model; switch models on the Model screen")
+            return
+        }
+        heardView = TextView(this).apply { textSize = 32f; text = state.heard }
+        content.addView(heardView)
+        line("model: " + (state.activeProfile?.let { if (state.showingDense) "dense (profile '$it' kept)" else "profile '$it'" } ?: "dense"))
+        button(if (state.job == LISTENING) "Stop" else "Start") {
+            if (state.job == LISTENING) state.stopRequested = true else withMicrophone { listen() }
+        }
+    }
+
+    /**
+     * One open microphone; a one-second window every half second (overlapping, so a word across a window
+     * edge is heard whole); quiet windows are not classified; the word and its probability are shown.
+     */
+    private fun listen() {
+        val spec = state.model ?: return
+        val s = state.session ?: return
+        state.start(LISTENING) {
+            val rate = spec.sampleRate
+            val windows = SlidingWindow(spec.input.elements, spec.input.elements / 2)
+            DemoServices.microphone.open(rate).use { mic ->
+                val chunk = ShortArray(rate / 10)
+                while (!state.stopRequested) {
+                    val n = mic.read(chunk, 0, chunk.size)
+                    val samples = WavReader.fromPcm16(chunk.copyOf(n), rate).samples
+                    DemoState.reportLevel(AudioLevel.meter(AudioLevel.rms(samples)))
+                    for (window in windows.push(samples)) {
+                        if (AudioLevel.dbfs(AudioLevel.rms(window)) < AudioLevel.SILENCE_DBFS) {
+                            DemoState.reportHeard("(quiet)")
+                            continue
+                        }
+                        val p = probabilities(s.scores(BundledAssets.audioSample(spec, window)))
+                        val best = p.indices.maxByOrNull { p[it] }!!
+                        DemoState.reportHeard("${spec.layout.labels.getOrElse(best) { best.toString() }} ${pct(p[best])}")
+                    }
+                }
+            };
+            { state.status = "listening stopped" }
+        }
+        render()
+    }
+
+    // -- plumbing -------------------------------------------------------------------------------
 
     private fun withMicrophone(action: () -> Unit) {
         if (checkSelfPermission(Manifest.permission.RECORD_AUDIO) == PackageManager.PERMISSION_GRANTED) {
@@ -300,34 +557,12 @@ class MainActivity : Activity() {
         if (requestCode != RECORD_AUDIO) return
         val action = pendingMicrophone
         pendingMicrophone = null
-        if (grantResults.firstOrNull() == PackageManager.PERMISSION_GRANTED) action?.invoke() else status.text = "the microphone permission was refused"
-    }
-
-    private fun ui(block: () -> Unit) = runOnUiThread(block)
-
-    private fun runSafely(block: () -> Unit) = try {
-        block()
-    } catch (e: Exception) {
-        status.text = e.message
-    }
-
-    private fun background(what: String, block: () -> Unit) {
-        if (busy) { status.text = "busy, please wait"; return }
-        busy = true
-        status.text = what
-        progress.visibility = View.VISIBLE
-        Thread {
-            try {
-                block()
-                ui { if (status.text == what) status.text = "" }
-            } catch (e: Exception) {
-                listening = false
-                ui { status.text = "$what failed: ${e.message}" }
-            } finally {
-                busy = false
-                ui { progress.visibility = View.GONE }
-            }
-        }.start()
+        if (grantResults.firstOrNull() == PackageManager.PERMISSION_GRANTED) {
+            action?.invoke()
+        } else {
+            state.status = "the microphone permission was refused"
+            renderStatus()
+        }
     }
 
     private fun pct(value: Double) = if (value.isNaN()) "–" else String.format(Locale.US, "%.1f%%", 100 * value)
@@ -335,5 +570,7 @@ class MainActivity : Activity() {
     companion object {
         private const val PICK_PHOTOS = 1
         private const val RECORD_AUDIO = 2
+        const val LISTENING = "listening"
+        private const val LAST_MODEL = "model"
     }
 }

@@ -3,12 +3,11 @@ package org.tflitefineprune.core
 import java.io.File
 import java.io.FileOutputStream
 import java.io.IOException
-import java.nio.channels.FileChannel
-import java.nio.file.Files
-import java.nio.file.StandardCopyOption
-import java.nio.file.StandardOpenOption
 
-/** Files that hold either their old or their new content, never a mix (same steps as Python's atomic_write). */
+/**
+ * Files that hold either their old or their new content, never a mix (same steps as Python's atomic_write).
+ * Only java.io for the write and the rename: java.nio.file arrived in Android 8 (API 26).
+ */
 object AtomicFiles {
     fun write(target: File, bytes: ByteArray) {
         val directory = target.absoluteFile.parentFile
@@ -20,7 +19,8 @@ object AtomicFiles {
                 out.flush()
                 out.fd.sync()
             }
-            Files.move(tmp.toPath(), target.toPath(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
+            // rename(2): atomic within one folder, replaces the target.
+            if (!tmp.renameTo(target)) throw IOException("cannot rename ${tmp.name} to ${target.name}")
             tmp = null
             syncDirectory(directory)
         } catch (e: IOException) {
@@ -30,12 +30,21 @@ object AtomicFiles {
         }
     }
 
-    // Makes the rename itself durable; not every platform lets a directory be opened.
+    // Makes the rename itself durable where the platform lets a directory be opened (java.nio.file: API 26+;
+    // on older Android the class is missing and the rename stays as durable as the file system makes it).
     private fun syncDirectory(directory: File) {
         try {
-            FileChannel.open(directory.toPath(), StandardOpenOption.READ).use { it.force(true) }
+            DirectorySync.force(directory)
         } catch (_: IOException) {
         } catch (_: UnsupportedOperationException) {
+        } catch (_: LinkageError) {
         }
+    }
+}
+
+/** Kept apart so that java.nio.file is only resolved when called (ART links classes lazily). */
+private object DirectorySync {
+    fun force(directory: File) {
+        java.nio.channels.FileChannel.open(directory.toPath(), java.nio.file.StandardOpenOption.READ).use { it.force(true) }
     }
 }

@@ -50,6 +50,9 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
         return (out[Signatures.OUTPUT] ?: throw FinePruneException("signature '$signature' returned ${out.keys}, not '${Signatures.OUTPUT}'")).floats()
     }
 
+    /** The model's output for one sample (`infer`): one value per class. */
+    fun scores(sample: Tensor): FloatArray = forward(Signatures.INFER, sample)
+
     /** Class index predicted for each sample (`infer`: counters and masks are not changed). */
     fun predict(samples: List<Tensor>, progress: Progress? = null): IntArray = IntArray(samples.size) { i ->
         progress?.update("evaluate", i, samples.size)

@@ -1,0 +1,69 @@
+package org.tflitefineprune.demo
+
+import android.content.ContentResolver
+import android.graphics.Bitmap
+import android.graphics.BitmapFactory
+import android.graphics.Matrix
+import android.media.ExifInterface
+import android.net.Uri
+import org.tflitefineprune.core.FinePruneException
+import java.io.IOException
+import java.io.InputStream
+
+/**
+ * A picked photo as a small, upright bitmap: decoded subsampled (a 50 MP photo never becomes 50 M pixels
+ * in memory) and turned as its EXIF orientation says.
+ */
+object PhotoDecoder {
+    /** Decoded pixels are kept at least this many times the model's input side, for the box average after. */
+    private const val OVERSAMPLE = 4
+
+    fun decode(resolver: ContentResolver, uri: Uri, targetWidth: Int, targetHeight: Int): Bitmap {
+        val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
+        open(resolver, uri) { BitmapFactory.decodeStream(it, null, bounds) }
+        if (bounds.outWidth <= 0 || bounds.outHeight <= 0) throw FinePruneException("$uri is not an image this phone can decode")
+        val options = BitmapFactory.Options().apply {
+            inSampleSize = sampleSize(bounds.outWidth, bounds.outHeight, targetWidth, targetHeight)
+            inPreferredConfig = Bitmap.Config.ARGB_8888
+        }
+        val bitmap = open(resolver, uri) { BitmapFactory.decodeStream(it, null, options) }
+            ?: throw FinePruneException("$uri could not be decoded")
+        val orientation = try {
+            open(resolver, uri) { ExifInterface(it).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL) }
+        } catch (_: IOException) {
+            ExifInterface.ORIENTATION_NORMAL // no readable EXIF block: as stored
+        }
+        return upright(bitmap, orientation)
+    }
+
+    /**
+     * The largest power of two (BitmapFactory rounds down to one) that keeps both sides at least
+     * [OVERSAMPLE] times the target's.
+     */
+    fun sampleSize(width: Int, height: Int, targetWidth: Int, targetHeight: Int): Int {
+        var size = 1
+        while (width / (size * 2) >= OVERSAMPLE * targetWidth && height / (size * 2) >= OVERSAMPLE * targetHeight) size *= 2
+        return size
+    }
+
+    private fun upright(bitmap: Bitmap, orientation: Int): Bitmap {
+        val m = Matrix()
+        when (orientation) {
+            ExifInterface.ORIENTATION_NORMAL, ExifInterface.ORIENTATION_UNDEFINED -> return bitmap
+            ExifInterface.ORIENTATION_FLIP_HORIZONTAL -> m.setScale(-1f, 1f)
+            ExifInterface.ORIENTATION_ROTATE_180 -> m.setRotate(180f)
+            ExifInterface.ORIENTATION_FLIP_VERTICAL -> m.setScale(1f, -1f)
+            ExifInterface.ORIENTATION_TRANSPOSE -> { m.setRotate(90f); m.postScale(-1f, 1f) }
+            ExifInterface.ORIENTATION_ROTATE_90 -> m.setRotate(90f)
+            ExifInterface.ORIENTATION_TRANSVERSE -> { m.setRotate(-90f); m.postScale(-1f, 1f) }
+            ExifInterface.ORIENTATION_ROTATE_270 -> m.setRotate(-90f)
+            else -> return bitmap
+        }
+        val turned = Bitmap.createBitmap(bitmap, 0, 0, bitmap.width, bitmap.height, m, true)
+        if (turned !== bitmap) bitmap.recycle()
+        return turned
+    }
+
+    private fun <T> open(resolver: ContentResolver, uri: Uri, read: (InputStream) -> T): T =
+        (resolver.openInputStream(uri) ?: throw FinePruneException("$uri cannot be opened")).use(read)
+}

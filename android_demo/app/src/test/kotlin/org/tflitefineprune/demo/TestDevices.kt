@@ -1,0 +1,72 @@
+package org.tflitefineprune.demo
+
+import org.tflitefineprune.core.FinePruneException
+import org.tflitefineprune.core.SignatureRunner
+import org.tflitefineprune.core.Tensor
+import java.io.File
+import java.io.FileInputStream
+import java.util.concurrent.CountDownLatch
+import java.util.concurrent.TimeUnit
+
+/** Bundled files from a folder (what `tflite-fineprune android-assets -o FOLDER` wrote). */
+class FolderAssets(private val folder: File) : AssetSource {
+    override fun open(path: String) = FileInputStream(File(folder, path))
+}
+
+/** A microphone that plays [pcm] (then silence, at the pace of a real one) to whoever opens it. */
+class PcmMicrophone(private val pcm: ShortArray, private val sampleRate: Int = 16000) : Microphone {
+    @Volatile var opens = 0
+    @Volatile var closes = 0
+
+    override fun open(sampleRate: Int): AudioInput {
+        if (sampleRate != this.sampleRate) throw FinePruneException("test microphone plays ${this.sampleRate} Hz, asked for $sampleRate")
+        opens++
+        return object : AudioInput {
+            var position = 0
+            var closed = false
+
+            override fun read(buffer: ShortArray, offset: Int, length: Int): Int {
+                if (closed) throw FinePruneException("read after close")
+                if (position >= pcm.size) {
+                    Thread.sleep(1000L * length / sampleRate) // silence arrives in real time
+                    buffer.fill(0, offset, offset + length)
+                    return length
+                }
+                val n = minOf(length, pcm.size - position)
+                System.arraycopy(pcm, position, buffer, offset, n)
+                position += n
+                return n
+            }
+
+            override fun close() {
+                closed = true
+                closes++
+            }
+        }
+    }
+}
+
+/** Holds every signature call of the models it wraps until [open]: a job caught in the middle. */
+class Gate {
+    private var latch = CountDownLatch(0)
+    @Volatile var waiting = 0
+
+    fun close() { latch = CountDownLatch(1) }
+
+    fun open() = latch.countDown()
+
+    fun pass() {
+        waiting++
+        if (!latch.await(120, TimeUnit.SECONDS)) throw AssertionError("gate never opened")
+        waiting--
+    }
+
+    fun wrap(model: OpenedModel): OpenedModel = object : OpenedModel, SignatureRunner {
+        override val signatureKeys get() = model.signatureKeys
+        override fun run(signature: String, inputs: Map<String, Tensor>): Map<String, Tensor> {
+            pass()
+            return model.run(signature, inputs)
+        }
+        override fun close() = model.close()
+    }
+}
