@@ -9,28 +9,15 @@
 #   bash android_demo/check.sh decode-state STATE_FILE      print a state file as JSON (through the Kotlin codec)
 #   bash android_demo/check.sh encode-state IN.json OUT.state   write a state file from that JSON
 #
-# No APK is built: there is no Android SDK here, and Google's Maven repository is not used.
+# The APK itself is built by build_apk.sh (from the classes this compiles).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 cd "$HERE"
-MVN=(mvn -B -q -Dstyle.color=never)
-TFLITE_VERSION=2.16.1
+# shellcheck source=artifacts.sh
+source "$HERE/artifacts.sh"  # MVN (with versions.properties as -D flags), tflite_classes
 
 die() { echo "check.sh: $*" >&2; exit 2; }
 command -v mvn >/dev/null || die "mvn is not installed (needs Maven and a JDK 17)"
-
-# org.tensorflow.lite.Interpreter for the app's compile check: Maven cannot put an AAR on a classpath,
-# so the classes.jar inside the tensorflow-lite AARs is extracted once.
-tflite_classes() {
-  local dir=build/tflite
-  [ -s "$dir/tensorflow-lite-classes.jar" ] && [ -s "$dir/tensorflow-lite-api-classes.jar" ] && return
-  mkdir -p "$dir/aar"
-  for artifact in tensorflow-lite tensorflow-lite-api; do
-    "${MVN[@]}" -N dependency:copy -Dartifact="org.tensorflow:$artifact:$TFLITE_VERSION:aar" -DoutputDirectory="$dir/aar"
-    (cd "$dir" && unzip -p "aar/$artifact-$TFLITE_VERSION.aar" classes.jar > "$artifact-classes.jar.tmp" \
-      && mv "$artifact-classes.jar.tmp" "$artifact-classes.jar")
-  done
-}
 
 # Every Kotlin/Java source must be in a folder the Maven build compiles.
 check_sources_covered() {
@@ -43,7 +30,7 @@ check_sources_covered() {
 # The core's classes and runtime classpath, rebuilt when a core source or pom changed.
 core_classpath() {
   local cp=build/core.classpath
-  if [ ! -s "$cp" ] || [ -n "$(find core/src/main core/pom.xml pom.xml -newer "$cp" -print -quit)" ]; then
+  if [ ! -s "$cp" ] || [ -n "$(find core/src/main core/pom.xml pom.xml versions.properties -newer "$cp" -print -quit)" ]; then
     mkdir -p build
     "${MVN[@]}" -pl core compile >&2
     "${MVN[@]}" -pl core dependency:build-classpath -Dmdep.outputFile="$HERE/$cp.tmp" -Dmdep.includeScope=runtime >&2
