@@ -37,8 +37,8 @@ need mvn maven; need unzip unzip; need zip zip
 need aapt2 aapt; need zipalign zipalign; need apksigner apksigner
 [ -f "$FRAMEWORK_RES" ] || { missing+=("$FRAMEWORK_RES"); packages+=(android-framework-res); }
 if [ ${#missing[@]} -gt 0 ]; then
-  packages=$(printf '%s\n' "${packages[@]}" | sort -u | paste -sd' ')
-  die "missing ${missing[*]} (Debian: apt-get install -y $packages)"
+  install=$(printf '%s\n' "${packages[@]}" | sort -u | paste -sd' ')
+  die "missing ${missing[*]} (Debian: apt-get install -y $install)"
 fi
 
 # shellcheck source=artifacts.sh
