@@ -2,7 +2,7 @@
 // the same sources with Maven; all three take their versions from versions.properties.
 pluginManagement {
     val versions = java.util.Properties().apply {
-        java.io.File(settingsDir, "versions.properties").inputStream().use { load(it) }
+        java.io.File(settings.settingsDir, "versions.properties").inputStream().use { load(it) }
     }
     fun versionOf(key: String): String = versions.getProperty(key) ?: error("versions.properties has no $key")
     repositories {
