@@ -12,43 +12,28 @@
 #   bash android_demo/check.sh decode-state STATE_FILE      print a state file as JSON (through the Kotlin codec)
 #   bash android_demo/check.sh encode-state IN.json OUT.state   write a state file from that JSON
 #
-# No APK is built: there is no Android SDK here, and Google's Maven repository is not used.
+# The APK itself is built by build_apk.sh (from the classes this compiles).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 cd "$HERE"
-MVN=(mvn -B -q -Dstyle.color=never)
-TFLITE_VERSION=2.16.1
+# shellcheck source=artifacts.sh
+source "$HERE/artifacts.sh"  # MVN (with versions.properties as -D flags), tflite_classes
 
 die() { echo "check.sh: $*" >&2; exit 2; }
 command -v mvn >/dev/null || die "mvn is not installed (needs Maven and a JDK 17)"
 
-# org.tensorflow.lite.Interpreter for the app's compile check: Maven cannot put an AAR on a classpath,
-# so the classes.jar inside the tensorflow-lite AARs is extracted once.
-tflite_classes() {
-  local dir=build/tflite
-  [ -s "$dir/tensorflow-lite-classes.jar" ] && [ -s "$dir/tensorflow-lite-api-classes.jar" ] && return
-  mkdir -p "$dir/aar"
-  for artifact in tensorflow-lite tensorflow-lite-api; do
-    "${MVN[@]}" -N dependency:copy -Dartifact="org.tensorflow:$artifact:$TFLITE_VERSION:aar" -DoutputDirectory="$dir/aar"
-    (cd "$dir" && unzip -p "aar/$artifact-$TFLITE_VERSION.aar" classes.jar > "$artifact-classes.jar.tmp" \
-      && mv "$artifact-classes.jar.tmp" "$artifact-classes.jar")
-  done
-}
-
 # androidx.test's monitor and idling-resource classes, which Robolectric loads: Maven Central serves them as
-# AARs, so their classes.jar is extracted once (versions: the parent pom).
+# AARs, so their classes.jar is extracted once (versions: versions.properties).
 androidx_classes() {
-  local dir=build/androidx
-  [ -s "$dir/monitor-classes.jar" ] && [ -s "$dir/espresso-idling-resource-classes.jar" ] && return
-  mkdir -p "$dir/aar"
-  local coordinates=("androidx.test:monitor:1.8.0" "androidx.test.espresso:espresso-idling-resource:3.7.0")
-  for coordinate in "${coordinates[@]}"; do
-    local artifact version
+  local dir="$HERE/build/androidx" coordinate artifact version
+  for coordinate in "androidx.test:monitor:$(version androidx.monitor.version)" \
+                    "androidx.test.espresso:espresso-idling-resource:$(version androidx.idling.version)"; do
     artifact=$(cut -d: -f2 <<< "$coordinate")
     version=$(cut -d: -f3 <<< "$coordinate")
-    "${MVN[@]}" -N dependency:copy -Dartifact="$coordinate:aar" -DoutputDirectory="$dir/aar"
-    (cd "$dir" && unzip -p "aar/$artifact-$version.aar" classes.jar > "$artifact-classes.jar.tmp" \
-      && mv "$artifact-classes.jar.tmp" "$artifact-classes.jar")
+    [ -s "$dir/$artifact-classes.jar" ] && continue
+    fetch_artifact "$coordinate:aar" "$dir/aar"
+    unzip -p "$dir/aar/$artifact-$version.aar" classes.jar > "$dir/$artifact-classes.jar.tmp"
+    mv "$dir/$artifact-classes.jar.tmp" "$dir/$artifact-classes.jar"
   done
 }
 
@@ -56,7 +41,8 @@ androidx_classes() {
 bridge_python() {
   local python="${FINEPRUNE_PYTHON:-$HERE/../.venv/bin/python}"
   [ -x "$python" ] || die "no Python at $python for the Activity tests (set FINEPRUNE_PYTHON to one with ai-edge-litert)"
-  "$python" -c "import ai_edge_litert.interpreter" 2>/dev/null || die "$python cannot import ai_edge_litert (pip install ai-edge-litert)"
+  "$python" -c "import ai_edge_litert.interpreter" 2>/dev/null \
+    || die "$python cannot import ai_edge_litert (pip install ai-edge-litert)"
   echo "$python"
 }
 
@@ -71,7 +57,7 @@ check_sources_covered() {
 # The core's classes and runtime classpath, rebuilt when a core source or pom changed.
 core_classpath() {
   local cp=build/core.classpath
-  if [ ! -s "$cp" ] || [ -n "$(find core/src/main core/pom.xml pom.xml -newer "$cp" -print -quit)" ]; then
+  if [ ! -s "$cp" ] || [ -n "$(find core/src/main core/pom.xml pom.xml versions.properties -newer "$cp" -print -quit)" ]; then
     mkdir -p build
     "${MVN[@]}" -pl core compile >&2
     "${MVN[@]}" -pl core dependency:build-classpath -Dmdep.outputFile="$HERE/$cp.tmp" -Dmdep.includeScope=runtime >&2

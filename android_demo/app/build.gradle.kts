@@ -3,19 +3,24 @@ plugins {
     id("org.jetbrains.kotlin.android")
 }
 
+// Versions, SDK levels and the interpreter: versions.properties, shared with build_apk.sh and check.sh.
+val versions = java.util.Properties().apply { rootProject.file("versions.properties").inputStream().use { load(it) } }
+fun versionOf(key: String): String = versions.getProperty(key) ?: error("versions.properties has no $key")
+
 android {
     namespace = "org.tflitefineprune.demo"
-    compileSdk = 34
+    compileSdk = versionOf("android.compileSdk").toInt()
 
     defaultConfig {
-        applicationId = "org.tflitefineprune.demo"
-        minSdk = 24
-        targetSdk = 34
-        versionCode = 1
-        versionName = "0.1.0"
+        applicationId = versionOf("app.id")
+        minSdk = versionOf("android.minSdk").toInt()
+        targetSdk = versionOf("android.targetSdk").toInt()
+        versionCode = versionOf("app.versionCode").toInt()
+        versionName = versionOf("app.versionName")
     }
 
-    // Models are mapped by LiteRT after being copied out of the APK; keep them uncompressed anyway.
+    // Models are mapped by the interpreter after being copied out of the APK; keep them uncompressed anyway
+    // (build_apk.sh stores them too).
     androidResources {
         noCompress += "tflite"
     }
@@ -27,9 +32,19 @@ android {
     kotlinOptions {
         jvmTarget = "17"
     }
+    // MainActivityTest needs real framework resources (Robolectric) and the generated assets.
+    testOptions {
+        unitTests.isIncludeAndroidResources = true
+    }
 }
 
 dependencies {
     implementation(project(":core"))
-    implementation("com.google.ai.edge.litert:litert:1.0.1")
+    // The same interpreter as build_apk.sh's APK (LiteRT, com.google.ai.edge.litert, is not on Maven Central):
+    // see docs/android.md, "Which interpreter".
+    implementation("org.tensorflow:tensorflow-lite:${versionOf("tflite.version")}")
+    // The Activity tests (app/src/test): Robolectric on the JVM, the manifest parsed with kotlinx-serialization.
+    testImplementation("junit:junit:${versionOf("junit.version")}")
+    testImplementation("org.robolectric:robolectric:${versionOf("robolectric.version")}")
+    testImplementation("org.jetbrains.kotlinx:kotlinx-serialization-json:${versionOf("serialization.version")}")
 }

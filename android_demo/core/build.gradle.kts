@@ -5,6 +5,9 @@ plugins {
     id("org.jetbrains.kotlin.jvm")
 }
 
+val versions = java.util.Properties().apply { rootProject.file("versions.properties").inputStream().use { load(it) } }
+fun versionOf(key: String): String = versions.getProperty(key) ?: error("versions.properties has no $key")
+
 java {
     sourceCompatibility = JavaVersion.VERSION_17
     targetCompatibility = JavaVersion.VERSION_17
@@ -17,6 +20,6 @@ kotlin {
 }
 
 dependencies {
-    implementation("org.jetbrains.kotlinx:kotlinx-serialization-json:1.7.3")
-    testImplementation("junit:junit:4.13.2")
+    implementation("org.jetbrains.kotlinx:kotlinx-serialization-json:${versionOf("serialization.version")}")
+    testImplementation("junit:junit:${versionOf("junit.version")}")
 }
