@@ -307,3 +307,19 @@ def test_the_table_is_complete():
             assert download.sha256 is None or len(download.sha256) == 64
     assert {p for d in DATASETS for p in d.provides} >= {reference_data.SPEECH_COMMANDS_TEST, reference_data.CIFAR10_TEST,
                                                         reference_data.FSDD}
+
+
+@pytest.mark.parametrize("command", [["demo"], ["demo", "--vision"], ["demo", "--fashion"], ["android-assets"]])
+def test_missing_data_is_reported_before_tensorflow_is_imported(tmp_path, command):
+    probe = ("import sys; from tflite_fineprune.cli import main; rc = main(sys.argv[1:]); "
+             "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, "-c", probe, *command, "--data", str(empty)], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))))
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    if command[-1] != "--fashion":  # Fashion-MNIST comes from Debian's package (its message says how)
+        assert f"tflite-fineprune data fetch -o {empty} --only" in lines[0]
