@@ -8,7 +8,10 @@ Each model is then run again under an address-space limit of the measured peak p
 this much is enough. Exporting needs TensorFlow and the reference data (docs/data.md); that part is not measured.
 
 usage: python benchmarks/memory.py [--only speech,vision,fashion] [--cache DIR] [--python PYTHON] [--margin 32]
+                                  [--arena-max N]
 `--python`: the interpreter the worker runs under (e.g. the tflite-runtime 2.14 venv; it skips slim there).
+`--arena-max N`: run the worker with MALLOC_ARENA_MAX=N (glibc reserves 64 MiB of address space per malloc arena,
+up to one per thread: interpreter thread pools show in the address space, not in the resident memory).
 """
 
 import argparse
@@ -49,8 +52,8 @@ def build(kind, workdir, cache):
     return model, max(users, key=lambda u: len(u.adapt_x)).adapt_x
 
 
-def run_worker(python, model, inputs, workdir, limit_mib, slim):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def run_worker(python, model, inputs, workdir, limit_mib, slim, arena_max=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO), **({"MALLOC_ARENA_MAX": str(arena_max)} if arena_max else {}))
     command = [python, str(WORKER), str(model), str(inputs), str(workdir), str(limit_mib), "personalize"]
     result = subprocess.run(command + ([] if slim else ["--no-slim"]), capture_output=True, text=True, env=env)
     if result.returncode:
@@ -64,6 +67,7 @@ def main():
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "fineprune-memory-cache"))
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--margin", type=int, default=32, help="MiB above the measured peak for the limited rerun")
+    parser.add_argument("--arena-max", type=int, help="MALLOC_ARENA_MAX for the worker (default: unset)")
     args = parser.parse_args()
     os.makedirs(args.cache, exist_ok=True)
     slim = args.python == sys.executable
@@ -73,13 +77,13 @@ def main():
             model, x = build(kind, workdir, args.cache)
             np.save(os.path.join(workdir, "x.npy"), x)
             inputs = os.path.join(workdir, "x.npy")
-            report, error = run_worker(args.python, model, inputs, workdir, 0, slim)
+            report, error = run_worker(args.python, model, inputs, workdir, 0, slim, args.arena_max)
             if error:
                 raise SystemExit(f"{kind}: the worker failed: {error}")
             limit = int(math.ceil(report["peak_address_space_mib"])) + args.margin
-            limited, error = run_worker(args.python, model, inputs, workdir, limit, slim)
+            limited, error = run_worker(args.python, model, inputs, workdir, limit, slim, args.arena_max)
             rows.append((kind, os.path.getsize(model), x.shape, x.nbytes, report, limit, error or "ok"))
-    print(f"worker: {args.python}; backend {rows[0][4]['backend']}; "
+    print(f"worker: {args.python}; MALLOC_ARENA_MAX={args.arena_max or 'unset'}; backend {rows[0][4]['backend']}; "
           f"TensorFlow imported: {any(r[4]['tensorflow_imported'] for r in rows)}")
     print(f"{'model':<8} {'file MB':>8} {'user inputs':>22} {'inputs MB':>10} {'peak RSS MiB':>13} "
           f"{'peak AS MiB':>12}  rerun under RLIMIT_AS")

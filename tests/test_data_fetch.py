@@ -76,7 +76,8 @@ def cifar_archive():
 
 
 def fsdd_recordings():
-    return {f"{digit}_jackson_{n}.wav": wav_bytes(100 + 10 * digit + n, rate=8000) for digit in range(3) for n in range(2)}
+    return {f"{digit}_jackson_{n}.wav": wav_bytes(100 + 10 * digit + n, rate=8000)
+            for digit in range(3) for n in range(2)}
 
 
 def fsdd_archive():
@@ -254,7 +255,8 @@ def test_cli_only_and_mirror(server, files, tmp_path, monkeypatch, capsys):
     assert sorted(os.listdir(root)) == ["fsdd", "mlperf_tiny"]
     assert os.listdir(root / "mlperf_tiny") == ["keyword_spotting"]
     assert {path for path, _ in server.requests if path.startswith("/mirror/")} == {
-        f"/mirror/{d.name}" for dataset in DATASETS if dataset.name in ("fsdd", "mlperf_kws") for d in dataset.downloads}
+        f"/mirror/{d.name}" for dataset in DATASETS if dataset.name in ("fsdd", "mlperf_kws")
+        for d in dataset.downloads}
     assert main(["data", "fetch", "-o", str(root), "--only", "imagenet"]) == 2
     assert "unknown dataset imagenet; expected one of speech_commands, mlperf_kws" in capsys.readouterr().err
 
@@ -305,8 +307,8 @@ def test_the_table_is_complete():
             assert download.url.startswith("https://")
             assert download.sha256 or dataset.content_sha256, download.name
             assert download.sha256 is None or len(download.sha256) == 64
-    assert {p for d in DATASETS for p in d.provides} >= {reference_data.SPEECH_COMMANDS_TEST, reference_data.CIFAR10_TEST,
-                                                        reference_data.FSDD}
+    assert {p for d in DATASETS for p in d.provides} >= {
+        reference_data.SPEECH_COMMANDS_TEST, reference_data.CIFAR10_TEST, reference_data.FSDD}
 
 
 @pytest.mark.parametrize("command", [["demo"], ["demo", "--vision"], ["demo", "--fashion"], ["android-assets"]])

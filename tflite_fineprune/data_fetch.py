@@ -185,7 +185,7 @@ def _lay_out(dataset, paths, root):
             os.rename(staging / relative, root / relative)
     except FinePruneError:
         raise
-    except (OSError, ValueError, EOFError) as exc:  # a corrupt archive (tarfile/zipfile/pickle errors derive from these)
+    except (OSError, ValueError, EOFError) as exc:  # a corrupt archive: tarfile/zipfile/pickle errors derive from these
         raise FinePruneError(f"{dataset.name}: cannot lay out the download: {exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -196,7 +196,8 @@ def add_parser(commands):
     data = commands.add_parser("data", help="get the reference data the demos, converters and tests use")
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = actions.add_parser("fetch", help="download, verify (SHA-256) and lay out the public reference data")
-    p.add_argument("-o", "--output", metavar="DIR", help="the data folder (default: $FINEPRUNE_DATA, else the per-user data folder)")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="the data folder (default: $FINEPRUNE_DATA, else the per-user data folder)")
     p.add_argument("--only", action="append", metavar="NAME",
                    help="fetch only this dataset (repeatable): " + ", ".join(d.name for d in DATASETS))
     p.add_argument("--mirror", metavar="URL", help="a base URL that serves the files under their table names")

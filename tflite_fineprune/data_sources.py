@@ -186,13 +186,15 @@ def layout_fsdd(paths, staging):
 
 
 def _mlperf(prefix, folder, files):
-    return tuple(Download(f"{prefix}/{name}", MLPERF_TINY + folder + name, sha256, size) for name, sha256, size in files)
+    return tuple(Download(f"{prefix}/{name}", MLPERF_TINY + folder + name, sha256, size)
+                 for name, sha256, size in files)
 
 
 DATASETS = (
     Dataset("speech_commands", "Speech Commands v0.02 test split (4,890 clips, CC BY 4.0)",
             (Download("speech_commands_test_set_v0.02.tar.gz",
-                      "https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_test_set_v0.02.tar.gz",
+                      "https://storage.googleapis.com/download.tensorflow.org/data/"
+                      "speech_commands_test_set_v0.02.tar.gz",
                       "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df", 112_563_277),),
             layout_speech_commands, (SPEECH_COMMANDS_TEST,)),
     Dataset("mlperf_kws", "MLPerf Tiny keyword-spotting DS-CNN (SavedModel and .tflite, Apache-2.0)",

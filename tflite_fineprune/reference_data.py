@@ -84,7 +84,8 @@ def require_data(relative_paths, given=None, what="this command"):
     if missing:
         from .data_sources import datasets_for
 
-        source = "--data" if given else f"${ENVIRONMENT_VARIABLE}" if os.environ.get(ENVIRONMENT_VARIABLE) else "the default"
+        source = ("--data" if given else f"${ENVIRONMENT_VARIABLE}" if os.environ.get(ENVIRONMENT_VARIABLE)
+                  else "the default")
         wanted = "; ".join(f"{p} ({DESCRIPTIONS[p]})" if p in DESCRIPTIONS else p for p in missing)
         names = datasets_for(missing)
         target = f" -o {root}" if given else ""
