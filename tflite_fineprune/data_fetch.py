@@ -194,7 +194,8 @@ def _lay_out(dataset, paths, root):
 def add_parser(commands):
     """`data fetch` under the CLI's sub-commands; returns the command function."""
     data = commands.add_parser("data", help="get the reference data the demos, converters and tests use")
-    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION",
+                                  help="fetch (the only action)")
     p = actions.add_parser("fetch", help="download, verify (SHA-256) and lay out the public reference data")
     p.add_argument("-o", "--output", metavar="DIR",
                    help="the data folder (default: $FINEPRUNE_DATA, else the per-user data folder)")
