@@ -10,6 +10,7 @@ only a `.part` file that the next run resumes.
 import os
 import pathlib
 import shutil
+import errno
 import http.client
 import socket
 import sys
@@ -123,6 +124,8 @@ def _download(download, folder, mirror, log):
         if exc.code != 416 or not have:  # 416: the .part already holds the whole file
             raise FinePruneError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, socket.timeout, http.client.HTTPException) as exc:
+        if _local_write_error(exc):
+            raise FinePruneError(f"cannot write {part}: {exc.strerror}") from None
         reason = getattr(exc, "reason", None) or exc
         kept = " (the partial file is kept; run again to resume)" if part.exists() and part.stat().st_size else ""
         hint = "is the mirror reachable?" if mirror else "offline? --mirror URL fetches the same files from elsewhere"
@@ -142,6 +145,13 @@ def _download(download, folder, mirror, log):
     done = folder / download.name.replace("/", "__")
     os.replace(part, done)
     return done
+
+
+def _local_write_error(exc):
+    """A full disk or a read-only folder, as opposed to the network failing."""
+    network = (urllib.error.URLError, ConnectionError, socket.timeout)
+    return isinstance(exc, OSError) and not isinstance(exc, network) and exc.errno in (
+        errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _copy_with_progress(response, out, have, total, name, log):
