@@ -65,13 +65,18 @@ def cifar_images():
     return rng.integers(0, 256, (30, 3072), dtype=np.uint8), labels
 
 
+def py2_style_pickle(value):
+    """Protocol 2, with numpy arrays rebuilt through `numpy.core.multiarray` as in the published (Python 2) files."""
+    return pickle.dumps(value, protocol=2).replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
 def cifar_archive():
     data, labels = cifar_images()
     batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data,
              b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
     meta = {b"num_cases_per_batch": 30, b"label_names": list(CIFAR_NAMES), b"num_vis": 3072}
-    return tar_gz({"cifar-10-batches-py/test_batch": pickle.dumps(batch, protocol=2),
-                   "cifar-10-batches-py/batches.meta": pickle.dumps(meta, protocol=2),
+    return tar_gz({"cifar-10-batches-py/test_batch": py2_style_pickle(batch),
+                   "cifar-10-batches-py/batches.meta": py2_style_pickle(meta),
                    "cifar-10-batches-py/readme.html": b"<html></html>"})
 
 
@@ -325,3 +330,15 @@ def test_missing_data_is_reported_before_tensorflow_is_imported(tmp_path, comman
     assert len(lines) == 1 and "Traceback" not in result.stderr
     if command[-1] != "--fashion":  # Fashion-MNIST comes from Debian's package (its message says how)
         assert f"tflite-fineprune data fetch -o {empty} --only" in lines[0]
+
+
+def test_a_cifar_batch_that_constructs_anything_but_arrays_is_refused(server, files, tmp_path):
+    batch = py2_style_pickle({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"hook": print})
+    evil = dict(files, **{"cifar-10-python.tar.gz": tar_gz({"cifar-10-batches-py/test_batch": batch,
+                                                            "cifar-10-batches-py/batches.meta": py2_style_pickle(
+                                                                {b"label_names": list(CIFAR_NAMES)})})})
+    rows = table(server, evil)
+    server.files = evil
+    with pytest.raises(FinePruneError, match="asks to construct builtins.print; expected numpy arrays only"):
+        data_fetch.fetch(tmp_path / "data", only=["cifar10"], datasets=rows, log=quiet)
+    assert list((tmp_path / "data").iterdir()) == []
