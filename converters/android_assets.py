@@ -76,7 +76,8 @@ def _check_data(root, kinds):
     missing = [needed[k] for k in kinds if not (root / needed[k]).is_dir()]
     if missing:
         raise FinePruneError(f"data folder {os.fspath(root)!r} lacks {', '.join(missing)} (the bundled users come from "
-                             "the Speech Commands v0.02 test split and the CIFAR-10 test images)")
+                             "the Speech Commands v0.02 test split and the CIFAR-10 test images); get them with: "
+                             "tflite-fineprune data fetch --only speech_commands --only cifar10")
 
 
 def _signature_specs(interpreter):
@@ -228,7 +229,7 @@ def _export_default(kind, folder, data_root):
 
 def build_assets(output=DEFAULT_OUTPUT, speech=None, vision=None, data=None, record=None):
     """Generate the app's assets (see module docstring); returns the manifest dict."""
-    root = reference_data.data_root(data)
+    root = reference_data.data_root(data, [SPEECH_DATA, VISION_DATA])
     kinds = ("speech", "vision")
     _check_data(root, kinds)
     for kind, given in (("speech", speech), ("vision", vision)):

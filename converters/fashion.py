@@ -10,9 +10,7 @@ import gzip
 import os
 import pathlib
 
-import keras
 import numpy as np
-from keras import layers
 
 from tflite_fineprune.errors import FinePruneError
 
@@ -76,6 +74,9 @@ def load_fashion_mnist(split="train", root=None):
 
 def fashion_mlp(hidden=(1024, 1024)):
     """uint8 28x28 pixels → Rescaling → Flatten → ReLU layers → 10 logits."""
+    import keras  # here, not at the top: finding and reading the data needs no TensorFlow
+    from keras import layers
+
     pixels = keras.Input((28, 28), dtype="uint8", name="pixels")
     x = layers.Rescaling(1 / 255.0)(pixels)
     x = layers.Flatten()(x)
@@ -86,6 +87,8 @@ def fashion_mlp(hidden=(1024, 1024)):
 
 def train_fashion_mlp(epochs=5, root=None, seed=0, hidden=(1024, 1024), limit=None, verbose=2):
     """Train on the training split; returns (model, test accuracy)."""
+    import keras
+
     keras.utils.set_random_seed(seed)
     x, y = load_fashion_mnist("train", root)
     if limit:
@@ -101,6 +104,8 @@ def train_fashion_mlp(epochs=5, root=None, seed=0, hidden=(1024, 1024), limit=No
 
 def export_fashion_mlp(output, keras_path=None, epochs=5, root=None, **options):
     """Train (or load from `keras_path` when it exists) and export; saves the Keras model to `keras_path`."""
+    import keras
+
     from tflite_fineprune import export_model
 
     if keras_path and os.path.exists(keras_path):

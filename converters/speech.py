@@ -248,7 +248,8 @@ def recipe_from(args):
 def main(argv=None):
     parser, commands = command_parser("python -m converters.speech", __doc__)
     p = add_export_command(commands, "mlperf", "MLPerf Tiny DS-CNN with the MFCC front-end")
-    p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one "
+                   "`tflite-fineprune data fetch` fills)")
     p = add_export_command(commands, "train", "train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it "
                            "(recipe: docs/training.md)")
     p.add_argument("data_dir", help="a folder of <label>/ folders holding .wav/.flac clips")

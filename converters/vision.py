@@ -113,7 +113,8 @@ def export_mlperf(output, data_root=None, **options):
     from tflite_fineprune import export_model
 
     if "reference_data" not in options:
-        present = (reference_data.data_root(data_root) / reference_data.CIFAR10_TEST).is_dir()
+        images = reference_data.CIFAR10_TEST
+        present = (reference_data.data_root(data_root, [images]) / images).is_dir()
         options["reference_data"] = (np.concatenate([c[:REFERENCE_PER_CLASS] for c in cifar_by_class(data_root)])
                                      if present else None)
     model = with_frontend(load_mlperf_resnet8(data_root))
@@ -154,7 +155,8 @@ def export_keras_app(name, output, weights="auto", size=224, **options):
 def main(argv=None):
     parser, commands = command_parser("python -m converters.vision", __doc__)
     p = add_export_command(commands, "mlperf", "MLPerf Tiny ResNet-8 (CIFAR-10) with a uint8 front-end")
-    p.add_argument("--data", help="shared data folder (default: $FINEPRUNE_DATA or ../shared/data)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one "
+                   "`tflite-fineprune data fetch` fills)")
     p = add_export_command(commands, "keras-app", "a keras.applications model with a uint8 front-end")
     p.add_argument("name", choices=sorted(KERAS_APPS), help="the keras.applications constructor")
     p.add_argument("--weights", default="auto", help="auto (cached ImageNet or random, no network), imagenet, none, PATH")

@@ -1,4 +1,4 @@
-"""Real test inputs from the shared data folder (the library's one lookup: FINEPRUNE_DATA, else ../shared/data)."""
+"""Real test inputs from the reference data folder (the library's one lookup, reference_data.data_root)."""
 
 import pathlib
 
@@ -14,9 +14,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def require(relative):
-    path = data_root() / relative
+    path = data_root(needs=[relative]) / relative
     if not path.exists():
-        pytest.skip(f"real data {path} is absent (set FINEPRUNE_DATA to the shared data folder)")
+        pytest.skip(f"real data {path} is absent (tflite-fineprune data fetch, or set FINEPRUNE_DATA)")
     return path
 
 

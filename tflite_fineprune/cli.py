@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import FinePruneError
 from .interpreters import BACKENDS
+from .data_fetch import add_parser as add_data_parser
 from .metadata import POLICY_NAMES
 
 EXIT_ERROR = 2
@@ -71,7 +72,7 @@ def build_parser():
     p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range, no TensorFlow; docs/slim.md)")
 
     p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, --vision or --fashion)")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data); with "
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills); with "
                    "--fashion, the folder with the four Fashion-MNIST *-ubyte.gz files (or its fashion-mnist/)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     p.add_argument("--out", default="fineprune-demo", help="folder for the models, CSV and plot")
@@ -85,12 +86,13 @@ def build_parser():
                    help="asset folder (default: android_demo/app/src/main/assets)")
     p.add_argument("--speech", help="speech model .tflite (default: export the MLPerf Tiny DS-CNN)")
     p.add_argument("--vision", help="vision model .tflite (default: export the MLPerf Tiny ResNet-8)")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills)")
     p.add_argument("--record", help="also write recordings of the app's signature calls here (JVM replay tests)")
 
     p = commands.add_parser("evaluate", help="accuracy on DATA/<label>/<file>")
     _runtime_args(p)
     p.add_argument("--state", help="a state file to apply first")
+    COMMANDS["data"] = add_data_parser(commands)
     _finish_help(commands)
     return parser
 
@@ -388,6 +390,26 @@ def _silence_unless_verbose(args):
         silence_tensorflow(args.verbose)
 
 
+def _check_demo_data(args):
+    if args.fashion:
+        from converters.fashion import find_fashion_mnist
+
+        find_fashion_mnist(args.data)
+    else:
+        from converters.demo import find_data
+
+        find_data(args.data, args.vision)
+
+
+def _check_asset_data(args):
+    from . import reference_data as rd
+
+    needed = [rd.SPEECH_COMMANDS_TEST, rd.CIFAR10_TEST] + ([rd.MLPERF_KWS] if not args.speech else []) + (
+        [rd.MLPERF_RESNET8] if not args.vision else [])
+    rd.require_data(needed, args.data, "tflite-fineprune android-assets")
+
+
+DATA_CHECKS = {"android-assets": _check_asset_data, "demo": _check_demo_data}
 COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "evaluate": cmd_evaluate, "export": cmd_export,
             "inspect": cmd_inspect, "personalize": cmd_personalize, "slim": cmd_slim}
 
@@ -395,6 +417,8 @@ COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "evaluate": 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if args.command in DATA_CHECKS:
+            DATA_CHECKS[args.command](args)  # a missing-data error comes before TensorFlow is imported
         _silence_unless_verbose(args)
         COMMANDS[args.command](args)
     except FinePruneError as exc:

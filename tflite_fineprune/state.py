@@ -313,8 +313,8 @@ def _fsync_directory(directory):
 def read_file(path, what, max_bytes=None, expect_prefix=None):
     """The bytes of a regular file, refusing FIFOs, devices and folders before opening them.
 
-    `max_bytes` caps what is read (a larger file is refused unread);
-    `expect_prefix` = `(offset, bytes, explanation)` refuses a file whose
+    `max_bytes` caps what is read (a larger file is refused unread, one that grows past it while being
+    read is refused too); `expect_prefix` = `(offset, bytes, explanation)` refuses a file whose
     leading bytes do not match, before reading the rest.
     """
     shown = os.fspath(path)
@@ -328,10 +328,13 @@ def read_file(path, what, max_bytes=None, expect_prefix=None):
         raise FinePruneError(f"{what} {shown!r} is a directory, expected a file")
     if not stat.S_ISREG(info.st_mode):
         raise FinePruneError(f"{what} {shown!r} is not a regular file (a pipe, socket or device); expected a file")
-    if max_bytes is not None and info.st_size > max_bytes:
-        raise FinePruneError(f"{what} {shown!r} has {info.st_size:,} bytes; at most {max_bytes:,} are expected")
+    limit = max_bytes if max_bytes is not None else float("inf")
     try:
         with open(path, "rb") as f:
+            # The size of the file actually opened (it may have been replaced since the stat above).
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise FinePruneError(f"{what} {shown!r} has {size:,} bytes; at most {max_bytes:,} are expected")
             if expect_prefix is not None:
                 offset, prefix, explanation = expect_prefix
                 head = f.read(offset + len(prefix))
@@ -339,6 +342,25 @@ def read_file(path, what, max_bytes=None, expect_prefix=None):
                     raise FinePruneError(f"{what} {shown!r} {explanation} (found {head[offset:]!r} at byte {offset}, "
                                          f"expected {prefix!r})")
                 f.seek(0)
-            return f.read(max_bytes + 1 if max_bytes is not None else -1)
+            return _read_capped(f, size, limit, lambda: f"{what} {shown!r}")
     except OSError as exc:
         raise FinePruneError(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None
+
+
+# f.read(n) allocates n bytes before reading, so reads are sized by the file, never by the cap.
+_GROWTH_CHUNK = 1 << 20
+
+
+def _read_capped(f, size, limit, name):
+    """What `f` holds: `size` bytes in one read, then whatever it grew by, refused once past `limit`."""
+    parts = [f.read(size)]
+    total = len(parts[0])
+    while True:
+        chunk = f.read(int(min(_GROWTH_CHUNK, limit + 1 - total)))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise FinePruneError(f"{name()} grew past {limit:,} bytes while being read; at most {limit:,} are expected")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
