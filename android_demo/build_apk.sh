@@ -56,7 +56,9 @@ tflite_classes
 "${MVN[@]}" -pl app -am compile dependency:build-classpath \
   -Dmdep.includeScope=compile -Dmdep.outputFile=target/compile.classpath
 # What the app runs: its classes, the core's, and their jars (kotlin-stdlib, kotlinx-serialization, TFLite);
-# android-all only stands for the framework the phone provides.
+# android-all only stands for the framework the phone provides. Maven's compile classpath also lists the
+# system-scoped jars of the Activity tests (Robolectric's androidx.test classes) and what they pull in: only the
+# jars named here go into the APK.
 program=() framework=""
 IFS=: read -r -a classpath <<< "$(cat app/target/compile.classpath)"
 for entry in "$HERE/app/target/classes" "${classpath[@]}"; do
@@ -66,7 +68,8 @@ for entry in "$HERE/app/target/classes" "${classpath[@]}"; do
       module=${entry%/target/classes}
       jar --create --no-manifest --file "$work/${module##*/}.jar" -C "$entry" .
       program+=("$work/${module##*/}.jar") ;;
-    *) program+=("$entry") ;;
+    */kotlin-stdlib-*.jar | */kotlinx-serialization-*.jar | */tensorflow-lite*-classes.jar) program+=("$entry") ;;
+    *) ;;  # test-only or compile-time only
   esac
 done
 [ -n "$framework" ] || die "android-all is not on the app's compile classpath (app/pom.xml)"
