@@ -57,7 +57,7 @@ def test_framing_is_exactly_the_sample_index_table(clips):
 
 def test_export_holds_no_frame_index_table(kws):
     """The framing costs no constant: no int32 constant over 1 KB (the frame index table was 94 KB)."""
-    from tflite_fineprune.tflite_schema import load_schema, read_model
+    from tflite_fineprune.tflite.schema import load_schema, read_model
 
     schema = load_schema()
     model = read_model(open(kws, "rb").read())
