@@ -129,7 +129,7 @@ def label_rows(kind, root, out, users_wanted, tfmot_users, run_tfmot):
     import auto
     from converters import demo
     from tflite_fineprune import Personalizer
-    from tflite_fineprune.evaluation import evaluate_users, others_sets
+    from converters.evaluation import evaluate_users, others_sets
 
     build, _ = auto.KINDS[kind]
     model_path, users, _ = build(root, out, users_wanted)  # the very users (and .tflite) of auto.py
@@ -313,7 +313,7 @@ def main():
     args = parser.parse_args()
 
     from converters import demo
-    from tflite_fineprune.evaluation import format_summary, summarize, write_csv
+    from converters.evaluation import format_summary, summarize, write_csv
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

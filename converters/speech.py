@@ -118,7 +118,7 @@ def reference_pool(data_root=None, limit=800, seed=0):
     Those speakers are never the per-speaker benchmark's users (who have ≥ 30 clips).
     """
     from tflite_fineprune.datafiles import fit_audio, load_audio
-    from tflite_fineprune.evaluation import speaker_of
+    from converters.evaluation import speaker_of
 
     test = reference_data.data_root(data_root) / reference_data.SPEECH_COMMANDS_TEST
     if not test.is_dir():
