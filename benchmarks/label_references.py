@@ -230,7 +230,7 @@ def _legacy_classifier(spec, tfk):
     layers, kind = tfk.layers, spec["kind"]
     if kind == "cifar":  # the MLPerf ResNet-8 is a tf.keras .h5: tf-keras loads its architecture as it is
         return tfk.models.load_model(spec["h5"], compile=False)
-    if kind == "speech":  # converters.speech.ds_cnn (MLPerf Tiny DS-CNN); the MFCCs come from the main process
+    if kind == "speech":  # converters.kws_model.ds_cnn (MLPerf Tiny DS-CNN); the MFCCs come from the main process
         inputs = tfk.Input((49, 10, 1))
         x = layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same")(inputs)
         x = layers.BatchNormalization()(x)

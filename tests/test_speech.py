@@ -31,7 +31,8 @@ def frontend(pcm):
 
 
 def test_ds_cnn_import_reproduces_savedmodel(clips):
-    from converters.speech import MLPERF_KWS, load_mlperf_ds_cnn
+    from converters.kws_model import load_mlperf_ds_cnn
+    from converters.speech import MLPERF_KWS
 
     saved = require(MLPERF_KWS)
     features = kws_reference.tf_signal_mfcc(clips[0])[..., None]
