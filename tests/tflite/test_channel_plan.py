@@ -12,8 +12,23 @@ from tflite_fineprune.tflite.schema import load_schema, read_model, write_model
 RELU = 1  # fused activation code
 
 
-def _mlp(mask, fill=None, masked=True):
-    """x[1, 4] → dense 6 (fused ReLU) → × mask (+ fill) → dense 3; returns (ModelT, hidden dense op, masked tensor)."""
+def _crop(tiny, h, name):
+    """`h` [1, 6] through a SLICE / STRIDED_SLICE that keeps every channel (its size / end names all 6)."""
+    out = tiny.tensor([1, 6])
+    if name == "SLICE":
+        tiny.op("SLICE", [h, tiny.const([0, 0], np.int32), tiny.const([1, 6], np.int32)], [out])
+    else:
+        ends = tiny.const([1, 6], np.int32)
+        tiny.op("STRIDED_SLICE", [h, tiny.const([0, 0], np.int32), ends, tiny.const([1, 1], np.int32)], [out],
+                tiny.schema.StridedSliceOptionsT())
+    return out
+
+
+def _mlp(mask, fill=None, masked=True, crop=None):
+    """x[1, 4] → dense 6 (fused ReLU) → × mask (+ fill) (→ crop) → dense 3.
+
+    Returns (ModelT, hidden dense op, masked tensor).
+    """
     rng = np.random.default_rng(0)
     tiny = Tiny()
     x = tiny.tensor([1, 4])
@@ -21,7 +36,7 @@ def _mlp(mask, fill=None, masked=True):
     h = tiny.binary("MUL", hidden, tiny.const(mask)) if masked else hidden
     if fill is not None:
         h = tiny.binary("ADD", h, tiny.const(fill))
-    out = tiny.fully_connected(h, rng.normal(size=(3, 6)), rng.normal(size=3))
+    out = tiny.fully_connected(_crop(tiny, h, crop) if crop else h, rng.normal(size=(3, 6)), rng.normal(size=3))
     return tiny.finish([x], [out]), 0, h
 
 
@@ -38,17 +53,19 @@ def _slim(model, source, tensor, dead):
     return write_model(model)
 
 
-@pytest.mark.parametrize("fill", [None, [0, 0, 0.7, 0, -1.5, 0]])
-def test_removed_units_change_no_output(fill):
+@pytest.mark.parametrize("fill, crop", [(None, None), ([0, 0, 0.7, 0, -1.5, 0], None), (None, "SLICE"),
+                                        ([0, 0, 0.7, 0, -1.5, 0], "STRIDED_SLICE")])
+def test_removed_units_change_no_output(fill, crop):
     mask = np.array([1, 1, 0, 1, 0, 1], np.float32)
     x = np.random.default_rng(1).normal(size=(1, 4)).astype(np.float32)
-    model, source, tensor = _mlp(mask, fill)
+    model, source, tensor = _mlp(mask, fill, crop=crop)
     expected = run(write_model(model), x)[0]
     slim = _slim(model, source, tensor, mask == 0)
     np.testing.assert_allclose(run(slim, x)[0], expected, rtol=1e-5, atol=1e-6)
     weights = [t for t in read_model(slim).subgraphs[0].tensors if len(t.shape) == 2 and t.shape[0] != 1]
     assert sorted(tuple(t.shape) for t in weights) == [(3, 4), (4, 4)]  # 6 hidden units → 4
-    assert len(read_model(slim).subgraphs[0].operators) == 2  # the mask and the fill went into the weights
+    operators = 3 if crop else 2  # the mask and the fill went into the weights
+    assert len(read_model(slim).subgraphs[0].operators) == operators
 
 
 def test_unmasked_removed_units_are_unslimmable():

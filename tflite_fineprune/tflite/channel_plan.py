@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from ..errors import FinePruneError
-from .ops import BINARY, POOLS, REDUCERS, SOURCES, UNARY, fused
+from .ops import BINARY, COMPARISONS, POOLS, REDUCERS, SOURCES, SPATIAL, UNARY, fused
 from .types import FLOAT32
 
 
@@ -60,12 +60,9 @@ def trace_source(graph, tensor, producers):
             sources.add(p)
         elif name in UNARY:
             stack.append(op.inputs[0])
-        elif name in BINARY:
+        elif name in BINARY or name in COMPARISONS or name == "SELECT_V2":
             stack.extend(t for t in op.inputs if graph.const(t) is None)
-        elif name == "DEPTHWISE_CONV_2D" and graph.shape(op.inputs[0])[-1] == graph.shape(t)[-1]:
-            stack.append(op.inputs[0])
-        elif name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "PAD", "PADV2", *POOLS) \
-                and graph.shape(op.inputs[0])[-1] == graph.shape(t)[-1]:
+        elif name in ("DEPTHWISE_CONV_2D", *SPATIAL) and graph.shape(op.inputs[0])[-1] == graph.shape(t)[-1]:
             stack.append(op.inputs[0])
         else:
             return None
@@ -100,7 +97,7 @@ class ChannelPlan:
             if handler is None:
                 if name in UNARY:
                     handler = self._unary
-                elif name in BINARY:
+                elif name in BINARY or name in COMPARISONS:
                     handler = self._binary
                 elif name in POOLS:
                     handler = self._pool
@@ -220,15 +217,37 @@ class ChannelPlan:
 
     def _unary(self, i, op, affected):
         keep, dropped = self._input(op.inputs[0])
-        self._set(op.outputs[0], keep, UNARY[self.graph.names[i]](dropped, op), self._origin(affected))
+        with np.errstate(all="ignore"):  # kept channels hold 0 here (LOG, RSQRT of 0), and are not read
+            values = UNARY[self.graph.names[i]](dropped, op)
+        self._set(op.outputs[0], keep, values, self._origin(affected))
 
     def _binary(self, i, op, affected):
         g = self.graph
-        out = op.outputs[0]
-        channels = g.shape(out)[-1]
         keep = self._input(affected[0])[0]
+        operands = self._operands(i, op, op.inputs[:2], keep, affected)
+        with np.errstate(all="ignore"):
+            result = {**BINARY, **COMPARISONS}[g.names[i]](operands[0], operands[1])
+            if g.names[i] == "MUL":  # zero times removed garbage is zero: this is how masks cut channels
+                result = np.where((operands[0] == 0) | (operands[1] == 0), 0.0, result)
+        self._set(op.outputs[0], keep, fused(result, op), self._origin(affected))
+
+    def _select_v2(self, i, op, affected):
+        """where(condition, a, b) per channel (SELU); a removed channel's garbage condition selects garbage."""
+        keep = self._input(affected[0])[0]
+        condition, a, b = self._operands(i, op, op.inputs[:3], keep, affected)
+        result = np.where(np.isnan(condition), np.nan, np.where(condition != 0, a, b))
+        self._set(op.outputs[0], keep, result, self._origin(affected))
+
+    def _operands(self, i, op, inputs, keep, affected):
+        """What each input holds in every channel: a pruned tensor's dropped values or a constant's.
+
+        Per-channel constants lose the removed channels in the graph; every pruned
+        input must keep the same channels.
+        """
+        g = self.graph
+        channels = g.shape(op.outputs[0])[-1]
         operands = []
-        for position, t in enumerate(op.inputs[:2]):
+        for position, t in enumerate(inputs):
             value = g.const(t)
             if value is None:
                 if t not in self.keep or not np.array_equal(self.keep[t], keep):
@@ -241,11 +260,7 @@ class ChannelPlan:
                 operands.append(value.reshape(-1).astype(np.float64))
             else:
                 self.fail(affected, f"{g.names[i]} with a constant that is not per channel", i)
-        with np.errstate(all="ignore"):
-            result = BINARY[g.names[i]](operands[0], operands[1])
-            if g.names[i] == "MUL":  # zero times removed garbage is zero: this is how masks cut channels
-                result = np.where((operands[0] == 0) | (operands[1] == 0), 0.0, result)
-        self._set(out, keep, fused(result, op), self._origin(affected))
+        return operands
 
     def _pool(self, i, op, affected):
         keep, dropped = self._input(op.inputs[0])
@@ -323,14 +338,74 @@ class ChannelPlan:
             if indices is None or any(int(k) % rank == rank - 1 for k in indices):
                 raise FinePruneError(f"slim cannot rewrite a {name} reading the channel count of a pruned tensor")
 
-    def _squeeze(self, i, op, affected):
+    def _same_channels(self, i, op, affected):
+        """An op that moves or crops positions only: the channels and what the dropped ones hold stay."""
         g = self.graph
         if g.shape(op.outputs[0])[-1] != g.shape(op.inputs[0])[-1]:
             self.fail(affected, f"{g.names[i]} moves the channel axis", i)
         keep, dropped = self._input(op.inputs[0])
         self._set(op.outputs[0], keep, dropped, self._origin(affected))
 
-    _expand_dims = _squeeze
+    _squeeze = _expand_dims = _batch_to_space_nd = _same_channels
+
+    def _space_to_batch_nd(self, i, op, affected):
+        """A dilated convolution's input: zero padding of the spatial axes, blocks of positions into the batch."""
+        keep, dropped = self._input(op.inputs[0])
+        paddings = self.graph.const(op.inputs[2])
+        constants = dropped[~keep]
+        if (paddings is None or np.any(paddings)) and np.any(constants[~np.isnan(constants)] != 0):
+            self.fail(affected, "padding a pruned constant channel", i)
+        self._same_channels(i, op, affected)
+
+    def _slice(self, i, op, affected):
+        """Cropping: a slice of positions that keeps every channel (its size entry follows the kept count)."""
+        g = self.graph
+        keep = self._input(op.inputs[0])[0]
+        begin, size = g.const(op.inputs[1]), g.const(op.inputs[2])
+        if begin is None or size is None or begin[-1] != 0 or size[-1] not in (-1, len(keep)):
+            self.fail(affected, "a slice of the channel axis", i)
+        if size[-1] != -1:
+            size = np.array(size)
+            size[-1] = keep.sum()
+            g.replace_input(op, 2, size, op.inputs[2])
+        self._same_channels(i, op, affected)
+
+    def _strided_slice(self, i, op, affected):
+        """Cropping: a strided slice of positions that keeps every channel (its end entry follows the kept count)."""
+        g = self.graph
+        options = op.builtinOptions
+        keep = self._input(op.inputs[0])[0]
+        rank = len(g.shape(op.inputs[0]))
+        begin, end, strides = (g.const(t) for t in op.inputs[1:4])
+        last = 1 << (rank - 1)  # the channel axis' bit in the masks
+        if any(getattr(options, k, 0) for k in ("ellipsisMask", "newAxisMask", "shrinkAxisMask", "offset")) \
+                or begin is None or end is None or strides is None or len(begin) != rank:
+            self.fail(affected, "a strided slice slim does not rewrite", i)
+        whole = (options.beginMask & last or begin[-1] == 0) and strides[-1] == 1 \
+            and (options.endMask & last or end[-1] >= len(keep))
+        if not whole:
+            self.fail(affected, "a slice of the channel axis", i)
+        if not options.endMask & last:
+            end = np.array(end)
+            end[-1] = keep.sum()
+            g.replace_input(op, 2, end, op.inputs[2])
+        self._same_channels(i, op, affected)
+
+    def _batch_matmul(self, i, op, affected):
+        """x @ W with a constant W (a classifier kernel from the state): removed input channels drop W's rows."""
+        g = self.graph
+        x, w_t = op.inputs[0], op.inputs[1]
+        w, options = g.const(w_t), op.builtinOptions
+        if x not in self.keep or w is None or w.ndim != 2 or getattr(options, "adjX", False):
+            self.fail(affected, "a BATCH_MATMUL whose right operand is pruned or computed at run time", i)
+        g.check_float(w_t, "matrix")
+        keep, dropped = self._input(x)
+        values = dropped[~keep]
+        if np.isnan(values).any():
+            self.fail([x], "removed channels reach BATCH_MATMUL before a mask zeroes them", i)
+        if np.any(values != 0):
+            self.fail([x], "a constant channel would reach a BATCH_MATMUL (it has no bias to fold it into)", i)
+        g.replace_input(op, 1, w[:, keep] if getattr(options, "adjY", False) else w[keep], w_t)
 
     def _concatenation(self, i, op, affected):
         g = self.graph

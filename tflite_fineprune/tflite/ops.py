@@ -41,11 +41,30 @@ UNARY = {
     # in the graph: folded once the statistics are constants, so the scale is a per-channel constant.
     "RSQRT": lambda x, op: 1 / np.sqrt(x),
     "SQRT": lambda x, op: np.sqrt(x),
+    "LOG": lambda x, op: np.log(x),  # softplus and mish: log(exp(x) + 1)
 }
 BINARY = {
     "ADD": np.add, "SUB": np.subtract, "MUL": np.multiply, "DIV": np.divide,
     "MAXIMUM": np.maximum, "MINIMUM": np.minimum, "SQUARED_DIFFERENCE": lambda a, b: (a - b) ** 2,
 }
+
+
+def _comparison(compare):
+    """A comparison as 1.0 / 0.0, NaN where an operand is NaN (a removed channel's garbage stays garbage)."""
+    def evaluate(a, b):
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isnan(a) | np.isnan(b), np.nan, compare(a, b).astype(np.float64))
+    return evaluate
+
+
+COMPARISONS = {  # SELU's x > 0, before a SELECT_V2
+    "GREATER": _comparison(np.greater), "GREATER_EQUAL": _comparison(np.greater_equal),
+    "LESS": _comparison(np.less), "LESS_EQUAL": _comparison(np.less_equal),
+}
+# Ops that move, pad or crop positions (or blocks of them, for dilated convolutions) and keep every channel
+# in its place whenever the channel count is the same before and after.
+SPATIAL = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "PAD", "PADV2", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "SLICE",
+           "STRIDED_SLICE", "MAX_POOL_2D", "AVERAGE_POOL_2D")
 FUSED = {0: None, 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
 POOLS = ("MAX_POOL_2D", "AVERAGE_POOL_2D")
 REDUCERS = ("MEAN", "REDUCE_MAX", "REDUCE_MIN")
