@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from converters import demo  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
-from tflite_fineprune.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
+from converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
                                          speaker_users, summarize, write_csv)
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
 

@@ -1,7 +1,7 @@
 """What a fine-prune export's bytes are, and what each size reduction saves (docs/file_size.md quotes this).
 
 For each model, exports float32 and int8 (dynamic range) with the compact step
-off, then applies export/compact.py's steps one after another to the same
+off, then applies tflite/compaction.py's steps one after another to the same
 bytes and prints the size after each; then the breakdown of the compacted
 file: constant data (weights and other constants, float vs int8), the
 metadata, and the rest (graph structure: subgraphs, tensors, operators), and
@@ -26,8 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tflite_fineprune.export.compact import STEPS, compact  # noqa: E402
-from tflite_fineprune.tflite_schema import load_schema, read_model, write_model  # noqa: E402
+from tflite_fineprune.tflite.compaction import STEPS, compact_model  # noqa: E402
+from tflite_fineprune.tflite.schema import load_schema, read_model, write_model  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -69,7 +69,7 @@ def export(name, path, data_root, **options):
 
 def compacted(data, steps):
     model = read_model(data)
-    compact(model, steps)
+    compact_model(model, steps)
     return write_model(model, len(data))
 
 

@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from converters import frontend  # noqa: E402
-from converters.speech import KWS_LABELS, load_mlperf_ds_cnn  # noqa: E402
+from converters.kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: E402
 from tests.realdata import read_clip  # noqa: E402
 from tflite_fineprune.reference_data import MLPERF_KWS, data_root  # noqa: E402
 

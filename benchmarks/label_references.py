@@ -129,7 +129,7 @@ def label_rows(kind, root, out, users_wanted, tfmot_users, run_tfmot):
     import auto
     from converters import demo
     from tflite_fineprune import Personalizer
-    from tflite_fineprune.evaluation import evaluate_users, others_sets
+    from converters.evaluation import evaluate_users, others_sets
 
     build, _ = auto.KINDS[kind]
     model_path, users, _ = build(root, out, users_wanted)  # the very users (and .tflite) of auto.py
@@ -230,7 +230,7 @@ def _legacy_classifier(spec, tfk):
     layers, kind = tfk.layers, spec["kind"]
     if kind == "cifar":  # the MLPerf ResNet-8 is a tf.keras .h5: tf-keras loads its architecture as it is
         return tfk.models.load_model(spec["h5"], compile=False)
-    if kind == "speech":  # converters.speech.ds_cnn (MLPerf Tiny DS-CNN); the MFCCs come from the main process
+    if kind == "speech":  # converters.kws_model.ds_cnn (MLPerf Tiny DS-CNN); the MFCCs come from the main process
         inputs = tfk.Input((49, 10, 1))
         x = layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same")(inputs)
         x = layers.BatchNormalization()(x)
@@ -313,7 +313,7 @@ def main():
     args = parser.parse_args()
 
     from converters import demo
-    from tflite_fineprune.evaluation import format_summary, summarize, write_csv
+    from converters.evaluation import format_summary, summarize, write_csv
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

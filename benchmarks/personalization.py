@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from tflite_fineprune import Personalizer  # noqa: E402
 from converters.demo import _fashion, _speech, _vision, find_data  # noqa: E402
-from tflite_fineprune.evaluation import Recipe, evaluate_users, format_summary, summarize, write_csv  # noqa: E402
+from converters.evaluation import Recipe, evaluate_users, format_summary, summarize, write_csv  # noqa: E402
 
 COMPACT = (
     Recipe("prune 2%", 0.02),

@@ -114,9 +114,9 @@ def main():
 def demo_tables(root, paths):
     from converters.demo import SPEECH_RECIPES, per_user_table
     from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-    from converters.speech import KWS_LABELS
+    from converters.kws_model import KWS_LABELS
     from tflite_fineprune.datafiles import fit_audio, load_audio
-    from tflite_fineprune.evaluation import evaluate_users, format_summary, speaker_users, summarize
+    from converters.evaluation import evaluate_users, format_summary, speaker_users, summarize
 
     users = speaker_users(root / "speech_commands_v0.02_test", list(KWS_LABELS),
                           lambda p: fit_audio(p, *load_audio(p), (CLIP_SAMPLES,), SAMPLE_RATE))

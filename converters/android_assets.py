@@ -38,7 +38,7 @@ from tflite_fineprune import reference_data
 from tflite_fineprune import signatures as sig
 from tflite_fineprune.datafiles import fit_audio, load_audio
 from tflite_fineprune.errors import FinePruneError
-from tflite_fineprune.evaluation import Recipe, evaluate_users
+from converters.evaluation import Recipe, evaluate_users
 from tflite_fineprune.interpreters import open_interpreter
 from tflite_fineprune.metadata import read_model_file
 from tflite_fineprune.state import atomic_write

@@ -15,7 +15,7 @@ import pathlib
 import time
 
 from tflite_fineprune.progress import print_stage
-from tflite_fineprune.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary, plot_users,
+from converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary, plot_users,
                                          speaker_users, summarize, write_csv)
 from tflite_fineprune.recipe import AutoRule
 from tflite_fineprune.reference_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data

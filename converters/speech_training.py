@@ -50,7 +50,7 @@ class Recipe:
 
 def keyword_model(num_classes, recipe):
     """PCM → [augmentation] → MFCC → [SpecAugment] → DS-CNN; returns (model, classifier)."""
-    from converters.speech import DS_CNN_FILTERS, ds_cnn
+    from converters.kws_model import DS_CNN_FILTERS, ds_cnn
 
     if recipe.width <= 0:
         raise FinePruneError(f"--width must be positive, got {recipe.width}")
@@ -69,7 +69,7 @@ def keyword_model(num_classes, recipe):
 
 def pretrained_classifier(path):
     """The DS-CNN of a local MLPerf Tiny KWS SavedModel folder, or the classifier inside a saved `.keras` model."""
-    from converters.speech import load_mlperf_ds_cnn
+    from converters.kws_model import load_mlperf_ds_cnn
 
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -209,7 +209,7 @@ def train(pcm, labels, num_classes, train_index, val_index, recipe, verbose=0, l
     keras.utils.set_random_seed(recipe.seed)
     model, classifier = keyword_model(num_classes, recipe)
     if recipe.init_from:
-        from converters.speech import KWS_LABELS
+        from converters.kws_model import KWS_LABELS
 
         if recipe.reuse_outputs and not os.path.isdir(recipe.init_from):
             raise FinePruneError("--reuse-outputs needs --init-from to name an MLPerf Tiny KWS SavedModel folder "

@@ -358,7 +358,7 @@ print(f"({time.time() - start:.0f} s)")
     code(r'''
 from tflite_fineprune import Personalizer
 from tflite_fineprune.datafiles import fit_audio, load_audio
-from tflite_fineprune.evaluation import split_adapt_eval
+from converters.evaluation import split_adapt_eval
 
 p = Personalizer(MODEL)
 print(p, "| input", p.metadata.input_dtype, p.input_shape, f"at {p.metadata.sample_rate} Hz | labels", p.labels)
@@ -429,7 +429,7 @@ USE_IMAGENET = None                # None: ResNet50/Imagenette when the network 
     md("## Model and class-subset users"),
     code(r'''
 import numpy as np
-from tflite_fineprune.evaluation import class_subset_users
+from converters.evaluation import class_subset_users
 
 os.makedirs(WORKDIR, exist_ok=True)
 MODEL = os.path.join(WORKDIR, "model.tflite")
@@ -488,7 +488,7 @@ print(f"{len(users)} users: " + ", ".join(u.name for u in users))
     md("## Dense vs personalized, per user, for each recipe"),
     code(r'''
 from tflite_fineprune import Personalizer
-from tflite_fineprune.evaluation import Recipe, evaluate_users, format_summary, summarize
+from converters.evaluation import Recipe, evaluate_users, format_summary, summarize
 from tflite_fineprune.recipe import AutoRule
 
 recipes = ([Recipe(f"prune {s:.0%} of units", sparsity=s) for s in SPARSITIES]

@@ -1,4 +1,4 @@
-"""The export's compact step (export/compact.py) shrinks the file and changes nothing it computes."""
+"""The export's compact step (tflite/compaction.py) shrinks the file and changes nothing it computes."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from tests import zoo
 from tests.synthetic import synthetic_inputs
 from tflite_fineprune import FinePruneError, Personalizer, export_model, read_model_metadata
-from tflite_fineprune.tflite_schema import read_model
+from tflite_fineprune.tflite.schema import read_model
 
 NAME = "conv1d_audio"  # BatchNormalization (adapt_normalization), separable conv, GELU: most signatures
 
@@ -88,7 +88,7 @@ def test_state_of_the_plain_file_loads_into_the_compact_one(pair, tmp_path):
 
 
 def test_unknown_step_is_refused():
-    from tflite_fineprune.export.compact import compact
+    from tflite_fineprune.tflite.compaction import compact_model
 
     with pytest.raises(ValueError, match="unknown compact steps"):
-        compact(None, ["weights"])
+        compact_model(None, ["weights"])

@@ -10,7 +10,7 @@ import pytest
 
 from tests.realdata import require
 from tflite_fineprune import FinePruneError
-from tflite_fineprune.evaluation import class_subset_users, speaker_of, split_adapt_eval, summarize
+from converters.evaluation import class_subset_users, speaker_of, split_adapt_eval, summarize
 
 
 def test_speaker_ids():

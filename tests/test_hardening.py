@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tests.test_errors import error_lines
 from tflite_fineprune import FinePruneError, Personalizer, State
 from tflite_fineprune import state as state_format
-from tflite_fineprune.flatbuffer import read_metadata
+from tflite_fineprune.tflite.flatbuffer import read_metadata
 from tflite_fineprune.metadata import METADATA_NAME, ModelMetadata, read_model_metadata
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -134,6 +134,33 @@ def test_shifted_batchnorm_statistics_are_kept(resnet8, tmp_path):
 # -- bad input -------------------------------------------------------------------
 
 
+def test_a_state_without_statistics_or_kernel_slims_with_the_trained_ones(tmp_path):
+    """A version-1 state (no BatchNorm statistics) or one from before prototypes (no kernel) means the trained
+    values: slim reads them from the model's variable initializers, without an interpreter, and writes what
+    the runtime's own set_state → slim gives, byte for byte."""
+    from tests import zoo
+    from tflite_fineprune import State, export_model
+
+    x = real_inputs("plain_cnn", count=24)
+    path = tmp_path / "bn-head.tflite"
+    export_model(zoo.plain_cnn(), path, reference_data=x[:8], classifier_prototypes=True, prune_outputs=False)
+    user = Personalizer(path)
+    user.observe(x[::2])
+    user.adapt_normalization(1.0)
+    user.adapt_classifier(0.5)
+    user.prune(0.4)
+    full = user.get_state()
+    bare = State(masks=full.masks, counts=full.counts, samples=full.samples)
+    assert user.metadata.normalization_layers and user.metadata.classifier_head
+    report = slim_model(path, bare, tmp_path / "bare.tflite")
+    user.set_state(bare)  # the runtime fills in the trained statistics and kernel
+    assert user.get_state().norm_mean is not None and not np.array_equal(user.get_state().norm_mean, full.norm_mean)
+    user.slim(tmp_path / "runtime.tflite")
+    assert (tmp_path / "bare.tflite").read_bytes() == (tmp_path / "runtime.tflite").read_bytes()
+    assert report.still_masked == {}
+    assert_same_outputs(user.predict(x[1::2]), Personalizer(tmp_path / "bare.tflite").predict(x[1::2]), "trained")
+
+
 def test_state_from_another_model_is_refused(exports, tmp_path):
     other = personalized(exports.path("dense_only", prune_outputs=True), real_inputs("dense_only", count=10), 0.5)
     other.save_state(tmp_path / "other.state")

@@ -20,8 +20,8 @@ from tests.test_errors import error_lines
 from tests.test_slim import BLOCK_TENSORFLOW
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.metadata import read_model_metadata
-from tflite_fineprune.tflite_schema import read_model
-from tflite_fineprune.weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, WEIGHT_OPS
+from tflite_fineprune.tflite.schema import read_model
+from tflite_fineprune.tflite.weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, WEIGHT_OPS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -113,9 +113,9 @@ def mlp_export(fashion, tmp_path_factory):
 
 def tensor_types(path):
     """{(op position, op name): (type, shape, scales)} of the weights of every CONV_2D / DEPTHWISE_CONV_2D /
-    FULLY_CONNECTED in the file's only subgraph (exports carry no tensor names: export/compact.py)."""
-    from tflite_fineprune.channel_surgery import Graph
-    from tflite_fineprune.tflite_schema import load_schema
+    FULLY_CONNECTED in the file's only subgraph (exports carry no tensor names: tflite/compaction.py)."""
+    from tflite_fineprune.tflite.graph import Graph
+    from tflite_fineprune.tflite.schema import load_schema
 
     model = read_model(pathlib.Path(path).read_bytes())
     assert len(model.subgraphs) == 1
@@ -132,8 +132,8 @@ def tensor_types(path):
 
 def weight_operands(path):
     """[(op name, weight tensor type, element count)] of every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED."""
-    from tflite_fineprune.channel_surgery import Graph
-    from tflite_fineprune.tflite_schema import load_schema
+    from tflite_fineprune.tflite.graph import Graph
+    from tflite_fineprune.tflite.schema import load_schema
 
     schema = load_schema()
     graph = Graph(schema, read_model(pathlib.Path(path).read_bytes()), 0)
@@ -218,7 +218,7 @@ def test_same_int8_tensors_as_the_converter(cnn_export, cnn_int8_export, fashion
 
     Convolutions: the same per-channel scales. Fully connected: one scale, the
     largest of the converter's per-unit ones (tflite-runtime 2.14 cannot run
-    per-unit ones: weight_quantization.py).
+    per-unit ones: tflite/weight_quantization.py).
     """
     int8_export = cnn_int8_export
     x = fashion[2][:200]

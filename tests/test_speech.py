@@ -31,7 +31,8 @@ def frontend(pcm):
 
 
 def test_ds_cnn_import_reproduces_savedmodel(clips):
-    from converters.speech import MLPERF_KWS, load_mlperf_ds_cnn
+    from converters.kws_model import load_mlperf_ds_cnn
+    from converters.speech import MLPERF_KWS
 
     saved = require(MLPERF_KWS)
     features = kws_reference.tf_signal_mfcc(clips[0])[..., None]
@@ -57,7 +58,7 @@ def test_framing_is_exactly_the_sample_index_table(clips):
 
 def test_export_holds_no_frame_index_table(kws):
     """The framing costs no constant: no int32 constant over 1 KB (the frame index table was 94 KB)."""
-    from tflite_fineprune.tflite_schema import load_schema, read_model
+    from tflite_fineprune.tflite.schema import load_schema, read_model
 
     schema = load_schema()
     model = read_model(open(kws, "rb").read())

@@ -152,7 +152,7 @@ def test_cli_train_prints_held_out_report(tmp_path, capsys):
 def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
     import keras
 
-    from converters.speech import KWS_LABELS
+    from converters.kws_model import KWS_LABELS
     from converters.speech_training import Recipe, keyword_model, pretrained_classifier, train, transfer_weights
 
     mlperf = pretrained_classifier(require("mlperf_tiny/keyword_spotting/kws_ref_model"))

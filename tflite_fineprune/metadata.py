@@ -15,7 +15,7 @@ import re
 
 from . import signatures as sig
 from .errors import FinePruneError
-from .flatbuffer import content_digest, read_metadata
+from .tflite.flatbuffer import content_digest, read_metadata
 
 METADATA_NAME = "tflite_fineprune"
 FORMAT_NAME = "tflite-fineprune"
@@ -358,7 +358,7 @@ MAX_MODEL_BYTES = 1 << 34
 
 def read_model_file(path, verify=True):
     """`(bytes, ModelMetadata)` of an exported model file, refusing non-TFLite files before reading them whole."""
-    from .flatbuffer import TFLITE_IDENTIFIER
+    from .tflite.flatbuffer import TFLITE_IDENTIFIER
     from .state import read_file
 
     data = read_file(path, "model", max_bytes=MAX_MODEL_BYTES,

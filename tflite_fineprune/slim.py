@@ -2,10 +2,11 @@
 
 The export keeps every unit and multiplies pruned ones by 0, so it costs as
 much as the dense model. `slim_model` fixes the masks of a state file, cuts
-the pruned channels out of the `infer` graph (`channel_surgery`) and drops
+the pruned channels out of the `infer` graph (`tflite.channel_plan`) and drops
 everything personalization needs (the other signatures, the variables);
-`quantize="int8"` then stores the large weights as int8 (`weight_quantization`).
-It needs numpy, flatbuffers and LiteRT's schema module, not TensorFlow.
+`quantize="int8"` then stores the large weights as int8
+(`tflite.weight_quantization`). It needs numpy, flatbuffers and LiteRT's
+schema module, not TensorFlow, nor an interpreter.
 """
 
 import dataclasses
@@ -15,16 +16,18 @@ import zlib
 import numpy as np
 
 from . import signatures as sig
-from .channel_surgery import (ChannelPlan, Graph, Unslimmable, compact, compact_buffers, find_masks,
-                              fold_constants, remove_identities, trace_source)
 from .errors import FinePruneError
-from .flatbuffer import UNSEALED_DIGEST, seal
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
-from .state import MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_state, encode_state, read_file
-from .tflite_schema import load_schema, read_model, set_metadata, write_model
-from .weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, check_quantize, quantize_weights
-
+from .state import (MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, check_counters, decode_state,
+                    encode_state, read_file)
+from .tflite.channel_plan import ChannelPlan, Unslimmable, trace_source
+from .tflite.compaction import compact_buffers, drop_unused, remove_identities
+from .tflite.flatbuffer import UNSEALED_DIGEST, seal
+from .tflite.folding import find_masks, fold_constants, init_subgraph, initial_values
+from .tflite.graph import Graph
+from .tflite.schema import load_schema, read_model, set_metadata, write_model
+from .tflite.weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, check_quantize, quantize_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +62,65 @@ def _load_state(state, metadata, source):
                         else (0, 0))
 
 
-def _with_normalization(model_path, state):
-    """The state as the model holds it after `set_state`: with the BatchNorm statistics it uses.
+def _as_the_model_holds(data, metadata, state):
+    """`state` as the model holds it after `set_state` (what `get_state` then returns).
 
-    A state without them (a version-1 file) means the trained statistics, which
-    only the model knows; the interpreter fills them in.
+    A state without BatchNorm statistics (a version-1 file) or without a
+    classifier kernel (before version 3) means the trained values, which the
+    model's variable initializers hold; their counters start at zero.
     """
-    from .runtime import Personalizer
+    masks, counts = np.asarray(state.masks, np.float32), np.asarray(state.counts, np.float32)
+    samples = float(np.float32(state.samples))
+    check_counters(counts, samples, "state")
+    n, c = metadata.num_units, metadata.num_classes
+    fields = {}
+    if metadata.mean_compensation:
+        fields.update(sums=_vector(state.sums, n, "sums"), fill=_vector(state.fill, n, "fill") * (1 - masks))
+    if metadata.prior_correction:
+        fields.update(log_weights=_vector(state.log_weights, c, "log_weights"),
+                      soft_counts=_vector(state.soft_counts, c, "soft_counts"))
+    trained = None
+    if metadata.normalization_layers:
+        b = metadata.normalization_channels
+        if state.norm_mean is None:
+            trained = _trained_values(data)
+        fields.update({name: _vector(trained[name] if trained else getattr(state, name), b, name)
+                       for name in NORMALIZATION_FIELDS})
+        if np.any(fields["norm_count"] < 0) or np.any(fields["norm_var"] <= 0):
+            raise FinePruneError("normalization counts must be ≥ 0 and variances > 0")
+    if metadata.classifier_head:
+        d = metadata.head_features
+        if state.head_kernel is None:
+            trained = trained or _trained_values(data)
+        source = {k: trained[k] if state.head_kernel is None else getattr(state, k)
+                  for k in ("proto_sums", "proto_counts", "head_kernel")}
+        fields.update(proto_sums=_vector(source["proto_sums"], c * d, "proto_sums"),
+                      proto_counts=_vector(source["proto_counts"], c, "proto_counts"),
+                      head_kernel=_vector(source["head_kernel"], d * c, "head_kernel"))
+        if np.any(fields["proto_counts"] < 0):
+            raise FinePruneError("proto_counts must be ≥ 0")
+    return State(masks=masks, counts=counts, samples=samples, **fields)
 
-    personalizer = Personalizer(model_path)
-    personalizer.set_state(state)
-    return personalizer.get_state()
+
+def _trained_values(data):
+    """{variable name: initial value} read from the model's variable initializers."""
+    schema = load_schema()
+    model = read_model(data)
+    infer = [d for d in model.signatureDefs if d.signatureKey.decode() == sig.INFER]
+    index = init_subgraph(Graph(schema, model, infer[0].subgraphIndex)) if infer else None
+    if index is None:
+        raise FinePruneError("the model's infer signature initializes no variables; is this a fine-prune export?")
+    return initial_values(Graph(schema, model, index))
+
+
+def _vector(values, length, name):
+    """A finite float32 vector of `length` values (any shape of that size); missing (None) means zeros."""
+    if values is None:
+        return np.zeros(length, np.float32)
+    values = np.ravel(np.asarray(values, np.float32))
+    if values.shape != (length,) or not np.all(np.isfinite(values)):
+        raise FinePruneError(f"{name} must be {length} finite numbers, got shape {values.shape}")
+    return values
 
 
 def _variables(metadata, state):
@@ -130,7 +181,7 @@ def _rewrite(data, metadata, variables, keep_masked):
             dead[int(np.flatnonzero(variables["masks"][group.offset:group.offset + group.units])[0])] = False
     ChannelPlan(graph, source_dead, source_groups).run()
     remove_identities(graph)
-    remap = compact(graph)
+    remap = drop_unused(graph)
     model.subgraphs = [graph.sub]
     for entry in list(signature.inputs) + list(signature.outputs):
         entry.tensorIndex = remap[entry.tensorIndex]
@@ -183,7 +234,7 @@ def slim_model(model_path, state, output_path, quantize=None):
         raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
     state = _load_state(state, metadata, "state")
     if metadata.normalization_layers or metadata.classifier_head:  # the model fills in trained values missing
-        state = _with_normalization(model_path, state)
+        state = _as_the_model_holds(data, metadata, state)
     variables = _variables(metadata, state)
     keep_masked = {}
     while True:

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from .. import signatures as sig
 from ..errors import FinePruneError
-from ..flatbuffer import UNSEALED_DIGEST, seal
+from ..tflite.flatbuffer import UNSEALED_DIGEST, seal
 from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
 from ..sparsity import layer_cost
 from ..state import atomic_write
@@ -255,7 +255,7 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=No
         random batch.
     compact : bool
         Drop what the converter writes but nothing runs (tensor names, empty
-        buffers and quantization tables; export/compact.py). Off only to
+        buffers and quantization tables; tflite/compaction.py). Off only to
         measure what it saves (benchmarks/file_size.py).
     classifier_prototypes : bool
         T3A-style classifier adjustment (export/prototypes.py): `collect` also

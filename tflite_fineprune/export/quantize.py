@@ -14,7 +14,7 @@ model on the user's own samples instead.
 import numpy as np
 
 from ..errors import FinePruneError
-from ..weight_quantization import DYNAMIC_RANGE, QUANTIZATIONS, check_quantize  # noqa: F401 (re-exported)
+from ..tflite.weight_quantization import DYNAMIC_RANGE, QUANTIZATIONS, check_quantize  # noqa: F401 (re-exported)
 
 INT8 = QUANTIZATIONS[0]
 VERIFY_SAMPLES = 64  # representative samples the export compares against Keras
@@ -54,14 +54,14 @@ def configure(converter, quantize):
         return ""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     # One scale per dense kernel: per-unit scales need FULLY_CONNECTED version 12, which tflite-runtime 2.14
-    # refuses (the same choice as slim's weight_quantization.py).
+    # refuses (the same choice as slim's tflite/weight_quantization.py).
     converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     return DYNAMIC_RANGE
 
 
 def int8_weight_bytes(model_bytes):
     """Bytes of constant int8 tensors (quantized weights) in a converted flatbuffer."""
-    from ..tflite_schema import load_schema
+    from ..tflite.schema import load_schema
 
     schema = load_schema()
     model = schema.Model.GetRootAsModel(model_bytes, 0)

@@ -10,7 +10,7 @@ import importlib
 
 import numpy as np
 
-from .errors import FinePruneError
+from ..errors import FinePruneError
 
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
 

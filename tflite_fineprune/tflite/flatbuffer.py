@@ -9,7 +9,7 @@ garbage.
 import hashlib
 import struct
 
-from .errors import FinePruneError
+from ..errors import FinePruneError
 
 TFLITE_IDENTIFIER = b"TFL3"
 

@@ -26,8 +26,9 @@ int8 exactly where an int8 export has.
 
 import numpy as np
 
-from .channel_surgery import FLOAT32, INT8, Graph, quantization_parameters
-from .errors import FinePruneError
+from ..errors import FinePruneError
+from .graph import Graph
+from .types import FLOAT32, INT8, quantization_parameters
 
 QUANTIZATIONS = ("int8",)  # the `quantize` choices of export_model and slim
 DYNAMIC_RANGE = "int8-dynamic-range"  # how `int8` is carried out, recorded in the metadata's `quantization`
@@ -73,7 +74,7 @@ def _weight_tensors(graph):
 def quantize_weights(schema, model, subgraph=0):
     """Store the large weights of `model.subgraphs[subgraph]` (a `ModelT`) as int8; returns their tensor names.
 
-    Buffers left unused are for `compact_buffers` to drop.
+    Buffers left unused are for `compaction.compact_buffers` to drop.
     """
     graph = Graph(schema, model, subgraph)
     quantized = []
@@ -88,7 +89,7 @@ def quantize_weights(schema, model, subgraph=0):
         axis = axes.pop()
         integers, scales = symmetric_int8(values.astype(np.float64), axis)
         tensor.type = INT8
-        tensor.buffer = graph._buffer(integers)
+        tensor.buffer = graph.add_buffer(integers)
         tensor.quantization = quantization_parameters(schema, scales, axis or 0)
         for i, name in users:
             op = graph.ops[i]
