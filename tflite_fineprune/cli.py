@@ -11,6 +11,7 @@ from .interpreters import BACKENDS
 from .metadata import POLICY_NAMES
 
 EXIT_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
 
 
 def _parse_shape(text):
@@ -82,11 +83,12 @@ def build_parser():
 
     p = commands.add_parser("android-assets", help="generate the Android demo app's assets (models, users, manifest)")
     p.add_argument("-o", "--output", default=os.path.join("android_demo", "app", "src", "main", "assets"),
-                   help="asset folder (default: android_demo/app/src/main/assets)")
+                   help="asset folder")
     p.add_argument("--speech", help="speech model .tflite (default: export the MLPerf Tiny DS-CNN)")
     p.add_argument("--vision", help="vision model .tflite (default: export the MLPerf Tiny ResNet-8)")
     p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else ../shared/data)")
     p.add_argument("--record", help="also write recordings of the app's signature calls here (JVM replay tests)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
 
     p = commands.add_parser("evaluate", help="accuracy on DATA/<label>/<file>")
     _runtime_args(p)
@@ -381,11 +383,14 @@ def cmd_android_assets(args):
 
 
 def _silence_unless_verbose(args):
-    """Commands that load TensorFlow (those with --verbose) keep its log lines out unless asked."""
-    if hasattr(args, "verbose"):
-        from .quiet import silence_tensorflow
+    """Commands that load TensorFlow (those with --verbose) keep its log lines out unless asked; the others
+    keep the interpreters' native notes out (without importing TensorFlow)."""
+    from .quiet import silence_interpreters, silence_tensorflow
 
+    if hasattr(args, "verbose"):
         silence_tensorflow(args.verbose)
+    else:
+        silence_interpreters()
 
 
 COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "evaluate": cmd_evaluate, "export": cmd_export,
@@ -397,6 +402,9 @@ def main(argv=None):
     try:
         _silence_unless_verbose(args)
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:  # `tflite-fineprune inspect M | head`: the reader has all it wanted
+        return _stdout_closed()
     except FinePruneError as exc:
         print(f"tflite-fineprune: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -407,6 +415,18 @@ def main(argv=None):
         print("tflite-fineprune: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _stdout_closed():
+    """Point stdout at /dev/null so that the interpreter's own flush at exit cannot fail again; exit like a
+    process ended by SIGPIPE, without a word."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
