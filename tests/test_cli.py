@@ -49,11 +49,11 @@ def test_export_inspect_personalize_evaluate(exports, tmp_path):
     assert personalizer.samples == 40
     assert personalizer.sparsity().pruned_units == sum(round(0.25 * g.units) for g in personalizer.units)
 
-    # A second run continues from the saved state.
+    # A second run starts from the dense model on this data and replaces the state (and says so).
     out = run_cli("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
-    assert "continuing from" in out
+    assert "note: replacing" in out and "(40 samples observed before)" in out
     personalizer.load_state(state)
-    assert personalizer.samples == 80
+    assert personalizer.samples == 40
 
     test = link_images(tmp_path / "test", ("cat", "dog", "ship"), 5, start=500)
     dense = run_cli("evaluate", model, "--data", test)

@@ -39,3 +39,134 @@ def test_a_closed_pipe_ends_quietly(exports):
     process.stdout.close()  # like `| head` that has read what it wanted before the report is written
     err = process.stderr.read().decode()
     assert process.wait() == 141 and err == "", err
+
+
+# -- a second personalize, another model's state -------------------------------------------------------------
+
+
+def _words(text):
+    return " ".join(text.split()).lower()
+
+
+def test_a_second_personalize_replaces_the_state_and_says_so_everywhere(exports, tmp_path):
+    from tflite_fineprune import Personalizer
+    from tflite_fineprune.cli import RERUN
+
+    model = exports.path("plain_cnn", prune_outputs=True)
+    data = npy_folder(tmp_path / "user", images(30, seed=1))
+    more = npy_folder(tmp_path / "more", images(20, seed=2))
+    state = tmp_path / "me.state"
+    assert run("personalize", model, "--data", data, "--state", state).returncode == 0
+    again = run("personalize", model, "--data", more, "--state", state)
+    assert again.returncode == 0, again.stderr
+    assert f"note: replacing {state} (30 samples observed before): {RERUN}" in again.stdout
+    expected = Personalizer(model)
+    expected.personalize(images(20, seed=2))
+    saved = Personalizer(model)
+    saved.load_state(state)
+    assert saved.samples == 20
+    np.testing.assert_array_equal(saved.get_state().masks, expected.get_state().masks)
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    shown = {"--help": run("personalize", "--help").stdout}
+    for doc in ("docs/cli.md", "docs/newcomer.md"):
+        with open(os.path.join(root, doc), encoding="utf-8") as f:
+            shown[doc] = f.read()
+    for where, text in shown.items():
+        assert RERUN in _words(text), where
+        for stale in ("cumulative", "counts the new data on top", "loaded if it exists", "continues from"):
+            assert stale not in _words(text), (where, stale)
+
+
+def test_another_models_state_is_refused_unless_fresh(exports, tmp_path):
+    mine = exports.path("plain_cnn", prune_outputs=True)
+    other = exports.path("dense_only")
+    data = npy_folder(tmp_path / "user", images(12))
+    state = tmp_path / "me.state"
+    assert run("personalize", other, "--data", data, "--state", state, "--sparsity", 0.1).returncode == 0
+    before = state.read_bytes()
+    for expert in ((), ("--sparsity", 0.1)):
+        refused = run("personalize", mine, "--data", data, "--state", state, *expert)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "belongs to another model" in refused.stderr and "--fresh" in refused.stderr
+        assert "truncated" not in refused.stderr and state.read_bytes() == before
+    # The model itself named as --state by mistake is not overwritten either.
+    wrong = run("personalize", mine, "--data", data, "--state", other)
+    assert wrong.returncode == 2 and "not a tflite-fineprune state file" in wrong.stderr
+    fresh = run("personalize", mine, "--data", data, "--state", state, "--fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "note: replacing" in fresh.stdout and "(--fresh)" in fresh.stdout and "another model" in fresh.stdout
+    assert state.read_bytes() != before
+
+
+def test_a_real_models_state_in_another_real_model_is_named_as_such(mlperf_kws, mlperf_resnet8, tmp_path):
+    """The issue's case: a DS-CNN state (588 units, BN statistics) given to ResNet-8 was "truncated or padded"."""
+    from tflite_fineprune import FinePruneError, Personalizer
+
+    Personalizer(mlperf_kws).save_state(tmp_path / "kws.state")
+    vision = Personalizer(mlperf_resnet8)
+    try:
+        vision.load_state(tmp_path / "kws.state")
+    except FinePruneError as exc:
+        assert "belongs to another model" in str(exc) and "truncated" not in str(exc), exc
+    else:
+        raise AssertionError("another model's state was loaded")
+
+
+# -- numbers: one source ---------------------------------------------------------------------------------------
+
+
+def test_quoted_numbers_come_from_the_readme_rows(exports, tmp_path):
+    import re
+
+    from tflite_fineprune.measured import DEMO_ROWS, newcomer_section, row
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for kind, (_, _, rows) in DEMO_ROWS.items():
+        for name, numbers in rows:
+            assert re.search(rf"^{re.escape(name)} +{re.escape(numbers)}$", readme, re.MULTILINE), (kind, name)
+    with open(os.path.join(root, "docs", "newcomer.md"), encoding="utf-8") as f:
+        newcomer = f.read()
+    block = newcomer.split("do not edit -->\n")[1].split("<!-- end of generated block -->")[0]
+    assert block.strip() == newcomer_section().strip()
+
+    from tests.synthetic import clips
+
+    model = exports.path("conv1d_audio", sample_rate=16000, prune_outputs=True)
+    data = npy_folder(tmp_path / "clips", clips(8))
+    warned = run("personalize", model, "--data", data, "--state", tmp_path / "a.state", "--sparsity", 0.05,
+                 "--min-class-fraction", 0.05)
+    two, unseen = row("speech", "prune 2% units"), row("speech", "drop unseen classes")
+    assert f"{two.change} and hurt {two.hurt} speakers" in warned.stderr, warned.stderr
+    assert f"{unseen.change} and hurt {unseen.hurt} of {unseen.users} speakers" in warned.stderr
+    helptext = run("personalize", "--help").stdout
+    assert row("vision", "classes <10%").change in helptext and "Which settings help" not in helptext
+
+
+# -- evaluate the file you ship ---------------------------------------------------------------------------------
+
+
+def test_evaluate_measures_a_slim_model(exports, tmp_path):
+    from tflite_fineprune import Personalizer
+
+    model = exports.path("plain_cnn", prune_outputs=True)
+    x = images(40, seed=4)
+    user = Personalizer(model)
+    user.observe(x)
+    user.prune(0.3)
+    user.save_state(tmp_path / "me.state")
+    slim = tmp_path / "me.tflite"
+    assert run("slim", model, "--state", tmp_path / "me.state", "-o", slim).returncode == 0
+    test = npy_folder(tmp_path / "test" / "3", x)
+    masked = run("evaluate", model, "--data", test.parent, "--state", tmp_path / "me.state")
+    shipped = run("evaluate", slim, "--data", test.parent)
+    assert masked.returncode == 0 and shipped.returncode == 0, shipped.stderr
+    accuracy = float(np.mean(user.predict(x).argmax(1) == 3))
+    assert f"accuracy {accuracy:.4f} on 40 samples" in shipped.stdout
+    assert shipped.stdout.split(";")[0] == masked.stdout.split(";")[0]
+    sparsity = user.sparsity()
+    assert f"unit sparsity {sparsity.units:.1%}" in shipped.stdout and "slim model" in shipped.stdout
+    refused = run("evaluate", slim, "--data", test.parent, "--state", tmp_path / "me.state")
+    assert refused.returncode == 2 and "is a slim model" in refused.stderr and "without --state" in refused.stderr

@@ -58,12 +58,14 @@ def build_parser():
 
     p = commands.add_parser("personalize", help="observe a user's unlabeled data, personalize, save the state")
     _runtime_args(p)
+    p.add_argument("--state", required=True, help="the state file to write: " + RERUN)
+    p.add_argument("--fresh", action="store_true",
+                   help="replace the --state file even if it belongs to another model or is not a state file")
     p.add_argument("--sparsity", type=_fraction,
                    help="expert: prune this fraction of each layer's units instead of the automatic choice")
-    p.add_argument("--state", required=True, help="state file (loaded if it exists, then overwritten)")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing state file")
     p.add_argument("--min-class-fraction", type=_fraction,
-                   help="also prune classes predicted on less than this fraction of the data")
+                   help="expert: prune classes predicted on less than this fraction of the data instead of the "
+                        "automatic class test")
 
     p = commands.add_parser("slim", help="write a plain .tflite of a user's model with the pruned units removed")
     p.add_argument("model", help="an exported .tflite")
@@ -106,20 +108,35 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
         return super()._get_help_string(action)
 
 
-# Examples in --help use the settings the README's measurements ("Which settings help") found safe.
+# What a second `personalize` with the same --state does; --help, docs/cli.md, docs/newcomer.md and the run's
+# own note say it in these words (tests/test_cli_says.py checks).
+RERUN = "every run starts from the dense model on the data given and replaces the state file"
+
+
+def _personalize_examples():
+    from .measured import README_SECTION, row
+
+    classes, auto = row("vision", "classes <10%"), row("vision", "auto (default)")
+    mlp = row("fashion", "prune 50% + classes <10%")
+    return f"""examples:
+  # automatic and label-free (the default): chooses what to prune and shift from your data alone
+  tflite-fineprune personalize model.tflite --data my_photos/ --state me.state
+  # expert: exclude the classes predicted on < 10% of your data (CIFAR-10 class-subset users:
+  # {classes.change}, {classes.helped} of {classes.users} helped; the automatic call: {auto.change})
+  tflite-fineprune personalize model.tflite --data my_photos/ --state me.state --min-class-fraction 0.1
+  # expert, over-parameterized models only (Fashion-MNIST MLP: {mlp.change}); on compact models
+  # (speech, ResNet-8) unit pruning lowered accuracy
+  tflite-fineprune personalize mlp.tflite --data my_photos/ --state me.state --sparsity 0.5 --min-class-fraction 0.1
+{RERUN[0].upper() + RERUN[1:]};
+--fresh also replaces another model's state file. Measurements: README, {README_SECTION}."""
+
+
 EXAMPLES = {
     "export": """example:
   tflite-fineprune export model.keras -o model.tflite --labels labels.txt --prune-outputs
   (keras.applications models: python -m converters.vision keras-app NAME -o X.tflite --prune-outputs,
    which adds the model's own pixel scaling)""",
-    "personalize": """examples (settings measured in the README, "Which settings help"):
-  # a user who meets only a few of the classes (measured on CIFAR-10 users: 29 of 30 helped):
-  tflite-fineprune personalize model.tflite --data my_photos/ --state me.state --sparsity 0 --min-class-fraction 0.1
-  # speech models: every pruning setting measured lowered most speakers' accuracy; keep them dense
-  tflite-fineprune personalize kws.tflite --data my_clips/ --state me.state --sparsity 0
-  # an over-parameterized model (the Fashion-MNIST MLP): units too
-  tflite-fineprune personalize mlp.tflite --data my_photos/ --state me.state --sparsity 0.5 --min-class-fraction 0.1
-Pruning is cumulative: a second run adds to the state; --fresh starts over.""",
+    "personalize": _personalize_examples,
 }
 
 
@@ -127,7 +144,7 @@ def _finish_help(commands):
     for name, sub in commands.choices.items():
         sub.formatter_class = _HelpFormatter
         if name in EXAMPLES and not sub.epilog:
-            sub.epilog = EXAMPLES[name]
+            sub.epilog = EXAMPLES[name]() if callable(EXAMPLES[name]) else EXAMPLES[name]
 
 
 def _runtime_args(p):
@@ -246,25 +263,24 @@ def _load_data(args, personalizer, labels=None):
 def cmd_personalize(args):
     from .inputs import check_sparsity
 
-    if args.sparsity is None and args.min_class_fraction is None:
-        return _personalize_auto(args)
-    check_sparsity(args.sparsity or 0.0)
+    if args.sparsity is not None:
+        check_sparsity(args.sparsity)
     if args.min_class_fraction is not None:
         check_sparsity(args.min_class_fraction, "--min-class-fraction")
     personalizer = _open(args)
+    if personalizer.metadata.slim:
+        raise FinePruneError(f"{args.model} is a slim model (pruned units removed): it can only predict; "
+                             "personalize the original export")
     if args.min_class_fraction is not None and personalizer.metadata.output_group is None:
         personalizer.prune_outputs(args.min_class_fraction)  # raises: says how to re-export, before any work
-    if args.state and os.path.exists(args.state) and not args.fresh:
-        personalizer.load_state(args.state)
-        print(f"continuing from {args.state}: this data is counted on top of the {personalizer.samples} samples "
-              "observed before, and units pruned before stay pruned (pass --fresh to start over)")
+    _say_what_is_replaced(args, personalizer)
+    if args.sparsity is None and args.min_class_fraction is None:
+        return _personalize_auto(args, personalizer)
     _warn_if_speech(personalizer, args.sparsity, args.min_class_fraction)
     x, _, files = _load_data(args, personalizer)
     before = np.argmax(personalizer.observe(x, progress=True), axis=-1)
     if args.sparsity is not None:
-        pruned_before = _pruned_fractions(personalizer)
         sparsity = personalizer.prune(args.sparsity)
-        _note_cumulative(pruned_before, args.sparsity)
         if args.sparsity > 0:
             _warn_if_predictions_changed(before, np.argmax(personalizer.predict(x, progress=None), axis=-1))
     else:
@@ -279,46 +295,53 @@ def cmd_personalize(args):
           f"state saved to {args.state}")
 
 
+def _say_what_is_replaced(args, personalizer):
+    """An existing --state is replaced (RERUN): say so; refuse another model's file (or a non-state file,
+    e.g. the model itself named by mistake) unless --fresh. Leaves the personalizer dense."""
+    if not os.path.lexists(args.state):
+        return
+    try:
+        personalizer.load_state(args.state)
+    except FinePruneError as exc:
+        if not args.fresh:
+            raise FinePruneError(f"{exc}; personalize would replace it: pass --fresh to replace it, or name "
+                                 "another --state") from None
+        print(f"note: replacing {args.state} (--fresh): {exc}")
+        return
+    print(f"note: replacing {args.state} ({personalizer.samples} samples observed before): {RERUN}")
+    personalizer.reset()
+
+
 # How many predictions unit pruning may change on the user's own data before the CLI warns: on the compact
 # models the README measures, settings that changed many predictions lowered accuracy.
 CHANGED_PREDICTIONS_WARNING = 0.10
 
 
-def _pruned_fractions(personalizer):
-    """Hidden layer name → fraction of its units pruned now."""
-    return {name: 1.0 - float(mask.mean()) for name, mask in personalizer.masks.items()
-            if name != getattr(personalizer.metadata.output_group, "name", None)}
-
-
-def _note_cumulative(pruned_before, sparsity):
-    """A --sparsity below what earlier runs pruned prunes nothing more: say so instead of ignoring it."""
-    above = {name: fraction for name, fraction in pruned_before.items() if fraction > sparsity + 1e-9}
-    if above:
-        worst = max(above.values())
-        print(f"note: pruning is cumulative: {len(above)} layers already have up to {worst:.0%} of their units "
-              f"pruned, more than --sparsity {sparsity:g}; those units stay pruned (every other unit stays as it "
-              "was). To prune less, start over with --fresh")
-
-
 def _warn_if_speech(personalizer, sparsity, min_class_fraction):
-    """The README's speaker measurements (DS-CNN, 53 speakers) found every pruning setting harmful."""
+    """The README's speaker measurements (DS-CNN, 53 speakers) found every expert pruning setting harmful."""
+    from .measured import README_SECTION, row
+
     if personalizer.metadata.sample_rate <= 0:
         return
     if sparsity is not None and sparsity >= 0.02:
-        _warn(f"--sparsity {sparsity:g} on a speech model: in the README's speaker measurements (benchmarks/"
-              "personalization.py, MLPerf Tiny DS-CNN, 53 speakers) pruning 2% of units lowered mean accuracy "
-              "0.910 → 0.831 and hurt 40 speakers, 5% gave 0.665; --sparsity 0 keeps the model dense")
+        two, five = row("speech", "prune 2% units"), row("speech", "prune 5% units")
+        _warn(f"--sparsity {sparsity:g} on a speech model: in the README's speaker measurements ({README_SECTION}; "
+              f"MLPerf Tiny DS-CNN, {two.users} speakers) pruning 2% of units lowered mean accuracy {two.change} and "
+              f"hurt {two.hurt} speakers, 5% gave {five.personalized}; --sparsity 0 keeps the units, and the "
+              "automatic call (no --sparsity) is what helped speakers")
     if min_class_fraction is not None and min_class_fraction > 0:
+        unseen = row("speech", "drop unseen classes")
         _warn(f"--min-class-fraction {min_class_fraction:g} on a speech model: in the README's speaker measurements "
-              "dropping classes below 5% lowered mean accuracy 0.910 → 0.609 and hurt all 53 speakers")
+              f"even dropping only the classes never predicted lowered mean accuracy {unseen.change} and hurt "
+              f"{unseen.hurt} of {unseen.users} speakers")
 
 
 def _warn_if_predictions_changed(before, after):
     changed = float(np.mean(before != after))
     if changed > CHANGED_PREDICTIONS_WARNING:
         _warn(f"this --sparsity changed the predicted class of {changed:.0%} of your {len(before)} samples; in the "
-              "README's measurements (\"Which settings help\"), settings that change many predictions lowered "
-              "accuracy on compact models. Consider a lower --sparsity (with --fresh)")
+              "README's measurements, settings that change many predictions lowered "
+              "accuracy on compact models. Consider a lower --sparsity, or the automatic call (no --sparsity)")
 
 
 def _print_dropped_classes(personalizer, kept_before):
@@ -332,12 +355,8 @@ def _print_dropped_classes(personalizer, kept_before):
              else "") + f"; kept: {', '.join(labels[i] for i in np.flatnonzero(kept))}")
 
 
-def _personalize_auto(args):
+def _personalize_auto(args, personalizer):
     """The default: the label-free automatic choice (recipe.py), from the dense model."""
-    personalizer = _open(args)
-    if args.state and os.path.exists(args.state) and not args.fresh:
-        print(f"note: the automatic recipe starts from the dense model; {args.state} is replaced "
-              "(expert options --sparsity/--min-class-fraction continue from it)")
     x, _, files = _load_data(args, personalizer)
     report = personalizer.personalize(x)
     personalizer.save_state(args.state)
@@ -346,6 +365,11 @@ def _personalize_auto(args):
 
 def cmd_evaluate(args):
     personalizer = _open(args)
+    slim = personalizer.metadata.slim
+    if args.state and slim:
+        raise FinePruneError(f"{args.model} is a slim model: its personalization is already in the file (from "
+                             f"the state with CRC-32 {slim['state_crc32']:08x}), so --state has nothing to apply; "
+                             "evaluate it without --state, or the original export with --state")
     if args.state:
         personalizer.load_state(args.state)
     labels = personalizer.labels
@@ -354,9 +378,20 @@ def cmd_evaluate(args):
         raise FinePruneError(f"class index {int(y.max())} is out of range for {personalizer.metadata.num_classes} classes")
     predicted = np.argmax(personalizer.predict(x, progress=None), axis=-1)
     accuracy = float(np.mean(predicted == y))
-    sparsity = personalizer.sparsity()
+    sparsity = _slim_sparsity(personalizer.metadata) if slim else personalizer.sparsity()
     print(f"accuracy {accuracy:.4f} on {len(y)} samples; unit sparsity {sparsity.units:.1%}, "
-          f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}")
+          f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}"
+          + (" removed (slim model)" if slim else ""))
+
+
+def _slim_sparsity(meta):
+    """A slim file's sparsity against the export it came from, from the units it kept."""
+    from .sparsity import measure_sparsity
+
+    masks = np.zeros(meta.num_units, np.float32)
+    for group in meta.groups:
+        masks[[group.offset + u for u in meta.slim["kept_units"].get(group.name, [])]] = 1.0
+    return measure_sparsity(meta, masks)
 
 
 def cmd_slim(args):
