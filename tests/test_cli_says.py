@@ -170,3 +170,50 @@ def test_evaluate_measures_a_slim_model(exports, tmp_path):
     assert f"unit sparsity {sparsity.units:.1%}" in shipped.stdout and "slim model" in shipped.stdout
     refused = run("evaluate", slim, "--data", test.parent, "--state", tmp_path / "me.state")
     assert refused.returncode == 2 and "is a slim model" in refused.stderr and "without --state" in refused.stderr
+
+
+# -- audio folders: MP3s read or skipped with a word, resampling said once -----------------------------------------
+
+
+def _mixed_audio_folder(root):
+    """Three 8 kHz PCM WAVs, three 16 kHz MP3s (written by soundfile's libsndfile) and a text file."""
+    import soundfile
+
+    from tests.synthetic import clips
+
+    root.mkdir()
+    pcm = clips(6, seed=5)
+    for i in range(3):
+        soundfile.write(root / f"wav{i}.wav", pcm[i, ::2], 8000, subtype="PCM_16")
+        soundfile.write(root / f"mp3{i}.mp3", pcm[3 + i], 16000, format="MP3")
+    (root / "notes.txt").write_text("recorded on my phone\n")
+    return root
+
+
+def test_mp3_files_are_read_or_skipped_with_a_word(exports, tmp_path):
+    import soundfile
+
+    if "MP3" not in soundfile.available_formats():
+        import pytest
+
+        pytest.skip(f"libsndfile {soundfile.__libsndfile_version__} writes no MP3 to test with")
+    model = exports.path("conv1d_audio", sample_rate=16000, prune_outputs=True)
+    data = _mixed_audio_folder(tmp_path / "mixed")
+    read = run("personalize", model, "--data", data, "--state", tmp_path / "a.state")
+    assert read.returncode == 0, read.stderr
+    assert "observed 6 samples from 6 files" in read.stdout
+    assert "note: skipped 1 file: 1 .txt (not a data file" in read.stdout
+    assert [line for line in read.stdout.splitlines() if "resampled" in line] == [
+        "note: resampled 3 audio files to the model's 16000 Hz (3 at 8000 Hz) with soxr"]
+
+    # An installation without soundfile reads the WAVs (Python's wave module) and says why the MP3s are left.
+    blocker = tmp_path / "no_soundfile"
+    blocker.mkdir()
+    (blocker / "soundfile.py").write_text("raise ImportError('soundfile is not installed')\n")
+    checkout = os.path.join(os.path.dirname(__file__), "..")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocker), checkout, os.environ.get("PYTHONPATH", "")]))
+    without = run("personalize", model, "--data", data, "--state", tmp_path / "b.state", env=env)
+    assert without.returncode == 0, without.stderr
+    assert "observed 3 samples from 3 files" in without.stdout
+    assert ("note: skipped 4 files: 3 .mp3 (not readable without soundfile: pip install soundfile); 1 .txt"
+            in without.stdout), without.stdout

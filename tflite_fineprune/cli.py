@@ -149,7 +149,7 @@ def _finish_help(commands):
 
 def _runtime_args(p):
     p.add_argument("model", help="an exported .tflite")
-    p.add_argument("--data", required=True, help="folder of .npy, image or .wav files")
+    p.add_argument("--data", required=True, help="folder of .npy, image or audio (.wav, .flac, .ogg, .mp3) files")
     p.add_argument("--preprocess", help="module:function turning a decoded file into samples")
     p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
                    help="which TFLite interpreter runs the model (auto: the first one installed)")
@@ -257,7 +257,7 @@ def _load_data(args, personalizer, labels=None):
 
     meta = personalizer.metadata
     return load_folder(args.data, meta.input_shape[1:], args.preprocess, labels=labels, dtype=meta.input_dtype,
-                       sample_rate=meta.sample_rate, progress=True)
+                       sample_rate=meta.sample_rate, progress=True, notes=lambda line: print(f"note: {line}", flush=True))
 
 
 def cmd_personalize(args):
