@@ -217,3 +217,45 @@ def test_mp3_files_are_read_or_skipped_with_a_word(exports, tmp_path):
     assert "observed 3 samples from 3 files" in without.stdout
     assert ("note: skipped 4 files: 3 .mp3 (not readable without soundfile: pip install soundfile); 1 .txt"
             in without.stdout), without.stdout
+
+
+# -- inspect and the personalize report say what the numbers count -------------------------------------------------
+
+
+def test_inspect_shows_a_speech_models_sample_rate(exports):
+    result = run("inspect", exports.path("conv1d_audio", sample_rate=16000))
+    assert result.returncode == 0, result.stderr
+    assert "audio at 16000 Hz, 1 s clips" in result.stdout.splitlines()[1]
+    assert "Hz" not in run("inspect", exports.path("plain_cnn")).stdout.splitlines()[1]
+
+
+def test_the_report_counts_excluded_classes_as_pruned_units(mlperf_resnet8, tmp_path):
+    """A CIFAR-10 user of three classes on the real ResNet-8: classes excluded and hidden units pruned add up to
+    the unit sparsity the report states and the saved state holds."""
+    import re
+
+    from tests.realdata import cifar_files
+    from tflite_fineprune import Personalizer
+
+    user = tmp_path / "user"
+    user.mkdir()
+    for path in cifar_files(20, ("cat", "dog", "ship")):
+        os.symlink(path, user / f"{path.parent.name}_{path.name}")
+    result = run("personalize", mlperf_resnet8, "--data", user, "--state", tmp_path / "me.state")
+    assert result.returncode == 0, result.stderr
+    classes = re.search(r"^classes excluded: (\d+)(?: \((.*)\))?$", result.stdout, re.MULTILINE)
+    hidden = re.search(r"^hidden units pruned: (\d+)", result.stdout, re.MULTILINE)
+    total = re.search(r"^unit sparsity ([\d.]+)% \((\d+) of (\d+) units: (\d+) classes, (\d+) hidden\)",
+                      result.stdout, re.MULTILINE)
+    assert classes and hidden and total, result.stdout
+    excluded, pruned_hidden = int(classes.group(1)), int(hidden.group(1))
+    assert excluded > 0 and len(classes.group(2).split(", ")) == excluded  # the user meets 3 of 10 classes
+    assert (int(total.group(4)), int(total.group(5))) == (excluded, pruned_hidden)
+    assert int(total.group(2)) == excluded + pruned_hidden
+    saved = Personalizer(mlperf_resnet8)
+    saved.load_state(tmp_path / "me.state")
+    sparsity = saved.sparsity()
+    assert sparsity.pruned_units == excluded + pruned_hidden and int(total.group(3)) == sparsity.total_units
+    assert f"{sparsity.units:.1%}" == f"{total.group(1)}%"
+    if pruned_hidden == 0:
+        assert "prune units" not in result.stdout.splitlines()[1]  # the recipe line names only what it did

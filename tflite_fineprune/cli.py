@@ -210,7 +210,12 @@ def cmd_inspect(args):
 
     _, meta = read_model_file(args.model)
     print(f"{args.model}: tflite-fineprune format {meta.format_version}, fingerprint {meta.fingerprint[:16]}")
-    print(f"input  {meta.input_name} {list(meta.input_shape)} {meta.input_dtype}")
+    audio = ""
+    if meta.sample_rate > 0:  # audio files are resampled to this rate (datafiles.fit_audio)
+        samples = int(np.prod(meta.input_shape[1:]))
+        audio = (f"; audio at {meta.sample_rate} Hz, {samples / meta.sample_rate:g} s clips (files at other rates "
+                 "are resampled)")
+    print(f"input  {meta.input_name} {list(meta.input_shape)} {meta.input_dtype}{audio}")
     print(f"output {meta.output_name} [{meta.num_classes}] {meta.output_kind}"
           + (f", labels: {', '.join(meta.labels)}" if meta.labels else ""))
     print(f"policy {meta.policy}; signatures: {', '.join(meta.signatures)}"

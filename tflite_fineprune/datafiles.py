@@ -4,7 +4,8 @@ Desktop-side decoding only: images become pixels in 0–255 (resized to the
 model's height and width with Pillow), audio files (WAV, FLAC, OGG, MP3) float32
 samples in [-1, 1], resampled to an audio model's rate. Files that this
 installation cannot decode (MP3 before libsndfile 1.1, anything but WAV without
-soundfile) and files of other kinds are skipped, and `load_folder` says which and why. Anything else the model needs (scaling, features) belongs either
+soundfile) and files of other kinds are skipped, and `load_folder` says which
+and why. Anything else the model needs (scaling, features) belongs either
 inside the exported graph or in a `preprocess` hook.
 """
 
