@@ -259,3 +259,45 @@ def test_the_report_counts_excluded_classes_as_pruned_units(mlperf_resnet8, tmp_
     assert f"{sparsity.units:.1%}" == f"{total.group(1)}%"
     if pruned_hidden == 0:
         assert "prune units" not in result.stdout.splitlines()[1]  # the recipe line names only what it did
+
+
+# -- --help shows every default once ------------------------------------------------------------------------------
+
+
+def _option_helps(text):
+    """Each option's help text, from the start of its line to the next option (argparse's layout)."""
+    import re
+
+    return [" ".join(chunk.split()) for chunk in re.split(r"\n  (?=-)", text.split("options:")[1])[1:]]
+
+
+def test_every_command_shows_each_default_once():
+    from tflite_fineprune.cli import build_parser
+
+    helps = {}
+    commands = next(a for a in build_parser()._actions if a.choices and "personalize" in a.choices).choices
+    for name, sub in commands.items():
+        helps[f"tflite-fineprune {name}"] = sub.format_help()
+        for action in sub._actions:
+            default = action.default
+            if action.option_strings and default not in (None, False, (), "==SUPPRESS=="):
+                assert f"(default: {default})" in " ".join(helps[f"tflite-fineprune {name}"].split()), (name, action)
+    for module, command in (("converters.speech", "mlperf"), ("converters.speech", "train"),
+                            ("converters.vision", "mlperf"), ("converters.vision", "keras-app"),
+                            ("converters.vision", "fashion-mlp")):
+        result = subprocess.run([sys.executable, "-m", module, command, "--help"], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        helps[f"{module} {command}"] = result.stdout
+    from converters.speech_training import Recipe
+
+    train, recipe = _option_helps(helps["converters.speech train"]), Recipe()
+    for option, default in (("--epochs", recipe.max_epochs), ("--patience", recipe.patience),
+                            ("--width", recipe.width), ("--seed", recipe.seed), ("--prune-outputs", True)):
+        shown = next(text for text in train if text.startswith(option))
+        assert f"(default: {default})" in shown, (option, shown)
+    assert "(default: 5)" in helps["converters.vision fashion-mlp"]
+    assert "(default: android_demo/app/src/main/assets)" in " ".join(helps["tflite-fineprune android-assets"].split())
+    for where, text in helps.items():
+        for option in _option_helps(text):
+            assert option.count("default") <= 1, (where, option)

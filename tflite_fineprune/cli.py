@@ -99,11 +99,12 @@ def build_parser():
     return parser
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults (but not the uninformative None/False ones) and keeps the examples' line breaks."""
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (but not the uninformative None/False/empty ones) and keeps the examples' line breaks;
+    the converters' commands use it too."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False):
+        if action.default is None or action.default is False or action.default == ():
             return action.help
         return super()._get_help_string(action)
 
@@ -142,7 +143,7 @@ EXAMPLES = {
 
 def _finish_help(commands):
     for name, sub in commands.choices.items():
-        sub.formatter_class = _HelpFormatter
+        sub.formatter_class = HelpFormatter
         if name in EXAMPLES and not sub.epilog:
             sub.epilog = EXAMPLES[name]() if callable(EXAMPLES[name]) else EXAMPLES[name]
 
