@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.synthetic import images
 
@@ -194,8 +195,6 @@ def test_mp3_files_are_read_or_skipped_with_a_word(exports, tmp_path):
     import soundfile
 
     if "MP3" not in soundfile.available_formats():
-        import pytest
-
         pytest.skip(f"libsndfile {soundfile.__libsndfile_version__} writes no MP3 to test with")
     model = exports.path("conv1d_audio", sample_rate=16000, prune_outputs=True)
     data = _mixed_audio_folder(tmp_path / "mixed")
@@ -301,3 +300,26 @@ def test_every_command_shows_each_default_once():
     for where, text in helps.items():
         for option in _option_helps(text):
             assert option.count("default") <= 1, (where, option)
+
+
+# -- android-assets: only the useful lines ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_android_assets_prints_only_what_it_made(tmp_path):
+    """Both default models exported (TensorFlow loaded) and the users written: no TensorFlow log line, no
+    scratch path, one line per model and per user."""
+    from tests.realdata import require
+
+    data = require("speech_commands_v0.02_test").parent
+    require("cifar10_test")
+    require("mlperf_tiny/keyword_spotting/kws_ref_model")
+    require("mlperf_tiny/image_classification/pretrainedResnet.h5")
+    result = run("android-assets", "-o", tmp_path / "assets", "--data", data)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert "fineprune-assets-" not in result.stdout and "fineprune-export-" not in result.stdout
+    assert [line.split(":")[0] for line in lines] == ["speech", "vision", "speech", "vision", "wrote " + str(
+        tmp_path / "assets" / "manifest.json")], result.stdout
+    assert "exported the MLPerf Tiny DS-CNN" in lines[0] and "as models/speech.tflite" in lines[0]
