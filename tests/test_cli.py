@@ -149,7 +149,7 @@ def test_audio_files_are_resampled_for_audio_models(tmp_path):
     soundfile.write(user / "yes.flac", clip, rate)
     out = run_cli("personalize", model, "--data", user, "--sparsity", 0.0, "--state", tmp_path / "s.state")
     assert "observed 6 samples from 6 files" in out
-    notes = [line for line in out.splitlines() if "resampled" in line]  # one line, not one per file
+    notes = [line for line in out.splitlines() if line.startswith("note: resampled")]  # one line, not one per file
     assert notes == ["note: resampled 5 audio files to the model's 16000 Hz (5 at 8000 Hz) with soxr"], out
 
     for name, data, rate, message in [("silent.wav", np.zeros(16000, np.int16), 16000, "silent"),

@@ -202,7 +202,7 @@ def test_mp3_files_are_read_or_skipped_with_a_word(exports, tmp_path):
     assert read.returncode == 0, read.stderr
     assert "observed 6 samples from 6 files" in read.stdout
     assert "note: skipped 1 file: 1 .txt (not a data file" in read.stdout
-    assert [line for line in read.stdout.splitlines() if "resampled" in line] == [
+    assert [line for line in read.stdout.splitlines() if line.startswith("note: resampled")] == [
         "note: resampled 3 audio files to the model's 16000 Hz (3 at 8000 Hz) with soxr"]
 
     # An installation without soundfile reads the WAVs (Python's wave module) and says why the MP3s are left.

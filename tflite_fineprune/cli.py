@@ -263,7 +263,11 @@ def _load_data(args, personalizer, labels=None):
 
     meta = personalizer.metadata
     return load_folder(args.data, meta.input_shape[1:], args.preprocess, labels=labels, dtype=meta.input_dtype,
-                       sample_rate=meta.sample_rate, progress=True, notes=lambda line: print(f"note: {line}", flush=True))
+                       sample_rate=meta.sample_rate, progress=True, notes=_note)
+
+
+def _note(line):
+    print(f"note: {line}", flush=True)
 
 
 def cmd_personalize(args):
