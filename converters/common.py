@@ -26,10 +26,12 @@ def command_parser(prog, doc):
 
 def add_export_command(commands, name, help):
     """A sub-command that writes one `.tflite`: -o/--output, --prune-outputs and --quantize come with it."""
-    command = commands.add_parser(name, help=help)
+    from tflite_fineprune.cli import HelpFormatter  # shows each option's default
+
+    command = commands.add_parser(name, help=help, formatter_class=HelpFormatter)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")
     command.add_argument("--prune-outputs", action=argparse.BooleanOptionalAction, default=True,
-                         help="make output classes prunable (default; personalize may exclude classes)")
+                         help="make output classes prunable, so that personalize may exclude classes")
     command.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     command.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
     command.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")

@@ -147,7 +147,8 @@ def add_training_options(parser):
                         help="keep the training-mode BatchNorm statistics")
     parser.add_argument("--stem-dropout", type=float, default=default.stem_dropout,
                         help="dropout rate after the stem (0 removes the layer)")
-    parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--seed", type=int, default=default.seed,
+                        help="random seed of the validation split, the initial weights and the augmentation")
     parser.add_argument("--init-from", metavar="PATH",
                         help="start from a pretrained model's weights (transfer learning): a local MLPerf Tiny KWS "
                         "SavedModel folder or a .keras file saved by `train --keras`; the output layer is new when "

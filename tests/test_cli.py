@@ -49,11 +49,11 @@ def test_export_inspect_personalize_evaluate(exports, tmp_path):
     assert personalizer.samples == 40
     assert personalizer.sparsity().pruned_units == sum(round(0.25 * g.units) for g in personalizer.units)
 
-    # A second run continues from the saved state.
+    # A second run starts from the dense model on this data and replaces the state (and says so).
     out = run_cli("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
-    assert "continuing from" in out
+    assert "note: replacing" in out and "(40 samples observed before)" in out
     personalizer.load_state(state)
-    assert personalizer.samples == 80
+    assert personalizer.samples == 40
 
     test = link_images(tmp_path / "test", ("cat", "dog", "ship"), 5, start=500)
     dense = run_cli("evaluate", model, "--data", test)
@@ -149,6 +149,8 @@ def test_audio_files_are_resampled_for_audio_models(tmp_path):
     soundfile.write(user / "yes.flac", clip, rate)
     out = run_cli("personalize", model, "--data", user, "--sparsity", 0.0, "--state", tmp_path / "s.state")
     assert "observed 6 samples from 6 files" in out
+    notes = [line for line in out.splitlines() if line.startswith("note: resampled")]  # one line, not one per file
+    assert notes == ["note: resampled 5 audio files to the model's 16000 Hz (5 at 8000 Hz) with soxr"], out
 
     for name, data, rate, message in [("silent.wav", np.zeros(16000, np.int16), 16000, "silent"),
                                       ("slow.wav", np.ones(100, np.int16), 50, "sample rate of 50 Hz")]:

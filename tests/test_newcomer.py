@@ -46,11 +46,15 @@ def test_every_option_has_help_and_examples_are_the_measured_ones():
     assert "(default: 32)" in personalize and "(default: auto)" in personalize
     assert "--sparsity 0.3" not in personalize and "--min-class-fraction 0.1" in personalize
     assert "--fresh" in personalize.split("examples")[1]
+    first_example = next(line for line in personalize.split("examples")[1].splitlines()
+                         if line.strip().startswith("tflite-fineprune"))
+    plain = "tflite-fineprune personalize model.tflite --data my_photos/ --state me.state"
+    assert first_example.split() == plain.split()
     export = run("export", "--help").stdout
     assert "(default: layerwise)" in export and "converters.vision keras-app" in export
 
 
-# -- personalize: reruns, cumulative pruning, dropped classes, changed predictions -------------------------
+# -- personalize: reruns, dropped classes, changed predictions ---------------------------------------------
 
 
 def test_personalize_says_what_it_did(exports, tmp_path):
@@ -73,23 +77,23 @@ def test_personalize_says_what_it_did(exports, tmp_path):
                 "--min-class-fraction", 0.2)
     assert first.returncode == 0, first.stderr
     assert f"dropped {len(dropped)} classes: {', '.join(dropped)};" in first.stdout
-    assert "continuing" not in first.stdout and "cumulative" not in first.stdout
+    assert "replacing" not in first.stdout
     assert "observe" in first.stderr and "load" in first.stderr  # progress bars
     assert ("changed the predicted class" in first.stderr) == (changed > 0.10)
     assert "speech model" not in first.stderr
     assert not TF_NOISE.search(first.stderr.replace("XNNPACK delegate", ""))
 
+    # A second run starts from the dense model: a lower --sparsity prunes less than the first run did.
     again = run("personalize", model, "--data", data, "--state", state, "--sparsity", 0.1)
     assert again.returncode == 0, again.stderr
-    assert "counted on top of the 40 samples observed before" in again.stdout and "--fresh" in again.stdout
-    assert "pruning is cumulative" in again.stdout
+    assert "note: replacing" in again.stdout and "(40 samples observed before)" in again.stdout
     restored = Personalizer(model)
     restored.load_state(state)
-    assert restored.samples == 80
-
-    fresh = run("personalize", model, "--data", data, "--state", state, "--sparsity", 0.1, "--fresh")
-    assert fresh.returncode == 0, fresh.stderr
-    assert "continuing" not in fresh.stdout and "cumulative" not in fresh.stdout
+    expected = Personalizer(model)
+    expected.observe(x)
+    expected.prune(0.1)
+    assert restored.samples == 40
+    np.testing.assert_array_equal(restored.get_state().masks, expected.get_state().masks)
 
 
 def test_speech_models_warn_on_pruning(exports, tmp_path):

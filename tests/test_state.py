@@ -183,3 +183,19 @@ def test_encode_decode_with_compensation(units, seed):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(FinePruneError, match="mean-compensation"):
         state_format.decode_state(blob, "ef" * 32, units, compensation=False)
+
+
+def test_another_models_file_is_named_before_its_size_is_judged():
+    """A file whose vectors fit another model is that model's, not "truncated or padded" (issue #15)."""
+    rng = np.random.default_rng(0)
+    norm = {f: rng.random(7).astype(np.float32) + 0.1 for f in state_format.NORMALIZATION_FIELDS}
+    blob = state_format.encode_state("cd" * 32, State(np.ones(9, np.float32), np.zeros(9, np.float32), 2.0, **norm))
+    with pytest.raises(FinePruneError, match="belongs to another model") as raised:
+        state_format.decode_state(blob, "ab" * 32, 5, norm_channels=3)  # this model: 5 units, 3 BN channels
+    assert "truncated" not in str(raised.value) and "9 units" in str(raised.value)
+    with pytest.raises(FinePruneError, match="truncated or padded.*another model"):
+        state_format.decode_state(blob[:-10], "ab" * 32, 5, norm_channels=3)
+    damaged = bytearray(blob)
+    damaged[20] ^= 1  # a flipped fingerprint bit in this model's own file is damage, not another model
+    with pytest.raises(FinePruneError, match="checksum mismatch"):
+        state_format.decode_state(bytes(damaged), "cd" * 32, 9, norm_channels=7)

@@ -12,6 +12,7 @@ from .data_fetch import add_parser as add_data_parser
 from .metadata import POLICY_NAMES
 
 EXIT_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
 
 
 def _parse_shape(text):
@@ -58,12 +59,14 @@ def build_parser():
 
     p = commands.add_parser("personalize", help="observe a user's unlabeled data, personalize, save the state")
     _runtime_args(p)
+    p.add_argument("--state", required=True, help="the state file to write: " + RERUN)
+    p.add_argument("--fresh", action="store_true",
+                   help="replace the --state file even if it belongs to another model or is not a state file")
     p.add_argument("--sparsity", type=_fraction,
                    help="expert: prune this fraction of each layer's units instead of the automatic choice")
-    p.add_argument("--state", required=True, help="state file (loaded if it exists, then overwritten)")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing state file")
     p.add_argument("--min-class-fraction", type=_fraction,
-                   help="also prune classes predicted on less than this fraction of the data")
+                   help="expert: prune classes predicted on less than this fraction of the data instead of the "
+                        "automatic class test")
 
     p = commands.add_parser("slim", help="write a plain .tflite of a user's model with the pruned units removed")
     p.add_argument("model", help="an exported .tflite")
@@ -83,11 +86,12 @@ def build_parser():
 
     p = commands.add_parser("android-assets", help="generate the Android demo app's assets (models, users, manifest)")
     p.add_argument("-o", "--output", default=os.path.join("android_demo", "app", "src", "main", "assets"),
-                   help="asset folder (default: android_demo/app/src/main/assets)")
+                   help="asset folder")
     p.add_argument("--speech", help="speech model .tflite (default: export the MLPerf Tiny DS-CNN)")
     p.add_argument("--vision", help="vision model .tflite (default: export the MLPerf Tiny ResNet-8)")
     p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills)")
     p.add_argument("--record", help="also write recordings of the app's signature calls here (JVM replay tests)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
 
     p = commands.add_parser("evaluate", help="accuracy on DATA/<label>/<file>")
     _runtime_args(p)
@@ -97,42 +101,58 @@ def build_parser():
     return parser
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults (but not the uninformative None/False ones) and keeps the examples' line breaks."""
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (but not the uninformative None/False/empty ones) and keeps the examples' line breaks;
+    the converters' commands use it too."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False):
+        if action.default is None or action.default is False or action.default == ():
             return action.help
         return super()._get_help_string(action)
 
 
-# Examples in --help use the settings the README's measurements ("Which settings help") found safe.
+# What a second `personalize` with the same --state does; --help, docs/cli.md, docs/newcomer.md and the run's
+# own note say it in these words (tests/test_cli_says.py checks).
+RERUN = "every run starts from the dense model on the data given and replaces the state file"
+
+
+def _personalize_examples():
+    from .measured import README_SECTION, row
+
+    classes, auto = row("vision", "classes <10%"), row("vision", "auto (default)")
+    mlp = row("fashion", "prune 50% + classes <10%")
+    return f"""examples:
+  # automatic and label-free (the default): chooses what to prune and shift from your data alone
+  tflite-fineprune personalize model.tflite --data my_photos/ --state me.state
+  # expert: exclude the classes predicted on < 10% of your data (CIFAR-10 class-subset users:
+  # {classes.change}, {classes.helped} of {classes.users} helped; the automatic call: {auto.change})
+  tflite-fineprune personalize model.tflite --data my_photos/ --state me.state --min-class-fraction 0.1
+  # expert, over-parameterized models only (Fashion-MNIST MLP: {mlp.change}); on compact models
+  # (speech, ResNet-8) unit pruning lowered accuracy
+  tflite-fineprune personalize mlp.tflite --data my_photos/ --state me.state --sparsity 0.5 --min-class-fraction 0.1
+{RERUN[0].upper() + RERUN[1:]};
+--fresh also replaces another model's state file. Measurements: README, {README_SECTION}."""
+
+
 EXAMPLES = {
     "export": """example:
   tflite-fineprune export model.keras -o model.tflite --labels labels.txt --prune-outputs
   (keras.applications models: python -m converters.vision keras-app NAME -o X.tflite --prune-outputs,
    which adds the model's own pixel scaling)""",
-    "personalize": """examples (settings measured in the README, "Which settings help"):
-  # a user who meets only a few of the classes (measured on CIFAR-10 users: 29 of 30 helped):
-  tflite-fineprune personalize model.tflite --data my_photos/ --state me.state --sparsity 0 --min-class-fraction 0.1
-  # speech models: every pruning setting measured lowered most speakers' accuracy; keep them dense
-  tflite-fineprune personalize kws.tflite --data my_clips/ --state me.state --sparsity 0
-  # an over-parameterized model (the Fashion-MNIST MLP): units too
-  tflite-fineprune personalize mlp.tflite --data my_photos/ --state me.state --sparsity 0.5 --min-class-fraction 0.1
-Pruning is cumulative: a second run adds to the state; --fresh starts over.""",
+    "personalize": _personalize_examples,
 }
 
 
 def _finish_help(commands):
     for name, sub in commands.choices.items():
-        sub.formatter_class = _HelpFormatter
+        sub.formatter_class = HelpFormatter
         if name in EXAMPLES and not sub.epilog:
-            sub.epilog = EXAMPLES[name]
+            sub.epilog = EXAMPLES[name]() if callable(EXAMPLES[name]) else EXAMPLES[name]
 
 
 def _runtime_args(p):
     p.add_argument("model", help="an exported .tflite")
-    p.add_argument("--data", required=True, help="folder of .npy, image or .wav files")
+    p.add_argument("--data", required=True, help="folder of .npy, image or audio (.wav, .flac, .ogg, .mp3) files")
     p.add_argument("--preprocess", help="module:function turning a decoded file into samples")
     p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
                    help="which TFLite interpreter runs the model (auto: the first one installed)")
@@ -193,7 +213,12 @@ def cmd_inspect(args):
 
     _, meta = read_model_file(args.model)
     print(f"{args.model}: tflite-fineprune format {meta.format_version}, fingerprint {meta.fingerprint[:16]}")
-    print(f"input  {meta.input_name} {list(meta.input_shape)} {meta.input_dtype}")
+    audio = ""
+    if meta.sample_rate > 0:  # audio files are resampled to this rate (datafiles.fit_audio)
+        samples = int(np.prod(meta.input_shape[1:]))
+        audio = (f"; audio at {meta.sample_rate} Hz, {samples / meta.sample_rate:g} s clips (files at other rates "
+                 "are resampled)")
+    print(f"input  {meta.input_name} {list(meta.input_shape)} {meta.input_dtype}{audio}")
     print(f"output {meta.output_name} [{meta.num_classes}] {meta.output_kind}"
           + (f", labels: {', '.join(meta.labels)}" if meta.labels else ""))
     print(f"policy {meta.policy}; signatures: {', '.join(meta.signatures)}"
@@ -240,31 +265,34 @@ def _load_data(args, personalizer, labels=None):
 
     meta = personalizer.metadata
     return load_folder(args.data, meta.input_shape[1:], args.preprocess, labels=labels, dtype=meta.input_dtype,
-                       sample_rate=meta.sample_rate, progress=True)
+                       sample_rate=meta.sample_rate, progress=True, notes=_note)
+
+
+def _note(line):
+    print(f"note: {line}", flush=True)
 
 
 def cmd_personalize(args):
     from .inputs import check_sparsity
 
-    if args.sparsity is None and args.min_class_fraction is None:
-        return _personalize_auto(args)
-    check_sparsity(args.sparsity or 0.0)
+    if args.sparsity is not None:
+        check_sparsity(args.sparsity)
     if args.min_class_fraction is not None:
         check_sparsity(args.min_class_fraction, "--min-class-fraction")
     personalizer = _open(args)
+    if personalizer.metadata.slim:
+        raise FinePruneError(f"{args.model} is a slim model (pruned units removed): it can only predict; "
+                             "personalize the original export")
     if args.min_class_fraction is not None and personalizer.metadata.output_group is None:
         personalizer.prune_outputs(args.min_class_fraction)  # raises: says how to re-export, before any work
-    if args.state and os.path.exists(args.state) and not args.fresh:
-        personalizer.load_state(args.state)
-        print(f"continuing from {args.state}: this data is counted on top of the {personalizer.samples} samples "
-              "observed before, and units pruned before stay pruned (pass --fresh to start over)")
+    _say_what_is_replaced(args, personalizer)
+    if args.sparsity is None and args.min_class_fraction is None:
+        return _personalize_auto(args, personalizer)
     _warn_if_speech(personalizer, args.sparsity, args.min_class_fraction)
     x, _, files = _load_data(args, personalizer)
     before = np.argmax(personalizer.observe(x, progress=True), axis=-1)
     if args.sparsity is not None:
-        pruned_before = _pruned_fractions(personalizer)
         sparsity = personalizer.prune(args.sparsity)
-        _note_cumulative(pruned_before, args.sparsity)
         if args.sparsity > 0:
             _warn_if_predictions_changed(before, np.argmax(personalizer.predict(x, progress=None), axis=-1))
     else:
@@ -279,46 +307,53 @@ def cmd_personalize(args):
           f"state saved to {args.state}")
 
 
+def _say_what_is_replaced(args, personalizer):
+    """An existing --state is replaced (RERUN): say so; refuse another model's file (or a non-state file,
+    e.g. the model itself named by mistake) unless --fresh. Leaves the personalizer dense."""
+    if not os.path.lexists(args.state):
+        return
+    try:
+        personalizer.load_state(args.state)
+    except FinePruneError as exc:
+        if not args.fresh:
+            raise FinePruneError(f"{exc}; personalize would replace it: pass --fresh to replace it, or name "
+                                 "another --state") from None
+        print(f"note: replacing {args.state} (--fresh): {exc}")
+        return
+    print(f"note: replacing {args.state} ({personalizer.samples} samples observed before): {RERUN}")
+    personalizer.reset()
+
+
 # How many predictions unit pruning may change on the user's own data before the CLI warns: on the compact
 # models the README measures, settings that changed many predictions lowered accuracy.
 CHANGED_PREDICTIONS_WARNING = 0.10
 
 
-def _pruned_fractions(personalizer):
-    """Hidden layer name → fraction of its units pruned now."""
-    return {name: 1.0 - float(mask.mean()) for name, mask in personalizer.masks.items()
-            if name != getattr(personalizer.metadata.output_group, "name", None)}
-
-
-def _note_cumulative(pruned_before, sparsity):
-    """A --sparsity below what earlier runs pruned prunes nothing more: say so instead of ignoring it."""
-    above = {name: fraction for name, fraction in pruned_before.items() if fraction > sparsity + 1e-9}
-    if above:
-        worst = max(above.values())
-        print(f"note: pruning is cumulative: {len(above)} layers already have up to {worst:.0%} of their units "
-              f"pruned, more than --sparsity {sparsity:g}; those units stay pruned (every other unit stays as it "
-              "was). To prune less, start over with --fresh")
-
-
 def _warn_if_speech(personalizer, sparsity, min_class_fraction):
-    """The README's speaker measurements (DS-CNN, 53 speakers) found every pruning setting harmful."""
+    """The README's speaker measurements (DS-CNN, 53 speakers) found every expert pruning setting harmful."""
+    from .measured import README_SECTION, row
+
     if personalizer.metadata.sample_rate <= 0:
         return
     if sparsity is not None and sparsity >= 0.02:
-        _warn(f"--sparsity {sparsity:g} on a speech model: in the README's speaker measurements (benchmarks/"
-              "personalization.py, MLPerf Tiny DS-CNN, 53 speakers) pruning 2% of units lowered mean accuracy "
-              "0.910 → 0.831 and hurt 40 speakers, 5% gave 0.665; --sparsity 0 keeps the model dense")
+        two, five = row("speech", "prune 2% units"), row("speech", "prune 5% units")
+        _warn(f"--sparsity {sparsity:g} on a speech model: in the README's speaker measurements ({README_SECTION}; "
+              f"MLPerf Tiny DS-CNN, {two.users} speakers) pruning 2% of units lowered mean accuracy {two.change} and "
+              f"hurt {two.hurt} speakers, 5% gave {five.personalized}; --sparsity 0 keeps the units, and the "
+              "automatic call (no --sparsity) is what helped speakers")
     if min_class_fraction is not None and min_class_fraction > 0:
+        unseen = row("speech", "drop unseen classes")
         _warn(f"--min-class-fraction {min_class_fraction:g} on a speech model: in the README's speaker measurements "
-              "dropping classes below 5% lowered mean accuracy 0.910 → 0.609 and hurt all 53 speakers")
+              f"even dropping only the classes never predicted lowered mean accuracy {unseen.change} and hurt "
+              f"{unseen.hurt} of {unseen.users} speakers")
 
 
 def _warn_if_predictions_changed(before, after):
     changed = float(np.mean(before != after))
     if changed > CHANGED_PREDICTIONS_WARNING:
         _warn(f"this --sparsity changed the predicted class of {changed:.0%} of your {len(before)} samples; in the "
-              "README's measurements (\"Which settings help\"), settings that change many predictions lowered "
-              "accuracy on compact models. Consider a lower --sparsity (with --fresh)")
+              "README's measurements, settings that change many predictions lowered "
+              "accuracy on compact models. Consider a lower --sparsity, or the automatic call (no --sparsity)")
 
 
 def _print_dropped_classes(personalizer, kept_before):
@@ -332,12 +367,8 @@ def _print_dropped_classes(personalizer, kept_before):
              else "") + f"; kept: {', '.join(labels[i] for i in np.flatnonzero(kept))}")
 
 
-def _personalize_auto(args):
+def _personalize_auto(args, personalizer):
     """The default: the label-free automatic choice (recipe.py), from the dense model."""
-    personalizer = _open(args)
-    if args.state and os.path.exists(args.state) and not args.fresh:
-        print(f"note: the automatic recipe starts from the dense model; {args.state} is replaced "
-              "(expert options --sparsity/--min-class-fraction continue from it)")
     x, _, files = _load_data(args, personalizer)
     report = personalizer.personalize(x)
     personalizer.save_state(args.state)
@@ -346,6 +377,11 @@ def _personalize_auto(args):
 
 def cmd_evaluate(args):
     personalizer = _open(args)
+    slim = personalizer.metadata.slim
+    if args.state and slim:
+        raise FinePruneError(f"{args.model} is a slim model: its personalization is already in the file (from "
+                             f"the state with CRC-32 {slim['state_crc32']:08x}), so --state has nothing to apply; "
+                             "evaluate it without --state, or the original export with --state")
     if args.state:
         personalizer.load_state(args.state)
     labels = personalizer.labels
@@ -354,9 +390,20 @@ def cmd_evaluate(args):
         raise FinePruneError(f"class index {int(y.max())} is out of range for {personalizer.metadata.num_classes} classes")
     predicted = np.argmax(personalizer.predict(x, progress=None), axis=-1)
     accuracy = float(np.mean(predicted == y))
-    sparsity = personalizer.sparsity()
+    sparsity = _slim_sparsity(personalizer.metadata) if slim else personalizer.sparsity()
     print(f"accuracy {accuracy:.4f} on {len(y)} samples; unit sparsity {sparsity.units:.1%}, "
-          f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}")
+          f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}"
+          + (" removed (slim model)" if slim else ""))
+
+
+def _slim_sparsity(meta):
+    """A slim file's sparsity against the export it came from, from the units it kept."""
+    from .sparsity import measure_sparsity
+
+    masks = np.zeros(meta.num_units, np.float32)
+    for group in meta.groups:
+        masks[[group.offset + u for u in meta.slim["kept_units"].get(group.name, [])]] = 1.0
+    return measure_sparsity(meta, masks)
 
 
 def cmd_slim(args):
@@ -383,11 +430,14 @@ def cmd_android_assets(args):
 
 
 def _silence_unless_verbose(args):
-    """Commands that load TensorFlow (those with --verbose) keep its log lines out unless asked."""
-    if hasattr(args, "verbose"):
-        from .quiet import silence_tensorflow
+    """Commands that load TensorFlow (those with --verbose) keep its log lines out unless asked; the others
+    keep the interpreters' native notes out (without importing TensorFlow)."""
+    from .quiet import silence_interpreters, silence_tensorflow
 
+    if hasattr(args, "verbose"):
         silence_tensorflow(args.verbose)
+    else:
+        silence_interpreters()
 
 
 def _check_demo_data(args):
@@ -421,6 +471,9 @@ def main(argv=None):
             DATA_CHECKS[args.command](args)  # a missing-data error comes before TensorFlow is imported
         _silence_unless_verbose(args)
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:  # `tflite-fineprune inspect M | head`: the reader has all it wanted
+        return _stdout_closed()
     except FinePruneError as exc:
         print(f"tflite-fineprune: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -431,6 +484,18 @@ def main(argv=None):
         print("tflite-fineprune: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _stdout_closed():
+    """Point stdout at /dev/null so that the interpreter's own flush at exit cannot fail again; exit like a
+    process ended by SIGPIPE, without a word."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Load folders of `.npy`, image and WAV files into model-shaped batches.
 
 Desktop-side decoding only: images become pixels in 0–255 (resized to the
-model's height and width with Pillow), audio files (WAV, FLAC, OGG) float32
-samples in [-1, 1], resampled to an audio model's rate. Anything else the model needs (scaling, features) belongs either
+model's height and width with Pillow), audio files (WAV, FLAC, OGG, MP3) float32
+samples in [-1, 1], resampled to an audio model's rate. Files that this
+installation cannot decode (MP3 before libsndfile 1.1, anything but WAV without
+soundfile) and files of other kinds are skipped, and `load_folder` says which
+and why. Anything else the model needs (scaling, features) belongs either
 inside the exported graph or in a `preprocess` hook.
 """
 
+import collections
 import importlib
 import os
 import wave
@@ -16,26 +20,74 @@ from .errors import FinePruneError
 
 NPY_SUFFIXES = (".npy",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
 SUFFIXES = NPY_SUFFIXES + IMAGE_SUFFIXES + AUDIO_SUFFIXES
 
 
 def list_files(root):
-    """Sorted data files under `root` (recursively), by supported suffix."""
+    """Sorted data files under `root` (recursively) that this installation can read (`scan_folder`)."""
+    return scan_folder(root)[0]
+
+
+def scan_folder(root):
+    """`(files, skipped)`: the readable data files under `root`, sorted, and the other files (not hidden) as a
+    dict reason → paths. A folder with no readable file is an error that says what was skipped."""
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FinePruneError(f"data folder {root!r} does not exist or is not a folder")
-    found = []
+    unreadable = unreadable_suffixes()
+    found, skipped = [], collections.defaultdict(list)
     for directory, subdirs, files in os.walk(root):
         subdirs.sort()
         for name in sorted(files):
-            if name.lower().endswith(SUFFIXES) and not name.startswith("."):
-                found.append(os.path.join(directory, name))
+            if name.startswith("."):
+                continue
+            suffix = os.path.splitext(name)[1].lower()
+            path = os.path.join(directory, name)
+            if suffix in unreadable:
+                skipped[unreadable[suffix]].append(path)
+            elif suffix in SUFFIXES:
+                found.append(path)
+            else:
+                skipped[f"not a data file: expected {', '.join(SUFFIXES)}"].append(path)
     if not found:
-        raise FinePruneError(f"data folder {root!r} holds no {', '.join(SUFFIXES)} files")
-    return found
+        raise FinePruneError(f"data folder {root!r} holds no {', '.join(SUFFIXES)} files"
+                             + (f" that can be read here ({skipped_note(skipped)})" if skipped else ""))
+    return found, dict(skipped)
+
+
+# libsndfile decodes MP3 from version 1.1.0 on (soundfile's wheels bundle 1.2 or later).
+def unreadable_suffixes():
+    """Audio suffixes this installation cannot decode, each with the reason."""
+    try:
+        import soundfile
+    except (ImportError, OSError):  # OSError: soundfile installed without its libsndfile
+        return {s: "not readable without soundfile: pip install soundfile" for s in AUDIO_SUFFIXES if s != ".wav"}
+    if "MP3" not in soundfile.available_formats():
+        version = getattr(soundfile, "__libsndfile_version__", "?")
+        return {".mp3": f"not readable by this soundfile's libsndfile {version}; 1.1 or later decodes MP3: "
+                        "pip install -U soundfile"}
+    return {}
+
+
+def skipped_note(skipped):
+    """One line for the files `scan_folder` skipped: how many, of which kind, and why."""
+    total = sum(len(paths) for paths in skipped.values())
+    parts = []
+    for reason, paths in skipped.items():
+        kinds = sorted({os.path.splitext(p)[1].lower() or "no suffix" for p in paths})
+        parts.append(f"{len(paths)} {', '.join(kinds)} ({reason})")
+    return f"skipped {total} file{'s' if total != 1 else ''}: " + "; ".join(parts)
+
+
+def resampled_note(rates, model_rate):
+    """One line for the audio files resampled to the model's rate (`rates`: a Counter of source rates)."""
+    total = sum(rates.values())
+    sources = ", ".join(f"{count} at {rate} Hz" for rate, count in sorted(rates.items()))
+    return (f"resampled {total} audio file{'s' if total != 1 else ''} to the model's {model_rate} Hz ({sources}) "
+            "with soxr")
 
 
 def _pillow():
@@ -84,7 +136,7 @@ def load_wav(path):
 
 
 def load_audio(path):
-    """Mono float32 samples and the sample rate: soundfile (WAV, FLAC, OGG) when installed, else PCM WAV."""
+    """Mono float32 samples and the sample rate: soundfile (WAV, FLAC, OGG, MP3) when installed, else PCM WAV."""
     try:
         import soundfile
     except ImportError:
@@ -152,13 +204,14 @@ def resolve_hook(spec):
         raise FinePruneError(f"cannot import preprocess hook {spec!r}: {exc}") from None
 
 
-def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_rate=0):
+def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_rate=0, resampled=None):
     """Samples (an array `(n,) + sample_shape`) stored in one file.
 
     `preprocess(raw, path)`, when given, receives the decoded file (an image
     array, a `(samples, rate)` tuple for audio, or the `.npy` array) and returns
     one sample or a batch. Audio for a model with a `sample_rate` (Hz) is
-    resampled to it and padded or cut to the model's length.
+    resampled to it and padded or cut to the model's length; `resampled`, a
+    Counter, then counts the file under its own rate.
     """
     lower = path.lower()
     if lower.endswith(NPY_SUFFIXES):
@@ -168,6 +221,8 @@ def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_ra
     else:
         raw = load_audio(path)
         if preprocess is None:
+            if resampled is not None and sample_rate and raw[1] != sample_rate:
+                resampled[raw[1]] += 1
             raw = fit_audio(path, raw[0], raw[1], sample_shape, sample_rate)
     if preprocess is not None:
         raw = _run_hook(preprocess, raw, path)
@@ -224,24 +279,31 @@ def _fit_audio(path, audio, sample_shape):
     return audio.reshape(sample_shape)
 
 
-def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32", sample_rate=0, progress=False):
+def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32", sample_rate=0, progress=False,
+                notes=None):
     """Load every data file under `root`.
 
     Returns `(x, y, files)`; `y` holds class indices from each file's parent
     folder name (matched against `labels`, or read as an integer) when
     `labels` is not None, else None. `progress=True` shows a bar (decoding
-    and resampling hundreds of files takes a while).
+    and resampling hundreds of files takes a while). `notes`, a callable,
+    receives one line on the files skipped and one on the files resampled.
     """
     from .progress import progress_bar
 
     hook = resolve_hook(preprocess)
-    files = list_files(root)
+    files, skipped = scan_folder(root)
+    if skipped and notes:
+        notes(skipped_note(skipped))
     xs, ys = [], []
+    rates = collections.Counter()
     for path in progress_bar(files, "load", "file", enabled=progress):
-        samples = load_samples(path, sample_shape, hook, dtype, sample_rate)
+        samples = load_samples(path, sample_shape, hook, dtype, sample_rate, resampled=rates)
         xs.append(samples)
         if labels is not None:
             ys.extend([_label_index(path, root, labels)] * len(samples))
+    if rates and notes:
+        notes(resampled_note(rates, sample_rate))
     x = np.concatenate(xs, axis=0)
     return x, (np.asarray(ys, dtype=np.int64) if labels is not None else None), files
 

@@ -7,6 +7,7 @@ then `tensorflow.lite` (deprecated, last resort).
 import importlib
 
 from .errors import FinePruneError
+from .quiet import native_stderr
 
 _INTERPRETERS = {  # backend -> (module, attribute path of the Interpreter class)
     "litert": ("ai_edge_litert.interpreter", "Interpreter"),
@@ -38,10 +39,23 @@ def open_interpreter(model_path, backend="auto", num_threads=None, content=None)
             continue
         try:
             source = {"model_content": bytes(content)} if content is not None else {"model_path": str(model_path)}
-            return cls(**source, num_threads=num_threads), name
+            with native_stderr():  # held back only after quiet.silence_interpreters / silence_tensorflow
+                interpreter = cls(**source, num_threads=num_threads)
+                _allocate(interpreter)
+            return interpreter, name
         except (ValueError, RuntimeError, TypeError) as exc:
             raise FinePruneError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None
     raise FinePruneError(
         "no TFLite interpreter is installed (tried " + "; ".join(errors) + "). "
         "Install one: pip install ai-edge-litert (or tflite-runtime)"
     )
+
+
+def _allocate(interpreter):
+    """The first allocation applies the default delegate (XNNPACK), which prints a note: done here, inside
+    `native_stderr`, so that the note is held back with the rest. A model whose main graph cannot be allocated
+    on its own is left to its signature runners, as before."""
+    try:
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError):
+        pass

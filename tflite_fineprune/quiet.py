@@ -4,8 +4,10 @@ Importing TensorFlow prints about ten lines (oneDNN notes, "Could not find cuda
 drivers", on some machines a `cuInit` error) through absl *before* it reads
 `TF_CPP_MIN_LOG_LEVEL`, so the variable alone cannot hide them: the commands
 import TensorFlow once with the process's native stderr pointed at a temporary
-file, and replay that file only if the import fails. Library users who never
-call `silence_tensorflow` see everything, as TensorFlow intends.
+file, and replay that file only if the import fails. The runtime commands,
+which never import TensorFlow, hold back only the interpreters' own notes
+(`silence_interpreters`). Library users who call neither see everything, as
+TensorFlow intends.
 """
 
 import contextlib
@@ -45,6 +47,14 @@ def silence_tensorflow(verbose=False):
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:
         pass
+
+
+def silence_interpreters():
+    """Hold back the TFLite interpreters' native notes (e.g. "INFO: Created TensorFlow Lite XNNPACK delegate
+    for CPU.", printed by the first allocation) without importing TensorFlow: the runtime commands call this.
+    """
+    global _enabled
+    _enabled = True
 
 
 @contextlib.contextmanager

@@ -134,17 +134,23 @@ class PersonalizationReport:
     macs_removed: float
     normalization_strength: float
     notes: tuple
+    total_units: int = 0  # hidden and output units: what unit_sparsity is a fraction of
 
     def __str__(self):
         lines = [f"recipe: {self.recipe} (from {self.samples} unlabeled samples)"]
         if self.class_counts:
             lines.append("predicted classes: " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items()))
         lines.append(f"class test: {self.class_test}")
-        lines.append("excluded classes: " + (", ".join(self.excluded_classes) or "none"))
-        pruned = {k: v for k, v in self.units_pruned.items() if v}
-        lines.append("units pruned: " + (", ".join(f"{k} {v}" for k, v in pruned.items()) or "none")
-                     + f" (unit sparsity {self.unit_sparsity:.1%}, weights removed {self.weights_removed:.1%}, "
-                       f"MACs removed {self.macs_removed:.1%})")
+        # Unit sparsity counts the output units too: an excluded class is a pruned unit, so the words name both.
+        classes, pruned = len(self.excluded_classes), {k: v for k, v in self.units_pruned.items() if v}
+        hidden = sum(pruned.values())
+        lines.append(f"classes excluded: {classes}" + (f" ({', '.join(self.excluded_classes)})" if classes else ""))
+        lines.append(f"hidden units pruned: {hidden}" + (f" ({', '.join(f'{k} {v}' for k, v in pruned.items())})"
+                                                         if hidden else ""))
+        of = f" of {self.total_units}" if self.total_units else ""
+        lines.append(f"unit sparsity {self.unit_sparsity:.1%} ({classes + hidden}{of} units: {classes} classes, "
+                     f"{hidden} hidden), weights removed {self.weights_removed:.1%}, "
+                     f"MACs removed {self.macs_removed:.1%}")
         lines.append("normalization: " + (f"shifted toward the user's data, strength {self.normalization_strength:g}"
                                           if self.normalization_strength else "trained statistics"))
         lines.extend(self.notes)
@@ -182,8 +188,7 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
             steps.append(f"exclude {len(excluded)} classes")
     if sig.PRUNE_DORMANT in available:
         personalizer.prune_dormant(rule.dormant_threshold)
-        masks = personalizer.get_state().masks  # hidden units only: excluded classes are output units
-        if any(masks[g.offset:g.offset + g.units].min() < 0.5 for g in meta.hidden_groups):
+        if any(_hidden_pruned(personalizer).values()):  # excluded classes are pruned units too: not counted here
             steps.append(f"prune units active < {rule.dormant_threshold:g}")
     else:
         notes.append("this model file has no prune_dormant signature (exported by an older version)")
@@ -206,8 +211,13 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
 
 def _report(personalizer, recipe, n, counts, excluded, test, strength, notes):
     s = personalizer.sparsity()
-    masks = personalizer.get_state().masks
-    pruned = {g.name: int(g.units - masks[g.offset:g.offset + g.units].sum())
-              for g in personalizer.metadata.hidden_groups}
+    pruned = _hidden_pruned(personalizer)
     return PersonalizationReport(recipe, n, counts, excluded, test, pruned, s.units, s.weights, s.macs, strength,
-                                 tuple(notes))
+                                 tuple(notes), s.total_units)
+
+
+def _hidden_pruned(personalizer):
+    """Hidden group name → units pruned (one get_state call, as the Kotlin port makes)."""
+    masks = personalizer.get_state().masks
+    return {g.name: int(g.units - masks[g.offset:g.offset + g.units].sum())
+            for g in personalizer.metadata.hidden_groups}

@@ -142,18 +142,21 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     head_classes, features = prototype_shape if flags & FLAG_PROTOTYPES else (0, 0)
     expected_size = (_HEADER.size + 5 * units + (8 * units if flags & FLAG_COMPENSATION else 0) + 8 * classes
                      + 20 * channels + 4 * head_classes * (1 + 2 * features) + 4)
+    # Another model's intact file is named as such before its size is judged by this model's vectors (which
+    # would call it "truncated or padded"); its own checksum tells it from a damaged file of this model.
+    foreign = fingerprint.hex() != fingerprint_hex or units != num_units
+    owner = (f"another model (fingerprint {fingerprint.hex()[:12]}…, {units} units; "
+             f"this model is {fingerprint_hex[:12]}…, {num_units} units)")
+    if foreign and zlib.crc32(blob[:-4]) == struct.unpack_from("<I", blob, len(blob) - 4)[0]:
+        raise FinePruneError(f"{source} belongs to {owner}")
     if len(blob) != expected_size:
         raise FinePruneError(
             f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
+            + (f"; its header names {owner}" if foreign else "")
         )
     (crc,) = struct.unpack_from("<I", blob, expected_size - 4)
     if zlib.crc32(blob[:expected_size - 4]) != crc:
         raise FinePruneError(f"{source} is corrupted: checksum mismatch")
-    if fingerprint.hex() != fingerprint_hex or units != num_units:
-        raise FinePruneError(
-            f"{source} belongs to another model (fingerprint {fingerprint.hex()[:12]}…, {units} units; "
-            f"this model is {fingerprint_hex[:12]}…, {num_units} units)"
-        )
     for flag, wanted, what in ((FLAG_COMPENSATION, compensation, "mean-compensation"),
                                (FLAG_PRIORS, num_classes > 0, "class-prior"),
                                (FLAG_NORMALIZATION, norm_channels > 0, "normalization"),

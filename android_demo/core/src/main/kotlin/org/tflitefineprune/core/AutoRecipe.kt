@@ -127,11 +127,11 @@ object AutoRecipe {
         }
         if (PRUNE_DORMANT in available) {
             session.callScalars(PRUNE_DORMANT, mapOf("threshold" to rule.dormantThreshold))
-            val masks = session.getState().masks // hidden units only: excluded classes are output units
-            val pruned = layout.groups.any { g ->
-                g.role == ModelLayout.ROLE_HIDDEN && (g.offset until g.offset + g.units).any { masks[it] < 0.5f }
-            }
-            if (pruned) steps.add("prune units active < ${rule.dormantThreshold}")
+            // Hidden units only: excluded classes are pruned (output) units too, and have their own step.
+            val masks = session.getState().masks
+            val hiddenPruned = layout.groups.filter { it.role != ModelLayout.ROLE_OUTPUT }
+                .sumOf { g -> (0 until g.units).count { masks[g.offset + it] < 0.5f } }
+            if (hiddenPruned > 0) steps.add("prune units active < ${rule.dormantThreshold}")
         } else {
             notes.add("this model file has no prune_dormant signature (exported by an older version)")
         }
