@@ -21,7 +21,8 @@ from .errors import FinePruneError
 from .flatbuffer import UNSEALED_DIGEST, seal
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
-from .state import MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_state, encode_state, read_file
+from .state import (MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_model_state, encode_state,
+                    read_file)
 from .tflite_schema import load_schema, read_model, set_metadata, write_model
 from .weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, check_quantize, quantize_weights
 
@@ -51,12 +52,7 @@ def _load_state(state, metadata, source):
     if isinstance(state, State):
         return state
     blob = read_file(state, "state file", max_bytes=MAX_STATE_BYTES)
-    return decode_state(blob, metadata.fingerprint, metadata.num_units, source=os.fspath(state),
-                        compensation=metadata.mean_compensation,
-                        num_classes=metadata.num_classes if metadata.prior_correction else 0,
-                        norm_channels=metadata.normalization_channels,
-                        prototype_shape=(metadata.num_classes, metadata.head_features) if metadata.classifier_head
-                        else (0, 0))
+    return decode_model_state(blob, metadata, source=os.fspath(state))
 
 
 def _with_normalization(model_path, state):
