@@ -89,10 +89,11 @@ def test_the_keyword_form_matches_the_blocks_form():
 
 
 def test_negative_prototype_counts_are_refused():
-    state = codec.decode_state(_blob("v3_prototypes"), FP, UNITS, blocks={"classifier_prototypes": (CLASSES, FEATURES)})
+    blocks = {"classifier_prototypes": (CLASSES, FEATURES)}
+    state = codec.decode_state(_blob("v3_prototypes"), FP, UNITS, blocks=blocks)
     bad = dataclasses.replace(state, proto_counts=-np.ones(CLASSES, np.float32))
     with pytest.raises(FinePruneError, match="negative classifier-prototype counts"):
-        codec.decode_state(codec.encode_state(FP, bad), FP, UNITS, blocks={"classifier_prototypes": (CLASSES, FEATURES)})
+        codec.decode_state(codec.encode_state(FP, bad), FP, UNITS, blocks=blocks)
 
 
 def test_a_half_given_block_is_refused_when_encoding():

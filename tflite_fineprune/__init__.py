@@ -7,7 +7,7 @@ tflite_fineprune` stays light on a device).
 """
 
 from .errors import FinePruneError
-from .export_options import ExportOptions
+from .export.options import ExportOptions
 from .metadata import ModelMetadata, UnitGroup, read_model_metadata
 from .recipe import AutoRule, PersonalizationReport
 from .runtime import Personalizer

@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import FinePruneError
 from .interpreters import BACKENDS
-from .export_options import add_export_arguments, options_from_arguments
+from .export.options import add_export_arguments, options_from_arguments
 
 EXIT_ERROR = 2
 

@@ -21,9 +21,8 @@ _PROGRESS_MIN_BATCHES = 20
 class Personalizer(*PERSONALIZER_METHODS):
     """One user's copy of an exported model: observe their data, prune, save.
 
-    The levers' methods (`prune`, `prune_outputs`, `prune_dormant`,
-    `correct_priors`, `adapt_normalization`, `adapt_classifier`) come from
-    their modules in `tflite_fineprune/levers/`.
+    The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...)
+    come from their modules in `tflite_fineprune/levers/`.
 
     Parameters
     ----------

@@ -19,10 +19,10 @@ from .channel_surgery import (ChannelPlan, Graph, Unslimmable, compact, compact_
                               fold_constants, remove_identities, trace_source)
 from .errors import FinePruneError
 from .flatbuffer import UNSEALED_DIGEST, seal
+from .levers import LEVERS
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
-from .state import (MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, decode_model_state, encode_state,
-                    read_file)
+from .state import MAX_STATE_BYTES, State, atomic_write, decode_model_state, encode_state, read_file
 from .tflite_schema import load_schema, read_model, set_metadata, write_model
 from .weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, check_quantize, quantize_weights
 
@@ -77,18 +77,8 @@ def _variables(metadata, state):
             raise FinePruneError(f"the state prunes every unit of {group.name!r}; at least one must stay")
     variables = {"masks": masks, "counts": np.asarray(state.counts, np.float32),
                  "samples": np.array([state.samples], np.float32)}
-    zeros = np.zeros(metadata.num_units, np.float32)
-    variables["fill"] = np.asarray(state.fill if state.fill is not None else zeros, np.float32) * (1 - masks)
-    variables["sums"] = np.asarray(state.sums if state.sums is not None else zeros, np.float32)
-    classes = np.zeros(metadata.num_classes, np.float32)
-    variables["log_weights"] = np.asarray(state.log_weights if state.log_weights is not None else classes, np.float32)
-    variables["soft_counts"] = classes
-    for name in NORMALIZATION_FIELDS:  # BatchNorm statistics in use become constants like the masks
-        if getattr(state, name) is not None:
-            variables[name] = np.asarray(getattr(state, name), np.float32)
-    if state.head_kernel is not None:  # the classifier kernel in use (adapt_classifier) becomes a constant too
-        variables["head_kernel"] = np.asarray(state.head_kernel, np.float32).reshape(metadata.head_features,
-                                                                                     metadata.num_classes)
+    for lever in LEVERS:  # what each lever holds in use becomes a constant like the masks
+        variables.update(lever.slim_variables(metadata, state, masks))
     return variables
 
 

@@ -50,13 +50,6 @@ _HEADER = struct.Struct("<8sHHI32sd")
 # The optional blocks, in file order, come from the lever registry (tflite_fineprune/levers/).
 _BLOCKS = levers.blocks()
 READABLE_VERSIONS = tuple(range(1, max(STATE_VERSION, *(b.since for _, b in _BLOCKS)) + 1))
-FLAG_COMPENSATION = levers.compensation.BLOCK.flag
-FLAG_PRIORS = levers.priors.BLOCK.flag
-FLAG_NORMALIZATION = levers.normalization.BLOCK.flag
-NORMALIZATION_FIELDS = levers.normalization.BLOCK.fields
-FLAG_PROTOTYPES = levers.prototypes.BLOCK.flag
-PROTOTYPE_FIELDS = levers.prototypes.BLOCK.fields
-PROTOTYPES_VERSION = levers.prototypes.BLOCK.since
 # Samples are counted in float32 inside the model: exact integers up to 2**24, and finite below this.
 MAX_SAMPLES = float(np.finfo(np.float32).max)
 # Counters are float32 sums of per-sample fractions; allow their rounding error against the sample count.

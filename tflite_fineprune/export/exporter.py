@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from .. import signatures as sig
 from ..errors import FinePruneError
-from ..export_options import ExportOptions
+from .options import ExportOptions
 from ..flatbuffer import UNSEALED_DIGEST, seal
 from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
 from ..sparsity import layer_cost

@@ -33,7 +33,7 @@ import keras
 import numpy as np
 
 from ..errors import FinePruneError
-from ..export_options import DEFAULT_PROTOTYPE_CONFIDENCE
+from .options import DEFAULT_PROTOTYPE_CONFIDENCE
 from ..inputs import check_unit_interval
 
 DEFAULT_CONFIDENCE = DEFAULT_PROTOTYPE_CONFIDENCE  # one definition, with the other options

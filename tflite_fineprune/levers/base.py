@@ -76,6 +76,10 @@ class Lever:
         """Checked inputs of `set_signature` for `state`; None when the state lacks the block (reset to trained)."""
         return None
 
+    def slim_variables(self, metadata, state, masks) -> dict:
+        """Variable name → the value `slim` freezes into the file for this lever (its state in use)."""
+        return {}
+
     def validate_metadata(self, metadata, check) -> None:
         """Check the metadata fields the lever owns (`check` is metadata's `_Checker`)."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import signatures as sig
 from .base import Lever, StateBlock, vector
 
@@ -19,6 +21,11 @@ class MeanCompensation(Lever):
 
     def in_model(self, metadata):
         return bool(metadata.mean_compensation)
+
+    def slim_variables(self, metadata, state, masks):
+        zeros = np.zeros(metadata.num_units, np.float32)
+        fill = np.asarray(state.fill if state.fill is not None else zeros, np.float32) * (1 - masks)
+        return {sig.FILL: fill, sig.SUMS: np.asarray(state.sums if state.sums is not None else zeros, np.float32)}
 
     def feed(self, metadata, state):
         n = metadata.num_units

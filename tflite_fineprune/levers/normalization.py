@@ -43,6 +43,11 @@ class NormalizationShift(Lever):
     def block_shape(self, metadata):
         return (metadata.normalization_channels,)
 
+    def slim_variables(self, metadata, state, masks):
+        """The BatchNorm statistics in use (and the moments, which nothing reads in a slim file)."""
+        return {name: np.asarray(getattr(state, name), np.float32) for name in FIELDS
+                if getattr(state, name) is not None}
+
     def feed(self, metadata, state):
         if state.norm_mean is None:
             return None  # e.g. a version-1 state file: set_state resets to the trained statistics

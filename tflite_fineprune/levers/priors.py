@@ -52,6 +52,11 @@ class PriorCorrection(Lever):
     def block_shape(self, metadata):
         return (metadata.num_classes,)
 
+    def slim_variables(self, metadata, state, masks):
+        classes = np.zeros(metadata.num_classes, np.float32)
+        weights = state.log_weights if state.log_weights is not None else classes
+        return {sig.LOG_WEIGHTS: np.asarray(weights, np.float32), sig.SOFT_COUNTS: classes}
+
     def feed(self, metadata, state):
         c = metadata.num_classes
         return {sig.LOG_WEIGHTS: vector(state.log_weights, c, sig.LOG_WEIGHTS),

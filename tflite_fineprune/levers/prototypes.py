@@ -55,6 +55,13 @@ class ClassifierPrototypes(Lever):
     def block_shape(self, metadata):
         return (metadata.num_classes, metadata.head_features)
 
+    def slim_variables(self, metadata, state, masks):
+        """The classifier kernel in use (adapt_classifier), [D, C] as the variable."""
+        if state.head_kernel is None:
+            return {}
+        return {sig.HEAD_KERNEL: np.asarray(state.head_kernel, np.float32).reshape(metadata.head_features,
+                                                                                   metadata.num_classes)}
+
     def feed(self, metadata, state):
         if state.head_kernel is None:
             return None  # e.g. a version-2 state file: set_state resets to the trained kernel

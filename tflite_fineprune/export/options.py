@@ -11,8 +11,8 @@ import argparse
 import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
-from .errors import FinePruneError
-from .metadata import POLICY_NAMES
+from ..errors import FinePruneError
+from ..metadata import POLICY_NAMES
 
 # τ of classifier prototypes: a sample's top posterior must reach this for it to count as support. 0.95
 # measured better than 0.8 for CIFAR class-subset users (docs/personalization.md, "T3A prototypes").
@@ -164,7 +164,7 @@ def options_from_arguments(args: argparse.Namespace, **fixed) -> ExportOptions:
     """
     given = {field: getattr(args, field) for field in FLAGS if hasattr(args, field)}
     if given.get("representative_data") is not None:
-        from .export.quantize import load_representative_file
+        from .quantize import load_representative_file
 
         given["representative_data"] = load_representative_file(given["representative_data"])
     return ExportOptions().with_changes(**{**given, **fixed})
