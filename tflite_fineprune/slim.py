@@ -19,7 +19,7 @@ from .channel_surgery import (ChannelPlan, Graph, Unslimmable, compact, compact_
                               fold_constants, remove_identities, trace_source)
 from .errors import FinePruneError
 from .flatbuffer import UNSEALED_DIGEST, seal
-from .levers import LEVERS
+from .levers import LEVERS, used
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
 from .state import MAX_STATE_BYTES, State, atomic_write, decode_model_state, encode_state, read_file
@@ -168,8 +168,8 @@ def slim_model(model_path, state, output_path, quantize=None):
     if metadata.slim:
         raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
     state = _load_state(state, metadata, "state")
-    if metadata.normalization_layers or metadata.classifier_head:  # the model fills in trained values missing
-        state = _with_normalization(model_path, state)
+    if any(lever.block is not None and lever.block.since > 1 for lever in used(metadata)):
+        state = _with_normalization(model_path, state)  # blocks older files lack: the model fills in trained values
     variables = _variables(metadata, state)
     keep_masked = {}
     while True:

@@ -10,6 +10,19 @@ Order matters and is part of the file formats: a state file carries the blocks
 in this order, and an export adds the signatures in this order. A new lever
 goes at the end (its block, if any, after the others; its `since` the new
 state format version).
+
+Adding one, e.g. a pruning score accumulated by `collect`:
+- here, `levers/score.py`: a `Lever` with `signatures`, a `StateBlock` (next
+  flag bit, `since` = next version, `lengths` from the file's unit count),
+  `in_model`, `feed` and `slim_variables`, and its `Personalizer` methods as a
+  mixin class; a line in `LEVERS`; its field in `State` and its names in
+  `signatures.py`;
+- `export/levers/score.py`: an `ExportLever` whose `configure` reads its
+  `ExportOptions` field, whose `__init__` creates its variable (its constants,
+  such as outgoing weight norms, from `parts`), `observe_group` computes the
+  per-group score, `collect` adds it, `reset`/`state` clear and return it,
+  `signatures` adds its set signature; a line in `EXPORT_LEVERS`;
+- the Kotlin block in android_demo's StateCodec.kt where the phone uses it.
 """
 
 from __future__ import annotations
