@@ -1,5 +1,8 @@
 """Golden state blobs written by main's encoder (7b57487); version 1 = a version-2 blob without
-normalization, with the version field set to 1 and the CRC recomputed (the layout v1 readers used)."""
+normalization, with the version field set to 1 and the CRC recomputed (the layout v1 readers used).
+
+Run (from a checkout of that commit): PYTHONPATH=. python tests/data/make_golden_states.py tests/data
+"""
 import struct, zlib, sys
 import numpy as np
 from tflite_fineprune.state import State, encode_state
