@@ -313,7 +313,7 @@ def fingerprint(weights_digest, layout):
     return h.hexdigest()
 
 
-def read_model_metadata(data, source="model", verify=True):
+def read_model_metadata(data: bytes, source: str = "model", verify: bool = True) -> ModelMetadata:
     """Parse the embedded metadata of an exported model's bytes.
 
     With `verify`, the whole file is hashed and compared with the digest

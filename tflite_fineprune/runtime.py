@@ -1,6 +1,7 @@
 """Personalize an exported model through a TFLite interpreter, without TensorFlow."""
 
 import os
+from typing import Optional, Union
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from .interpreters import open_interpreter
 from .levers import PERSONALIZER_METHODS, used
 from .metadata import read_model_file
 from .progress import progress_bar
-from .sparsity import measure_sparsity
+from .sparsity import Sparsity, measure_sparsity
 from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
 
 DEFAULT_BATCH_SIZE = 32
@@ -36,7 +37,8 @@ class Personalizer(*PERSONALIZER_METHODS):
         Interpreter threads.
     """
 
-    def __init__(self, model_path, backend="auto", batch_size=DEFAULT_BATCH_SIZE, num_threads=None):
+    def __init__(self, model_path: Union[str, os.PathLike], backend: str = "auto",
+                 batch_size: int = DEFAULT_BATCH_SIZE, num_threads: Optional[int] = None):
         if not isinstance(model_path, (str, bytes, os.PathLike)):
             raise FinePruneError(f"model_path must be a path, got {type(model_path).__name__}")
         self.model_path = os.fspath(model_path)
@@ -57,16 +59,16 @@ class Personalizer(*PERSONALIZER_METHODS):
     # -- description -----------------------------------------------------
 
     @property
-    def groups(self):
+    def groups(self) -> tuple:
         """The unit groups, in mask-vector order (`UnitGroup` records)."""
         return self.metadata.groups
 
     @property
-    def labels(self):
+    def labels(self) -> list:
         return list(self.metadata.labels)
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple:
         return self.metadata.input_shape
 
     # -- running ---------------------------------------------------------
@@ -136,11 +138,11 @@ class Personalizer(*PERSONALIZER_METHODS):
                    for b in progress_bar(batches, desc, "batch", progress, total)]
         return np.concatenate(outputs, axis=0)
 
-    def predict(self, x, batch_size=None, progress=False):
+    def predict(self, x, batch_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
         """Model outputs for a batch `x` of shape `(N,) + input_shape[1:]`."""
         return self._run_batches(sig.INFER, x, batch_size, progress, "predict")
 
-    def observe(self, x, batch_size=None, progress=None):
+    def observe(self, x, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> np.ndarray:
         """Run unlabeled samples forward, accumulating unit activity; returns the outputs.
 
         `x` is one array or an iterable of batches (consumed one batch at a
@@ -155,14 +157,14 @@ class Personalizer(*PERSONALIZER_METHODS):
             self.set_state(before)
             raise
 
-    def reset(self, counts=True, masks=True):
+    def reset(self, counts: bool = True, masks: bool = True) -> None:
         """Clear the activity counters and/or restore every unit (and the class weights)."""
         self._call(sig.RESET, **{sig.CLEAR_COUNTS: np.array(int(bool(counts)), np.int32),
                                    sig.CLEAR_MASKS: np.array(int(bool(masks)), np.int32)})
 
     # -- state -------------------------------------------------------------
 
-    def get_state(self):
+    def get_state(self) -> State:
         out = self._call(sig.GET_STATE, **{sig.TOKEN: np.array(0, np.int32)})
         # get_state names each lever's vectors after the State fields of its block.
         extra = {field: np.array(out[field], np.float32)
@@ -171,7 +173,7 @@ class Personalizer(*PERSONALIZER_METHODS):
                      counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
 
-    def set_state(self, state):
+    def set_state(self, state: State) -> None:
         if not isinstance(state, State):
             raise FinePruneError(f"expected a tflite_fineprune.State, got {type(state).__name__}")
         try:
@@ -199,7 +201,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         for name, feed in extras.items():
             self._call(name, **feed)
 
-    def slim(self, path, quantize=None):
+    def slim(self, path: Union[str, os.PathLike], quantize: Optional[str] = None):
         """Write the current personalization as a plain `.tflite` without the pruned units (a `SlimReport`).
 
         `quantize="int8"`: with int8 weights (dynamic range; docs/slim.md).
@@ -208,18 +210,18 @@ class Personalizer(*PERSONALIZER_METHODS):
 
         return slim_model(self.model_path, self.get_state(), path, quantize=quantize)
 
-    def save_state(self, path):
+    def save_state(self, path: Union[str, os.PathLike]) -> None:
         """Write masks and counters atomically (temp file, fsync, rename)."""
         atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
 
-    def load_state(self, path):
+    def load_state(self, path: Union[str, os.PathLike]) -> None:
         """Load a state file; on any error the current state is left untouched."""
         blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES)
         self.set_state(decode_model_state(blob, self.metadata, source=os.fspath(path)))
 
     # -- automatic personalization (the levers' methods come from the bases) --
 
-    def personalize(self, x, rule=None, batch_size=None, progress=None):
+    def personalize(self, x, rule=None, batch_size: Optional[int] = None, progress: Optional[bool] = None):
         """Observe the user's unlabeled `x` and apply the recipe chosen for it, without labels.
 
         Starts from the dense model (earlier personalization is reverted). The
@@ -234,7 +236,7 @@ class Personalizer(*PERSONALIZER_METHODS):
     # -- views -------------------------------------------------------------
 
     @property
-    def samples(self):
+    def samples(self) -> int:
         """Number of samples observed since the counters were last cleared."""
         return int(round(self.get_state().samples))
 
@@ -242,7 +244,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         return {g.name: vector[g.offset:g.offset + g.units] for g in self.groups}
 
     @property
-    def activity(self):
+    def activity(self) -> dict:
         """Layer name → fraction of (sample, position) pairs where each unit was > 0.
 
         For the output group (when exported) it is the fraction of samples
@@ -252,11 +254,11 @@ class Personalizer(*PERSONALIZER_METHODS):
         return self._split(state.counts / max(state.samples, 1.0))
 
     @property
-    def masks(self):
+    def masks(self) -> dict:
         """Layer name → 0/1 array (1 = unit kept)."""
         return {k: v.astype(np.uint8) for k, v in self._split(self.get_state().masks).items()}
 
-    def sparsity(self):
+    def sparsity(self) -> Sparsity:
         """Unit, weight and MAC sparsity of the current masks (a `Sparsity`)."""
         return measure_sparsity(self.metadata, self.get_state().masks)
 

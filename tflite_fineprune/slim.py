@@ -142,7 +142,8 @@ def _quantize(schema, model, metadata, model_path):
     return quantized
 
 
-def slim_model(model_path, state, output_path, quantize=None):
+def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | State", output_path: "str | os.PathLike",
+               quantize: "str | None" = None) -> "SlimReport":
     """Write `output_path`: `model_path` personalized by `state`, pruned units removed.
 
     Parameters
