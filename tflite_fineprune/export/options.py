@@ -128,7 +128,7 @@ def _shape(text):
 
 
 # The command-line flags of the export options: field → (flag, argparse keywords). The default of each is
-# ExportOptions' own (argparse.SUPPRESS: a flag not given leaves the field at its default).
+# ExportOptions' own (--no-verify's is left out, so that --help does not show "default: True" for it).
 FLAGS = {
     "input_shape": ("--input-shape", dict(type=_shape, help="input shape without batch, e.g. 96,96,3")),
     "prune_outputs": ("--prune-outputs", dict(
@@ -136,8 +136,8 @@ FLAGS = {
         help="make output classes prunable (default: wherever the output layer allows it; --prune-outputs "
              "requires it, --no-prune-outputs keeps the classes fixed)")),
     "policy": ("--policy", dict(choices=POLICY_NAMES,
-                                help="how the in-graph prune step ranks units: within each layer (default), or "
-                                     "across all layers")),
+                                help="how the in-graph prune step ranks units: within each layer, or across all "
+                                     "layers")),
     "verify": ("--no-verify", dict(action="store_false", help="skip the Keras-vs-TFLite check")),
     "quantize": ("--quantize", dict(choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")),
     "representative_data": ("--representative-data",
@@ -152,9 +152,11 @@ FLAGS = {
 
 def add_export_arguments(parser: argparse.ArgumentParser, fields: Sequence[str] = tuple(FLAGS)) -> None:
     """Add the flags of the export options `fields` (default: all of them) to `parser`."""
+    defaults = ExportOptions()
     for field in fields:
         flag, keywords = FLAGS[field]
-        parser.add_argument(flag, dest=field, default=argparse.SUPPRESS, **keywords)
+        default = argparse.SUPPRESS if keywords.get("action") == "store_false" else getattr(defaults, field)
+        parser.add_argument(flag, dest=field, default=default, **keywords)
 
 
 def options_from_arguments(args: argparse.Namespace, **fixed) -> ExportOptions:
