@@ -1,14 +1,11 @@
 """Export a Keras 3 classifier to one self-describing, personalizable `.tflite`.
 
 `ExportOptions` imports no TensorFlow (the commands parse their flags with it
-first); `export_model` and `ExportReport` import it on first use.
+first, before they quiet TensorFlow); `export_model` and `ExportReport` import
+it on first use.
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from .options import ExportOptions  # noqa: E402
+from .options import ExportOptions
 
 
 def __getattr__(name):

@@ -9,13 +9,14 @@ import time
 import warnings
 from typing import Optional, Union
 
-import keras
-import numpy as np
-import tensorflow as tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the commands may have set 3
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from .. import signatures as sig
 from ..errors import FinePruneError
-from .options import ExportOptions
 from ..flatbuffer import UNSEALED_DIGEST, seal
 from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
 from ..sparsity import layer_cost
@@ -24,6 +25,7 @@ from .embed import STEPS as COMPACT_STEPS, add_metadata
 from .graph import flatten_model
 from .levers import EXPORT_LEVERS, configure as configure_levers
 from .module import FinePruneModule, ModelParts, freeze_variables
+from .options import ExportOptions
 from .planner import plan_model
 from .pruning_policy import POLICIES
 from .quantize import (VERIFY_SAMPLES, check_quantize, check_quantized, check_representative_data,
@@ -88,13 +90,15 @@ def _input_shape(graph, override):
     if override is not None:
         override = tuple(int(d) for d in override)
         if len(override) != len(shape) - 1:
-            raise FinePruneError(f"input_shape {override} has rank {len(override)}; the model expects rank {len(shape) - 1}")
+            raise FinePruneError(f"input_shape {override} has rank {len(override)}; "
+                                 f"the model expects rank {len(shape) - 1}")
         for have, want in zip(shape[1:], override):
             if have is not None and have != want:
                 raise FinePruneError(f"input_shape {override} contradicts the model's input shape {shape}")
         shape = (None,) + override
     if any(d is None for d in shape[1:]):
-        raise FinePruneError(f"the model input shape {shape} is not fixed; pass input_shape=(...) without the batch axis")
+        raise FinePruneError(f"the model input shape {shape} is not fixed; "
+                             "pass input_shape=(...) without the batch axis")
     return shape
 
 
