@@ -38,7 +38,7 @@ def routine_check(float_model, quantized, clips, workdir):
     for personalizer in (float_model, quantized):
         personalizer.reset()
         personalizer.observe(clips, batch_size=50)
-        activity.append(np.concatenate([personalizer.activity[g.name] for g in personalizer.units]))
+        activity.append(np.concatenate([personalizer.activity[g.name] for g in personalizer.groups]))
         personalizer.prune(0.05)
         masks.append(personalizer.get_state().masks)
     a, b = activity

@@ -80,7 +80,7 @@ def _random_masks(personalizer, sparsity, seed):
     state = personalizer.get_state()
     masks = state.masks.copy()
     rng = np.random.default_rng(seed)
-    for group in personalizer.units:
+    for group in personalizer.groups:
         if group.role != "hidden":
             continue
         count = min(group.units - 1, int(np.floor(sparsity * group.units + 0.5)))
@@ -95,7 +95,7 @@ def _random_masks(personalizer, sparsity, seed):
 def _unprune(personalizer, layers):
     state = personalizer.get_state()
     masks = state.masks.copy()
-    for group in personalizer.units:
+    for group in personalizer.groups:
         if group.name in layers:
             masks[group.offset:group.offset + group.units] = 1.0
     personalizer.set_state(dataclasses.replace(state, masks=masks))

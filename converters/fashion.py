@@ -102,7 +102,7 @@ def train_fashion_mlp(epochs=5, root=None, seed=0, hidden=(1024, 1024), limit=No
     return model, accuracy
 
 
-def export_fashion_mlp(output, keras_path=None, epochs=5, root=None, **options):
+def export_fashion_mlp(output, keras_path=None, epochs=5, root=None, options=None, **changes):
     """Train (or load from `keras_path` when it exists) and export; saves the Keras model to `keras_path`."""
     import keras
 
@@ -115,4 +115,4 @@ def export_fashion_mlp(output, keras_path=None, epochs=5, root=None, **options):
         model, accuracy = train_fashion_mlp(epochs, root)
         if keras_path:
             model.save(keras_path)
-    return export_model(model, output, labels=FASHION_LABELS, **options), accuracy
+    return export_model(model, output, options, **{"labels": FASHION_LABELS, **changes}), accuracy

@@ -17,7 +17,7 @@ import sys
 import keras
 import numpy as np
 
-from converters.common import add_export_command, command_parser, export_options, run_command
+from converters.common import add_export_command, as_options, command_parser, export_options, run_command
 from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE, MlperfMfcc
 from converters.kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: F401 (KWS_LABELS: part of this converter's API)
 from tflite_fineprune import reference_data
@@ -30,11 +30,12 @@ def with_frontend(classifier, name="kws"):
     return keras.Model(pcm, classifier(MlperfMfcc(name="mfcc_frontend")(pcm)), name=name)
 
 
-def export_pcm_model(model, output, labels, **options):
+def export_pcm_model(model, output, labels, options=None, **changes):
     """Export a model taking 16 kHz PCM: int16 input accepted (scaled by 1/32768), audio files resampled."""
     from tflite_fineprune import export_model
 
-    return export_model(model, output, labels=labels, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE, **options)
+    return export_model(model, output, options, labels=labels, int16_scale=1.0 / 32768, sample_rate=SAMPLE_RATE,
+                        **changes)
 
 
 REFERENCE_LIMIT = 800  # clips in a BN reference pool
@@ -63,12 +64,13 @@ def reference_pool(data_root=None, limit=800, seed=0):
     return np.stack([fit_audio(f, *load_audio(f), (CLIP_SAMPLES,), SAMPLE_RATE) for f in pool]) if pool else None
 
 
-def export_mlperf(output, data_root=None, **options):
+def export_mlperf(output, data_root=None, options=None, **changes):
     """The MLPerf DS-CNN; BN reference statistics from `reference_pool` unless `reference_data` is given."""
     root = reference_data.require_data([MLPERF_KWS], data_root, "the MLPerf Tiny DS-CNN")
-    if "reference_data" not in options:
-        options["reference_data"] = reference_pool(data_root)
-    return export_pcm_model(with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS)), output, KWS_LABELS, **options)
+    options = as_options(options, **changes)
+    if options.reference_data is None:
+        options = options.with_changes(reference_data=reference_pool(data_root))
+    return export_pcm_model(with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS)), output, KWS_LABELS, options)
 
 
 def load_labelled_clips(data_dir):
@@ -93,7 +95,7 @@ def load_labelled_clips(data_dir):
 
 
 def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_pattern=None, validation_fraction=0.2,
-                   holdout_speakers=(), log=print, **options):
+                   holdout_speakers=(), log=print, options=None, **changes):
     """Train with the recipe of `converters.speech_training` on DATA_DIR/<label>/ clips, print its report, export."""
     from converters import speakers as speaker_ids
     from converters.speech_training import Recipe, accuracy_report, predict, train
@@ -116,12 +118,13 @@ def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_patte
     log("\n".join(["held-out report:"] + report))
     if keras_path:
         result.model.save(keras_path)
-    if options.get("reference_data") is None:
+    options = as_options(options, **changes)
+    if options.reference_data is None:
         # The clean training clips are the BN reference pool: the export gains the normalization
         # signatures, so `Personalizer.personalize` can shift the statistics toward a user's voice.
         pool = split.train[np.random.default_rng(recipe.seed).permutation(len(split.train))[:REFERENCE_LIMIT]]
-        options["reference_data"] = pcm[np.sort(pool)]
-    return export_pcm_model(result.model, output, names, **options)
+        options = options.with_changes(reference_data=pcm[np.sort(pool)])
+    return export_pcm_model(result.model, output, names, options)
 
 
 def add_training_options(parser):
@@ -189,10 +192,10 @@ def main(argv=None):
 
     def action():
         if args.command == "mlperf":
-            print(export_mlperf(args.output, args.data, **export_options(args)))
+            print(export_mlperf(args.output, args.data, export_options(args)))
         else:
             print(export_trained(args.data_dir, args.output, args.keras, recipe_from(args), args.speaker_pattern,
-                                 args.validation_fraction, args.holdout_speakers, **export_options(args)))
+                                 args.validation_fraction, args.holdout_speakers, options=export_options(args)))
 
     return run_command(parser.prog, action)
 

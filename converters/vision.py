@@ -17,7 +17,7 @@ import sys
 import keras
 import numpy as np
 
-from converters.common import add_export_command, command_parser, export_options, run_command
+from converters.common import add_export_command, as_options, command_parser, export_options, run_command
 from tflite_fineprune import reference_data
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.reference_data import CIFAR10_LABELS, MLPERF_RESNET8
@@ -103,7 +103,7 @@ def cifar_by_class(data_root=None):
             for name in CIFAR10_LABELS]
 
 
-def export_mlperf(output, data_root=None, **options):
+def export_mlperf(output, data_root=None, options=None, **changes):
     """MLPerf Tiny ResNet-8 (CIFAR-10, raw 0–255 input) behind a uint8 front-end.
 
     BN reference statistics come from the first `REFERENCE_PER_CLASS` test
@@ -112,13 +112,13 @@ def export_mlperf(output, data_root=None, **options):
     """
     from tflite_fineprune import export_model
 
-    if "reference_data" not in options:
-        images = reference_data.CIFAR10_TEST
-        present = (reference_data.data_root(data_root, [images]) / images).is_dir()
-        options["reference_data"] = (np.concatenate([c[:REFERENCE_PER_CLASS] for c in cifar_by_class(data_root)])
-                                     if present else None)
+    options = as_options(options, **changes)
+    if options.reference_data is None and (reference_data.data_root(data_root, [reference_data.CIFAR10_TEST])
+                                           / reference_data.CIFAR10_TEST).is_dir():
+        options = options.with_changes(
+            reference_data=np.concatenate([c[:REFERENCE_PER_CLASS] for c in cifar_by_class(data_root)]))
     model = with_frontend(load_mlperf_resnet8(data_root))
-    return export_model(model, output, labels=CIFAR10_LABELS, **options)
+    return export_model(model, output, options, labels=CIFAR10_LABELS)
 
 
 def _cached_imagenet(name):
@@ -145,11 +145,11 @@ def keras_app(name, weights="auto", size=224):
                              "or a local weights file") from None
 
 
-def export_keras_app(name, output, weights="auto", size=224, **options):
+def export_keras_app(name, output, weights="auto", size=224, options=None, **changes):
     from tflite_fineprune import export_model
 
     model, used = keras_app(name, weights, size)
-    return export_model(with_frontend(model, **KERAS_APPS[name][1]), output, **options), used
+    return export_model(with_frontend(model, **KERAS_APPS[name][1]), output, options, **changes), used
 
 
 def main(argv=None):
@@ -168,16 +168,16 @@ def main(argv=None):
 
     def action():
         if args.command == "mlperf":
-            print(export_mlperf(args.output, args.data, **export_options(args)))
+            print(export_mlperf(args.output, args.data, export_options(args)))
         elif args.command == "fashion-mlp":
             from converters.fashion import export_fashion_mlp
 
             report, accuracy = export_fashion_mlp(args.output, args.keras, args.epochs,
-                                                  **export_options(args))
+                                                  options=export_options(args))
             print(report if accuracy is None else f"{report}; test accuracy {accuracy:.4f}")
         else:
             report, used = export_keras_app(args.name, args.output, args.weights, args.size,
-                                            **export_options(args))
+                                            export_options(args))
             print(f"{report} (weights: {used or 'random'})")
 
     return run_command(parser.prog, action)

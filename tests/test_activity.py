@@ -15,7 +15,7 @@ def test_activity_matches_keras_reference(exports, inputs, name):
     personalizer.observe(x[:11])
     personalizer.observe(x[11:], batch_size=5)  # counters accumulate across calls and batch sizes
     assert personalizer.samples == len(x)
-    hidden = [g.name for g in personalizer.units if g.role == "hidden"]
+    hidden = [g.name for g in personalizer.groups if g.role == "hidden"]
     reference = zoo.keras_activity(model, hidden, x)
     activity = personalizer.activity
     assert set(activity) == set(hidden)

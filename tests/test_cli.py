@@ -47,7 +47,7 @@ def test_export_inspect_personalize_evaluate(exports, tmp_path):
     personalizer = Personalizer(model)
     personalizer.load_state(state)
     assert personalizer.samples == 40
-    assert personalizer.sparsity().pruned_units == sum(round(0.25 * g.units) for g in personalizer.units)
+    assert personalizer.sparsity().pruned_units == sum(round(0.25 * g.units) for g in personalizer.groups)
 
     # A second run starts from the dense model on this data and replaces the state (and says so).
     out = run_cli("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)

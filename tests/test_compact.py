@@ -30,7 +30,7 @@ def routine(path, x):
     p = Personalizer(path)
     out = {"dense": p.predict(x)}
     p.observe(x)
-    out["activity"] = np.concatenate([p.activity[g.name] for g in p.units])
+    out["activity"] = np.concatenate([p.activity[g.name] for g in p.groups])
     p.adapt_normalization(0.5)
     out["adapted"] = p.predict(x)
     p.prune(0.3)

@@ -62,7 +62,7 @@ def test_activity_is_the_depthwise_chains(exports, inputs):
     x = inputs("mobilenet_v2", count=20)
     personalizer = Personalizer(exports.path("mobilenet_v2", **COUPLED))
     personalizer.observe(x)
-    hidden = [g.name for g in personalizer.units if g.role == "hidden"]
+    hidden = [g.name for g in personalizer.groups if g.role == "hidden"]
     reference = zoo.keras_activity(model, [depthwise_partner(n) for n in hidden], x)
     for name in hidden:
         np.testing.assert_allclose(personalizer.activity[name], reference[depthwise_partner(name)], atol=2e-3,
@@ -95,7 +95,7 @@ def test_pruning_removes_the_pair_as_keras_would(exports, inputs, tmp_path):
 def test_one_pruned_unit_removes_both_layers_weights(exports):
     model = exports.model("mobilenet_v2")
     personalizer = Personalizer(exports.path("mobilenet_v2", **COUPLED))
-    group = next(g for g in personalizer.units if g.name == "block_3_expand+block_3_depthwise")
+    group = next(g for g in personalizer.groups if g.name == "block_3_expand+block_3_depthwise")
     masks = np.ones(personalizer.metadata.num_units, np.float32)
     masks[group.offset] = 0
     personalizer.set_state(State(masks, np.zeros_like(masks), 0.0))

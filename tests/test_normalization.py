@@ -8,6 +8,7 @@ from tests import zoo
 from tests.realdata import cifar_images
 from tflite_fineprune import FinePruneError, Personalizer, export_model
 from tflite_fineprune.export.normalization import adapted_statistics
+from tflite_fineprune.levers import normalization as normalization_lever
 
 BN_LAYERS = ("bn_a", "bn_c")
 
@@ -143,7 +144,7 @@ def test_version_1_state_file_loads_into_a_normalization_model(exported, data, t
     dense = p.predict(user)
     p.observe(user)
     p.adapt_normalization(1.0)
-    v1_state = dataclasses.replace(p.get_state(), **{f: None for f in state_format.NORMALIZATION_FIELDS})
+    v1_state = dataclasses.replace(p.get_state(), **{f: None for f in normalization_lever.BLOCK.fields})
     blob = bytearray(state_format.encode_state(p.metadata.fingerprint, v1_state))
     struct.pack_into("<H", blob, 8, 1)
     blob[-4:] = struct.pack("<I", zlib.crc32(bytes(blob[:-4])))
@@ -159,10 +160,10 @@ def test_encode_decode_normalization_vectors(units, channels):
     from tflite_fineprune import state as state_format
 
     rng = np.random.default_rng(units)
-    vectors = {f: rng.random(channels).astype(np.float32) + 0.1 for f in state_format.NORMALIZATION_FIELDS}
+    vectors = {f: rng.random(channels).astype(np.float32) + 0.1 for f in normalization_lever.BLOCK.fields}
     state = State(rng.integers(0, 2, units).astype(np.float32), rng.random(units).astype(np.float32), 3.0, **vectors)
     blob = state_format.encode_state("ab" * 32, state)
-    assert len(blob) == 56 + 5 * units + 20 * channels + 4 and blob[10] == state_format.FLAG_NORMALIZATION
+    assert len(blob) == 56 + 5 * units + 20 * channels + 4 and blob[10] == normalization_lever.BLOCK.flag
     decoded = state_format.decode_state(blob, "ab" * 32, units, norm_channels=channels)
     for field, value in vectors.items():
         np.testing.assert_array_equal(getattr(decoded, field), value)

@@ -15,6 +15,7 @@ import pytest
 from tests.realdata import cifar_images, require
 from tflite_fineprune import FinePruneError, Personalizer, State, export_model
 from tflite_fineprune import state as state_format
+from tflite_fineprune.levers import prototypes as prototype_lever
 from tflite_fineprune.export.prototypes import adapted_kernel, support_sums
 
 CONFIDENCE = 0.7
@@ -135,12 +136,12 @@ def test_state_round_trip_version_3(exported, user, tmp_path):
     p.observe(user[:5])  # supports grow after the adaptation: the kernel in use must still come back
     p.save_state(tmp_path / "u.state")
     blob = (tmp_path / "u.state").read_bytes()
-    assert struct.unpack_from("<HH", blob, 8) == (3, state_format.FLAG_PROTOTYPES)
+    assert struct.unpack_from("<HH", blob, 8) == (3, prototype_lever.BLOCK.flag)
     assert len(blob) == 60 + 5 * p.metadata.num_units + 4 * 10 * (1 + 2 * 64)
     fresh = Personalizer(exported)
     fresh.load_state(tmp_path / "u.state")
     np.testing.assert_array_equal(fresh.predict(user), p.predict(user))
-    for field in state_format.PROTOTYPE_FIELDS:
+    for field in prototype_lever.BLOCK.fields:
         np.testing.assert_array_equal(getattr(fresh.get_state(), field), getattr(p.get_state(), field))
     other = Personalizer(exported)
     other.set_state(p.get_state())
@@ -153,7 +154,7 @@ def test_older_state_files_load_with_the_trained_kernel(exported, user, tmp_path
     dense = p.predict(user)
     p.observe(user)
     p.adapt_classifier(1.0)
-    old = dataclasses.replace(p.get_state(), **{f: None for f in state_format.PROTOTYPE_FIELDS})
+    old = dataclasses.replace(p.get_state(), **{f: None for f in prototype_lever.BLOCK.fields})
     blob = bytearray(state_format.encode_state(p.metadata.fingerprint, old))
     assert struct.unpack_from("<H", blob, 8)[0] == 2  # without prototypes writers still write version 2
     struct.pack_into("<H", blob, 8, version)
@@ -217,7 +218,7 @@ def test_encode_decode_prototype_vectors(units, classes, features):
     state = State(rng.integers(0, 2, units).astype(np.float32), rng.random(units).astype(np.float32), 3.0, **vectors)
     blob = state_format.encode_state("ab" * 32, state)
     assert len(blob) == 60 + 5 * units + 4 * classes * (1 + 2 * features)
-    assert struct.unpack_from("<HH", blob, 8) == (3, state_format.FLAG_PROTOTYPES)
+    assert struct.unpack_from("<HH", blob, 8) == (3, prototype_lever.BLOCK.flag)
     decoded = state_format.decode_state(blob, "ab" * 32, units, prototype_shape=(classes, features))
     for field, value in vectors.items():
         np.testing.assert_array_equal(getattr(decoded, field), value)
@@ -263,7 +264,7 @@ def test_kotlin_writes_the_same_version_3_bytes(exported, user, tmp_path):
     state = p.get_state()
     body = {"fingerprint": p.metadata.fingerprint, "samples": state.samples,
             "masks": [int(m) for m in state.masks], "counts": [float(c) for c in state.counts],
-            **{name: [float(v) for v in getattr(state, name)] for name in state_format.PROTOTYPE_FIELDS}}
+            **{name: [float(v) for v in getattr(state, name)] for name in prototype_lever.BLOCK.fields}}
     (tmp_path / "in.json").write_text(json.dumps(body))
     result = check_sh("encode-state", tmp_path / "in.json", tmp_path / "kotlin.state")
     assert result.returncode == 0, result.stderr

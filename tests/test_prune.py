@@ -23,15 +23,15 @@ def test_layerwise_prunes_least_active(exports, inputs, name, sparsity):
     result = personalizer.prune(sparsity)
     masks = personalizer.masks
     total = 0
-    for group in personalizer.units:
+    for group in personalizer.groups:
         mask, act = masks[group.name], activity[group.name]
         pruned = int(np.sum(mask == 0))
         assert pruned == expected_count(sparsity, group.units), group.name
         total += pruned
         if pruned:
             assert act[mask == 0].max() <= act[mask == 1].min(), group.name
-    units = sum(g.units for g in personalizer.units)
-    assert abs(total - round(sparsity * units)) <= len(personalizer.units)
+    units = sum(g.units for g in personalizer.groups)
+    assert abs(total - round(sparsity * units)) <= len(personalizer.groups)
     assert result.pruned_units == total
     assert result.units == pytest.approx(total / units)
 
@@ -50,7 +50,7 @@ def test_prune_is_cumulative_and_keeps_one(exports, inputs):
     for name, mask in personalizer.masks.items():
         assert np.all(mask <= first[name]), "a pruned unit came back"
     personalizer.prune(0.999)
-    for group in personalizer.units:
+    for group in personalizer.groups:
         assert personalizer.masks[group.name].sum() == 1
 
 
@@ -78,7 +78,7 @@ def test_global_policy_ranks_across_layers(exports, inputs):
     activity = personalizer.activity
     personalizer.prune(0.3)
     masks = personalizer.masks
-    units = sum(g.units for g in personalizer.units)
+    units = sum(g.units for g in personalizer.groups)
     pruned = sum(int(np.sum(m == 0)) for m in masks.values())
     assert pruned == math.floor(0.3 * units + 0.5)
     pruned_act = np.concatenate([activity[k][masks[k] == 0] for k in masks])
@@ -132,9 +132,9 @@ def test_mean_compensation_fills_pruned_units_with_their_mean(exports, inputs, t
     personalizer.observe(x[:20])
     personalizer.prune(0.4)
     state = personalizer.get_state()
-    names = [g.name for g in personalizer.units]
+    names = [g.name for g in personalizer.groups]
     values = zoo.keras_mean_activation(model, names, x[:20])
-    for group in personalizer.units:
+    for group in personalizer.groups:
         mask = state.masks[group.offset:group.offset + group.units]
         fill = state.fill[group.offset:group.offset + group.units]
         assert np.all(fill[mask == 1] == 0)

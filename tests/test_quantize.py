@@ -52,7 +52,7 @@ def test_routine_on_the_int8_file_behaves_as_on_the_float_one(exports, int8_file
     for name, model in (("float", exports.path(NAME)), ("int8", path)):
         personalizer = Personalizer(model)
         personalizer.observe(x)
-        activity = np.concatenate([personalizer.activity[g.name] for g in personalizer.units])
+        activity = np.concatenate([personalizer.activity[g.name] for g in personalizer.groups])
         personalizer.prune(0.3)
         runs[name] = (personalizer, activity)
     (float_p, float_activity), (int8_p, int8_activity) = runs["float"], runs["int8"]
@@ -65,7 +65,7 @@ def test_routine_on_the_int8_file_behaves_as_on_the_float_one(exports, int8_file
     int8_p.reset(counts=True, masks=False)
     int8_p.observe(x)
     pruned = state.masks < 0.5
-    again = np.concatenate([int8_p.activity[g.name] for g in int8_p.units])
+    again = np.concatenate([int8_p.activity[g.name] for g in int8_p.groups])
     assert np.all(again[pruned] == 0)
     # State round trip, and the float file's state is refused with the usual error.
     int8_p.save_state(tmp_path / "int8.state")

@@ -38,7 +38,7 @@ PLAIN_CNN = [
 def test_plain_cnn_sparsity_is_exact(exports, inputs, sparsity):
     model = exports.model("plain_cnn")
     personalizer = Personalizer(exports.path("plain_cnn"))
-    assert [g.name for g in personalizer.units] == ["conv_a", "conv_b", "conv_c"]
+    assert [g.name for g in personalizer.groups] == ["conv_a", "conv_b", "conv_c"]
     personalizer.observe(inputs("plain_cnn"))
     if sparsity:
         personalizer.prune(sparsity)

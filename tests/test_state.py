@@ -110,7 +110,7 @@ def test_set_state_rejects_invalid_masks(personalized):
     state = personalizer.get_state()
     with pytest.raises(FinePruneError, match="0 or 1"):
         personalizer.set_state(State(state.masks * 0.5, state.counts, state.samples))
-    first = personalizer.units[0]
+    first = personalizer.groups[0]
     masks = state.masks.copy()
     masks[first.offset:first.offset + first.units] = 0
     with pytest.raises(FinePruneError, match="at least one"):

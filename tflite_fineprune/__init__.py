@@ -1,10 +1,13 @@
 """tflite-fineprune: label-free, on-device personalization of TFLite models by activity pruning.
 
-The runtime (`Personalizer`) needs only numpy and a TFLite interpreter;
-`export_model` needs TensorFlow and is imported on first use.
+This module is the public API. The runtime (`Personalizer`) needs only numpy
+and a TFLite interpreter; `export_model`, `ExportReport`, `register_layer` and
+`LayerRole` need TensorFlow and are imported on first use (so `import
+tflite_fineprune` stays light on a device).
 """
 
 from .errors import FinePruneError
+from .export.options import ExportOptions
 from .metadata import ModelMetadata, UnitGroup, read_model_metadata
 from .recipe import AutoRule, PersonalizationReport
 from .runtime import Personalizer
@@ -13,13 +16,32 @@ from .state import State
 
 __version__ = "0.1.0"
 
+# Public name → (module, attribute), imported on first use.
+_LAZY = {
+    "export_model": ("tflite_fineprune.export.exporter", "export_model"),
+    "ExportReport": ("tflite_fineprune.export.exporter", "ExportReport"),
+    "register_layer": ("tflite_fineprune.export.layer_registry", "register"),
+    "LayerRole": ("tflite_fineprune.export.layer_registry", "Role"),
+    "slim_model": ("tflite_fineprune.slim", "slim_model"),
+    "SlimReport": ("tflite_fineprune.slim", "SlimReport"),
+}
 
-def export_model(model, path, **options):
-    """Export a Keras 3 model; see `tflite_fineprune.export.export_model` (imports TensorFlow)."""
-    from .export import export_model as _export
 
-    return _export(model, path, **options)
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tflite_fineprune' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
 
 
-__all__ = ["AutoRule", "FinePruneError", "ModelMetadata", "PersonalizationReport", "Personalizer", "Sparsity", "State", "UnitGroup",
-           "export_model", "read_model_metadata", "__version__"]
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["AutoRule", "ExportOptions", "ExportReport", "FinePruneError", "LayerRole", "ModelMetadata",
+           "PersonalizationReport", "Personalizer", "SlimReport", "Sparsity", "State", "UnitGroup", "export_model",
+           "read_model_metadata", "register_layer", "slim_model", "__version__"]

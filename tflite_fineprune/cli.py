@@ -9,17 +9,10 @@ import numpy as np
 from .errors import FinePruneError
 from .interpreters import BACKENDS
 from .data_fetch import add_parser as add_data_parser
-from .metadata import POLICY_NAMES
+from .export.options import add_export_arguments, options_from_arguments
 
 EXIT_ERROR = 2
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
-
-
-def _parse_shape(text):
-    try:
-        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a shape like 96,96,3, got {text!r}") from None
 
 
 def _fraction(text):
@@ -40,19 +33,8 @@ def build_parser():
     p.add_argument("model", help="a .keras or .h5 file")
     p.add_argument("-o", "--output", required=True, help="the .tflite to write")
     p.add_argument("--labels", help="text file with one class name per line")
-    p.add_argument("--input-shape", type=_parse_shape, help="input shape without batch, e.g. 96,96,3")
-    p.add_argument("--prune-outputs", action=argparse.BooleanOptionalAction, default=None,
-                   help="make output classes prunable (default: wherever the output layer allows it; "
-                        "--prune-outputs requires it)")
-    p.add_argument("--policy", default="layerwise", choices=POLICY_NAMES,
-                   help="how the in-graph prune step ranks units: within each layer, or across all layers")
-    p.add_argument("--no-verify", action="store_true", help="skip the Keras-vs-TFLite check")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
-    p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")
-    p.add_argument("--representative-data", help=".npy samples [N, *input_shape] to check the int8 export on")
-    p.add_argument("--couple-depthwise", action="store_true",
-                   help="one unit group for a layer and the depthwise layer it feeds (faster on MobileNets; "
-                        "docs/performance.md)")
+    add_export_arguments(p)  # the flags of ExportOptions, shared with the converters
 
     p = commands.add_parser("inspect", help="print the unit groups of an exported model")
     p.add_argument("model", help="an exported .tflite")
@@ -172,17 +154,13 @@ def cmd_export(args):
         labels = [line.strip() for line in text.splitlines() if line.strip()]
     from .export import export_model  # imports TensorFlow: after the arguments are checked
     from .export.exporter import load_keras_model
-    from .export.quantize import load_representative_file
     from .progress import print_stage
 
+    options = options_from_arguments(args, labels=labels, on_stage=print_stage)
     print(f"loading {args.model}", flush=True)
     model = load_keras_model(args.model)
     _warn_if_keras_application(model)
-    report = export_model(model, args.output, labels=labels, input_shape=args.input_shape,
-                          prune_outputs=args.prune_outputs, policy=args.policy, verify=not args.no_verify,
-                          on_stage=print_stage, quantize=args.quantize,
-                          representative_data=load_representative_file(args.representative_data),
-                          couple_depthwise=args.couple_depthwise)
+    report = export_model(model, args.output, options)
     print(report)
 
 
@@ -284,7 +262,10 @@ def cmd_personalize(args):
         raise FinePruneError(f"{args.model} is a slim model (pruned units removed): it can only predict; "
                              "personalize the original export")
     if args.min_class_fraction is not None and personalizer.metadata.output_group is None:
-        personalizer.prune_outputs(args.min_class_fraction)  # raises: says how to re-export, before any work
+        # Before any work; the library says what, the command adds how to re-export.
+        raise FinePruneError(f"{args.model} was exported without output (class) pruning; re-export it with "
+                             "`tflite-fineprune export --prune-outputs` (Python: export_model(..., "
+                             "prune_outputs=True); the converters: --prune-outputs)")
     _say_what_is_replaced(args, personalizer)
     if args.sparsity is None and args.min_class_fraction is None:
         return _personalize_auto(args, personalizer)

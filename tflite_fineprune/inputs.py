@@ -55,15 +55,15 @@ def check_batch(x, input_shape, dtype="float32", what="input", int16_scale=0.0):
     return np.ascontiguousarray(arr, dtype=target)
 
 
-def check_batch_size(batch_size, name="batch_size"):
-    """A positive int (None → None, meaning the default)."""
-    if batch_size is None:
+def check_positive_int(value, name):
+    """`value` as a positive int (None → None, meaning the default); `name` says which setting in errors."""
+    if value is None:
         return None
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
-        raise FinePruneError(f"{name} must be a positive integer, got {batch_size!r} ({type(batch_size).__name__})")
-    if batch_size < 1:
-        raise FinePruneError(f"{name} must be a positive integer, got {batch_size}")
-    return int(batch_size)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise FinePruneError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise FinePruneError(f"{name} must be a positive integer, got {value}")
+    return int(value)
 
 
 def check_unit_interval(value, name):

@@ -15,6 +15,7 @@ import re
 
 from . import signatures as sig
 from .errors import FinePruneError
+from .levers import LEVERS
 from .tflite.flatbuffer import content_digest, read_metadata
 
 METADATA_NAME = "tflite_fineprune"
@@ -212,25 +213,8 @@ class ModelMetadata:
         if self.content_sha256:
             check.text(self.content_sha256, "content_sha256", pattern=r"[0-9a-f]{64}")
         check.text(self.quantization, "quantization", allow_empty=True)
-        offset = 0
-        for entry in self.normalization_layers:
-            if len(entry) != 3:
-                check.fail("normalization_layers", entry, "[layer name, channels, offset] triples")
-            name, channels, start = entry
-            check.text(name, "normalization layer name")
-            check.integer(channels, f"channels of normalization layer {name!r}", minimum=1)
-            if not check.is_int(start) or start != offset:
-                check.fail(f"offset of normalization layer {name!r}", start, f"{offset} (layers are contiguous)")
-            offset += channels
-        if self.classifier_head:
-            if len(self.classifier_head) != 3:
-                check.fail("classifier_head", self.classifier_head, "[layer name, features, confidence] or []")
-            name, features, confidence = self.classifier_head
-            check.text(name, "classifier_head layer name")
-            check.integer(features, "classifier_head features", minimum=1)
-            check.number(confidence, "classifier_head confidence", minimum=0.0)
-            if confidence > 1:
-                check.fail("classifier_head confidence", confidence, "a number in [0, 1]")
+        for lever in LEVERS:  # the fields each lever owns (normalization_layers, classifier_head)
+            lever.validate_metadata(self, check)
         if self.slim is not None and not isinstance(self.slim, dict):
             check.fail("slim", self.slim, "an object describing the slimming, or null")
         for flag in ("mean_compensation", "prior_correction"):
@@ -329,7 +313,7 @@ def fingerprint(weights_digest, layout):
     return h.hexdigest()
 
 
-def read_model_metadata(data, source="model", verify=True):
+def read_model_metadata(data: bytes, source: str = "model", verify: bool = True) -> ModelMetadata:
     """Parse the embedded metadata of an exported model's bytes.
 
     With `verify`, the whole file is hashed and compared with the digest

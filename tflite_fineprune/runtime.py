@@ -1,25 +1,29 @@
 """Personalize an exported model through a TFLite interpreter, without TensorFlow."""
 
-import dataclasses
 import os
+from typing import Optional, Union
 
 import numpy as np
 
 from . import signatures as sig
 from .errors import FinePruneError
-from .inputs import check_batch, check_batch_size, check_sparsity, check_unit_interval
+from .inputs import check_batch, check_positive_int
 from .interpreters import open_interpreter
+from .levers import PERSONALIZER_METHODS, used
 from .metadata import read_model_file
 from .progress import progress_bar
-from .sparsity import measure_sparsity
-from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_state, encode_state, read_file
+from .sparsity import Sparsity, measure_sparsity
+from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
 
 DEFAULT_BATCH_SIZE = 32
 _PROGRESS_MIN_BATCHES = 20
 
 
-class Personalizer:
+class Personalizer(*PERSONALIZER_METHODS):
     """One user's copy of an exported model: observe their data, prune, save.
+
+    The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...)
+    come from their modules in `tflite_fineprune/levers/`.
 
     Parameters
     ----------
@@ -33,12 +37,13 @@ class Personalizer:
         Interpreter threads.
     """
 
-    def __init__(self, model_path, backend="auto", batch_size=DEFAULT_BATCH_SIZE, num_threads=None):
+    def __init__(self, model_path: Union[str, os.PathLike], backend: str = "auto",
+                 batch_size: int = DEFAULT_BATCH_SIZE, num_threads: Optional[int] = None):
         if not isinstance(model_path, (str, bytes, os.PathLike)):
             raise FinePruneError(f"model_path must be a path, got {type(model_path).__name__}")
         self.model_path = os.fspath(model_path)
-        self.batch_size = check_batch_size(batch_size) or DEFAULT_BATCH_SIZE
-        num_threads = check_batch_size(num_threads, "num_threads")
+        self.batch_size = check_positive_int(batch_size, "batch_size") or DEFAULT_BATCH_SIZE
+        num_threads = check_positive_int(num_threads, "num_threads")
         # The interpreter runs exactly the bytes whose metadata and weights were checked.
         content, self.metadata = read_model_file(self.model_path)
         self._interpreter, self.backend = open_interpreter(self.model_path, backend, num_threads, content=content)
@@ -54,16 +59,16 @@ class Personalizer:
     # -- description -----------------------------------------------------
 
     @property
-    def units(self):
+    def groups(self) -> tuple:
         """The unit groups, in mask-vector order (`UnitGroup` records)."""
         return self.metadata.groups
 
     @property
-    def labels(self):
+    def labels(self) -> list:
         return list(self.metadata.labels)
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple:
         return self.metadata.input_shape
 
     # -- running ---------------------------------------------------------
@@ -95,7 +100,7 @@ class Personalizer:
         """Checked batches of the model's dtype, produced one at a time (an iterable is never held whole)."""
         if isinstance(x, (str, bytes, os.PathLike)):
             raise FinePruneError("expected an array or an iterable of batches, got a path; load the files first")
-        step = check_batch_size(batch_size) or self.batch_size
+        step = check_positive_int(batch_size, "batch_size") or self.batch_size
         rank = len(self.metadata.input_shape)
         if not isinstance(x, np.ndarray) and isinstance(x, (list, tuple)):
             try:
@@ -133,11 +138,11 @@ class Personalizer:
                    for b in progress_bar(batches, desc, "batch", progress, total)]
         return np.concatenate(outputs, axis=0)
 
-    def predict(self, x, batch_size=None, progress=False):
+    def predict(self, x, batch_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
         """Model outputs for a batch `x` of shape `(N,) + input_shape[1:]`."""
         return self._run_batches(sig.INFER, x, batch_size, progress, "predict")
 
-    def observe(self, x, batch_size=None, progress=None):
+    def observe(self, x, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> np.ndarray:
         """Run unlabeled samples forward, accumulating unit activity; returns the outputs.
 
         `x` is one array or an iterable of batches (consumed one batch at a
@@ -152,76 +157,23 @@ class Personalizer:
             self.set_state(before)
             raise
 
-    def prune(self, sparsity):
-        """Prune the least active hidden units so each layer reaches `sparsity`.
-
-        Cumulative: units pruned before stay pruned, and every layer keeps at
-        least one unit. Needs observed data. Returns `sparsity()`.
-        """
-        value = check_sparsity(sparsity)
-        if self.samples == 0:
-            raise FinePruneError("no activity observed yet: call observe() with the user's data before prune()")
-        self._call(sig.PRUNE, **{sig.SPARSITY: np.array(value, np.float32)})
-        return self.sparsity()
-
-    def prune_outputs(self, min_fraction):
-        """Prune output classes predicted on less than `min_fraction` of the observed samples."""
-        value = check_sparsity(min_fraction, "min_fraction")
-        if self.metadata.output_group is None:
-            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning; re-export it with "
-                                 "`tflite-fineprune export --prune-outputs` (Python: export_model(..., "
-                                 "prune_outputs=True); the converters: --prune-outputs)")
-        if self.samples == 0:
-            raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
-        self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})
-        return self.sparsity()
-
-    def correct_priors(self, x, iterations=20, batch_size=None):
-        """Estimate the user's class priors from unlabeled `x` by EM and reweight the outputs.
-
-        Each iteration observes `x` once (activity counters accumulate too) and
-        runs one `update_priors` step. Needs a model exported with
-        `prior_correction=True`. Returns the class prior estimate.
-        """
-        if not self.metadata.prior_correction:
-            raise FinePruneError(f"{self.model_path} was exported without prior_correction")
-        iterations = check_batch_size(iterations, "iterations")
-        if iterations is None:
-            raise FinePruneError("iterations must be a positive integer, got None")
-        batches = list(self._batches(x, batch_size))  # every iteration passes over the data again
-        state = self.get_state()
-        self.set_state(dataclasses.replace(state, soft_counts=np.zeros_like(state.soft_counts)))
-        for _ in range(iterations):
-            for batch in batches:
-                self._call(sig.COLLECT, **{sig.INPUT: batch})
-            weights = self._call(sig.UPDATE_PRIORS, **{sig.TOKEN: np.array(0, np.int32)})[sig.LOG_WEIGHTS]
-        prior = np.exp(weights) / self.metadata.num_classes
-        return prior / prior.sum()
-
-    def reset(self, counts=True, masks=True):
+    def reset(self, counts: bool = True, masks: bool = True) -> None:
         """Clear the activity counters and/or restore every unit (and the class weights)."""
         self._call(sig.RESET, **{sig.CLEAR_COUNTS: np.array(int(bool(counts)), np.int32),
                                    sig.CLEAR_MASKS: np.array(int(bool(masks)), np.int32)})
 
     # -- state -------------------------------------------------------------
 
-    def get_state(self):
+    def get_state(self) -> State:
         out = self._call(sig.GET_STATE, **{sig.TOKEN: np.array(0, np.int32)})
-        extra = {}
-        if self.metadata.mean_compensation:
-            extra.update(sums=np.array(out[sig.SUMS], np.float32), fill=np.array(out[sig.FILL], np.float32))
-        if self.metadata.prior_correction:
-            extra.update(log_weights=np.array(out[sig.LOG_WEIGHTS], np.float32),
-                         soft_counts=np.array(out[sig.SOFT_COUNTS], np.float32))
-        if self.metadata.normalization_layers:
-            extra.update({name: np.array(out[name], np.float32) for name in _NORMALIZATION_VECTORS})
-        if self.metadata.classifier_head:
-            extra.update({name: np.array(out[name], np.float32) for name in _PROTOTYPE_VECTORS})
+        # get_state names each lever's vectors after the State fields of its block.
+        extra = {field: np.array(out[field], np.float32)
+                 for lever in used(self.metadata) if lever.block is not None for field in lever.block.fields}
         return State(masks=np.array(out[sig.MASKS], np.float32),
                      counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
 
-    def set_state(self, state):
+    def set_state(self, state: State) -> None:
         if not isinstance(state, State):
             raise FinePruneError(f"expected a tflite_fineprune.State, got {type(state).__name__}")
         try:
@@ -236,21 +188,11 @@ class Personalizer:
         if not np.all((masks == 0) | (masks == 1)):
             raise FinePruneError("masks must be 0 or 1")
         check_counters(counts, samples, "state")
-        for group in self.units:
+        for group in self.groups:
             if not masks[group.offset:group.offset + group.units].any():
                 raise FinePruneError(f"masks prune every unit of {group.name!r}; at least one must stay")
-        extras = {}
-        if self.metadata.mean_compensation:
-            extras[sig.SET_COMPENSATION] = {sig.SUMS: _vector(state.sums, n, "sums"),
-                                            sig.FILL: _vector(state.fill, n, "fill")}
-        if self.metadata.prior_correction:
-            c = self.metadata.num_classes
-            extras[sig.SET_PRIORS] = {sig.LOG_WEIGHTS: _vector(state.log_weights, c, "log_weights"),
-                                      sig.SOFT_COUNTS: _vector(state.soft_counts, c, "soft_counts")}
-        if self.metadata.normalization_layers:
-            extras[sig.SET_NORMALIZATION] = self._normalization_feed(state)
-        if self.metadata.classifier_head:
-            extras[sig.SET_PROTOTYPES] = self._prototype_feed(state)
+        extras = {lever.set_signature: lever.feed(self.metadata, state)
+                  for lever in used(self.metadata) if lever.set_signature is not None}
         if any(feed is None for feed in extras.values()):
             extras = {name: feed for name, feed in extras.items() if feed is not None}
             self.reset()  # trained BatchNorm statistics / kernel, nothing collected; set_state below sets the rest
@@ -259,7 +201,7 @@ class Personalizer:
         for name, feed in extras.items():
             self._call(name, **feed)
 
-    def slim(self, path, quantize=None):
+    def slim(self, path: Union[str, os.PathLike], quantize: Optional[str] = None):
         """Write the current personalization as a plain `.tflite` without the pruned units (a `SlimReport`).
 
         `quantize="int8"`: with int8 weights (dynamic range; docs/slim.md).
@@ -268,23 +210,18 @@ class Personalizer:
 
         return slim_model(self.model_path, self.get_state(), path, quantize=quantize)
 
-    def save_state(self, path):
+    def save_state(self, path: Union[str, os.PathLike]) -> None:
         """Write masks and counters atomically (temp file, fsync, rename)."""
         atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
 
-    def load_state(self, path):
+    def load_state(self, path: Union[str, os.PathLike]) -> None:
         """Load a state file; on any error the current state is left untouched."""
         blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES)
-        state = decode_state(blob, self.metadata.fingerprint, self.metadata.num_units, source=os.fspath(path),
-                             compensation=self.metadata.mean_compensation,
-                             num_classes=self.metadata.num_classes if self.metadata.prior_correction else 0,
-                             norm_channels=self.metadata.normalization_channels,
-                             prototype_shape=self._prototype_shape())
-        self.set_state(state)
+        self.set_state(decode_model_state(blob, self.metadata, source=os.fspath(path)))
 
-    # -- automatic personalization and the levers it chooses from -----------
+    # -- automatic personalization (the levers' methods come from the bases) --
 
-    def personalize(self, x, rule=None, batch_size=None, progress=None):
+    def personalize(self, x, rule=None, batch_size: Optional[int] = None, progress: Optional[bool] = None):
         """Observe the user's unlabeled `x` and apply the recipe chosen for it, without labels.
 
         Starts from the dense model (earlier personalization is reverted). The
@@ -296,90 +233,18 @@ class Personalizer:
 
         return personalize(self, x, rule, batch_size=batch_size, progress=progress)
 
-    def prune_dormant(self, threshold):
-        """Prune every hidden unit active on less than `threshold` of the observed (sample, position) pairs.
-
-        Each layer keeps at least its most active unit. Returns `sparsity()`.
-        """
-        value = check_unit_interval(threshold, "threshold")
-        if self.samples == 0:
-            raise FinePruneError("no activity observed yet: call observe() before prune_dormant()")
-        self._call(sig.PRUNE_DORMANT, **{sig.THRESHOLD: np.array(value, np.float32)})
-        return self.sparsity()
-
-    def adapt_normalization(self, strength):
-        """Shift BatchNorm statistics toward the observed data, relative to the export's reference pool.
-
-        mean ← m₀ + strength·(μ_user − μ_ref), var ← v₀·(σ²_user/σ²_ref)^strength
-        per channel, with the moments `observe` accumulated. Needs a model
-        exported with `reference_data`. Returns the (mean, variance) now used.
-        """
-        if not self.metadata.normalization_layers:
-            raise FinePruneError(f"{self.model_path} was exported without normalization statistics "
-                                 "(export_model(..., reference_data=x))")
-        out = self._adapt(sig.ADAPT_NORMALIZATION, strength, "adapt_normalization")
-        return np.array(out[sig.NORM_MEAN]), np.array(out[sig.NORM_VAR])
-
-    def adapt_classifier(self, strength):
-        """Blend the final Dense kernel toward the user's class prototypes (T3A; export/prototypes.py).
-
-        W' = (1 − strength)·W + strength·P, where P_c keeps the trained norm of
-        class c's weight vector and points along the normalised sum of ŵ_c and
-        the observed confidently pseudo-labelled features; the bias is kept.
-        strength = 0 restores the trained kernel. Needs a model exported with
-        `classifier_prototypes=True`; not part of `personalize` (see
-        docs/personalization.md, "T3A prototypes"). Returns the kernel [D, C].
-        """
-        if not self.metadata.classifier_head:
-            raise FinePruneError(f"{self.model_path} was exported without classifier prototypes "
-                                 "(export_model(..., classifier_prototypes=True))")
-        out = self._adapt(sig.ADAPT_CLASSIFIER, strength, "adapt_classifier")
-        return np.array(out[sig.HEAD_KERNEL]).reshape(self.metadata.head_features, self.metadata.num_classes)
-
-    def _adapt(self, signature, strength, method):
-        """Run an adapt_* signature after the checks both share: strength in [0, 1], data observed."""
-        value = check_unit_interval(strength, "strength")
-        if self.samples == 0:
-            raise FinePruneError(f"no data observed yet: call observe() before {method}()")
-        return self._call(signature, **{sig.STRENGTH: np.array(value, np.float32)})
-
-    def _prototype_shape(self):
-        return (self.metadata.num_classes, self.metadata.head_features) if self.metadata.classifier_head else (0, 0)
-
-    def _prototype_feed(self, state):
-        if state.head_kernel is None:
-            return None  # e.g. a version-2 state file: set_state resets to the trained kernel
-        c, d = self._prototype_shape()
-        flat = {name: None if getattr(state, name) is None else np.ravel(getattr(state, name))
-                for name in _PROTOTYPE_VECTORS}  # [C, D] / [D, C] arrays are accepted as well as flat ones
-        feed = {sig.PROTO_SUMS: _vector(flat[sig.PROTO_SUMS], c * d, "proto_sums"),
-                sig.PROTO_COUNTS: _vector(flat[sig.PROTO_COUNTS], c, "proto_counts"),
-                sig.HEAD_KERNEL: _vector(flat[sig.HEAD_KERNEL], d * c, "head_kernel")}
-        if np.any(feed[sig.PROTO_COUNTS] < 0):
-            raise FinePruneError("proto_counts must be ≥ 0")
-        return feed
-
-    def _normalization_feed(self, state):
-        if state.norm_mean is None:
-            return None  # e.g. a version-1 state file: set_state resets to the trained statistics
-        b = self.metadata.normalization_channels
-        feed = {name: _vector(getattr(state, name), b, name) for name in _NORMALIZATION_VECTORS}
-        if np.any(feed[sig.NORM_COUNT] < 0) or np.any(feed[sig.NORM_VAR] <= 0):
-            raise FinePruneError("normalization counts must be ≥ 0 and variances > 0")
-        return feed
-
     # -- views -------------------------------------------------------------
 
     @property
-    def samples(self):
+    def samples(self) -> int:
         """Number of samples observed since the counters were last cleared."""
         return int(round(self.get_state().samples))
 
     def _split(self, vector):
-        return {g.name: vector[g.offset:g.offset + g.units] for g in self.units}
+        return {g.name: vector[g.offset:g.offset + g.units] for g in self.groups}
 
     @property
-    def activity(self):
+    def activity(self) -> dict:
         """Layer name → fraction of (sample, position) pairs where each unit was > 0.
 
         For the output group (when exported) it is the fraction of samples
@@ -389,11 +254,11 @@ class Personalizer:
         return self._split(state.counts / max(state.samples, 1.0))
 
     @property
-    def masks(self):
+    def masks(self) -> dict:
         """Layer name → 0/1 array (1 = unit kept)."""
         return {k: v.astype(np.uint8) for k, v in self._split(self.get_state().masks).items()}
 
-    def sparsity(self):
+    def sparsity(self) -> Sparsity:
         """Unit, weight and MAC sparsity of the current masks (a `Sparsity`)."""
         return measure_sparsity(self.metadata, self.get_state().masks)
 
@@ -403,17 +268,3 @@ class Personalizer:
         s = self.sparsity()
         return (f"Personalizer({self.model_path!r}, backend={self.backend!r}, units={self.metadata.num_units}, "
                 f"unit_sparsity={s.units:.3f})")
-
-
-_NORMALIZATION_VECTORS = (sig.NORM_SUMS, sig.NORM_SQUARES, sig.NORM_COUNT, sig.NORM_MEAN, sig.NORM_VAR)
-_PROTOTYPE_VECTORS = (sig.PROTO_SUMS, sig.PROTO_COUNTS, sig.HEAD_KERNEL)
-
-
-def _vector(values, length, name):
-    """A finite float32 vector of `length` values; missing (None) means zeros."""
-    if values is None:
-        return np.zeros(length, np.float32)
-    values = np.asarray(values, np.float32)
-    if values.shape != (length,) or not np.all(np.isfinite(values)):
-        raise FinePruneError(f"{name} must be {length} finite numbers, got shape {values.shape}")
-    return values

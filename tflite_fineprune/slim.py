@@ -17,10 +17,11 @@ import numpy as np
 
 from . import signatures as sig
 from .errors import FinePruneError
+from .levers import LEVERS
+from .levers.normalization import FIELDS as NORMALIZATION_FIELDS
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
-from .state import (MAX_STATE_BYTES, NORMALIZATION_FIELDS, State, atomic_write, check_counters, decode_state,
-                    encode_state, read_file)
+from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
 from .tflite.channel_plan import ChannelPlan, Unslimmable, trace_source
 from .tflite.compaction import compact_buffers, drop_unused, remove_identities
 from .tflite.flatbuffer import UNSEALED_DIGEST, seal
@@ -54,12 +55,7 @@ def _load_state(state, metadata, source):
     if isinstance(state, State):
         return state
     blob = read_file(state, "state file", max_bytes=MAX_STATE_BYTES)
-    return decode_state(blob, metadata.fingerprint, metadata.num_units, source=os.fspath(state),
-                        compensation=metadata.mean_compensation,
-                        num_classes=metadata.num_classes if metadata.prior_correction else 0,
-                        norm_channels=metadata.normalization_channels,
-                        prototype_shape=(metadata.num_classes, metadata.head_features) if metadata.classifier_head
-                        else (0, 0))
+    return decode_model_state(blob, metadata, source=os.fspath(state))
 
 
 def _as_the_model_holds(data, metadata, state):
@@ -132,18 +128,8 @@ def _variables(metadata, state):
             raise FinePruneError(f"the state prunes every unit of {group.name!r}; at least one must stay")
     variables = {"masks": masks, "counts": np.asarray(state.counts, np.float32),
                  "samples": np.array([state.samples], np.float32)}
-    zeros = np.zeros(metadata.num_units, np.float32)
-    variables["fill"] = np.asarray(state.fill if state.fill is not None else zeros, np.float32) * (1 - masks)
-    variables["sums"] = np.asarray(state.sums if state.sums is not None else zeros, np.float32)
-    classes = np.zeros(metadata.num_classes, np.float32)
-    variables["log_weights"] = np.asarray(state.log_weights if state.log_weights is not None else classes, np.float32)
-    variables["soft_counts"] = classes
-    for name in NORMALIZATION_FIELDS:  # BatchNorm statistics in use become constants like the masks
-        if getattr(state, name) is not None:
-            variables[name] = np.asarray(getattr(state, name), np.float32)
-    if state.head_kernel is not None:  # the classifier kernel in use (adapt_classifier) becomes a constant too
-        variables["head_kernel"] = np.asarray(state.head_kernel, np.float32).reshape(metadata.head_features,
-                                                                                     metadata.num_classes)
+    for lever in LEVERS:  # what each lever holds in use becomes a constant like the masks
+        variables.update(lever.slim_variables(metadata, state, masks))
     return variables
 
 
@@ -207,7 +193,8 @@ def _quantize(schema, model, metadata, model_path):
     return quantized
 
 
-def slim_model(model_path, state, output_path, quantize=None):
+def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | State", output_path: "str | os.PathLike",
+               quantize: "str | None" = None) -> "SlimReport":
     """Write `output_path`: `model_path` personalized by `state`, pruned units removed.
 
     Parameters

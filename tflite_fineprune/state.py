@@ -40,25 +40,20 @@ import zlib
 
 import numpy as np
 
+from . import levers
 from .errors import FinePruneError
 
 MAGIC = b"FPSTATE\0"
-STATE_VERSION = 2  # written when no classifier prototypes are present (so such files stay readable by v2 readers)
-PROTOTYPES_VERSION = 3  # written when flag bit 3 is set
-READABLE_VERSIONS = (1, 2, 3)
+STATE_VERSION = 2  # written when no block of a later version is present (so such files stay readable by v2 readers)
 _HEADER = struct.Struct("<8sHHI32sd")
 
-
-FLAG_COMPENSATION = 1
-FLAG_PRIORS = 2
+# The optional blocks, in file order, come from the lever registry (tflite_fineprune/levers/).
+_BLOCKS = levers.blocks()
+READABLE_VERSIONS = tuple(range(1, max(STATE_VERSION, *(b.since for _, b in _BLOCKS)) + 1))
 # Samples are counted in float32 inside the model: exact integers up to 2**24, and finite below this.
 MAX_SAMPLES = float(np.finfo(np.float32).max)
 # Counters are float32 sums of per-sample fractions; allow their rounding error against the sample count.
 _COUNT_SLACK = 1e-4
-FLAG_NORMALIZATION = 4
-NORMALIZATION_FIELDS = ("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var")
-FLAG_PROTOTYPES = 8
-PROTOTYPE_FIELDS = ("proto_counts", "proto_sums", "head_kernel")  # file order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,43 +83,56 @@ class State:
     head_kernel: np.ndarray = None
 
 
+def _present(state, block):
+    """Whether `state` carries `block`: all of its fields or none."""
+    given = [getattr(state, field) is not None for field in block.fields]
+    if any(given) and not all(given):
+        missing = [f for f, g in zip(block.fields, given) if not g]
+        raise FinePruneError(f"state has some {block.what} values but not {', '.join(missing)}")
+    return all(given)
+
+
 def encode_state(fingerprint_hex, state):
     masks = np.asarray(state.masks)
     counts = np.asarray(state.counts, dtype="<f4")
     if masks.shape != counts.shape or masks.ndim != 1:
         raise FinePruneError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
-    flags = ((FLAG_COMPENSATION if state.sums is not None else 0) | (FLAG_PRIORS if state.log_weights is not None else 0)
-             | (FLAG_NORMALIZATION if state.norm_mean is not None else 0)
-             | (FLAG_PROTOTYPES if state.head_kernel is not None else 0))
-    version = PROTOTYPES_VERSION if flags & FLAG_PROTOTYPES else STATE_VERSION
+    present = [block for _, block in _BLOCKS if _present(state, block)]
+    flags = sum(block.flag for block in present)
+    version = max([STATE_VERSION] + [block.since for block in present])
     header = _HEADER.pack(MAGIC, version, flags, masks.size, bytes.fromhex(fingerprint_hex),
                           float(state.samples))
     body = header + (masks > 0.5).astype(np.uint8).tobytes() + counts.tobytes()
-    if flags & FLAG_COMPENSATION:
-        body += np.asarray(state.sums, dtype="<f4").tobytes() + np.asarray(state.fill, dtype="<f4").tobytes()
-    if flags & FLAG_PRIORS:
-        body += (np.asarray(state.log_weights, dtype="<f4").tobytes()
-                 + np.asarray(state.soft_counts, dtype="<f4").tobytes())
-    if flags & FLAG_NORMALIZATION:
-        body += b"".join(np.asarray(getattr(state, f), dtype="<f4").tobytes() for f in NORMALIZATION_FIELDS)
-    if flags & FLAG_PROTOTYPES:
-        body += b"".join(np.asarray(getattr(state, f), dtype="<f4").ravel().tobytes() for f in PROTOTYPE_FIELDS)
+    for block in present:
+        body += b"".join(np.asarray(getattr(state, f), dtype="<f4").ravel().tobytes() for f in block.fields)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=False, num_classes=0,
+def _legacy_blocks(compensation, num_classes, norm_channels, prototype_shape):
+    """The `blocks` of the keyword arguments decode_state took before the lever registry."""
+    shapes = {levers.compensation.LEVER.name: () if compensation else None,
+              levers.priors.LEVER.name: (num_classes,) if num_classes > 0 else None,
+              levers.normalization.LEVER.name: (norm_channels,) if norm_channels > 0 else None,
+              levers.prototypes.LEVER.name: tuple(prototype_shape) if prototype_shape[0] > 0 else None}
+    return {name: shape for name, shape in shapes.items() if shape is not None}
+
+
+def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, *, compensation=False, num_classes=0,
                  norm_channels=0, prototype_shape=(0, 0)):
     """Parse and check a state file's bytes against the model it is loaded into.
 
-    `compensation`, `num_classes` (> 0 for prior-corrected models) and
-    `norm_channels` (> 0 for models with normalization statistics) say which
-    optional vectors the model needs; the file must carry exactly those, except
-    that a version-1 file (written before normalization existed) may lack the
-    normalization vectors: the model then keeps its trained statistics.
-    `prototype_shape` = (C, D) for models with classifier prototypes (C
-    classes, D features into the final Dense layer); files before version 3
-    may lack the prototype vectors: the model then keeps its trained kernel.
+    `blocks` maps the name of each lever whose state block the model keeps to
+    the block's shape (`levers.block_shapes(metadata)`; `decode_model_state`
+    passes it). The file must carry exactly those blocks, except that a file
+    older than a block's format version lacks it and still loads: the model
+    then keeps its exported values for that lever (the trained normalization
+    statistics for version 1, the trained kernel before version 3).
+    Without `blocks`, the keyword arguments describe the model as before the
+    registry: `compensation`, `num_classes` (> 0 for prior-corrected models),
+    `norm_channels` and `prototype_shape` = (C, D).
     """
+    if blocks is None:
+        blocks = _legacy_blocks(compensation, num_classes, norm_channels, prototype_shape)
     if len(blob) < _HEADER.size + 4:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
     magic, version, flags, units, fingerprint, samples = _HEADER.unpack_from(blob)
@@ -133,15 +141,9 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     if version not in READABLE_VERSIONS:
         raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads "
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
-    known = (FLAG_COMPENSATION | FLAG_PRIORS | (FLAG_NORMALIZATION if version >= 2 else 0)
-             | (FLAG_PROTOTYPES if version >= 3 else 0))
+    known = sum(block.flag for _, block in _BLOCKS if block.since <= version)
     if flags & ~known:
         raise FinePruneError(f"{source} has unknown flags {flags:#x}")
-    classes = num_classes if flags & FLAG_PRIORS else 0
-    channels = norm_channels if flags & FLAG_NORMALIZATION else 0
-    head_classes, features = prototype_shape if flags & FLAG_PROTOTYPES else (0, 0)
-    expected_size = (_HEADER.size + 5 * units + (8 * units if flags & FLAG_COMPENSATION else 0) + 8 * classes
-                     + 20 * channels + 4 * head_classes * (1 + 2 * features) + 4)
     # Another model's intact file is named as such before its size is judged by this model's vectors (which
     # would call it "truncated or padded"); its own checksum tells it from a damaged file of this model.
     foreign = fingerprint.hex() != fingerprint_hex or units != num_units
@@ -149,6 +151,10 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
              f"this model is {fingerprint_hex[:12]}…, {num_units} units)")
     if foreign and zlib.crc32(blob[:-4]) == struct.unpack_from("<I", blob, len(blob) - 4)[0]:
         raise FinePruneError(f"{source} belongs to {owner}")
+    # Each block the file carries, with its field lengths (its shape from the model, its units from the file).
+    carried = [(block, block.lengths(units, blocks.get(name) or (0, 0))) for name, block in _BLOCKS
+               if flags & block.flag]
+    expected_size = _HEADER.size + 5 * units + 4 * sum(sum(lengths) for _, lengths in carried) + 4
     if len(blob) != expected_size:
         raise FinePruneError(
             f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
@@ -157,44 +163,38 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", compensation=
     (crc,) = struct.unpack_from("<I", blob, expected_size - 4)
     if zlib.crc32(blob[:expected_size - 4]) != crc:
         raise FinePruneError(f"{source} is corrupted: checksum mismatch")
-    for flag, wanted, what in ((FLAG_COMPENSATION, compensation, "mean-compensation"),
-                               (FLAG_PRIORS, num_classes > 0, "class-prior"),
-                               (FLAG_NORMALIZATION, norm_channels > 0, "normalization"),
-                               (FLAG_PROTOTYPES, prototype_shape[0] > 0, "classifier-prototype")):
-        if flag == FLAG_NORMALIZATION and version == 1 and not flags & flag:
-            continue  # version-1 files predate normalization statistics
-        if flag == FLAG_PROTOTYPES and version < 3 and not flags & flag:
-            continue  # files before version 3 predate classifier prototypes
-        if bool(flags & flag) != bool(wanted):
-            raise FinePruneError(f"{source} {'has' if flags & flag else 'lacks'} {what} values but the model "
-                                 f"{'uses' if wanted else 'does not use'} {what.replace('-', ' ')}")
+    if foreign:
+        raise FinePruneError(f"{source} belongs to {owner}")
+    for name, block in _BLOCKS:
+        has, wanted = bool(flags & block.flag), name in blocks
+        if version < block.since and not has:
+            continue  # the file predates the block
+        if has != wanted:
+            raise FinePruneError(f"{source} {'has' if has else 'lacks'} {block.what} values but the model "
+                                 f"{'uses' if wanted else 'does not use'} {block.what.replace('-', ' ')}")
     masks = np.frombuffer(blob, np.uint8, units, _HEADER.size).astype(np.float32)
-    position = _HEADER.size + units
-    vectors = []
-    for length in ([units] * (3 if flags & FLAG_COMPENSATION else 1) + [classes] * (2 if classes else 0)
-                   + [channels] * (len(NORMALIZATION_FIELDS) if channels else 0)
-                   + ([head_classes, head_classes * features, features * head_classes] if head_classes else [])):
-        vectors.append(np.frombuffer(blob, "<f4", length, position).astype(np.float32))
-        position += 4 * length
-    if np.any(masks > 1) or not all(np.all(np.isfinite(v)) for v in vectors):
-        raise FinePruneError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
-    check_counters(vectors[0], samples, source)
+    counts = np.frombuffer(blob, "<f4", units, _HEADER.size + units).astype(np.float32)
+    position = _HEADER.size + 5 * units
     extra = {}
-    rest = vectors[1:]
-    if flags & FLAG_COMPENSATION:
-        extra.update(sums=rest[0], fill=rest[1])
-        rest = rest[2:]
-    if classes:
-        extra.update(log_weights=rest[0], soft_counts=rest[1])
-        rest = rest[2:]
-    if channels:
-        extra.update(zip(NORMALIZATION_FIELDS, rest))
-        rest = rest[len(NORMALIZATION_FIELDS):]
-    if head_classes:
-        if np.any(rest[0] < 0):
-            raise FinePruneError(f"{source} holds negative classifier-prototype counts")
-        extra.update(zip(PROTOTYPE_FIELDS, rest))
-    return State(masks=masks, counts=vectors[0], samples=float(samples), **extra)
+    for block, lengths in carried:
+        values = {}
+        for field, length in zip(block.fields, lengths):
+            values[field] = np.frombuffer(blob, "<f4", length, position).astype(np.float32)
+            position += 4 * length
+        extra[block] = values
+    if np.any(masks > 1) or not all(np.all(np.isfinite(v)) for v in [counts] + [
+            v for values in extra.values() for v in values.values()]):
+        raise FinePruneError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
+    check_counters(counts, samples, source)
+    for block, values in extra.items():
+        block.check(values, source)
+    fields = {field: value for values in extra.values() for field, value in values.items()}
+    return State(masks=masks, counts=counts, samples=float(samples), **fields)
+
+
+def decode_model_state(blob, metadata, source="state"):
+    """`decode_state` for the model `metadata` describes: the blocks its levers keep."""
+    return decode_state(blob, metadata.fingerprint, metadata.num_units, source, blocks=levers.block_shapes(metadata))
 
 
 def check_counters(counts, samples, source="state"):

@@ -1,9 +1,19 @@
-"""Export a Keras 3 classifier to one self-describing, personalizable `.tflite`."""
+"""Export a Keras 3 classifier to one self-describing, personalizable `.tflite`.
 
-import os
+`ExportOptions` imports no TensorFlow (the commands parse their flags with it
+first, before they quiet TensorFlow); `export_model` and `ExportReport` import
+it on first use.
+"""
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from .options import ExportOptions
 
-from .exporter import ExportReport, export_model  # noqa: E402
 
-__all__ = ["ExportReport", "export_model"]
+def __getattr__(name):
+    if name in ("ExportReport", "export_model"):
+        from . import exporter
+
+        return getattr(exporter, name)
+    raise AttributeError(f"module 'tflite_fineprune.export' has no attribute {name!r}")
+
+
+__all__ = ["ExportOptions", "ExportReport", "export_model"]

@@ -2,14 +2,18 @@
 
 import dataclasses
 import hashlib
+import inspect
 import os
 import tempfile
 import time
 import warnings
+from typing import Optional, Union
 
-import keras
-import numpy as np
-import tensorflow as tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads; the commands may have set 3
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from .. import signatures as sig
 from ..errors import FinePruneError
@@ -19,10 +23,10 @@ from ..sparsity import layer_cost
 from ..state import atomic_write
 from .embed import STEPS as COMPACT_STEPS, add_metadata
 from .graph import flatten_model
-from .module import FinePruneModule, freeze_variables
-from .normalization import normalization_layers, reference_moments, trained_statistics
+from .levers import EXPORT_LEVERS, configure as configure_levers
+from .module import FinePruneModule, ModelParts, freeze_variables
+from .options import ExportOptions
 from .planner import plan_model
-from .prototypes import DEFAULT_CONFIDENCE, check_confidence, classifier_head
 from .pruning_policy import POLICIES
 from .quantize import (VERIFY_SAMPLES, check_quantize, check_quantized, check_representative_data,
                        configure as configure_quantization)
@@ -86,13 +90,15 @@ def _input_shape(graph, override):
     if override is not None:
         override = tuple(int(d) for d in override)
         if len(override) != len(shape) - 1:
-            raise FinePruneError(f"input_shape {override} has rank {len(override)}; the model expects rank {len(shape) - 1}")
+            raise FinePruneError(f"input_shape {override} has rank {len(override)}; "
+                                 f"the model expects rank {len(shape) - 1}")
         for have, want in zip(shape[1:], override):
             if have is not None and have != want:
                 raise FinePruneError(f"input_shape {override} contradicts the model's input shape {shape}")
         shape = (None,) + override
     if any(d is None for d in shape[1:]):
-        raise FinePruneError(f"the model input shape {shape} is not fixed; pass input_shape=(...) without the batch axis")
+        raise FinePruneError(f"the model input shape {shape} is not fixed; "
+                             "pass input_shape=(...) without the batch axis")
     return shape
 
 
@@ -198,109 +204,73 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
     return error, logit_error, spread
 
 
-def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=None, policy="layerwise",
-                 verify=True, int16_scale=0.0, sample_rate=0, mean_compensation=False, prior_correction=False,
-                 reference_data=None, on_stage=None, quantize=None, representative_data=None, compact=True,
-                 classifier_prototypes=False, prototype_confidence=DEFAULT_CONFIDENCE, couple_depthwise=False):
-    """Export a Keras 3 classifier to a personalizable `.tflite`.
+def export_model(model: Union[keras.Model, str, os.PathLike], path: Union[str, os.PathLike],
+                 options: Optional[ExportOptions] = None, **changes) -> ExportReport:
+    """Export a Keras 3 classifier to a personalizable `.tflite` (written atomically at `path`).
 
-    Parameters
-    ----------
-    model : keras.Model or str
-        A built Sequential/functional model, or the path of a `.keras`/`.h5` file.
-    path : str
-        Where to write the `.tflite` (atomically).
-    labels : sequence of str, optional
-        One name per output class, embedded in the metadata.
-    input_shape : tuple of int, optional
-        Input shape without the batch axis, for models built with unknown
-        spatial sizes.
-    prune_outputs : bool or None
-        Also make the output classes prunable (`prune_outputs` signature), so
-        that `Personalizer.personalize` may exclude classes. None (default):
-        wherever the output layer allows it (a Dense/Conv output, optionally
-        followed by BatchNormalization/activation); otherwise the classes stay
-        fixed and the report's excluded layers say why. True: required
-        (`FinePruneError` otherwise); False: never.
-    policy : {"layerwise", "global"}
-        The in-graph policy of the `prune` signature.
-    verify : bool
-        Compare the export against Keras on a random batch (needs LiteRT).
-    int16_scale : float
-        When > 0, the runtime also accepts int16 input and multiplies it by
-        this before feeding the float model (1 / 32768 for PCM audio).
-    sample_rate : int
-        For audio models, the input's sample rate in Hz: the CLI then
-        resamples audio files to it.
-    mean_compensation : bool
-        Pruned hidden units output their mean activation instead of 0.
-    prior_correction : bool
-        Reweight the output by the user's class priors, estimated without
-        labels by EM (`update_priors` signature; `Personalizer.correct_priors`).
-    reference_data : array, optional
-        Unlabeled model inputs representative of the model's population (not
-        of any one user). When given and the model has BatchNormalization
-        layers, their input moments over it are embedded and the export gains
-        `adapt_normalization` (relative AdaBN; export/normalization.py).
-    on_stage : callable, optional
-        Called as `on_stage(name, seconds_so_far)` when each stage begins
-        ("trace", "convert", "verify"): the commands print these, as a large
-        model takes a minute.
-    quantize : {None, "int8"}
-        "int8": int8 weights, float activations and routine (dynamic range);
-        see docs/quantization.md.
-    representative_data : array-like, optional
-        With quantize: samples `[N, *input_shape]` like the user's data; the
-        report's error is measured on (up to 64 of) them instead of a
-        random batch.
-    compact : bool
-        Drop what the converter writes but nothing runs (tensor names, empty
-        buffers and quantization tables; tflite/compaction.py). Off only to
-        measure what it saves (benchmarks/file_size.py).
-    classifier_prototypes : bool
-        T3A-style classifier adjustment (export/prototypes.py): `collect` also
-        sums the user's normalised penultimate features per pseudo-labelled
-        class, and `adapt_classifier(strength)` blends the final Dense kernel
-        toward those prototypes. The model must end in a Dense layer
-        (optionally followed by an activation). Off by default: the state
-        grows by 2·C·D + C floats (C classes, D features into that layer),
-        e.g. 1,290 for ResNet-8 (C = 10, D = 64), 20,490 for a 1024-feature
-        10-class MLP.
-    prototype_confidence : float
-        τ in [0, 1]: only samples whose top class posterior reaches it add
-        support (a constant of the file).
-    couple_depthwise : bool
-        One unit group for a layer and the depthwise convolution it feeds
-        (MobileNet's expansion and depthwise filter, a DS-CNN's pointwise and
-        the next depthwise): unit c is channel c of both, masked and counted
-        once after the depthwise chain, which makes `infer` and `collect`
-        cheaper on MobileNets (docs/performance.md). Off by default: the
-        units are then each layer's own channels, as in every measured table.
-
-    Returns
-    -------
-    ExportReport
+    `model` is a built Sequential/functional model or the path of a
+    `.keras`/`.h5` file. `options` (an `ExportOptions`, which documents each
+    one) says how; keyword arguments change single fields of it, e.g.
+    `export_model(model, "m.tflite", prune_outputs=False, quantize="int8")`.
+    Returns an `ExportReport`.
     """
+    options = (options or ExportOptions()).with_changes(**changes)
     start = time.perf_counter()
     if isinstance(model, (str, os.PathLike)):
         model = load_keras_model(model)
-    if policy not in POLICIES:
-        raise FinePruneError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
-    _stage(on_stage, "trace", start)
+    if options.policy not in POLICIES:
+        raise FinePruneError(f"unknown policy {options.policy!r}; expected one of {', '.join(POLICIES)}")
+    _stage(options.on_stage, "trace", start)
+    traced = _trace(model, options)
+    module = FinePruneModule(traced.parts, traced.levers)
+    _stage(options.on_stage, "convert", start)
+    from ..quiet import native_stderr
+
+    with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir, native_stderr():
+        flatbuffer, names, quantization = _convert(module, workdir, traced.quantize)
+    metadata = _metadata(model, traced, options, names, quantization)
+    blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json(),
+                             compact_steps=COMPACT_STEPS if options.compact else ()))
+    metadata = read_model_metadata(blob, source=os.fspath(path))
+    path = os.fspath(path)
+    atomic_write(path, blob)
+    _stage(options.on_stage, "verify", start)
+    error, logit_error, spread = _check_export(path, model, traced, options, quantization)
+    return ExportReport(path, len(traced.parts.layout), metadata.num_units, tuple(traced.parts.plan.excluded),
+                        len(blob), time.perf_counter() - start, error, metadata, logit_error, spread)
+
+
+# export_model's signature shows every option, from ExportOptions' one definition.
+export_model.__signature__ = inspect.Signature(
+    list(inspect.signature(export_model).parameters.values())[:3]
+    + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                         annotation=f.type) for f in dataclasses.fields(ExportOptions)],
+    return_annotation=ExportReport)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Traced:
+    """The model prepared for the module: its parts, the levers' configurations, and the checked data."""
+
+    parts: ModelParts
+    levers: dict
+    representative_data: object
+    quantize: object
+
+
+def _trace(model, options):
+    """Flatten and plan the model, check the options against it, and configure the levers."""
     graph = flatten_model(model)
     if len(graph.inputs) == 1:
-        shape = _input_shape(graph, input_shape)
+        shape = _input_shape(graph, options.input_shape)
         graph.shapes[graph.inputs[0]] = shape
-        if input_shape is not None:
+        if options.input_shape is not None:
             _resolve_shapes(graph, shape, model.inputs[0].dtype)
-    plan = plan_model(graph, prune_outputs=prune_outputs, couple_depthwise=couple_depthwise)
+    plan = plan_model(graph, prune_outputs=options.prune_outputs, couple_depthwise=options.couple_depthwise)
     shape = graph.shapes[graph.inputs[0]]
-    output_shape = graph.shapes[graph.outputs[0]]
-    num_classes = int(output_shape[-1])
-    if labels is not None:
-        labels = tuple(str(label) for label in labels)
-        if len(labels) != num_classes:
-            raise FinePruneError(f"got {len(labels)} labels but the model has {num_classes} outputs")
+    num_classes = int(graph.shapes[graph.outputs[0]][-1])
+    if options.labels is not None and len(options.labels) != num_classes:
+        raise FinePruneError(f"got {len(options.labels)} labels but the model has {num_classes} outputs")
     if not plan.groups:
         raise FinePruneError(
             "the model has no prunable units: " + "; ".join(f"{n}: {r}" for n, r in plan.excluded[:10])
@@ -308,78 +278,72 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=No
     frozen = freeze_variables(model)
     layout = _with_costs(_layout(plan), plan.weight_layers)
     input_dtype = _input_dtype(model)
-    if prior_correction and len(output_shape) != 2:
-        raise FinePruneError("prior_correction needs a (batch, classes) output")
-    quantize = check_quantize(quantize)
+    quantize = check_quantize(options.quantize)
+    representative_data = options.representative_data
     if representative_data is not None:
         if quantize is None:
             raise FinePruneError("representative_data is only used with quantize='int8'")
         representative_data = check_representative_data(representative_data, shape, input_dtype)
-    normalization = _normalization(graph, reference_data, shape, input_dtype)
-    prototypes = None
-    if classifier_prototypes:
-        prototypes = {"node": classifier_head(graph), "confidence": check_confidence(prototype_confidence)}
-    module = FinePruneModule(graph, plan, layout, frozen, shape, plan.output_kind, policy, input_dtype,
-                             mean_compensation, num_classes, prior_correction, normalization, prototypes)
-    head = ()
-    if prototypes:
-        head = (prototypes["node"].name, int(graph.shapes[prototypes["node"].inputs[0]][-1]), prototypes["confidence"])
-    norm_layers = tuple((n.name, n.channels, n.offset) for n, _ in normalization["nodes"]) if normalization else ()
-    _stage(on_stage, "convert", start)
-    from ..quiet import native_stderr
+    levers = configure_levers(graph, options, input_dtype)
+    parts = ModelParts(graph, plan, tuple(layout), frozen, tuple(shape), input_dtype, num_classes)
+    return _Traced(parts, levers, representative_data, quantize)
 
-    with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir, native_stderr():
-        flatbuffer, names, quantization = _convert(module, workdir, quantize)
-    digest = _weights_digest(frozen)
-    layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), policy, bool(mean_compensation),
-                                                               bool(prior_correction)]
-    if norm_layers:  # only then, so that exports without it keep their fingerprints
-        layout_key.append([list(n) for n in norm_layers])
-    if head:  # only then, as above
-        layout_key.append(["classifier_head", *head])
+
+def _metadata(model, traced, options, names, quantization):
+    """The metadata of the export (before the file's digest is sealed in)."""
+    parts = traced.parts
+    graph, plan, layout, shape = parts.graph, parts.plan, parts.layout, parts.input_shape
+    lever_fields = {}
+    layout_key = [[g.name, g.units, g.role] for g in layout] + [list(shape[1:]), options.policy,
+                                                               bool(options.mean_compensation),
+                                                               bool(options.prior_correction)]
+    for cls in EXPORT_LEVERS:
+        if cls.lever.name in traced.levers:
+            config = traced.levers[cls.lever.name]
+            lever_fields.update(cls.metadata_fields(config, graph))
+            part = cls.fingerprint_part(config, graph)
+            if part is not None:  # only then, so that exports without the lever keep their fingerprints
+                layout_key.append(part)
     if quantization:  # other weights: a float model's state must not load into it
         layout_key.append(quantization)
-    if couple_depthwise:  # as above; the group names already differ wherever a pair was coupled
+    if options.couple_depthwise:  # as above; the group names already differ wherever a pair was coupled
         layout_key.append("couple_depthwise")
-    metadata = ModelMetadata(
+    return ModelMetadata(
         format_version=FORMAT_VERSION,
-        fingerprint=fingerprint(digest, layout_key),
+        fingerprint=fingerprint(_weights_digest(parts.frozen), layout_key),
         input_name=sig.INPUT,
         input_shape=tuple(shape),
-        input_dtype=input_dtype,
+        input_dtype=parts.input_dtype,
         output_name=sig.OUTPUT,
         output_kind=plan.output_kind,
-        num_classes=num_classes,
-        labels=labels or (),
-        policy=policy,
+        num_classes=parts.num_classes,
+        labels=tuple(str(label) for label in options.labels or ()),
+        policy=options.policy,
         groups=tuple(layout),
         weight_layers=tuple(plan.weight_layers),
         total_weights=int(model.count_params()),
         total_macs=int(plan.total_macs),
         signatures=tuple(names),
         excluded=tuple(plan.excluded),
-        int16_scale=float(int16_scale),
-        sample_rate=int(sample_rate),
-        mean_compensation=bool(mean_compensation),
-        prior_correction=bool(prior_correction),
+        int16_scale=float(options.int16_scale),
+        sample_rate=int(options.sample_rate),
         content_sha256=UNSEALED_DIGEST,
         quantization=quantization,
-        normalization_layers=norm_layers,
-        classifier_head=head,
+        **lever_fields,
     )
-    blob = seal(add_metadata(flatbuffer, METADATA_NAME, metadata.to_json(),
-                             compact_steps=COMPACT_STEPS if compact else ()))
-    metadata = read_model_metadata(blob, source=os.fspath(path))
-    path = os.fspath(path)
-    atomic_write(path, blob)
-    _stage(on_stage, "verify", start)
+
+
+def _check_export(path, model, traced, options, quantization):
+    """(error, logit error, spread) of the written file against Keras; refuse an export that does not match."""
     samples = None
-    if quantization and representative_data is not None:
+    if quantization and traced.representative_data is not None:
         # Rounded weights differ from Keras by design: report the error on the user's samples.
-        samples = representative_data[:VERIFY_SAMPLES]
+        samples = traced.representative_data[:VERIFY_SAMPLES]
+    parts = traced.parts
     try:
-        error, logit_error, spread = (_verify(path, model, shape, input_dtype, sig.OUTPUT, plan.output_kind,
-                                              samples=samples) if verify else (None, None, None))
+        error, logit_error, spread = (_verify(path, model, parts.input_shape, parts.input_dtype, sig.OUTPUT,
+                                              parts.plan.output_kind, samples=samples)
+                                      if options.verify else (None, None, None))
     except RuntimeError as exc:  # an int8 kernel refused its input
         if not quantization:
             raise
@@ -393,31 +357,13 @@ def export_model(model, path, *, labels=None, input_shape=None, prune_outputs=No
     if logit_error is not None and logit_error > 1e-2:
         raise FinePruneError(f"exported model's logits differ from Keras' by {logit_error:.3g} on a random batch; "
                              "please report this")
-    return ExportReport(path, len(layout), metadata.num_units, tuple(plan.excluded), len(blob),
-                        time.perf_counter() - start, error, metadata, logit_error, spread)
+    return error, logit_error, spread
 
 
 def _stage(on_stage, name, start):
     """Tell `on_stage` (when given) that stage `name` begins, with the seconds spent so far."""
     if on_stage is not None:
         on_stage(name, time.perf_counter() - start)
-
-
-def _normalization(graph, reference_data, shape, input_dtype):
-    """Trained and reference statistics of the adaptable BN layers, or None."""
-    if reference_data is None:
-        return None
-    x = np.asarray(reference_data)
-    if x.ndim < 1 or x.shape[1:] != tuple(shape[1:]) or len(x) < 2 or x.dtype.kind not in "fiu":
-        raise FinePruneError(f"reference_data must be at least 2 numeric samples of shape {tuple(shape[1:])}, "
-                             f"got an array of shape {x.shape} and dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise FinePruneError("reference_data contains NaN or infinite values")
-    nodes = normalization_layers(graph)
-    if not nodes:
-        return None
-    return {"nodes": nodes, "trained": trained_statistics(nodes),
-            "reference": reference_moments(graph, nodes, x.astype(input_dtype))}
 
 
 def _resolve_shapes(graph, shape, dtype="float32"):

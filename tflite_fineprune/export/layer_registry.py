@@ -98,7 +98,7 @@ REGISTRY = {
     DIVIDE_OP: Rule(Role.ELEMENTWISE_OP),
 }
 
-def register(layer_class, role):
+def register(layer_class: type, role: "Role") -> None:
     """Teach the exporter a custom layer (e.g. a feature front-end) by its `Role`.
 
     A fixed feature transform that does not keep channels independent is

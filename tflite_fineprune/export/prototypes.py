@@ -33,11 +33,10 @@ import keras
 import numpy as np
 
 from ..errors import FinePruneError
+from .options import DEFAULT_PROTOTYPE_CONFIDENCE
 from ..inputs import check_unit_interval
 
-# τ: a sample's top posterior must reach this for it to count as support. 0.95 measured better than 0.8
-# for CIFAR class-subset users (docs/personalization.md, "T3A prototypes").
-DEFAULT_CONFIDENCE = 0.95
+DEFAULT_CONFIDENCE = DEFAULT_PROTOTYPE_CONFIDENCE  # one definition, with the other options
 NORM_FLOOR = 1e-12  # a zero feature vector or kernel column stays zero instead of dividing by zero
 _PASS_THROUGH = (keras.layers.Activation, keras.layers.Softmax)
 

@@ -1,0 +1,105 @@
+"""What every lever's runtime side is: its state block, its export's signatures, its `Personalizer` methods.
+
+A lever is one way of personalizing a model (prune units by rate, shift the
+normalization statistics, ...). Its export side (`export/levers/`) builds the
+graph; this side knows what the `.tflite` offers: whether an export carries it
+(from the metadata), the vectors it keeps in a state file, how `set_state`
+restores them, and the methods it adds to `Personalizer`. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import FinePruneError
+
+
+@dataclasses.dataclass(frozen=True)
+class StateBlock:
+    """The float32 vectors a lever appends to a state file (docs/state_format.md).
+
+    Attributes
+    ----------
+    flag : int
+        The header flag bit that says the block follows.
+    fields : tuple of str
+        `State` attributes in file order; they are also the names of the
+        vectors in the `get_state` and set signatures.
+    since : int
+        The first state format version that can carry the block. A file of
+        an older version lacks it and still loads: the model keeps what it
+        was exported with for this lever.
+    what : str
+        How messages name it ("mean-compensation").
+    lengths : callable
+        `lengths(units, shape)` → the float count of each field, from the
+        file's unit count and the model's `Lever.block_shape`.
+    """
+
+    flag: int
+    fields: tuple
+    since: int
+    what: str
+    lengths: Callable[[int, tuple], tuple]
+
+    def check(self, values: dict, source: str) -> None:
+        """Refuse decoded values that cannot be (beyond finiteness, which the codec checks)."""
+
+
+class Lever:
+    """A lever's runtime side; subclasses set the attributes and override what they use.
+
+    `name` keys the registry and the codec's `blocks`; `signatures` are the
+    names its export adds (in the order it adds them); `block` its state
+    block, if it keeps one; `set_signature` the signature that restores the
+    block; `methods` a mixin class of `Personalizer` methods.
+    """
+
+    name: str = ""
+    signatures: tuple = ()
+    block: Optional[StateBlock] = None
+    set_signature: Optional[str] = None
+    methods: Optional[type] = None
+
+    def in_model(self, metadata) -> bool:
+        """Whether an export with this metadata carries the lever."""
+        return all(name in metadata.signatures for name in self.signatures)
+
+    def block_shape(self, metadata) -> tuple:
+        """The model dimensions the block's lengths depend on (`StateBlock.lengths`' `shape`)."""
+        return ()
+
+    def feed(self, metadata, state) -> Optional[dict]:
+        """Checked inputs of `set_signature` for `state`; None when the state lacks the block (reset to trained)."""
+        return None
+
+    def slim_variables(self, metadata, state, masks) -> dict:
+        """Variable name → the value `slim` freezes into the file for this lever (its state in use)."""
+        return {}
+
+    def validate_metadata(self, metadata, check) -> None:
+        """Check the metadata fields the lever owns (`check` is metadata's `_Checker`)."""
+
+
+def vector(values, length: int, name: str) -> np.ndarray:
+    """A finite float32 vector of `length` values; missing (None) means zeros."""
+    if values is None:
+        return np.zeros(length, np.float32)
+    values = np.asarray(values, np.float32)
+    if values.shape != (length,) or not np.all(np.isfinite(values)):
+        raise FinePruneError(f"{name} must be {length} finite numbers, got shape {values.shape}")
+    return values
+
+
+def run_adapt(personalizer, signature: str, strength, method: str) -> dict:
+    """Run an adapt_* signature after the checks they share: strength in [0, 1], data observed."""
+    from .. import signatures as sig
+    from ..inputs import check_unit_interval
+
+    value = check_unit_interval(strength, "strength")
+    if personalizer.samples == 0:
+        raise FinePruneError(f"no data observed yet: call observe() before {method}()")
+    return personalizer._call(signature, **{sig.STRENGTH: np.array(value, np.float32)})

@@ -1,0 +1,39 @@
+"""Class exclusion: prune output classes the user's data (almost) never predicts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import signatures as sig
+from ..errors import FinePruneError
+from ..inputs import check_sparsity
+from .base import Lever
+
+
+class ClassExclusionMethods:
+    def prune_outputs(self, min_fraction: float):
+        """Prune output classes predicted on less than `min_fraction` of the observed samples."""
+        value = check_sparsity(min_fraction, "min_fraction")
+        if not LEVER.in_model(self.metadata):
+            # What and why only; the commands add how to re-export with their own flags.
+            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning: its classes are "
+                                 "fixed (export option prune_outputs was False, or the output layer cannot be "
+                                 "pruned)")
+        if self.samples == 0:
+            raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
+        self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})
+        return self.sparsity()
+
+
+class ClassExclusion(Lever):
+    """The output group's units are the classes; its masks and counters are part of the core state."""
+
+    name = "class_exclusion"
+    signatures = (sig.PRUNE_OUTPUTS,)
+    methods = ClassExclusionMethods
+
+    def in_model(self, metadata):
+        return metadata.output_group is not None
+
+
+LEVER = ClassExclusion()
