@@ -81,6 +81,8 @@ class State:
     proto_counts: np.ndarray = None
     proto_sums: np.ndarray = None
     head_kernel: np.ndarray = None
+    # Magnitude pruning (models exported with it, the default): per unit the summed per-sample mean |activation|.
+    magnitudes: np.ndarray = None
 
 
 def _present(state, block):
