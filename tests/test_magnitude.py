@@ -167,3 +167,15 @@ def test_a_one_shot_iterator_of_batches_is_enough(exported):
     p = Personalizer(path)
     report = p.personalize(iter([x[:20], x[20:]]))
     assert report.samples == len(x)
+
+
+def test_the_kotlin_port_tries_the_same_rates():
+    import pathlib
+    import re
+
+    from tflite_fineprune.recipe import SPARSITY_STEPS
+
+    source = (pathlib.Path(__file__).resolve().parents[1] / "android_demo/core/src/main/kotlin/org/tflitefineprune/core"
+              / "AutoRecipe.kt").read_text()
+    listed = re.search(r"val SPARSITY_STEPS = listOf\(([^)]*)\)", source).group(1)
+    assert tuple(float(v) for v in listed.split(",")) == SPARSITY_STEPS
