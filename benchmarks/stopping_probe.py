@@ -1,12 +1,24 @@
-"""Probe (host-side scores): how far can a label-free stopping rule prune on top of `auto`?
+"""Which label-free pruning score, and how far to prune: the evidence behind `personalize`'s step 5.
 
-Per user: `personalize` (auto), then prune each hidden layer's lowest-scoring live units to a rate r on top
-of auto's masks, for a grid of r; record accuracy on the user's evaluation half, MACs removed, and the
-agreement with auto's predictions on the user's own (unlabeled) adaptation samples. Scores:
-activity frequency, mean activation, mean activation x outgoing weight norm (next BN folded).
+Per user: `personalize` with step 5 off (class test, dormant units, BN shift: the reference), then, on top of
+its masks, each hidden layer's lowest-scoring live units are pruned to a rate r, for every rate of
+`recipe.SPARSITY_STEPS`, by three scores:
+
+* activity — how often a unit is active (the paper's criterion; the `prune` signature);
+* mean |activation| — from the `magnitudes` the model counts (masks set from the host);
+* magnitude — mean |activation| × outgoing weight norm, next BatchNorm folded (`prune_magnitude`).
+
+For each it records the accuracy on the user's held-out half, the MACs removed and the agreement with the
+reference's predictions on the user's own unlabeled adaptation samples, then prints, per score and per
+agreement threshold τ, what the stopping rule (the largest rate whose agreement stays ≥ τ, stopping at the
+first that does not) would give: mean accuracy change versus the reference, worst user, users who lose more
+than a point, MACs removed.
+
+usage: python benchmarks/stopping_probe.py {fashion,cifar,speech} [--users N] [--out DIR]
 """
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -16,149 +28,140 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-RATES = (0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
+
+SCORES = ("activity", "mean |activation|", "magnitude")
+THRESHOLDS = (0.97, 0.98, 0.99, 0.995, 1.0)
+REFERENCE_RULE = AutoRule(magnitude_agreement=2.0)  # > 1: step 5 off
 
 
-def all_layers(model):
-    import keras
-    out = {}
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        out[layer.name] = layer
-        if isinstance(layer, keras.Model):
-            stack.extend(layer.layers)
-    return out
-
-
-def out_norms(model, metadata):
-    """Per unit (flat mask order), the L2 norm of its outgoing weights, consumer BN scale folded."""
-    import keras
-    layers = all_layers(model)
-    sq = np.zeros(metadata.num_units)
-    for wl in metadata.weight_layers:
-        base = wl.name.split("/")[0]
-        layer = layers[base]
-        if wl.name.endswith("/depthwise"):
-            kernel = np.asarray(layer.depthwise_kernel)
-        elif wl.name.endswith("/pointwise"):
-            continue
-        elif wl.kind == "depthwise":
-            kernel = np.asarray(layer.kernel if not hasattr(layer, "depthwise_kernel") else layer.depthwise_kernel)
-        else:
-            kernel = np.asarray(layer.kernel)
-        scale = np.ones(wl.out_channels)
-        nodes = layer._outbound_nodes
-        if len(nodes) == 1 and isinstance(nodes[0].operation, keras.layers.BatchNormalization):
-            bn = nodes[0].operation
-            gamma = np.asarray(bn.gamma) if bn.scale else 1.0
-            scale = gamma / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
-        if wl.kind == "depthwise":
-            k = kernel.reshape(-1, kernel.shape[-2], kernel.shape[-1])  # positions, in, multiplier
-            k = k * scale.reshape(1, k.shape[1], k.shape[2])
-            per_in = np.sum(k * k, axis=(0, 2))
-        else:
-            k = kernel.reshape(-1, kernel.shape[-2], kernel.shape[-1]) * scale
-            per_in = np.sum(k * k, axis=(0, 2))  # per input feature (after flatten: channels x repeat)
-        start = 0
-        for group, channels, repeat in wl.in_segments:
-            seg = per_in[start:start + channels * repeat]
-            start += channels * repeat
-            if group is None:
-                continue
-            g = metadata.groups[group]
-            sq[g.offset:g.offset + g.units] += seg.reshape(-1, channels).sum(axis=0) if repeat > 1 else seg
-    return np.sqrt(sq)
-
-
-def prune_to(masks, scores, metadata, rate):
-    masks = masks.copy()
+def _host_masks(state, metadata, scores, rate):
+    """`prune`'s layerwise policy from the host: each hidden layer's lowest live scores pruned to `rate`."""
+    masks = state.masks.copy()
     for g in metadata.hidden_groups:
-        m = masks[g.offset:g.offset + g.units]
-        s = np.where(m > 0.5, scores[g.offset:g.offset + g.units], -1.0)
-        count = min(max(int(g.units - m.sum()), int(np.floor(rate * g.units + 0.5))), g.units - 1)
-        order = np.argsort(s, kind="stable")
-        m = np.ones(g.units, np.float32)
-        m[order[:count]] = 0
-        masks[g.offset:g.offset + g.units] = m
+        part = slice(g.offset, g.offset + g.units)
+        live = masks[part] > 0.5
+        count = min(max(int(g.units - live.sum()), int(np.floor(rate * g.units + 0.5))), g.units - 1)
+        order = np.argsort(np.where(live, scores[part], -1.0), kind="stable")
+        masks[part] = 1.0
+        masks[part][order[:count]] = 0.0
     return masks
 
 
-def run(model_path, keras_model, users, out_csv):
-    import dataclasses
-    from tflite_fineprune import Personalizer
-    from tflite_fineprune.sparsity import measure_sparsity
-    p = Personalizer(model_path)
-    meta = p.metadata
-    norms = out_norms(keras_model, meta)
-    rows = []
-    for u in users:
-        report = p.personalize(u.adapt_x, progress=False)
-        base = p.get_state()
-        n = base.samples
-        freq = base.counts / n
-        mean = base.sums / n
-        ref_adapt = np.argmax(p.predict(u.adapt_x), -1)
-        for crit, scores in (("mean", mean), ("mean_x_norm", mean * norms)):
-            for r in RATES:
-                masks = prune_to(base.masks, scores, meta, r) if r else base.masks
-                p.set_state(dataclasses.replace(base, masks=masks, fill=np.zeros_like(base.fill)))
-                pa = np.argmax(p.predict(u.adapt_x), -1)
-                pe = p.predict(u.eval_x)
-                acc = float(np.mean(np.argmax(pe, -1) == u.eval_y))
-                agree = float(np.mean(pa == ref_adapt))
-                agree4 = float(np.mean(pa[::4] == ref_adapt[::4]))
-                s = measure_sparsity(meta, masks)
-                rows.append((u.name, crit, r, acc, agree, s.macs, s.units, len(u.adapt_x), agree4))
-        p.set_state(base)
-        print(u.name, report.recipe, flush=True)
-    import csv
-    with open(out_csv, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["user", "criterion", "rate", "acc", "agree", "macs", "units", "n_adapt", "agree4"])
-        w.writerows(rows)
+def measure_user(personalizer, user):
+    """{score: [(rate, accuracy, agreement, macs removed)]} for one user, rate 0 being the reference."""
+    personalizer.personalize(user.adapt_x, REFERENCE_RULE, progress=False)
+    base = personalizer.get_state()
+    reference = np.argmax(personalizer.predict(user.adapt_x), -1)
+
+    def row(rate):
+        agreement = float(np.mean(np.argmax(personalizer.predict(user.adapt_x), -1) == reference))
+        accuracy = float(np.mean(np.argmax(personalizer.predict(user.eval_x), -1) == user.eval_y))
+        return rate, accuracy, agreement, personalizer.sparsity().macs
+
+    rows = {score: [row(0.0)] for score in SCORES}
+    mean_activation = base.magnitudes / max(base.samples, 1.0)
+    for rate in SPARSITY_STEPS:
+        for score in SCORES:
+            if score == "activity":
+                personalizer.prune(rate)
+            elif score == "magnitude":
+                personalizer.prune_magnitude(rate)
+            else:
+                personalizer.set_state(dataclasses.replace(
+                    base, masks=_host_masks(base, personalizer.metadata, mean_activation, rate)))
+            rows[score].append(row(rate))
+            personalizer.set_state(base)
+    return rows
+
+
+def stop(rows, threshold):
+    """The row the stopping rule picks: the largest rate before the first whose agreement falls below τ."""
+    chosen = rows[0]
+    for entry in rows[1:]:
+        if entry[2] < threshold:
+            break
+        chosen = entry
+    return chosen
+
+
+def summarize(per_user):
+    print(f"{'score':20} {'τ':>6} {'accuracy':>9} {'change':>7} {'worst':>6} {'lose>1pt':>8} {'MACs':>6}")
+    for score in SCORES:
+        base = np.array([rows[score][0][1] for rows in per_user])
+        for threshold in THRESHOLDS:
+            picked = [stop(rows[score], threshold) for rows in per_user]
+            accuracy = np.array([p[1] for p in picked])
+            change = (accuracy - base) * 100
+            print(f"{score:20} {threshold:6.3f} {accuracy.mean():9.4f} {change.mean():+7.2f} {change.min():+6.1f} "
+                  f"{int(np.sum(change < -1)):8d} {np.mean([p[3] for p in picked]):6.1%}")
+        for index, rate in enumerate(SPARSITY_STEPS, start=1):
+            if rate in (0.1, 0.3, 0.5, 0.7, 0.8, 0.9):
+                fixed = np.array([rows[score][index][1] for rows in per_user])
+                print(f"{score:20} {'r=' + format(rate, 'g'):>6} {fixed.mean():9.4f} {(fixed - base).mean() * 100:+7.2f} "
+                      f"{(fixed - base).min() * 100:+6.1f} {int(np.sum(fixed - base < -0.01)):8d} "
+                      f"{np.mean([rows[score][index][3] for rows in per_user]):6.1%}")
+    print(f"reference (step 5 off): {base.mean():.4f} over {len(per_user)} users")
+
+
+def _users(kind, out):
+    from converters import demo
+
+    if kind == "fashion":
+        from converters.fashion import export_fashion_mlp, load_fashion_mnist
+        from tflite_fineprune.evaluation import class_subset_users
+
+        path = out / "stopping_fashion.tflite"
+        export_fashion_mlp(path, out / "fashion_mlp.keras")
+        x, y = load_fashion_mnist("test")
+        return path, class_subset_users([x[y == c] for c in range(10)], adapt_per_class=100, eval_per_class=100)
+    if kind == "cifar":
+        from converters.vision import export_mlperf
+
+        root = demo.find_data(None, True)
+        path = out / "stopping_resnet8.tflite"
+        export_mlperf(path, root)
+        return path, demo.vision_users(root) if hasattr(demo, "vision_users") else _cifar_users(root)
+    from converters.speech import export_mlperf
+
+    root = demo.find_data(None, False)
+    path = out / "stopping_kws.tflite"
+    export_mlperf(path, root)
+    return path, demo.speech_users(root) if hasattr(demo, "speech_users") else _speech_users(root)
+
+
+def _cifar_users(root):
+    from converters.vision import cifar_by_class
+    from tflite_fineprune.evaluation import class_subset_users
+
+    return class_subset_users([images[100:] for images in cifar_by_class(root)])
+
+
+def _speech_users(root):
+    from converters import demo
+    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+    from converters.speech import KWS_LABELS
+    from tflite_fineprune.datafiles import fit_audio, load_audio
+    from tflite_fineprune.evaluation import speaker_users
+
+    return speaker_users(root / demo.SPEECH_DATA[0], list(KWS_LABELS),
+                         lambda f: fit_audio(f, *load_audio(f), (CLIP_SAMPLES,), SAMPLE_RATE))
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=["fashion", "cifar", "speech"])
+    parser.add_argument("--users", type=int, default=10 ** 6, help="only the first N users (development)")
     parser.add_argument("--out", default="benchmarks/out")
-    parser.add_argument("--users", type=int, default=30)
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import keras
-    from converters import demo
-    from tflite_fineprune.evaluation import class_subset_users, speaker_users
-    if args.kind == "fashion":
-        from converters.fashion import export_fashion_mlp, load_fashion_mnist
-        path = out / "probe_fashion_mc.tflite"
-        export_fashion_mlp(path, out / "fashion_mlp.keras", mean_compensation=True)
-        model = keras.models.load_model(out / "fashion_mlp.keras", compile=False)
-        x, y = load_fashion_mnist("test")
-        users = class_subset_users([x[y == c] for c in range(10)], adapt_per_class=100, eval_per_class=100)
-    elif args.kind == "cifar":
-        from converters.vision import cifar_by_class, export_mlperf, load_mlperf_resnet8
-        root = demo.find_data(None, True)
-        by_class = cifar_by_class(root)
-        path = out / "probe_resnet8_mc.tflite"
-        if not path.exists():
-            export_mlperf(path, root, mean_compensation=True)
-        model = load_mlperf_resnet8(root)
-        users = class_subset_users([c[100:] for c in by_class])
-    else:
-        from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-        from converters.speech import KWS_LABELS, export_mlperf, load_mlperf_ds_cnn
-        from tflite_fineprune.datafiles import fit_audio, load_audio
-        root = demo.find_data(None, False)
-        path = out / "probe_kws_mc.tflite"
-        if not path.exists():
-            export_mlperf(path, root, mean_compensation=True)
-        from tflite_fineprune.reference_data import MLPERF_KWS
-        model = load_mlperf_ds_cnn(root / MLPERF_KWS)
-        users = speaker_users(root / demo.SPEECH_DATA[0], list(KWS_LABELS),
-                              lambda f: fit_audio(f, *load_audio(f), (CLIP_SAMPLES,), SAMPLE_RATE))
-    run(path, model, users[:args.users], out / f"probe2_{args.kind}.csv")
+    path, users = _users(args.kind, out)
+    from tflite_fineprune import Personalizer
+
+    personalizer = Personalizer(path)
+    per_user = [measure_user(personalizer, user) for user in users[:args.users]]
+    summarize(per_user)
 
 
 if __name__ == "__main__":
