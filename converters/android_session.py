@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from tflite_fineprune import levers
 from tflite_fineprune import recipe as auto
 from tflite_fineprune import signatures as sig
 from tflite_fineprune.errors import FinePruneError
@@ -96,9 +97,29 @@ class AppSession:
             self._scalars(step["signature"], step["inputs"])
 
     def get_state(self):
+        """The state as the app's `getState` holds it: the core vectors and every lever block the model returns."""
         out = self._scalars(sig.GET_STATE, {sig.TOKEN: 0})
+        blocks = {field: np.asarray(out[field], np.float32) for _, block in levers.blocks() for field in block.fields
+                  if field in out}
         return State(masks=np.asarray(out[sig.MASKS], np.float32), counts=np.asarray(out[sig.COUNTS], np.float32),
-                     samples=float(np.ravel(out[sig.SAMPLES])[0]))
+                     samples=float(np.ravel(out[sig.SAMPLES])[0]), **blocks)
+
+    def set_state(self, state):
+        """The app's `setState`: `set_state`, then each block's setter with the block's vectors, in file order."""
+        spec = {s["name"]: s for s in self.model["signatures"][sig.SET_STATE]["inputs"]}
+        core = {sig.MASKS: state.masks, sig.COUNTS: state.counts, sig.SAMPLES: [state.samples]}
+        self.call(sig.SET_STATE, {name: np.asarray(value, spec[name]["dtype"]).reshape(spec[name]["shape"])
+                                  for name, value in core.items()})
+        for lever in levers.LEVERS:
+            if lever.block is None or getattr(state, lever.block.fields[0]) is None:
+                continue
+            setter = {s["name"]: s for s in self.model["signatures"][lever.set_signature]["inputs"]}
+            self.call(lever.set_signature, {f: np.asarray(getattr(state, f), setter[f]["dtype"]).reshape(setter[f]["shape"])
+                                            for f in lever.block.fields})
+
+    def predict(self, samples):
+        """`infer`, one sample per call, as the app's `predict`."""
+        return np.stack([self._forward(sig.INFER, s).reshape(-1) for s in samples])
 
     def masks(self):
         return self.get_state().masks
@@ -159,6 +180,15 @@ class AppPersonalizer:
 
     def adapt_normalization(self, strength):
         self.session._scalars(sig.ADAPT_NORMALIZATION, {sig.STRENGTH: strength})
+
+    def predict(self, x, batch_size=None):
+        return self.session.predict(x)
+
+    def prune_magnitude(self, sparsity):
+        self.session._scalars(sig.PRUNE_MAGNITUDE, {sig.SPARSITY: sparsity})
+
+    def set_state(self, state):
+        self.session.set_state(state)
 
 
 def auto_recipe(rule=None):

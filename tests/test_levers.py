@@ -30,7 +30,8 @@ def _metadata(**fields):
 
 
 FULL = dict(mean_compensation=True, prior_correction=True, normalization_layers=(("bn", CHANNELS, 0),),
-            classifier_head=("dense", FEATURES, 0.9))
+            classifier_head=("dense", FEATURES, 0.9),
+            signatures=sig.REQUIRED + (sig.PRUNE_OUTPUTS, sig.PRUNE_DORMANT, sig.PRUNE_MAGNITUDE, sig.SET_MAGNITUDES))
 
 
 def test_every_lever_method_is_a_personalizer_method():
@@ -54,7 +55,8 @@ def test_which_levers_an_export_carries_follows_its_metadata():
     assert [lever.name for lever in levers.used(_metadata(**FULL))] == [lever.name for lever in levers.LEVERS]
     assert levers.block_shapes(_metadata(**FULL)) == {"mean_compensation": (), "prior_correction": (CLASSES,),
                                                       "normalization_shift": (CHANNELS,),
-                                                      "classifier_prototypes": (CLASSES, FEATURES)}
+                                                      "classifier_prototypes": (CLASSES, FEATURES),
+                                                      "magnitude_pruning": ()}
 
 
 def _state(**fields):

@@ -160,7 +160,7 @@ def test_compensated_state_round_trip(exports, tmp_path):
     personalizer.prune(0.3)
     path = tmp_path / "mc.state"
     personalizer.save_state(path)
-    assert len(path.read_bytes()) == 56 + 13 * personalizer.metadata.num_units + 4
+    assert len(path.read_bytes()) == 56 + 17 * personalizer.metadata.num_units + 4  # + sums, fill, magnitudes
     fresh = Personalizer(exports.path("plain_cnn", mean_compensation=True))
     fresh.load_state(path)
     np.testing.assert_array_equal(fresh.get_state().fill, personalizer.get_state().fill)

@@ -28,6 +28,16 @@ and with which threshold, from numbers the model itself counted:
    export's reference pool (`adapt_normalization`). With classes excluded the
    user's BN moments mostly reflect the class subset, which relative AdaBN
    would mistake for a domain shift.
+5. Sparsity (models with `prune_magnitude`): how far to prune is decided per
+   user from the unlabeled samples alone. With the model as steps 2–4 left
+   it as the reference, try each rate of `SPARSITY_STEPS` in turn
+   (`prune_magnitude`: each layer's units with the lowest mean |activation| ×
+   outgoing weight norm) and keep the largest rate at which the pruned model
+   still predicts the reference's class on at least `magnitude_agreement` of
+   the user's samples; the first rate below it ends the search. A compact
+   model disagrees at once and stays as it was (the no-harm rule), an
+   over-parameterized one goes far (benchmarks/stopping_probe.py,
+   docs/personalization.md "How far to prune").
 
 docs/personalization.md has the measurements behind each default.
 """
@@ -52,6 +62,16 @@ class AutoRule:
     # (approaches the layer-by-layer re-estimation of the finding; costs p passes over the data).
     # One pass over-corrects: a layer's shift repeats what the layers before it already corrected.
     normalization_passes: int = 3
+    # Step 5: the share of the user's samples on which the pruned model must still predict what the model
+    # before pruning predicts. 0.99 kept Fashion-MNIST users within 0.4 point at 83 % of MACs removed and
+    # pruned nothing of the compact DS-CNN and ResNet-8 (benchmarks/stopping_probe.py); > 1 turns step 5 off.
+    magnitude_agreement: float = 0.99
+
+
+# The rates step 5 tries, in order (each layer's share of units pruned). It starts at 10 %: smaller steps
+# removed under 1 % of a compact model's MACs and cost accuracy (benchmarks/stopping_probe.py). AutoRecipe.kt
+# keeps the same list (tests/test_auto.py checks).
+SPARSITY_STEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 def binomial_cdf(k, n, p):
@@ -135,6 +155,8 @@ class PersonalizationReport:
     normalization_strength: float
     notes: tuple
     total_units: int = 0  # hidden and output units: what unit_sparsity is a fraction of
+    sparsity_search: str = "not run"
+
 
     def __str__(self):
         lines = [f"recipe: {self.recipe} (from {self.samples} unlabeled samples)"]
@@ -153,6 +175,7 @@ class PersonalizationReport:
                      f"MACs removed {self.macs_removed:.1%}")
         lines.append("normalization: " + (f"shifted toward the user's data, strength {self.normalization_strength:g}"
                                           if self.normalization_strength else "trained statistics"))
+        lines.append(f"sparsity: {self.sparsity_search}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -162,6 +185,8 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
     rule = rule or AutoRule()
     meta = personalizer.metadata
     available = set(meta.signatures)
+    if not isinstance(x, np.ndarray) and iter(x) is x:
+        x = list(x)  # a one-shot iterator of batches: the steps below pass over the data again
     personalizer.reset()
     personalizer.observe(x, batch_size=batch_size, progress=progress)
     n = personalizer.samples
@@ -205,15 +230,46 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
             steps.append(f"relative BN shift {strength:g}")
     elif meta.normalization_layers == () and sig.ADAPT_NORMALIZATION not in available:
         notes.append("no normalization statistics in this model file")
+    search = "not available (model exported without magnitude pruning)"
+    if sig.PRUNE_MAGNITUDE in available and rule.magnitude_agreement <= 1:
+        rate, search = search_sparsity(personalizer, x, rule.magnitude_agreement, batch_size)
+        if rate:
+            steps.append(f"prune {rate:.0%} of units by magnitude")
     return _report(personalizer, " + ".join(steps) or "dense (nothing to change)", n, counts, excluded, test,
-                   strength, notes)
+                   strength, notes, search)
 
 
-def _report(personalizer, recipe, n, counts, excluded, test, strength, notes):
+def search_sparsity(personalizer, x, agreement, batch_size=None):
+    """Step 5: the largest rate of `SPARSITY_STEPS` whose pruned model keeps `agreement`; (rate, explanation).
+
+    The model is left pruned at that rate (unchanged when it is 0).
+    """
+    base = personalizer.get_state()
+    reference = np.argmax(personalizer.predict(x, batch_size=batch_size), axis=-1)
+    chosen, measured, stop = 0.0, [], ""
+    for rate in SPARSITY_STEPS:
+        personalizer.prune_magnitude(rate)
+        agree = float(np.mean(np.argmax(personalizer.predict(x, batch_size=batch_size), axis=-1) == reference))
+        measured.append(f"{rate:.0%} → {agree:.1%}")
+        personalizer.set_state(base)
+        if agree < agreement:
+            stop = f"; {rate:.0%} fell below {agreement:.0%}"
+            break
+        chosen = rate
+    else:
+        stop = "; every rate kept it"
+    if chosen:
+        personalizer.prune_magnitude(chosen)
+    outcome = f"pruned {chosen:.0%} of each layer's units" if chosen else "nothing pruned"
+    return chosen, (f"{outcome} (agreement with the unpruned model on the {len(reference)} samples: "
+                    f"{', '.join(measured)}{stop})")
+
+
+def _report(personalizer, recipe, n, counts, excluded, test, strength, notes, search="not run"):
     s = personalizer.sparsity()
     pruned = _hidden_pruned(personalizer)
     return PersonalizationReport(recipe, n, counts, excluded, test, pruned, s.units, s.weights, s.macs, strength,
-                                 tuple(notes), s.total_units)
+                                 tuple(notes), s.total_units, search)
 
 
 def _hidden_pruned(personalizer):

@@ -46,3 +46,7 @@ NORM_VAR = "norm_var"  # per BN channel: the variance the model uses now
 PROTO_SUMS = "proto_sums"  # prototypes: per class c, Σ w_ic f_i/‖f_i‖ over confident samples (C × D, class-major)
 PROTO_COUNTS = "proto_counts"  # prototypes: per class, Σ w_ic (C)
 HEAD_KERNEL = "head_kernel"  # prototypes: the final Dense kernel in use (D × C, Keras layout, row-major)
+
+PRUNE_MAGNITUDE = "prune_magnitude"  # prune by mean |activation| × outgoing weight norm (magnitude pruning)
+SET_MAGNITUDES = "set_magnitudes"  # magnitude pruning: restore the accumulated magnitudes
+MAGNITUDES = "magnitudes"  # magnitude pruning: per unit, summed per-sample mean |activation|

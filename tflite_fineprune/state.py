@@ -6,12 +6,13 @@ Layout (all little-endian; see docs/state_format.md, which the Android app follo
 offset   size   field
 =======  =====  ===============================================
 0        8      magic ``b"FPSTATE\\0"``
-8        2      format version (uint16: 3 when flag bit 3 is set, else 2;
-                versions 1 and 2 are read too)
+8        2      format version (uint16: the lowest that carries the file's
+                blocks, at least 2; versions 1 to 4 are read)
 10       2      flags: bit 0 = mean-compensation vectors follow,
                 bit 1 = class-prior vectors follow,
                 bit 2 = normalization vectors follow (version ≥ 2),
-                bit 3 = classifier-prototype vectors follow (version 3)
+                bit 3 = classifier-prototype vectors follow (version ≥ 3),
+                bit 4 = the magnitudes follow (version 4)
 12       4      number of units N (uint32)
 16       32     model fingerprint (SHA-256 bytes from the model metadata)
 48       8      samples observed (float64)
@@ -27,6 +28,7 @@ offset   size   field
 [then    4CD    prototype sums S (float32, [C, D] row-major), flag bit 3 only]
 [then    4DC    final Dense kernel in use (float32, [D, C] row-major),
                 flag bit 3 only; D features into the final Dense layer]
+[then    4N     magnitudes (float32), flag bit 4 only]
 end-4    4      CRC-32 (zlib) of every byte before it
 =======  =====  ===============================================
 """
@@ -81,6 +83,8 @@ class State:
     proto_counts: np.ndarray = None
     proto_sums: np.ndarray = None
     head_kernel: np.ndarray = None
+    # Magnitude pruning (models exported with it, the default): per unit the summed per-sample mean |activation|.
+    magnitudes: np.ndarray = None
 
 
 def _present(state, block):

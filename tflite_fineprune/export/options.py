@@ -91,6 +91,12 @@ class ExportOptions:
         once after the depthwise chain, which makes `infer` and `collect`
         cheaper on MobileNets (docs/performance.md). Off by default: the
         units are then each layer's own channels, as in every measured table.
+    magnitude_pruning : bool
+        `collect` also sums each hidden unit's mean |activation|, and
+        `prune_magnitude(sparsity)` prunes by that times the unit's outgoing
+        weight norm (the next layer's BatchNorm folded in); `personalize`
+        uses it to decide how far to prune (docs/personalization.md). On by
+        default; the state grows by one float per unit.
     """
 
     labels: Optional[Sequence[str]] = None
@@ -110,6 +116,7 @@ class ExportOptions:
     classifier_prototypes: bool = False
     prototype_confidence: float = DEFAULT_PROTOTYPE_CONFIDENCE
     couple_depthwise: bool = False
+    magnitude_pruning: bool = True
 
     def with_changes(self, **changes) -> "ExportOptions":
         """A copy with some fields changed; an unknown name is refused, listing the known ones."""
@@ -144,6 +151,9 @@ FLAGS = {
                             dict(help=".npy samples [N, *input_shape] to check the int8 export on")),
     "classifier_prototypes": ("--classifier-prototypes", dict(
         action="store_true", help="add T3A classifier prototypes (adapt_classifier; docs/personalization.md)")),
+    "magnitude_pruning": ("--no-magnitude-pruning", dict(
+        action="store_false", help="leave out magnitude pruning (prune_magnitude; a smaller state, a cheaper "
+                                   "collect)")),
     "couple_depthwise": ("--couple-depthwise", dict(
         action="store_true", help="one unit group for a layer and the depthwise layer it feeds (faster on "
                                   "MobileNets; docs/performance.md)")),

@@ -27,7 +27,7 @@ Adding one, e.g. a pruning score accumulated by `collect`:
 
 from __future__ import annotations
 
-from . import class_exclusion, compensation, dormant, normalization, priors, prototypes, rate
+from . import class_exclusion, compensation, dormant, magnitude, normalization, priors, prototypes, rate
 from .base import Lever, StateBlock
 
 LEVERS: tuple = (
@@ -38,6 +38,7 @@ LEVERS: tuple = (
     dormant.LEVER,
     normalization.LEVER,
     prototypes.LEVER,
+    magnitude.LEVER,
 )
 
 BY_NAME = {lever.name: lever for lever in LEVERS}

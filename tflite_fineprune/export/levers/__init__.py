@@ -11,6 +11,7 @@ from .base import ExportLever
 from .class_exclusion import ClassExclusion
 from .compensation import MeanCompensation
 from .dormant import DormantPruning
+from .magnitude import MagnitudePruning
 from .normalization import NormalizationShift
 from .priors import PriorCorrection
 from .prototypes import ClassifierPrototypes
@@ -24,6 +25,7 @@ EXPORT_LEVERS = (
     DormantPruning,
     NormalizationShift,
     ClassifierPrototypes,
+    MagnitudePruning,
 )
 
 assert [cls.lever.name for cls in EXPORT_LEVERS] == [lever.name for lever in runtime.LEVERS], \

@@ -149,7 +149,8 @@ object Signatures {
     /** Optional state vectors: the signature that sets them, by state-vector name. */
     val SETTERS = mapOf("sums" to "set_compensation", "fill" to "set_compensation", "log_weights" to "set_priors", "soft_counts" to "set_priors") +
         listOf("norm_sums", "norm_squares", "norm_count", "norm_mean", "norm_var").associateWith { "set_normalization" } +
-        listOf("proto_sums", "proto_counts", "head_kernel").associateWith { "set_prototypes" }
+        listOf("proto_sums", "proto_counts", "head_kernel").associateWith { "set_prototypes" } +
+        mapOf("magnitudes" to "set_magnitudes")
 
     /** What the app needs besides the recipe's own signatures. */
     val REQUIRED = listOf(INFER, COLLECT, RESET, GET_STATE, SET_STATE)

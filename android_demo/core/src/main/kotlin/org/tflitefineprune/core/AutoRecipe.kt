@@ -12,10 +12,11 @@ class AutoRule(
     val dormantThreshold: Double = 0.01,
     val normalizationStrength: Double = 0.3,
     val normalizationPasses: Int = 3,
+    val magnitudeAgreement: Double = 0.99,
 ) {
     companion object {
         /** Manifest keys, as the Python dataclass names them. */
-        val KEYS = listOf("min_samples", "class_share", "class_alpha", "dormant_threshold", "normalization_strength", "normalization_passes")
+        val KEYS = listOf("min_samples", "class_share", "class_alpha", "dormant_threshold", "normalization_strength", "normalization_passes", "magnitude_agreement")
 
         fun of(values: Map<String, Double>): AutoRule {
             val unknown = values.keys - KEYS.toSet()
@@ -25,6 +26,7 @@ class AutoRule(
                 values["min_samples"]?.toInt() ?: d.minSamples, values["class_share"] ?: d.classShare,
                 values["class_alpha"] ?: d.classAlpha, values["dormant_threshold"] ?: d.dormantThreshold,
                 values["normalization_strength"] ?: d.normalizationStrength, values["normalization_passes"]?.toInt() ?: d.normalizationPasses,
+                values["magnitude_agreement"] ?: d.magnitudeAgreement,
             )
         }
     }
@@ -34,7 +36,9 @@ class AutoRule(
 class ClassTest(val samples: Int, val classesInPlay: Int, val effectiveClasses: Double, val minPrior: Double, val maxCount: Int, val pValue: Double, val rounds: Int)
 
 /** What the automatic recipe chose (the app shows [steps]). */
-class AutoReport(val samples: Int, val classCounts: IntArray, val classTest: ClassTest?, val excluded: List<String>, val steps: List<String>, val notes: List<String>) {
+class AutoReport(val samples: Int, val classCounts: IntArray, val classTest: ClassTest?, val excluded: List<String>, val steps: List<String>, val notes: List<String>,
+                 /** Step 5: the rate chosen (each layer's share of units) and the agreement measured at each rate tried. */
+                 val sparsityRate: Double = 0.0, val agreements: List<Pair<Double, Double>> = emptyList()) {
     val recipe: String get() = steps.joinToString(" + ").ifEmpty { if (notes.any { it.startsWith("too little data") }) "dense (too little data)" else "dense (nothing to change)" }
 }
 
@@ -48,6 +52,10 @@ object AutoRecipe {
     const val PRUNE_OUTPUTS = "prune_outputs"
     const val PRUNE_DORMANT = "prune_dormant"
     const val ADAPT_NORMALIZATION = "adapt_normalization"
+    const val PRUNE_MAGNITUDE = "prune_magnitude"
+
+    /** The rates step 5 tries, in order: tflite_fineprune/recipe.py `SPARSITY_STEPS` (tests/test_auto.py compares). */
+    val SPARSITY_STEPS = listOf(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
     /** P(Binomial(n, p) ≤ k), summed in log space. ln C(n, i) is built up term by term (Java has no lgamma). */
     fun binomialCdf(k: Int, n: Int, p: Double): Double {
@@ -148,13 +156,45 @@ object AutoRecipe {
                 steps.add("relative BN shift ${rule.normalizationStrength}")
             }
         }
-        return report(session, n, counts, test, excluded, steps, notes)
+        var rate = 0.0
+        var agreements = emptyList<Pair<Double, Double>>()
+        if (PRUNE_MAGNITUDE in available && rule.magnitudeAgreement <= 1) {
+            val search = searchSparsity(session, samples, rule.magnitudeAgreement)
+            rate = search.first
+            agreements = search.second
+            if (rate > 0) steps.add("prune ${Math.round(rate * 100)}% of units by magnitude")
+        }
+        return report(session, n, counts, test, excluded, steps, notes, rate, agreements)
+    }
+
+    /**
+     * Step 5 (recipe.py `search_sparsity`): the largest rate of [SPARSITY_STEPS] at which the magnitude-pruned
+     * model still predicts the unpruned model's class on at least [agreement] of the samples; the first rate
+     * below it ends the search. The model is left pruned at that rate.
+     */
+    fun searchSparsity(session: PersonalizationSession, samples: List<Tensor>, agreement: Double): Pair<Double, List<Pair<Double, Double>>> {
+        val base = session.getState()
+        val reference = session.predict(samples)
+        var chosen = 0.0
+        val measured = ArrayList<Pair<Double, Double>>()
+        for (rate in SPARSITY_STEPS) {
+            session.callScalars(PRUNE_MAGNITUDE, mapOf("sparsity" to rate))
+            val predicted = session.predict(samples)
+            val agree = predicted.indices.count { predicted[it] == reference[it] }.toDouble() / predicted.size
+            measured.add(rate to agree)
+            session.setState(base)
+            if (agree < agreement) break
+            chosen = rate
+        }
+        if (chosen > 0) session.callScalars(PRUNE_MAGNITUDE, mapOf("sparsity" to chosen))
+        return chosen to measured
     }
 
     // Python's _report reads the state twice (sparsity(), then the masks): the same calls here.
-    private fun report(session: PersonalizationSession, n: Int, counts: IntArray, test: ClassTest?, excluded: List<String>, steps: List<String>, notes: List<String>): AutoReport {
+    private fun report(session: PersonalizationSession, n: Int, counts: IntArray, test: ClassTest?, excluded: List<String>, steps: List<String>, notes: List<String>,
+                       rate: Double = 0.0, agreements: List<Pair<Double, Double>> = emptyList()): AutoReport {
         session.getState()
         session.getState()
-        return AutoReport(n, counts, test, excluded, steps, notes)
+        return AutoReport(n, counts, test, excluded, steps, notes, rate, agreements)
     }
 }

@@ -50,7 +50,7 @@ class ModelLayout(
 
     /** What a state file for this model must match. */
     fun stateExpectation() = StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0, normChannels,
-        if (headFeatures > 0) numClasses else 0, headFeatures)
+        if (headFeatures > 0) numClasses else 0, headFeatures, magnitudes = AutoRecipe.PRUNE_MAGNITUDE in signatures)
 
     /** Labels of the classes whose output unit is masked. */
     fun excludedClasses(masks: FloatArray): List<String> {

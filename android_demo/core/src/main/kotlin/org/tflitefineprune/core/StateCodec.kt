@@ -32,9 +32,11 @@ class StateExpectation(
     val normChannels: Int = 0, // > 0 only for models with normalization statistics (metadata `normalization_layers`)
     val headClasses: Int = 0, // > 0 only for models with classifier prototypes: C (metadata `num_classes`)
     val headFeatures: Int = 0, // > 0 only for models with classifier prototypes: D (metadata `classifier_head[1]`)
+    val magnitudes: Boolean = false, // models exported with magnitude pruning (the `prune_magnitude` signature)
 ) {
     val flags: Int get() = (if (compensation) StateCodec.FLAG_COMPENSATION else 0) or (if (numClasses > 0) StateCodec.FLAG_PRIORS else 0) or
-        (if (normChannels > 0) StateCodec.FLAG_NORMALIZATION else 0) or (if (headClasses > 0) StateCodec.FLAG_PROTOTYPES else 0)
+        (if (normChannels > 0) StateCodec.FLAG_NORMALIZATION else 0) or (if (headClasses > 0) StateCodec.FLAG_PROTOTYPES else 0) or
+        (if (magnitudes) StateCodec.FLAG_MAGNITUDES else 0)
 
     fun length(length: StateCodec.Length, units: Int) = when (length) {
         StateCodec.Length.UNITS -> units
@@ -46,21 +48,24 @@ class StateExpectation(
 }
 
 /**
- * The binary state file format, versions 2 and 3, byte for byte as docs/state_format.md and
+ * The binary state file format, versions 2 to 4, byte for byte as docs/state_format.md and
  * tflite_fineprune/state.py define it; a reader refuses every file the Python side refuses.
- * Version 3 is written only when the classifier-prototype vectors (flag bit 3) are present, else 2.
+ * A file is written with the lowest version that can carry its blocks (at least 2): 3 with the
+ * classifier-prototype vectors (flag bit 3), 4 with the activation magnitudes (flag bit 4).
  * Version-1 files (no normalization vectors) and version-2 files (no prototypes) are still read.
  */
 object StateCodec {
     val MAGIC = "FPSTATE\u0000".toByteArray(Charsets.US_ASCII)
     const val VERSION = 2
     const val PROTOTYPES_VERSION = 3
-    val READABLE_VERSIONS = listOf(1, 2, 3)
+    const val MAGNITUDES_VERSION = 4
+    val READABLE_VERSIONS = listOf(1, 2, 3, 4)
     const val HEADER_BYTES = 56
     const val FLAG_COMPENSATION = 1
     const val FLAG_PRIORS = 2
     const val FLAG_NORMALIZATION = 4
     const val FLAG_PROTOTYPES = 8
+    const val FLAG_MAGNITUDES = 16
 
     /** N units, C classes (prior-corrected models), B channels, C classes (prototype models), C × D head weights. */
     enum class Length { UNITS, CLASSES, CHANNELS, HEAD_CLASSES, HEAD_WEIGHTS }
@@ -76,6 +81,8 @@ object StateCodec {
         // Classifier prototypes: counts N_c [C], sums S [C × D, class-major], the final Dense kernel in use [D × C].
         OptionalBlock(FLAG_PROTOTYPES, listOf("proto_counts"), Length.HEAD_CLASSES, sinceVersion = 3),
         OptionalBlock(FLAG_PROTOTYPES, listOf("proto_sums", "head_kernel"), Length.HEAD_WEIGHTS, sinceVersion = 3),
+        // Magnitude pruning: per unit the summed per-sample mean |activation|.
+        OptionalBlock(FLAG_MAGNITUDES, listOf("magnitudes"), Length.UNITS, sinceVersion = MAGNITUDES_VERSION),
     )
 
     private fun knownFlags(version: Int) = OPTIONAL.filter { it.sinceVersion <= version }.fold(0) { f, b -> f or b.flag }
@@ -88,7 +95,7 @@ object StateCodec {
         val extra = OPTIONAL.filter { flags and it.flag != 0 }.flatMap { block -> block.names.map { state.optional.getValue(it) } }
         val size = HEADER_BYTES + 5 * n + extra.sumOf { 4 * it.size } + 4
         val buf = ByteBuffer.allocate(size).order(ByteOrder.LITTLE_ENDIAN)
-        val version = if (flags and FLAG_PROTOTYPES != 0) PROTOTYPES_VERSION else VERSION
+        val version = maxOf(VERSION, OPTIONAL.filter { flags and it.flag != 0 }.maxOfOrNull { it.sinceVersion } ?: VERSION)
         buf.put(MAGIC).putShort(version.toShort()).putShort(flags.toShort()).putInt(n).put(fingerprint).putDouble(state.samples)
         for (m in state.masks) buf.put(if (m > 0.5f) 1.toByte() else 0.toByte())
         for (c in state.counts) buf.putFloat(c)

@@ -155,6 +155,28 @@ class StateCodecTest {
     }
 
     @Test
+    fun version4CarriesTheMagnitudesAfterEveryOtherBlock() {
+        val magnitudeModel = StateExpectation(fingerprint, 4, headClasses = 2, headFeatures = 3, magnitudes = true)
+        val magnitudes = floatArrayOf(0.5f, 0f, 7.25f, 1f)
+        val withBoth = PersonalizationState(state.masks, state.counts, 8.0, prototypes + linkedMapOf("magnitudes" to magnitudes))
+        val blob = StateCodec.encode(fingerprint, withBoth)
+        assertEquals(60 + 5 * 4 + 4 * 2 * 7 + 4 * 4, blob.size)
+        val buf = ByteBuffer.wrap(blob).order(ByteOrder.LITTLE_ENDIAN)
+        assertEquals(4, buf.getShort(8).toInt())
+        assertEquals(8 or 16, buf.getShort(10).toInt())
+        assertEquals(1f, buf.getFloat(blob.size - 8), 0f) // the last magnitude, right before the checksum
+        val file = StateCodec.decode(blob, magnitudeModel)
+        assertEquals(4, file.formatVersion)
+        assertArrayEquals(magnitudes, file.state.optional.getValue("magnitudes"), 0f)
+        // A model without magnitude pruning refuses them, one with it refuses a version-4 file without them.
+        refused(blob, StateExpectation(fingerprint, 4, headClasses = 2, headFeatures = 3), "has magnitudes values")
+        refused(patched(StateCodec.encode(fingerprint, state)) { it.putShort(8, 4) }, StateExpectation(fingerprint, 4, magnitudes = true),
+            "lacks magnitudes")
+        // Bit 4 exists only from version 4 on.
+        refused(patched(blob) { it.putShort(8, 3) }, magnitudeModel, "unknown flags 0x18")
+    }
+
+    @Test
     fun version1FilesStillLoadIntoModelsWithNormalization() {
         val v2 = StateCodec.encode(fingerprint, state)
         val v1 = patched(v2) { it.putShort(8, 1) }
@@ -170,7 +192,7 @@ class StateCodecTest {
         val blob = StateCodec.encode(fingerprint, state)
         refused(blob.copyOf(40), expected = "only 40 bytes")
         refused(patched(blob) { it.put(0, 'X'.code.toByte()) }, expected = "not a tflite-fineprune state file")
-        refused(patched(blob) { it.putShort(8, 4) }, expected = "version 4")
+        refused(patched(blob) { it.putShort(8, 5) }, expected = "version 5")
         refused(patched(blob) { it.putShort(8, 0) }, expected = "version 0")
         refused(patched(blob) { it.putShort(10, 8) }, expected = "unknown flags 0x8")
         // Bit 2 (normalization) exists only from version 2 on.
