@@ -105,47 +105,33 @@ def summarize(per_user):
 
 
 def _users(kind, out):
+    """The exported model and the demo's users of this kind (the same splits as `tflite-fineprune demo`)."""
     from converters import demo
+    from converters.evaluation import class_subset_users
 
     if kind == "fashion":
         from converters.fashion import export_fashion_mlp, load_fashion_mnist
-        from converters.evaluation import class_subset_users
 
         path = out / "stopping_fashion.tflite"
         export_fashion_mlp(path, out / "fashion_mlp.keras")
         x, y = load_fashion_mnist("test")
         return path, class_subset_users([x[y == c] for c in range(10)], adapt_per_class=100, eval_per_class=100)
     if kind == "cifar":
-        from converters.vision import export_mlperf
+        from converters.vision import cifar_by_class, export_mlperf
 
         root = demo.find_data(None, True)
         path = out / "stopping_resnet8.tflite"
         export_mlperf(path, root)
-        return path, demo.vision_users(root) if hasattr(demo, "vision_users") else _cifar_users(root)
-    from converters.speech import export_mlperf
+        return path, demo.vision_users(cifar_by_class(root))
+    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+    from converters.speech import KWS_LABELS, export_mlperf
+    from tflite_fineprune.datafiles import fit_audio, load_audio
 
     root = demo.find_data(None, False)
     path = out / "stopping_kws.tflite"
     export_mlperf(path, root)
-    return path, demo.speech_users(root) if hasattr(demo, "speech_users") else _speech_users(root)
-
-
-def _cifar_users(root):
-    from converters.vision import cifar_by_class
-    from converters.evaluation import class_subset_users
-
-    return class_subset_users([images[100:] for images in cifar_by_class(root)])
-
-
-def _speech_users(root):
-    from converters import demo
-    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-    from converters.speech import KWS_LABELS
-    from tflite_fineprune.datafiles import fit_audio, load_audio
-    from converters.evaluation import speaker_users
-
-    return speaker_users(root / demo.SPEECH_DATA[0], list(KWS_LABELS),
-                         lambda f: fit_audio(f, *load_audio(f), (CLIP_SAMPLES,), SAMPLE_RATE))
+    return path, demo.speech_users(root, list(KWS_LABELS),
+                                   lambda f: fit_audio(f, *load_audio(f), (CLIP_SAMPLES,), SAMPLE_RATE))
 
 
 def main():
