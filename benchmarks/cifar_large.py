@@ -54,7 +54,7 @@ TRAIN = range(300, 1000)
 MODEL_NAME = "cifar_resnet18"
 
 
-def load_cifar_split(data=None):
+def load_cifar_split(data=None, labels=CIFAR10_LABELS):
     """{"reference", "users", "train"}: one uint8 `[n, 32, 32, 3]` array per class, images in file-number order.
 
     Split by the number in each file name (not the lexicographic file order), see the module docstring.
@@ -63,7 +63,7 @@ def load_cifar_split(data=None):
 
     root = require_data([CIFAR10_TEST], data, "benchmarks/cifar_large.py") / CIFAR10_TEST
     split = {"reference": [], "users": [], "train": []}
-    for name in CIFAR10_LABELS:
+    for name in labels:
         files = {int(f.stem): f for f in (root / name).glob("*.jpg")}
         for part, numbers in (("reference", REFERENCE), ("users", USERS), ("train", TRAIN)):
             missing = [n for n in numbers if n not in files]
@@ -260,8 +260,6 @@ def export(out, split, reexport=False):
     """OUT/cifar_resnet18.tflite from the trained model, as `converters.vision mlperf` exports ResNet-8: uint8
     pixels in, the reference pool (n 0–99 of each class) as BatchNorm reference data, prunable classes."""
     keras_path, path = out / f"{MODEL_NAME}.keras", out / f"{MODEL_NAME}.tflite"
-    if not keras_path.exists():
-        raise SystemExit(f"{keras_path} does not exist: run `python benchmarks/cifar_large.py train` first")
     if path.exists() and path.stat().st_mtime > keras_path.stat().st_mtime and not reexport:
         print(f"reusing {path} (newer than {keras_path.name}; --reexport to rebuild it)")
         return path
@@ -329,6 +327,9 @@ def personalize(args):
     from converters.demo import per_user_table
 
     out = pathlib.Path(args.out)
+    if not (out / f"{MODEL_NAME}.keras").exists():
+        raise SystemExit(f"{out / f'{MODEL_NAME}.keras'} does not exist: run `python benchmarks/cifar_large.py "
+                         f"--out {out} train` first")
     split = load_cifar_split(args.data)
     path = export(out, split, args.reexport)
     users = class_subset_users(split["users"], users_per_count=args.users_per_count, adapt_per_class=args.adapt,
@@ -385,15 +386,15 @@ def main(argv=None):
     p.add_argument("--users-per-count", type=positive, default=10, help="users per class count 2, 3, 5 (default 10)")
     p.add_argument("--adapt", type=positive, default=40, help="adaptation images per class (default 40)")
     p.add_argument("--eval", type=positive, default=40, help="evaluation images per class (default 40)")
-    p.add_argument("--others", type=positive, default=50, help="other users' images scored per user (default 50)")
+    p.add_argument("--others", type=positive, default=30, help="other users' images scored per user (default 30)")
     p.add_argument("--reexport", action="store_true", help="export again even if the .tflite is up to date")
     p.add_argument("--no-timing", action="store_true", help="skip slimming and timing")
     p.add_argument("--runtime-python", default=os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON"),
                    help="the tflite-runtime 2.14 venv's python that times the slimmed files "
                    "(default: $FINEPRUNE_TFLITE_RUNTIME_PYTHON; without either, no timing)")
     p.add_argument("--threads", type=positive, default=1, help="interpreter threads when timing (default 1)")
-    p.add_argument("--repeats", type=positive, default=30, help="timed calls per file and batch (default 30)")
-    p.add_argument("--batches", type=batches, default=(1, 32), help="comma-separated batch sizes (default 1,32)")
+    p.add_argument("--repeats", type=positive, default=10, help="timed calls per file and batch (default 10)")
+    p.add_argument("--batches", type=batches, default=(1, 8), help="comma-separated batch sizes (default 1,8)")
     args = parser.parse_args(argv)
     if args.command == "personalize" and args.adapt + args.eval > len(USERS):
         parser.error(f"--adapt + --eval must be at most {len(USERS)} (the users' images per class); "
