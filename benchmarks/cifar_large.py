@@ -266,6 +266,8 @@ class OnClassExclusion:
 ROWS = (
     OnClassExclusion("class exclusion only"),
     Recipe("auto (personalize)", rule=AutoRule()),
+    OnClassExclusion("class excl. + prune 5% units", 0.05),
+    OnClassExclusion("class excl. + prune 10% units", 0.1),
     OnClassExclusion("class excl. + prune 30% units", 0.3),
     OnClassExclusion("class excl. + prune 50% units", 0.5),
     OnClassExclusion("class excl. + prune 70% units", 0.7),
