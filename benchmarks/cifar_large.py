@@ -262,6 +262,55 @@ class OnClassExclusion:
             personalizer.prune(self.sparsity)
 
 
+_SCORES = {}  # sha1 of the adaptation images → {unit group: score per unit}
+
+
+def activation_times_out_norm(keras_path, adapt_x):
+    """Per prunable unit (the first convolution of each block): its mean activation after BN and ReLU on the
+    user's images × the L2 norm of its outgoing weights in the block's second convolution, that convolution's
+    BatchNorm scale folded in (issue 18's criterion 3), computed in Keras on the host."""
+    key = hashlib.sha1(np.ascontiguousarray(adapt_x).tobytes()).hexdigest()
+    if key not in _SCORES:
+        import keras
+
+        model = _SCORES.setdefault("model", keras.models.load_model(keras_path, compile=False))
+        blocks = [layer.name[:-len("_1_conv")] for layer in model.layers if layer.name.endswith("_1_conv")]
+        probe = keras.Model(model.input, [model.get_layer(f"{b}_relu1").output for b in blocks])
+        activations = probe(adapt_x.astype(np.float32), training=False)
+        scores = {}
+        for block, a in zip(blocks, activations):
+            bn = model.get_layer(f"{block}_2_bn")
+            scale = np.asarray(bn.gamma) / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
+            kernel = np.asarray(model.get_layer(f"{block}_2_conv").kernel) * scale  # [kh, kw, in, out]
+            scores[f"{block}_1_conv"] = np.asarray(a).mean(axis=(0, 1, 2)) * np.sqrt((kernel ** 2).sum(axis=(0, 1, 3)))
+        _SCORES.clear()
+        _SCORES["model"] = model
+        _SCORES[key] = scores
+    return _SCORES[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class ByScoreOnClassExclusion:
+    """A probe row: class exclusion, then in each hidden layer the `sparsity` lowest-scoring units by
+    `activation_times_out_norm` masked through `set_state` (the model's own masks). Not in the graph: it shows what a
+    better label-free criterion could reach on this model, not what a phone runs today."""
+
+    name: str
+    sparsity: float
+    keras_path: pathlib.Path
+
+    def apply(self, personalizer, adapt_x, seed=0):
+        class_excluded(personalizer, adapt_x)
+        scores = activation_times_out_norm(self.keras_path, adapt_x)
+        state = personalizer.get_state()
+        masks = state.masks.copy()
+        for group in personalizer.units:
+            if group.role == "hidden":
+                count = min(group.units - 1, int(np.floor(self.sparsity * group.units + 0.5)))
+                masks[group.offset + np.argsort(scores[group.name], kind="stable")[:count]] = 0.0
+        personalizer.set_state(dataclasses.replace(state, masks=masks))
+
+
 # The dense model is every row's `dense` column; the rows are what a user's copy becomes.
 ROWS = (
     OnClassExclusion("class exclusion only"),
@@ -272,6 +321,13 @@ ROWS = (
     OnClassExclusion("class excl. + prune 50% units", 0.5),
     OnClassExclusion("class excl. + prune 70% units", 0.7),
 )
+
+
+def probe_rows(out):
+    """Rows not in the graph (host-side probes), appended after `ROWS`."""
+    keras_path = out / f"{MODEL_NAME}.keras"
+    return tuple(ByScoreOnClassExclusion(f"class excl. + act×norm {rate:.0%} (probe)", rate, keras_path)
+                 for rate in (0.1, 0.3, 0.5, 0.7))
 
 
 def export(out, split, reexport=False):
@@ -296,7 +352,8 @@ def time_on_tflite_runtime(files, python, threads, repeats, batches, sample):
     """{file: {batch: median seconds per `infer` call}} under tflite-runtime, files interleaved call by call."""
     with tempfile.TemporaryDirectory() as tmp:
         np.save(pathlib.Path(tmp) / "x.npy", sample)
-        command = [python, str(pathlib.Path(__file__).with_name("runtime_latency.py")), str(pathlib.Path(tmp) / "x.npy"),
+        script = pathlib.Path(__file__).with_name("runtime_latency.py")
+        command = [python, str(script), str(pathlib.Path(tmp) / "x.npy"),
                    "--threads", str(threads), "--repeats", str(repeats), "--batches", ",".join(map(str, batches)),
                    *map(str, files)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
@@ -341,6 +398,25 @@ def slim_and_time(personalizer, users, out, args):
               + (f"  still masked: {sorted(report.still_masked)}" if report.still_masked else ""))
 
 
+def activity_spread(personalizer, users):
+    """Per hidden layer: how often its units fire on the users' adaptation images (what `prune` and
+    `prune_dormant` rank by), pooled over users: the lowest, 10th percentile and median unit activity."""
+    by_layer = {}
+    for user in users:
+        personalizer.reset()
+        personalizer.observe(user.adapt_x, progress=False)
+        for group in personalizer.units:
+            if group.role == "hidden":
+                by_layer.setdefault(group.name, []).append(np.asarray(personalizer.activity[group.name]))
+    personalizer.reset()
+    lines = [f"{'layer':<14} {'units':>5} {'min':>6} {'p10':>6} {'median':>6} {'< 0.01':>6}"]
+    for name, parts in by_layer.items():
+        a = np.concatenate(parts)
+        lines.append(f"{name:<14} {len(parts[0]):>5} {a.min():>6.3f} {np.quantile(a, 0.1):>6.3f} "
+                     f"{np.median(a):>6.3f} {np.mean(a < 0.01):>6.1%}")
+    return "\n".join(lines)
+
+
 def personalize(args):
     from converters.demo import per_user_table
 
@@ -350,20 +426,24 @@ def personalize(args):
                          f"--out {out} train` first")
     split = load_cifar_split(args.data)
     path = export(out, split, args.reexport)
+    recipes = ROWS if args.no_probes else ROWS + probe_rows(out)
     users = class_subset_users(split["users"], users_per_count=args.users_per_count, adapt_per_class=args.adapt,
                                eval_per_class=args.eval)
     print(f"{len(users)} class-subset users (2, 3, 5 classes; {args.adapt} adaptation + {args.eval} evaluation "
-          f"images per class from n {USERS.start}–{USERS.stop - 1}); rows: {', '.join(r.name for r in ROWS)}",
+          f"images per class from n {USERS.start}–{USERS.stop - 1}); rows: {', '.join(r.name for r in recipes)}",
           flush=True)
     personalizer = Personalizer(path)
     start = time.perf_counter()
-    rows = evaluate_users(personalizer, users, ROWS, others_per_user=args.others)
-    print(per_user_table(rows, ROWS))
+    rows = evaluate_users(personalizer, users, recipes, others_per_user=args.others)
+    print(per_user_table(rows, recipes))
     print(f"\nsummary over {len(users)} users ({(time.perf_counter() - start) / 60:.1f} min): mean accuracy dense → "
           "personalized, worst decile of users, users helped/hurt, accuracy on other users' data, units/weights/MACs "
           "removed")
     print(format_summary(summarize(rows)))
     write_csv(rows, out / "cifar_large_users.csv")
+    print(f"\nunit activity (fraction of image positions where a unit is > 0) on each user's adaptation images, "
+          f"pooled over the {len(users)} users; `< 0.01` = dormant for `auto`:")
+    print(activity_spread(personalizer, users))
     if args.no_timing or not args.runtime_python:
         print("\nno slimming/timing: " + ("--no-timing" if args.no_timing else
                                           "set FINEPRUNE_TFLITE_RUNTIME_PYTHON or --runtime-python"))
@@ -407,6 +487,7 @@ def main(argv=None):
     p.add_argument("--others", type=positive, default=30, help="other users' images scored per user (default 30)")
     p.add_argument("--reexport", action="store_true", help="export again even if the .tflite is up to date")
     p.add_argument("--no-timing", action="store_true", help="skip slimming and timing")
+    p.add_argument("--no-probes", action="store_true", help="leave out the host-side probe rows (`probe_rows`)")
     p.add_argument("--runtime-python", default=os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON"),
                    help="the tflite-runtime 2.14 venv's python that times the slimmed files "
                    "(default: $FINEPRUNE_TFLITE_RUNTIME_PYTHON; without either, no timing)")
