@@ -13,14 +13,15 @@ image is ever a user's or the reference pool's:
     n 100–299   users: adaptation and evaluation images, and the held-out accuracy `train` prints
     n 300–999   training (7,000 images)
 
-Commands (never run in CI: training takes about an hour on two CPU cores):
+Commands (never run in CI; docs/large_model.md has what they printed):
 
-    python benchmarks/cifar_large.py train [--epochs 15] [--base 32] [--out benchmarks/out]
-    python benchmarks/cifar_large.py personalize [--out benchmarks/out] [--users-per-count 10]
+    python benchmarks/cifar_large.py [--out benchmarks/out] train [--minutes 45 | --epochs 15] [--base 32]
+    python benchmarks/cifar_large.py [--out benchmarks/out] personalize [--users-per-count 10] [--no-probes]
 
 `train` writes OUT/cifar_resnet18.keras (after every epoch, so an early stop still leaves a model) and prints
 train and held-out accuracy. `personalize` exports it to OUT/cifar_resnet18.tflite and prints per-user mean
-accuracy and MACs removed for every row of `ROWS`, then the slimmed user model's size and speed against dense
+accuracy and MACs removed for every row of `ROWS` (and the host-side `probe_rows`), the spread of unit activity,
+then the slimmed user model's size and speed against dense
 under tflite-runtime 2.14 (the python of `$FINEPRUNE_TFLITE_RUNTIME_PYTHON` or `--runtime-python`, through
 benchmarks/runtime_latency.py).
 """
