@@ -264,6 +264,7 @@ class OnClassExclusion:
 
 
 _SCORES = {}  # sha1 of the adaptation images → {unit group: score per unit}
+_KERAS = {}  # path → the loaded Keras model
 
 
 def activation_times_out_norm(keras_path, adapt_x):
@@ -274,7 +275,9 @@ def activation_times_out_norm(keras_path, adapt_x):
     if key not in _SCORES:
         import keras
 
-        model = _SCORES.setdefault("model", keras.models.load_model(keras_path, compile=False))
+        if keras_path not in _KERAS:
+            _KERAS[keras_path] = keras.models.load_model(keras_path, compile=False)
+        model = _KERAS[keras_path]
         blocks = [layer.name[:-len("_1_conv")] for layer in model.layers if layer.name.endswith("_1_conv")]
         probe = keras.Model(model.input, [model.get_layer(f"{b}_relu1").output for b in blocks])
         activations = probe(adapt_x.astype(np.float32), training=False)
@@ -284,8 +287,7 @@ def activation_times_out_norm(keras_path, adapt_x):
             scale = np.asarray(bn.gamma) / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
             kernel = np.asarray(model.get_layer(f"{block}_2_conv").kernel) * scale  # [kh, kw, in, out]
             scores[f"{block}_1_conv"] = np.asarray(a).mean(axis=(0, 1, 2)) * np.sqrt((kernel ** 2).sum(axis=(0, 1, 3)))
-        _SCORES.clear()
-        _SCORES["model"] = model
+        _SCORES.clear()  # one user at a time
         _SCORES[key] = scores
     return _SCORES[key]
 
