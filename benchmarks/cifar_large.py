@@ -4,7 +4,7 @@ The paper's numbers (Fine-Pruning: ResNet50 on ImageNet class subsets) live on m
 is the closest offline stand-in: a ResNet-18 at 32×32 (width `--base` channels in the first stage), trained on
 part of the only CIFAR-10 here (the test split as JPEGs), then exported like `converters.vision mlperf` exports
 ResNet-8 (uint8 pixels in, BatchNorm reference data, `prune_outputs`) and personalized for class-subset users
-through `tflite_fineprune.evaluation`'s harness.
+through `converters.evaluation`'s harness.
 
 The images of each class are split by their file number n (`<class>/<n>.jpg`, n = 0..999), so no training
 image is ever a user's or the reference pool's:
@@ -16,11 +16,11 @@ image is ever a user's or the reference pool's:
 Commands (never run in CI; docs/large_model.md has what they printed):
 
     python benchmarks/cifar_large.py [--out benchmarks/out] train [--minutes 45 | --epochs 15] [--base 32]
-    python benchmarks/cifar_large.py [--out benchmarks/out] personalize [--users-per-count 10] [--no-probes]
+    python benchmarks/cifar_large.py [--out benchmarks/out] personalize [--users-per-count 10]
 
 `train` writes OUT/cifar_resnet18.keras (after every epoch, so an early stop still leaves a model) and prints
 train and held-out accuracy. `personalize` exports it to OUT/cifar_resnet18.tflite and prints per-user mean
-accuracy and MACs removed for every row of `ROWS` (and the host-side `probe_rows`), the spread of unit activity,
+accuracy and MACs removed for every row of `ROWS`, the spread of unit activity,
 then the slimmed user model's size and speed against dense
 under tflite-runtime 2.14 (the python of `$FINEPRUNE_TFLITE_RUNTIME_PYTHON` or `--runtime-python`, through
 benchmarks/runtime_latency.py).
@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from tflite_fineprune import Personalizer  # noqa: E402
-from tflite_fineprune.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
+from converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
                                          summarize, write_csv)
 from tflite_fineprune.progress import print_stage  # noqa: E402
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
@@ -256,62 +256,12 @@ class OnClassExclusion:
 
     name: str
     sparsity: float = 0.0
+    magnitude: bool = False  # rank by mean |activation| × outgoing weight norm (`prune_magnitude`) instead
 
     def apply(self, personalizer, adapt_x, seed=0):
         class_excluded(personalizer, adapt_x)
         if self.sparsity:
-            personalizer.prune(self.sparsity)
-
-
-_SCORES = {}  # sha1 of the adaptation images → {unit group: score per unit}
-_KERAS = {}  # path → the loaded Keras model
-
-
-def activation_times_out_norm(keras_path, adapt_x):
-    """Per prunable unit (the first convolution of each block): its mean activation after BN and ReLU on the
-    user's images × the L2 norm of its outgoing weights in the block's second convolution, that convolution's
-    BatchNorm scale folded in (issue 18's criterion 3), computed in Keras on the host."""
-    key = hashlib.sha1(np.ascontiguousarray(adapt_x).tobytes()).hexdigest()
-    if key not in _SCORES:
-        import keras
-
-        if keras_path not in _KERAS:
-            _KERAS[keras_path] = keras.models.load_model(keras_path, compile=False)
-        model = _KERAS[keras_path]
-        blocks = [layer.name[:-len("_1_conv")] for layer in model.layers if layer.name.endswith("_1_conv")]
-        probe = keras.Model(model.input, [model.get_layer(f"{b}_relu1").output for b in blocks])
-        activations = probe(adapt_x.astype(np.float32), training=False)
-        scores = {}
-        for block, a in zip(blocks, activations):
-            bn = model.get_layer(f"{block}_2_bn")
-            scale = np.asarray(bn.gamma) / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
-            kernel = np.asarray(model.get_layer(f"{block}_2_conv").kernel) * scale  # [kh, kw, in, out]
-            scores[f"{block}_1_conv"] = np.asarray(a).mean(axis=(0, 1, 2)) * np.sqrt((kernel ** 2).sum(axis=(0, 1, 3)))
-        _SCORES.clear()  # one user at a time
-        _SCORES[key] = scores
-    return _SCORES[key]
-
-
-@dataclasses.dataclass(frozen=True)
-class ByScoreOnClassExclusion:
-    """A probe row: class exclusion, then in each hidden layer the `sparsity` lowest-scoring units by
-    `activation_times_out_norm` masked through `set_state` (the model's own masks). Not in the graph: it shows what a
-    better label-free criterion could reach on this model, not what a phone runs today."""
-
-    name: str
-    sparsity: float
-    keras_path: pathlib.Path
-
-    def apply(self, personalizer, adapt_x, seed=0):
-        class_excluded(personalizer, adapt_x)
-        scores = activation_times_out_norm(self.keras_path, adapt_x)
-        state = personalizer.get_state()
-        masks = state.masks.copy()
-        for group in personalizer.units:
-            if group.role == "hidden":
-                count = min(group.units - 1, int(np.floor(self.sparsity * group.units + 0.5)))
-                masks[group.offset + np.argsort(scores[group.name], kind="stable")[:count]] = 0.0
-        personalizer.set_state(dataclasses.replace(state, masks=masks))
+            (personalizer.prune_magnitude if self.magnitude else personalizer.prune)(self.sparsity)
 
 
 # The dense model is every row's `dense` column; the rows are what a user's copy becomes.
@@ -323,14 +273,7 @@ ROWS = (
     OnClassExclusion("class excl. + prune 30% units", 0.3),
     OnClassExclusion("class excl. + prune 50% units", 0.5),
     OnClassExclusion("class excl. + prune 70% units", 0.7),
-)
-
-
-def probe_rows(out):
-    """Rows not in the graph (host-side probes), appended after `ROWS`."""
-    keras_path = out / f"{MODEL_NAME}.keras"
-    return tuple(ByScoreOnClassExclusion(f"class excl. + act×norm {rate:.0%} (probe)", rate, keras_path)
-                 for rate in (0.1, 0.3, 0.5, 0.7))
+) + tuple(OnClassExclusion(f"class excl. + magnitude {rate:.0%}", rate, magnitude=True) for rate in (0.1, 0.3, 0.5, 0.7))
 
 
 def export(out, split, reexport=False):
@@ -408,7 +351,7 @@ def activity_spread(personalizer, users):
     for user in users:
         personalizer.reset()
         personalizer.observe(user.adapt_x, progress=False)
-        for group in personalizer.units:
+        for group in personalizer.groups:
             if group.role == "hidden":
                 by_layer.setdefault(group.name, []).append(np.asarray(personalizer.activity[group.name]))
     personalizer.reset()
@@ -429,7 +372,7 @@ def personalize(args):
                          f"--out {out} train` first")
     split = load_cifar_split(args.data)
     path = export(out, split, args.reexport)
-    recipes = ROWS if args.no_probes else ROWS + probe_rows(out)
+    recipes = ROWS
     users = class_subset_users(split["users"], users_per_count=args.users_per_count, adapt_per_class=args.adapt,
                                eval_per_class=args.eval)
     print(f"{len(users)} class-subset users (2, 3, 5 classes; {args.adapt} adaptation + {args.eval} evaluation "
@@ -490,7 +433,6 @@ def main(argv=None):
     p.add_argument("--others", type=positive, default=30, help="other users' images scored per user (default 30)")
     p.add_argument("--reexport", action="store_true", help="export again even if the .tflite is up to date")
     p.add_argument("--no-timing", action="store_true", help="skip slimming and timing")
-    p.add_argument("--no-probes", action="store_true", help="leave out the host-side probe rows (`probe_rows`)")
     p.add_argument("--runtime-python", default=os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON"),
                    help="the tflite-runtime 2.14 venv's python that times the slimmed files "
                    "(default: $FINEPRUNE_TFLITE_RUNTIME_PYTHON; without either, no timing)")

@@ -25,7 +25,7 @@ import tarfile
 import zipfile
 
 from .errors import FinePruneError
-from .reference_data import CIFAR10_LABELS, CIFAR10_TEST, FSDD, SPEECH_COMMANDS_TEST
+from .data_layout import CIFAR10_LABELS, CIFAR10_TEST, FSDD, SPEECH_COMMANDS_TEST
 
 MLPERF_TINY = "https://raw.githubusercontent.com/mlcommons/tiny/1afd2c9820f795965a6134facd0b4dfae41ef23f/"
 MLPERF_KWS_FILES = "benchmark/training/keyword_spotting/trained_models/"

@@ -11,25 +11,12 @@ e.g. ~/.local/share/tflite-fineprune on Linux); in a source checkout,
 import os
 import pathlib
 
+# What the data folder holds (data_layout.py, shared with data_sources.py's download table); re-exported.
+from .data_layout import (CIFAR10_LABELS, CIFAR10_TEST, DESCRIPTIONS, FSDD, MLPERF_KWS,  # noqa: F401
+                          MLPERF_RESNET8, SPEECH_COMMANDS_TEST)
 from .errors import FinePruneError
 
 ENVIRONMENT_VARIABLE = "FINEPRUNE_DATA"
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-# What the shared data folder holds, and where each part comes from publicly (docs/data.md has the layout).
-SPEECH_COMMANDS_TEST = "speech_commands_v0.02_test"
-MLPERF_KWS = "mlperf_tiny/keyword_spotting/kws_ref_model"
-MLPERF_RESNET8 = "mlperf_tiny/image_classification/pretrainedResnet.h5"
-CIFAR10_TEST = "cifar10_test"
-FSDD = "fsdd/recordings"
-DESCRIPTIONS = {
-    SPEECH_COMMANDS_TEST: "the Google Speech Commands v0.02 test split (<label>/<speaker>_nohash_<n>.wav)",
-    MLPERF_KWS: "the MLPerf Tiny keyword-spotting DS-CNN SavedModel",
-    MLPERF_RESNET8: "the MLPerf Tiny ResNet-8 (pretrainedResnet.h5)",
-    CIFAR10_TEST: "the CIFAR-10 test images (<class>/<n>.jpg)",
-    FSDD: "the Free Spoken Digit Dataset recordings (<digit>_<speaker>_<n>.wav)",
-}
-
 _PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[1]
 APP_NAME = "tflite-fineprune"
 
