@@ -34,10 +34,13 @@ from converters.evaluation import (Recipe, class_subset_users, evaluate_users, f
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
 
 AUTO = AutoRule()
-NO_CLASSES = dict(class_alpha=0.0)
+NO_SEARCH = 2.0  # magnitude_agreement > 1: step 5 (how far to prune) off
+NO_CLASSES = dict(class_alpha=0.0, magnitude_agreement=NO_SEARCH)
 LEVERS = (  # the demo's recipes (first: "auto (default)") come before these
     Recipe("auto, class share 0.75", rule=dataclasses.replace(AUTO, class_share=0.75)),
-    Recipe("class test alone", rule=dataclasses.replace(AUTO, dormant_threshold=0.0, normalization_strength=0.0)),
+    Recipe("class test alone", rule=dataclasses.replace(AUTO, dormant_threshold=0.0, normalization_strength=0.0,
+                                                        magnitude_agreement=NO_SEARCH)),
+    Recipe("auto without step 5", rule=dataclasses.replace(AUTO, magnitude_agreement=NO_SEARCH)),
     Recipe("dormant <0.01 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.01, normalization_strength=0.0)),
     Recipe("dormant <0.05 alone", rule=AutoRule(**NO_CLASSES, dormant_threshold=0.05, normalization_strength=0.0)),
 )
