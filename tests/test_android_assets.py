@@ -202,9 +202,11 @@ def test_python_state_reads_in_java(generated, tmp_path, kind):
     assert result.returncode == 0, result.stderr
     decoded = json.loads(result.stdout.strip().splitlines()[-1])
     state = personalizer.get_state()
-    # The default exports embed normalization statistics: a version-2 file with flag bit 2.
+    # The default exports embed normalization statistics and magnitude pruning: a version-4 file with flag bits 2
+    # and 4.
     assert personalizer.metadata.normalization_channels > 0
-    assert decoded["format_version"] == 2 and decoded["flags"] == 4
+    assert decoded["format_version"] == 4 and decoded["flags"] == 4 | 16
+    np.testing.assert_array_equal(np.array(decoded["magnitudes"], np.float32), state.magnitudes)
     assert decoded["fingerprint"] == personalizer.metadata.fingerprint
     assert decoded["samples"] == state.samples
     np.testing.assert_array_equal(np.array(decoded["masks"], np.float32), state.masks)
@@ -224,7 +226,7 @@ def test_java_state_loads_in_python(generated, tmp_path):
     masks[np.flatnonzero(masks)[1]] = 0.0  # a change only the Kotlin-written file carries
     body = {"fingerprint": personalizer.metadata.fingerprint, "samples": state.samples,
             "masks": [int(m) for m in masks], "counts": [float(c) for c in state.counts],
-            **{name: [float(v) for v in getattr(state, name)] for name in _NORMALIZATION}}
+            **{name: [float(v) for v in getattr(state, name)] for name in _NORMALIZATION + ("magnitudes",)}}
     (tmp_path / "in.json").write_text(json.dumps(body))
     result = check_sh("encode-state", tmp_path / "in.json", tmp_path / "kotlin.state")
     assert result.returncode == 0, result.stderr

@@ -138,7 +138,8 @@ def _as_old_file(path, tmp_path):
     data = path.read_bytes()
     meta = json.loads(read_model_metadata(data).to_json())
     meta["signatures"] = [s for s in meta["signatures"] if s not in (sig.PRUNE_DORMANT, sig.ADAPT_NORMALIZATION,
-                                                                      sig.SET_NORMALIZATION)]
+                                                                      sig.SET_NORMALIZATION, sig.PRUNE_MAGNITUDE,
+                                                                      sig.SET_MAGNITUDES)]
     for newer in ("normalization_layers", "content_sha256", "slim", "quantization"):
         meta.pop(newer)
     old = tmp_path / "old.tflite"
@@ -156,7 +157,8 @@ def test_model_without_new_signatures_still_personalizes(exports, tmp_path):
 
 def test_version_1_state_file_is_read(exports, tmp_path):
     x = cifar_images(per_class=3)
-    p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
+    # Version-1 files predate magnitude pruning (version 4): a model without it writes version 2.
+    p = Personalizer(exports.path("plain_cnn", prune_outputs=True, magnitude_pruning=False))
     p.observe(x)
     p.prune(0.25)
     blob = bytearray(state_format.encode_state(p.metadata.fingerprint, p.get_state()))
@@ -164,7 +166,7 @@ def test_version_1_state_file_is_read(exports, tmp_path):
     struct.pack_into("<H", blob, 8, 1)
     blob[-4:] = struct.pack("<I", zlib.crc32(bytes(blob[:-4])))
     (tmp_path / "v1.state").write_bytes(bytes(blob))
-    fresh = Personalizer(exports.path("plain_cnn", prune_outputs=True))
+    fresh = Personalizer(exports.path("plain_cnn", prune_outputs=True, magnitude_pruning=False))
     fresh.load_state(tmp_path / "v1.state")
     np.testing.assert_array_equal(fresh.predict(x), p.predict(x))
 

@@ -68,7 +68,7 @@ def test_litert_and_tflite_runtime_agree(exports, tmp_path, name):
     np.testing.assert_array_equal(other["masks"], state.masks)
     # Two interpreters' kernels may round a value within ~1e-7 of zero to opposite signs: allow a couple of
     # (sample, position) pairs to flip per unit, i.e. 2 / positions of that unit's tensor.
-    positions = np.concatenate([np.full(g.units, g.positions, np.float32) for g in litert.units])
+    positions = np.concatenate([np.full(g.units, g.positions, np.float32) for g in litert.groups])
     np.testing.assert_array_less(np.abs(other["counts"] - state.counts), 1e-5 + 2.0 / positions)
     assert float(other["samples"]) == state.samples
     np.testing.assert_allclose(other["pruned"], pruned, atol=1e-5)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from tests.synthetic import synthetic_inputs
 from tflite_fineprune import FinePruneError, Personalizer, State
 from tflite_fineprune import state as state_format
+from tflite_fineprune.levers import normalization as normalization_lever
 
 
 @pytest.fixture
@@ -188,7 +189,7 @@ def test_encode_decode_with_compensation(units, seed):
 def test_another_models_file_is_named_before_its_size_is_judged():
     """A file whose vectors fit another model is that model's, not "truncated or padded" (issue #15)."""
     rng = np.random.default_rng(0)
-    norm = {f: rng.random(7).astype(np.float32) + 0.1 for f in state_format.NORMALIZATION_FIELDS}
+    norm = {f: rng.random(7).astype(np.float32) + 0.1 for f in normalization_lever.FIELDS}
     blob = state_format.encode_state("cd" * 32, State(np.ones(9, np.float32), np.zeros(9, np.float32), 2.0, **norm))
     with pytest.raises(FinePruneError, match="belongs to another model") as raised:
         state_format.decode_state(blob, "ab" * 32, 5, norm_channels=3)  # this model: 5 units, 3 BN channels

@@ -41,7 +41,8 @@ def open_interpreter(model_path, backend="auto", num_threads=None, content=None)
             source = {"model_content": bytes(content)} if content is not None else {"model_path": str(model_path)}
             with native_stderr():  # held back only after quiet.silence_interpreters / silence_tensorflow
                 interpreter = cls(**source, num_threads=num_threads)
-                _allocate(interpreter)
+                if name != "tflite_runtime":  # 2.14 crashes later when the main graph was allocated first
+                    _allocate(interpreter)
             return interpreter, name
         except (ValueError, RuntimeError, TypeError) as exc:
             raise FinePruneError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None

@@ -216,6 +216,7 @@ class Personalizer(*PERSONALIZER_METHODS):
 
     def load_state(self, path: Union[str, os.PathLike]) -> None:
         """Load a state file; on any error the current state is left untouched."""
+        self._runner(sig.SET_STATE)  # a slim model says so before the file is judged against it
         blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES)
         self.set_state(decode_model_state(blob, self.metadata, source=os.fspath(path)))
 
