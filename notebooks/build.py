@@ -1,11 +1,12 @@
-"""Write the notebooks in this folder from their cells (cells_<notebook>.py) (stripped: no outputs, no execution counts).
+("""Write the notebooks in this folder from their cells (cells_<notebook>.py) """
+ """(stripped: no outputs, no execution counts).
 
     python notebooks/build.py          # rewrite every .ipynb
     python notebooks/build.py --check  # exit 1 if a committed .ipynb differs from what this script writes
 
 Edit the cells in cells_<notebook>.py, not in the .ipynb files, so a review reads plain Python.
 Each notebook: a markdown cell saying what it shows, one parameter cell, then the work.
-"""
+""")
 
 import argparse
 import pathlib

@@ -26,7 +26,8 @@ if IN_COLAB:
     REPO_ROOT = None
 else:
     # A checkout: the notebooks live in <repo>/notebooks, the packages in <repo> (else: installed, or on PYTHONPATH).
-    REPO_ROOT = next((p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "tflite_fineprune").is_dir()),
+    REPO_ROOT = next((p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents)
+                      if (p / "tflite_fineprune").is_dir()),
                      None)
     if REPO_ROOT and str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))

@@ -12,7 +12,8 @@ Android demo app bundles: the exported models (MLPerf Tiny DS-CNN keyword spotti
 MLPerf Tiny ResNet-8 behind a uint8 front-end), one bundled user per model and `manifest.json` (signatures,
 recipe, expected numbers). The bundled users are picked by a stated rule from the users of `tflite-fineprune demo`
 (Speech Commands speakers; CIFAR-10 users who meet 2, 3 or 5 classes): the demo's per-user evaluation runs over
-all of them and the user whose gain is closest to the mean gain is bundled. We read the manifest, then run the app's exact call sequence (`converters.android_session.AppSession`: one sample per
+all of them and the user whose gain is closest to the mean gain is bundled. We read the manifest, then run the app's
+exact call sequence (`converters.android_session.AppSession`: one sample per
 signature call, as the Kotlin `PersonalizationSession` issues them) through LiteRT, and show the numbers the
 phone must reproduce.
 

@@ -8,7 +8,8 @@ from ..data_fetch import add_parser as add_data_parser
 from ..errors import FinePruneError
 from ..export.options import add_export_arguments
 from ..help_formatter import HelpFormatter
-from .commands import (_check_asset_data, _check_demo_data, _silence_unless_verbose, cmd_android_assets, cmd_demo, cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
+from .commands import (_check_asset_data, _check_demo_data, _silence_unless_verbose, cmd_android_assets, cmd_demo,
+                       cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
 from .common import _fraction, _runtime_args
 from .personalize import RERUN, _personalize_examples, cmd_personalize
 
@@ -53,13 +54,15 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="the slim .tflite to write")
     p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range, no TensorFlow; docs/slim.md)")
 
-    p = commands.add_parser("demo", help="personalize real pretrained models for real users (speech, --vision or --fashion)")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills); with "
-                   "--fashion, the folder with the four Fashion-MNIST *-ubyte.gz files (or its fashion-mnist/)")
+    p = commands.add_parser("demo",
+                            help="personalize real pretrained models for real users (speech, --vision or --fashion)")
+    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills); "
+                   "with --fashion, the folder with the four Fashion-MNIST *-ubyte.gz files (or its fashion-mnist/)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     p.add_argument("--out", default="fineprune-demo", help="folder for the models, CSV and plot")
     kind = p.add_mutually_exclusive_group()
-    kind.add_argument("--vision", action="store_true", help="CIFAR-10 class-subset users with ResNet-8 instead of speakers")
+    kind.add_argument("--vision", action="store_true",
+                      help="CIFAR-10 class-subset users with ResNet-8 instead of speakers")
     kind.add_argument("--fashion", action="store_true",
                       help="Fashion-MNIST class-subset users with an over-parameterized MLP (trained first)")
 

@@ -102,7 +102,8 @@ def cmd_evaluate(args):
     labels = personalizer.labels
     x, y, _ = _load_data(args, personalizer, labels)
     if y.max() >= personalizer.metadata.num_classes:
-        raise FinePruneError(f"class index {int(y.max())} is out of range for {personalizer.metadata.num_classes} classes")
+        raise FinePruneError(f"class index {int(y.max())} is out of range for "
+                             f"{personalizer.metadata.num_classes} classes")
     predicted = np.argmax(personalizer.predict(x, progress=None), axis=-1)
     accuracy = float(np.mean(predicted == y))
     sparsity = _slim_sparsity(personalizer.metadata) if slim else personalizer.sparsity()
