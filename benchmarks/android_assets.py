@@ -40,7 +40,8 @@ def main():
     for user in manifest["users"]:
         c = user["chosen_by"]
         gains = sorted(r["accuracy"] - r["dense_accuracy"] for r in c["evaluation"])
-        print(f"{user['model']}: {c['users']} demo users, mean {c['mean_dense_accuracy']:.3f} → {c['mean_accuracy']:.3f} "
+        print(f"{user['model']}: {c['users']} demo users, "
+              f"mean {c['mean_dense_accuracy']:.3f} → {c['mean_accuracy']:.3f} "
               f"(gain {c['mean_gain']:+.3f}; median {np.median(gains):+.3f}, helped/hurt "
               f"{sum(g > 0 for g in gains)}/{sum(g < 0 for g in gains)}); bundled: {c['demo_user']}, "
               f"gain {user['expected']['accuracy'] - user['expected']['dense_accuracy']:+.3f}")

@@ -65,7 +65,8 @@ def _speech(root, out, users_wanted, **export_options):
 
     test = root / demo.SPEECH_DATA[0]
     model = out / "kws_ds_cnn_auto.tflite"
-    print(export_mlperf(model, root, **export_options))  # BN reference: converters.speech.reference_pool (speakers < 30 clips)
+    # BN reference: converters.speech.reference_pool (speakers < 30 clips)
+    print(export_mlperf(model, root, **export_options))
     users = speaker_users(test, list(KWS_LABELS), load_clip)[:users_wanted]
     return model, users, demo.SPEECH_RECIPES + LEVERS + NORMALIZATION
 

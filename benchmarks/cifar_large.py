@@ -268,12 +268,9 @@ class OnClassExclusion:
 ROWS = (
     OnClassExclusion("class exclusion only"),
     Recipe("auto (personalize)", rule=AutoRule()),
-    OnClassExclusion("class excl. + prune 5% units", 0.05),
-    OnClassExclusion("class excl. + prune 10% units", 0.1),
-    OnClassExclusion("class excl. + prune 30% units", 0.3),
-    OnClassExclusion("class excl. + prune 50% units", 0.5),
-    OnClassExclusion("class excl. + prune 70% units", 0.7),
-) + tuple(OnClassExclusion(f"class excl. + magnitude {rate:.0%}", rate, magnitude=True) for rate in (0.1, 0.3, 0.5, 0.7))
+    *(OnClassExclusion(f"class excl. + prune {rate:.0%} units", rate) for rate in (0.05, 0.1, 0.3, 0.5, 0.7)),
+    *(OnClassExclusion(f"class excl. + magnitude {rate:.0%}", rate, magnitude=True) for rate in (0.1, 0.3, 0.5, 0.7)),
+)
 
 
 def export(out, split, reexport=False):

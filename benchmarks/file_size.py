@@ -125,7 +125,8 @@ def main():
             fixed = f["metadata"] + f["structure"]
             print(f"{name}: int8/float {len(sizes['int8'][-1][1]) / len(sizes['float32'][-1][1]):.3f}x; "
                   f"with zero-byte structure and metadata it would be "
-                  f"{(q['int8 constants'] + q['other constants']) / (f['int8 constants'] + f['other constants']):.3f}x; "
+                  f"{(q['int8 constants'] + q['other constants']) / (f['int8 constants'] + f['other constants']):.3f}"
+                  "x; "
                   f"structure + metadata are {fixed / len(sizes['float32'][-1][1]):.0%} of the float file")
 
 

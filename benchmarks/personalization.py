@@ -40,7 +40,8 @@ OVERPARAMETERIZED = (
     Recipe("classes <10%", 0, 0.10),
     Recipe("prune 50% + classes <10%", 0.5, 0.10),
 )
-KINDS = {"speech": (_speech, COMPACT, False), "cifar": (_vision, COMPACT, True), "fashion": (_fashion, OVERPARAMETERIZED, None)}
+KINDS = {"speech": (_speech, COMPACT, False), "cifar": (_vision, COMPACT, True),
+         "fashion": (_fashion, OVERPARAMETERIZED, None)}
 
 
 def main():

@@ -169,7 +169,8 @@ def main():
             scores, least = personalize(model, {s: speakers[s] for s in held_out})
             summary.append(f"width {args.widths[-1]:g}, per held-out speaker (50 % adaptation / 50 % evaluation; "
                            f"mean over 12 speakers; least active hidden unit active on {least:.1%} of positions):")
-            summary += [f"  {name:<22} accuracy {accuracy:.4f}   worst decile {worst:.4f}   weights removed {weights:.1%}"
+            summary += [f"  {name:<22} accuracy {accuracy:.4f}   worst decile {worst:.4f}   "
+                        f"weights removed {weights:.1%}"
                         for name, (accuracy, weights, worst) in scores.items()]
     n_train = sum(len(speakers[s]) for s in order[:TRAINING_SPEAKERS])
     print(f"\nSpeech Commands v0.02 test split, {len(WORDS)} words, {SPEAKERS} speakers: {TRAINING_SPEAKERS} train "

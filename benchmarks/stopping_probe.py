@@ -98,7 +98,8 @@ def summarize(per_user):
         for index, rate in enumerate(SPARSITY_STEPS, start=1):
             if rate in (0.1, 0.3, 0.5, 0.7, 0.8, 0.9):
                 fixed = np.array([rows[score][index][1] for rows in per_user])
-                print(f"{score:20} {'r=' + format(rate, 'g'):>6} {fixed.mean():9.4f} {(fixed - base).mean() * 100:+7.2f} "
+                print(f"{score:20} {'r=' + format(rate, 'g'):>6} {fixed.mean():9.4f} "
+                      f"{(fixed - base).mean() * 100:+7.2f} "
                       f"{(fixed - base).min() * 100:+6.1f} {int(np.sum(fixed - base < -0.01)):8d} "
                       f"{np.mean([rows[score][index][3] for rows in per_user]):6.1%}")
     print(f"reference (step 5 off): {base.mean():.4f} over {len(per_user)} users")

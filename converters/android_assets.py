@@ -105,7 +105,8 @@ def describe_model(kind, path):
     missing = [name for name in needed if name not in specs]
     if missing:
         hint = " (export it with prune_outputs / --prune-outputs)" if sig.PRUNE_OUTPUTS in missing else ""
-        raise FinePruneError(f"{path} lacks the signatures {', '.join(missing)} that the app's {kind} session calls{hint}")
+        raise FinePruneError(f"{path} lacks the signatures {', '.join(missing)} "
+                             f"that the app's {kind} session calls{hint}")
     x = specs[sig.INFER]["inputs"]
     if len(x) != 1 or x[0]["shape"][0] != 1:
         raise FinePruneError(f"{path}: infer must take one input of shape [1, ...]; it takes {x}")

@@ -57,7 +57,8 @@ class Recorder:
 
     def write(self, folder, name, results):
         os.makedirs(folder, exist_ok=True)
-        index = {"recording_version": RECORDING_VERSION, "binary": f"{name}.bin", "results": results, "calls": self.calls}
+        index = {"recording_version": RECORDING_VERSION, "binary": f"{name}.bin", "results": results,
+                 "calls": self.calls}
         atomic_write(os.path.join(folder, f"{name}.bin"), bytes(self._blob))
         atomic_write(os.path.join(folder, f"{name}.json"), json.dumps(index, indent=1).encode("utf-8"))
 
@@ -114,8 +115,9 @@ class AppSession:
             if lever.block is None or getattr(state, lever.block.fields[0]) is None:
                 continue
             setter = {s["name"]: s for s in self.model["signatures"][lever.set_signature]["inputs"]}
-            self.call(lever.set_signature, {f: np.asarray(getattr(state, f), setter[f]["dtype"]).reshape(setter[f]["shape"])
-                                            for f in lever.block.fields})
+            self.call(lever.set_signature,
+                      {f: np.asarray(getattr(state, f), setter[f]["dtype"]).reshape(setter[f]["shape"])
+                       for f in lever.block.fields})
 
     def predict(self, samples):
         """`infer`, one sample per call, as the app's `predict`."""

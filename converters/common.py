@@ -26,7 +26,7 @@ def command_parser(prog, doc):
 
 def add_export_command(commands, name, help):
     """A sub-command that writes one `.tflite`: -o/--output and the export flags of `tflite-fineprune export`."""
-    from tflite_fineprune.cli import HelpFormatter  # shows each option's default
+    from tflite_fineprune.help_formatter import HelpFormatter  # shows each option's default
 
     command = commands.add_parser(name, help=help, formatter_class=HelpFormatter)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")

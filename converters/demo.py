@@ -10,7 +10,6 @@ without labels through the TFLite interpreter; the evaluation half is never
 observed.
 """
 
-import os
 import pathlib
 import time
 

@@ -159,9 +159,11 @@ def main(argv=None):
                    "`tflite-fineprune data fetch` fills)")
     p = add_export_command(commands, "keras-app", "a keras.applications model with a uint8 front-end")
     p.add_argument("name", choices=sorted(KERAS_APPS), help="the keras.applications constructor")
-    p.add_argument("--weights", default="auto", help="auto (cached ImageNet or random, no network), imagenet, none, PATH")
+    p.add_argument("--weights", default="auto",
+                   help="auto (cached ImageNet or random, no network), imagenet, none, PATH")
     p.add_argument("--size", type=int, default=224, help="the model's square input size in pixels")
-    p = add_export_command(commands, "fashion-mlp", "train the 784-1024-1024 Fashion-MNIST MLP on the CPU and export it")
+    p = add_export_command(commands, "fashion-mlp",
+                           "train the 784-1024-1024 Fashion-MNIST MLP on the CPU and export it")
     p.add_argument("--keras", help="save the trained Keras model here (and reuse it if it exists)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs")
     args = parser.parse_args(argv)

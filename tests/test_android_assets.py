@@ -7,7 +7,6 @@ through `android_demo/check.sh` (skipped, saying so, where Maven is not installe
 import dataclasses
 import json
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
@@ -46,7 +45,8 @@ def needs_maven():
 def check_sh(*args, cwd=REPO):
     # The Activity tests (replay mode) run the model's signatures through this Python's LiteRT.
     env = {**os.environ, "FINEPRUNE_PYTHON": os.environ.get("FINEPRUNE_PYTHON_BRIDGE", sys.executable)}
-    return subprocess.run(["bash", str(CHECK), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=1200, env=env)
+    return subprocess.run(["bash", str(CHECK), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=1200, env=env)
 
 
 def _load(kind, path, manifest_model):
@@ -106,8 +106,9 @@ def test_bundled_users_are_the_demos_representative_users(generated):
         row = representative_user([{**r, "recipe": "auto"} for r in table])
         assert row["user"] == chosen_by["demo_user"]
         gain = row["accuracy"] - row["dense_accuracy"]
-        assert all(abs(gain - chosen_by["mean_gain"]) <= abs(r["accuracy"] - r["dense_accuracy"] - chosen_by["mean_gain"])
-                   + 1e-9 for r in table)
+        assert all(abs(gain - chosen_by["mean_gain"])
+                   <= abs(r["accuracy"] - r["dense_accuracy"] - chosen_by["mean_gain"]) + 1e-9
+                   for r in table)
         # What the app measures on the bundled files is the demo's row for that user.
         assert (expected["dense_accuracy"], expected["accuracy"]) == (row["dense_accuracy"], row["accuracy"])
         assert (len(user["adapt"]), len(user["eval"])) == (row["adapt"], row["eval"])
@@ -153,7 +154,8 @@ def test_manifest_numbers_are_what_the_python_runtime_gets(generated):
         after = float(np.mean(personalizer.predict(eval_x).argmax(1) == eval_y))
         s = personalizer.sparsity()
         expected = user["expected"]
-        assert (dense, after, s.pruned_units) == (expected["dense_accuracy"], expected["accuracy"], expected["pruned_units"])
+        assert (dense, after, s.pruned_units) == (expected["dense_accuracy"], expected["accuracy"],
+                                                  expected["pruned_units"])
         assert list(report.excluded_classes) == expected["excluded_classes"]
         assert report.recipe == expected["chosen"]
         # The recipe names unit pruning only when hidden units were pruned (excluded classes are output units).
@@ -171,7 +173,8 @@ def test_jvm_replays_the_recorded_session(generated):
     suite = report.getroot()
     assert int(suite.get("tests")) >= 3 and suite.get("skipped") == "0" and suite.get("failures") == "0"
     # The real MainActivity on Robolectric, every flow, none skipped.
-    report = ET.parse(REPO / "android_demo/app/target/surefire-reports/TEST-org.tflitefineprune.demo.MainActivityTest.xml")
+    report = ET.parse(REPO / "android_demo/app/target/surefire-reports"
+                      / "TEST-org.tflitefineprune.demo.MainActivityTest.xml")
     suite = report.getroot()
     assert int(suite.get("tests")) >= 8 and suite.get("skipped") == "0" and suite.get("failures") == "0"
     assert suite.get("errors") == "0"
@@ -270,6 +273,7 @@ def test_clear_errors(tmp_path, exports, generated):
     # uint8 image model, and nothing is written.
     plain = exports.path("dense_only")
     with pytest.raises(FinePruneError, match="is not a uint8 image model"):
-        build_assets(tmp_path / "out2", speech=generated[0] / "models" / "speech.tflite", vision=plain, data=data_root())
+        build_assets(tmp_path / "out2", speech=generated[0] / "models" / "speech.tflite", vision=plain,
+                     data=data_root())
     assert not (tmp_path / "out2" / "models").exists()
     assert main(["android-assets", "-o", str(tmp_path / "out3"), "--data", str(tmp_path / "empty")]) == 2

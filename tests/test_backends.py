@@ -37,7 +37,8 @@ def run_worker(path, tmp_path, adapt, evaluation, sparsity):
     np.savez(tmp_path / "inputs.npz", adapt=adapt, eval=evaluation, sparsity=sparsity)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([runtime_python(), str(WORKER), str(path), str(tmp_path / "inputs.npz"),
-                             str(tmp_path / "out.npz"), str(tmp_path / "litert.state"), str(tmp_path / "runtime.state")],
+                             str(tmp_path / "out.npz"), str(tmp_path / "litert.state"),
+                             str(tmp_path / "runtime.state")],
                             capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return np.load(tmp_path / "out.npz")

@@ -26,5 +26,5 @@ def test_mobilenet_batchnorm_is_not_trivial(exports):
     import keras
 
     model = exports.model("mobilenet_v2")
-    bn = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    assert bn and all(np.std(np.asarray(l.moving_mean)) > 0.1 for l in bn)
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bn and all(np.std(np.asarray(layer.moving_mean)) > 0.1 for layer in bn)

@@ -87,7 +87,8 @@ def test_prune_magnitude_removes_the_lowest_scores_per_layer(exported, sparsity)
     for group, mean, norm in zip(p.metadata.hidden_groups, means, norms):
         score = mean * norm
         expected = np.ones(group.units)
-        expected[np.argsort(score, kind="stable")[:min(group.units - 1, int(np.floor(sparsity * group.units + .5)))]] = 0
+        pruned = min(group.units - 1, int(np.floor(sparsity * group.units + .5)))
+        expected[np.argsort(score, kind="stable")[:pruned]] = 0
         np.testing.assert_array_equal(masks[group.offset:group.offset + group.units], expected, err_msg=group.name)
 
 

@@ -151,7 +151,7 @@ def test_keras_application_warning_only_without_own_scaling(capsys):
     import keras
     from keras import layers
 
-    from tflite_fineprune.cli import _warn_if_keras_application
+    from tflite_fineprune.cli.commands import _warn_if_keras_application
 
     def tiny(name, first):
         return keras.Sequential([keras.Input((4,)), *first, layers.Dense(2)], name=name)

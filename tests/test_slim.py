@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.test_errors import error_lines
-from tests.realdata import real_inputs, require, speech_test_split
+from tests.realdata import real_inputs, speech_test_split
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.metadata import read_model_metadata
 from tflite_fineprune.slim import slim_model

@@ -222,7 +222,7 @@ def zero_units(model, masks):
         dead = np.flatnonzero(np.asarray(mask) == 0)
         if not len(dead):
             continue
-        bns = [l for l in chain if isinstance(l, layers.BatchNormalization)]
+        bns = [layer for layer in chain if isinstance(layer, layers.BatchNormalization)]
         if bns:
             bn = bns[-1]
             for var in (bn.gamma, bn.beta):

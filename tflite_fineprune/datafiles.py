@@ -156,7 +156,8 @@ def load_audio(path):
 def fit_audio(path, audio, rate, sample_shape, model_rate):
     """Resample to the model's rate and pad (zeros at the end) or cut to its length."""
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise FinePruneError(f"{path} claims a sample rate of {rate} Hz; expected {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
+        raise FinePruneError(f"{path} claims a sample rate of {rate} Hz; "
+                             f"expected {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
     if audio.size == 0:
         raise FinePruneError(f"{path} holds no audio samples")
     if not np.all(np.isfinite(audio)):

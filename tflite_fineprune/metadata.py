@@ -280,14 +280,16 @@ class _Checker:
         self.source = source
 
     def fail(self, field, value, expected):
-        raise FinePruneError(f"{self.source}: tflite-fineprune metadata field {field} is {value!r}; expected {expected}")
+        raise FinePruneError(f"{self.source}: tflite-fineprune metadata field {field} is {value!r}; "
+                             f"expected {expected}")
 
     @staticmethod
     def is_int(value):
         return isinstance(value, int) and not isinstance(value, bool)
 
     def integer(self, value, field, minimum=None, maximum=None):
-        if not self.is_int(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if (not self.is_int(value) or (minimum is not None and value < minimum)
+                or (maximum is not None and value > maximum)):
             bounds = f" ≥ {minimum}" if maximum is None else f" in [{minimum}, {maximum}]"
             self.fail(field, value, "an integer" + (bounds if minimum is not None else ""))
 
@@ -297,7 +299,8 @@ class _Checker:
             self.fail(field, value, "a finite number" + (f" ≥ {minimum}" if minimum is not None else ""))
 
     def text(self, value, field, pattern=None, allow_empty=False):
-        if not isinstance(value, str) or (not value and not allow_empty) or (pattern and not re.fullmatch(pattern, value)):
+        if (not isinstance(value, str) or (not value and not allow_empty)
+                or (pattern and not re.fullmatch(pattern, value))):
             self.fail(field, value, "a string" + (f" matching {pattern}" if pattern else ""))
 
     def choice(self, value, field, choices):

@@ -113,7 +113,8 @@ class ClassTest:
                     f"{self.min_prior:.3g}) = 0) = {self.p_value:.3g} ≥ α")
         return (f"exclude classes predicted ≤ {self.max_count} times of {self.samples}: "
                 f"P(Binomial({self.samples}, {self.min_prior:.3g}) ≤ {self.max_count}) = {self.p_value:.3g} < α "
-                f"({self.classes_in_play} classes in play, {self.effective_classes:.2f} effective, after {self.rounds} rounds)")
+                f"({self.classes_in_play} classes in play, {self.effective_classes:.2f} effective, "
+                f"after {self.rounds} rounds)")
 
 
 def effective_classes(counts):

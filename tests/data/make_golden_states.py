@@ -3,7 +3,9 @@ normalization, with the version field set to 1 and the CRC recomputed (the layou
 
 Run (from a checkout of that commit): PYTHONPATH=. python tests/data/make_golden_states.py tests/data
 """
-import struct, zlib, sys
+import struct
+import zlib
+import sys
 import numpy as np
 from tflite_fineprune.state import State, encode_state
 
@@ -13,7 +15,10 @@ N, C, B, D = 6, 3, 4, 2
 masks = np.array([1, 0, 1, 1, 0, 1], np.float32)
 samples = 5.0
 counts = np.round(rng.uniform(0, 5, N), 2).astype(np.float32)
-vec = lambda n: rng.standard_normal(n).astype(np.float32)
+
+def vec(n):
+    return rng.standard_normal(n).astype(np.float32)
+
 comp = dict(sums=vec(N), fill=vec(N) * (1 - masks))
 pri = dict(log_weights=vec(C), soft_counts=np.abs(vec(C)))
 norm = dict(norm_sums=vec(B), norm_squares=np.abs(vec(B)), norm_count=np.full(B, 40.0, np.float32),
@@ -24,7 +29,8 @@ def blob(**extra):
     return encode_state(FP, State(masks=masks, counts=counts, samples=samples, **extra))
 
 def as_v1(b):
-    body = bytearray(b[:-4]); body[8:10] = struct.pack("<H", 1)
+    body = bytearray(b[:-4])
+    body[8:10] = struct.pack("<H", 1)
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 cases = {

@@ -211,7 +211,8 @@ def plan_model(graph, prune_outputs=False, couple_depthwise=False):
             if prune_outputs:
                 groups.append(PlannedGroup(node.name, layer_class, units, 1, ROLE_OUTPUT, tensor, chain))
             else:
-                excluded.append((node.name, "output layer (to prune classes, export with --prune-outputs; Python: prune_outputs=True)"))
+                excluded.append((node.name, "output layer (to prune classes, export with --prune-outputs; "
+                                            "Python: prune_outputs=True)"))
             continue
         reason = _exclusion_reason(tensor, consumers, rules, outputs, graph)
         if reason is not None:
