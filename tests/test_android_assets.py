@@ -164,6 +164,7 @@ def test_manifest_numbers_are_what_the_python_runtime_gets(generated):
         assert s.macs == pytest.approx(expected["mac_sparsity"], abs=1e-12)
 
 
+@pytest.mark.slow  # .ci/run also runs `check.sh replay` on the assets it generates
 def test_jvm_replays_the_recorded_session(generated):
     needs_maven()
     assets, recordings, _ = generated
