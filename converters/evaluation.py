@@ -101,7 +101,7 @@ def _unprune(personalizer, layers):
     personalizer.set_state(dataclasses.replace(state, masks=masks))
 
 
-def speaker_of(path):
+def speech_commands_speaker(path):
     """Speech Commands speaker id: the 8 hex characters before `_nohash_`, or None (`_silence_`)."""
     match = SPEAKER_PATTERN.search(os.path.basename(path))
     return match.group(1) if match else None
@@ -126,7 +126,7 @@ def speaker_users(root, labels, load_clip, min_clips=30, seed=0):
         if not os.path.isdir(folder) or label not in labels:
             continue
         for name in sorted(os.listdir(folder)):
-            speaker = speaker_of(name)
+            speaker = speech_commands_speaker(name)
             if name.endswith(".wav") and speaker is not None:
                 by_speaker[speaker].append((os.path.join(folder, name), labels.index(label)))
     users = []

@@ -48,7 +48,7 @@ def reference_pool(data_root=None, limit=800, seed=0):
     Those speakers are never the per-speaker benchmark's users (who have ≥ 30 clips).
     """
     from tflite_fineprune.datafiles import fit_audio, load_audio
-    from converters.evaluation import speaker_of
+    from converters.evaluation import speech_commands_speaker
 
     test = reference_data.data_root(data_root) / reference_data.SPEECH_COMMANDS_TEST
     if not test.is_dir():
@@ -57,8 +57,8 @@ def reference_pool(data_root=None, limit=800, seed=0):
     for label in KWS_LABELS:
         folder = test / label
         for f in sorted(folder.glob("*.wav")) if folder.is_dir() else ():
-            if speaker_of(f.name):
-                by_speaker.setdefault(speaker_of(f.name), []).append(f)
+            if speech_commands_speaker(f.name):
+                by_speaker.setdefault(speech_commands_speaker(f.name), []).append(f)
     pool = [f for files in by_speaker.values() if len(files) < REFERENCE_MAX_CLIPS for f in files]
     pool = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:limit]]
     return np.stack([fit_audio(f, *load_audio(f), (CLIP_SAMPLES,), SAMPLE_RATE) for f in pool]) if pool else None
@@ -98,9 +98,9 @@ def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_patte
                    holdout_speakers=(), log=print, options=None, **changes):
     """Train with the recipe of `converters.speech_training` on DATA_DIR/<label>/ clips, print its report, export."""
     from converters import speakers as speaker_ids
-    from converters.speech_training import Recipe, accuracy_report, predict, train
+    from converters.speech_training import TrainingRecipe, accuracy_report, predict, train
 
-    recipe = recipe or Recipe()
+    recipe = recipe or TrainingRecipe()
     pcm, labels, names, stems = load_labelled_clips(data_dir)
     regex = speaker_ids.speaker_regex(speaker_pattern)
     split = speaker_ids.split_clips([speaker_ids.speaker_of(s, regex) for s in stems], validation_fraction,
@@ -129,9 +129,9 @@ def export_trained(data_dir, output, keras_path=None, recipe=None, speaker_patte
 
 def add_training_options(parser):
     from converters.speakers import DEFAULT_SPEAKER_PATTERN
-    from converters.speech_training import Recipe
+    from converters.speech_training import TrainingRecipe
 
-    default = Recipe()
+    default = TrainingRecipe()
     parser.add_argument("--epochs", type=int, default=default.max_epochs,
                         help="at most this many epochs (early stopping usually ends sooner)")
     parser.add_argument("--patience", type=int, default=default.patience,
@@ -165,7 +165,7 @@ def add_training_options(parser):
 
 
 def recipe_from(args):
-    from converters.speech_training import Recipe
+    from converters.speech_training import TrainingRecipe
 
     if args.epochs < 1 or args.patience < 1:
         raise FinePruneError(f"--epochs and --patience must be at least 1, got {args.epochs} and {args.patience}")
@@ -173,7 +173,7 @@ def recipe_from(args):
         raise FinePruneError("--reuse-outputs needs --init-from (the pretrained model whose outputs it reuses)")
     if args.learning_rate is not None and not args.learning_rate > 0:
         raise FinePruneError(f"--learning-rate must be positive, got {args.learning_rate}")
-    return Recipe(max_epochs=args.epochs, patience=args.patience, width=args.width, augment=not args.no_augment,
+    return TrainingRecipe(max_epochs=args.epochs, patience=args.patience, width=args.width, augment=not args.no_augment,
                   recalibrate_bn=not args.no_bn_recalibration, stem_dropout=args.stem_dropout, seed=args.seed,
                   learning_rate=args.learning_rate, init_from=args.init_from, reuse_outputs=args.reuse_outputs)
 

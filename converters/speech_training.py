@@ -35,7 +35,7 @@ TRANSFER_LEARNING_RATE = 5e-4  # fine-tuning pretrained weights: 2e-3 undid part
 
 
 @dataclasses.dataclass
-class Recipe:
+class TrainingRecipe:
     max_epochs: int = 60
     patience: int = 10
     width: float = 1.0

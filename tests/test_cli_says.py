@@ -288,9 +288,9 @@ def test_every_command_shows_each_default_once():
                                 timeout=300)
         assert result.returncode == 0, result.stderr
         helps[f"{module} {command}"] = result.stdout
-    from converters.speech_training import Recipe
+    from converters.speech_training import TrainingRecipe
 
-    train, recipe = _option_helps(helps["converters.speech train"]), Recipe()
+    train, recipe = _option_helps(helps["converters.speech train"]), TrainingRecipe()
     for option, default in (("--epochs", recipe.max_epochs), ("--patience", recipe.patience),
                             ("--width", recipe.width), ("--seed", recipe.seed)):
         shown = next(text for text in train if text.startswith(option))

@@ -10,13 +10,13 @@ import pytest
 
 from tests.realdata import require
 from tflite_fineprune import FinePruneError
-from converters.evaluation import class_subset_users, speaker_of, split_adapt_eval, summarize
+from converters.evaluation import class_subset_users, speech_commands_speaker, split_adapt_eval, summarize
 
 
 def test_speaker_ids():
-    assert speaker_of("yes/0a7c2a8d_nohash_1.wav") == "0a7c2a8d"
-    assert speaker_of("_unknown_/bird_0a7c2a8d_nohash_0.wav") == "0a7c2a8d"
-    assert speaker_of("_silence_/noise_12.wav") is None
+    assert speech_commands_speaker("yes/0a7c2a8d_nohash_1.wav") == "0a7c2a8d"
+    assert speech_commands_speaker("_unknown_/bird_0a7c2a8d_nohash_0.wav") == "0a7c2a8d"
+    assert speech_commands_speaker("_silence_/noise_12.wav") is None
 
 
 def test_adapt_eval_split_is_disjoint_and_fixed():

@@ -64,10 +64,10 @@ def test_split_falls_back_to_random_without_speaker_ids():
 
 def test_augmentation_is_identity_at_inference_and_export_matches(tmp_path):
     from converters.speech import export_pcm_model
-    from converters.speech_training import Recipe, keyword_model
+    from converters.speech_training import TrainingRecipe, keyword_model
 
     pcm, _, _ = fsdd_clips(("jackson",), per_speaker=3)
-    model, _ = keyword_model(2, Recipe(width=0.25, augment=True))
+    model, _ = keyword_model(2, TrainingRecipe(width=0.25, augment=True))
     augmented = np.asarray(model(pcm, training=True))  # (this also moves the BN statistics, so it comes first)
     inference = np.asarray(model(pcm, training=False))
     assert np.max(np.abs(augmented - inference)) > 1e-3  # augmentation is live
@@ -81,25 +81,25 @@ def test_augmentation_is_identity_at_inference_and_export_matches(tmp_path):
 
 
 def test_width_multiplies_channels():
-    from converters.speech_training import Recipe, keyword_model
+    from converters.speech_training import TrainingRecipe, keyword_model
 
     for width, channels in ((1, 64), (2, 128), (0.5, 32)):
-        _, classifier = keyword_model(10, Recipe(width=width))
+        _, classifier = keyword_model(10, TrainingRecipe(width=width))
         assert classifier.get_layer("stem_conv").filters == channels
         assert all(classifier.get_layer(f"pw{i}").filters == channels for i in range(4))
     with pytest.raises(FinePruneError, match="--width must be positive"):
-        keyword_model(10, Recipe(width=0))
+        keyword_model(10, TrainingRecipe(width=0))
 
 
 def test_early_stopping_keeps_best_weights_and_recalibrates_batchnorm():
     import keras
 
-    from converters.speech_training import Recipe, mfcc_features, predict, recalibrate_batchnorm, train
+    from converters.speech_training import TrainingRecipe, mfcc_features, predict, recalibrate_batchnorm, train
 
     pcm, labels, _ = fsdd_clips(("jackson", "nicolas", "theo"), per_speaker=6)
     theo = np.r_[12:18, 30:36]  # clips are ordered digit, speaker: 6 each
     train_index, val_index = np.setdiff1d(np.arange(36), theo), theo
-    result = train(pcm, labels, 2, train_index, val_index, Recipe(max_epochs=5, patience=2, width=0.25),
+    result = train(pcm, labels, 2, train_index, val_index, TrainingRecipe(max_epochs=5, patience=2, width=0.25),
                    log=lambda line: None)
     history_best = result.best_validation_accuracy
     features = mfcc_features(pcm)
@@ -153,10 +153,10 @@ def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
     import keras
 
     from converters.kws_model import KWS_LABELS
-    from converters.speech_training import Recipe, keyword_model, pretrained_classifier, train, transfer_weights
+    from converters.speech_training import TrainingRecipe, keyword_model, pretrained_classifier, train, transfer_weights
 
     mlperf = pretrained_classifier(require("mlperf_tiny/keyword_spotting/kws_ref_model"))
-    _, classifier = keyword_model(3, Recipe(seed=1))
+    _, classifier = keyword_model(3, TrainingRecipe(seed=1))
     log = []
     transfer_weights(mlperf, classifier, log.append)
     for layer in classifier.layers:
@@ -164,24 +164,24 @@ def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
             for mine, theirs in zip(layer.get_weights(), mlperf.get_layer(layer.name).get_weights()):
                 np.testing.assert_array_equal(mine, theirs)
     assert classifier.get_layer("classes").kernel.shape == (64, 3) and "'classes' (64, 3) is new" in log[0]
-    _, known = keyword_model(2, Recipe())
+    _, known = keyword_model(2, TrainingRecipe())
     transfer_weights(mlperf, known, log.append, KWS_LABELS, ("yes", "down"))
     pretrained_kernel, pretrained_bias = mlperf.get_layer("classes").get_weights()
     np.testing.assert_array_equal(known.get_layer("classes").kernel.numpy(), pretrained_kernel[:, [9, 0]])
     np.testing.assert_array_equal(known.get_layer("classes").bias.numpy(), pretrained_bias[[9, 0]])
-    _, reordered = keyword_model(12, Recipe())  # same shapes: still mapped by name, not copied in place
+    _, reordered = keyword_model(12, TrainingRecipe())  # same shapes: still mapped by name, not copied in place
     transfer_weights(mlperf, reordered, log.append, KWS_LABELS, KWS_LABELS[::-1])
     np.testing.assert_array_equal(reordered.get_layer("classes").bias.numpy(), pretrained_bias[::-1])
     with pytest.raises(FinePruneError, match="these are not: zero"):
         transfer_weights(mlperf, known, log.append, KWS_LABELS, ("yes", "zero"))
-    _, wide = keyword_model(3, Recipe(width=2))
+    _, wide = keyword_model(3, TrainingRecipe(width=2))
     with pytest.raises(FinePruneError, match="does not fit layer 'stem_conv'"):
         transfer_weights(mlperf, wide)
     with pytest.raises(FinePruneError, match="expects an MLPerf Tiny KWS SavedModel folder or a .keras file"):
         pretrained_classifier(tmp_path / "missing.h5")
 
     # A model saved like `train --keras` saves it seeds the next training run, which starts from its weights.
-    first, first_classifier = keyword_model(2, Recipe(width=0.25, seed=7))
+    first, first_classifier = keyword_model(2, TrainingRecipe(width=0.25, seed=7))
     saved = tmp_path / "first.keras"
     first.save(saved)
     np.testing.assert_array_equal(pretrained_classifier(saved).get_layer("pw3").kernel.numpy(),
@@ -189,12 +189,12 @@ def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
     pcm, labels, _ = fsdd_clips(("jackson", "theo"), per_speaker=3)
     log = []
     again = train(pcm, labels, 2, np.arange(0, 12, 2), np.arange(1, 12, 2),
-                  Recipe(max_epochs=1, patience=1, width=0.25, learning_rate=1e-9, init_from=str(saved)),
+                  TrainingRecipe(max_epochs=1, patience=1, width=0.25, learning_rate=1e-9, init_from=str(saved)),
                   log=log.append)
     assert any(line.startswith("init: weights from") for line in log)
     with pytest.raises(FinePruneError, match="--reuse-outputs needs --init-from to name an MLPerf"):
         train(pcm, labels, 2, np.arange(0, 12, 2), np.arange(1, 12, 2),
-              Recipe(max_epochs=1, init_from=str(saved), reuse_outputs=True), log=log.append)
+              TrainingRecipe(max_epochs=1, init_from=str(saved), reuse_outputs=True), log=log.append)
     # With a vanishing learning rate the kept weights are the transferred ones (the classes layer too: same shape).
     for name in ("stem_conv", "pw3", "classes"):
         np.testing.assert_allclose(again.classifier.get_layer(name).kernel.numpy(),
@@ -211,10 +211,10 @@ def test_pruned_export_of_trained_model_matches_keras_with_the_same_masks(tmp_pa
     import keras
 
     from converters.speech import export_pcm_model
-    from converters.speech_training import Recipe, keyword_model, mfcc_features, predict, recalibrate_batchnorm
+    from converters.speech_training import TrainingRecipe, keyword_model, mfcc_features, predict, recalibrate_batchnorm
 
     pcm, _, _ = fsdd_clips(("jackson", "theo"), digits=("0", "1", "2"), per_speaker=4)
-    model, classifier = keyword_model(3, Recipe(width=0.25, seed=3))
+    model, classifier = keyword_model(3, TrainingRecipe(width=0.25, seed=3))
     features = mfcc_features(pcm)
     recalibrate_batchnorm(classifier, features)  # realistic BN statistics (MFCC scale), as training leaves them
     path = tmp_path / "kws.tflite"

@@ -28,7 +28,7 @@ class Node:
 
 
 @dataclasses.dataclass
-class Graph:
+class KerasGraph:
     nodes: list
     inputs: list
     outputs: list
@@ -79,7 +79,7 @@ def _is_model(op):
 
 
 def flatten_model(model):
-    """Return the model's `Graph` with nested models inlined."""
+    """Return the model's `KerasGraph` with nested models inlined."""
     if not isinstance(model, keras.Model):
         raise FinePruneError(f"expected a keras.Model, got {type(model).__name__}")
     functional = _functional_of(model)
@@ -90,7 +90,7 @@ def flatten_model(model):
         )
     nodes, shapes = [], {}
     _append(functional, nodes, shapes, set())
-    return Graph(nodes=nodes,
+    return KerasGraph(nodes=nodes,
                  inputs=[id(t) for t in functional.inputs],
                  outputs=[id(t) for t in keras.tree.flatten(functional.outputs)],
                  shapes=shapes)

@@ -26,7 +26,7 @@ class ModelParts:
 
     Attributes
     ----------
-    graph : Graph
+    graph : KerasGraph
         The flattened Keras model.
     plan : Plan
         Where the masks go.

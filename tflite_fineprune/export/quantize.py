@@ -16,7 +16,6 @@ import numpy as np
 from ..errors import FinePruneError
 from ..tflite.weight_quantization import DYNAMIC_RANGE, QUANTIZATIONS, check_quantize  # noqa: F401 (re-exported)
 
-INT8 = QUANTIZATIONS[0]
 VERIFY_SAMPLES = 64  # representative samples the export compares against Keras
 
 
