@@ -17,8 +17,7 @@ import numpy as np
 
 from . import signatures as sig
 from .errors import FinePruneError
-from .levers import LEVERS
-from .levers.normalization import FIELDS as NORMALIZATION_FIELDS
+from .levers import LEVERS, used
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
 from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
@@ -61,40 +60,23 @@ def _load_state(state, metadata, source):
 def _as_the_model_holds(data, metadata, state):
     """`state` as the model holds it after `set_state` (what `get_state` then returns).
 
-    A state without BatchNorm statistics (a version-1 file) or without a
-    classifier kernel (before version 3) means the trained values, which the
-    model's variable initializers hold; their counters start at zero.
+    Each lever completes its own block (`Lever.as_held`): a state without one
+    (e.g. a version-1 file without BatchNorm statistics) means the values the
+    model's variable initializers hold.
     """
     masks, counts = np.asarray(state.masks, np.float32), np.asarray(state.counts, np.float32)
     samples = float(np.float32(state.samples))
     check_counters(counts, samples, "state")
-    n, c = metadata.num_units, metadata.num_classes
+    initial = {}
+
+    def trained():
+        if not initial:
+            initial.update(_trained_values(data))
+        return initial
+
     fields = {}
-    if metadata.mean_compensation:
-        fields.update(sums=_vector(state.sums, n, "sums"), fill=_vector(state.fill, n, "fill") * (1 - masks))
-    if metadata.prior_correction:
-        fields.update(log_weights=_vector(state.log_weights, c, "log_weights"),
-                      soft_counts=_vector(state.soft_counts, c, "soft_counts"))
-    trained = None
-    if metadata.normalization_layers:
-        b = metadata.normalization_channels
-        if state.norm_mean is None:
-            trained = _trained_values(data)
-        fields.update({name: _vector(trained[name] if trained else getattr(state, name), b, name)
-                       for name in NORMALIZATION_FIELDS})
-        if np.any(fields["norm_count"] < 0) or np.any(fields["norm_var"] <= 0):
-            raise FinePruneError("normalization counts must be ≥ 0 and variances > 0")
-    if metadata.classifier_head:
-        d = metadata.head_features
-        if state.head_kernel is None:
-            trained = trained or _trained_values(data)
-        source = {k: trained[k] if state.head_kernel is None else getattr(state, k)
-                  for k in ("proto_sums", "proto_counts", "head_kernel")}
-        fields.update(proto_sums=_vector(source["proto_sums"], c * d, "proto_sums"),
-                      proto_counts=_vector(source["proto_counts"], c, "proto_counts"),
-                      head_kernel=_vector(source["head_kernel"], d * c, "head_kernel"))
-        if np.any(fields["proto_counts"] < 0):
-            raise FinePruneError("proto_counts must be ≥ 0")
+    for lever in used(metadata):
+        fields.update(lever.as_held(metadata, state, trained))
     return State(masks=masks, counts=counts, samples=samples, **fields)
 
 
@@ -107,16 +89,6 @@ def _trained_values(data):
     if index is None:
         raise FinePruneError("the model's infer signature initializes no variables; is this a fine-prune export?")
     return initial_values(Graph(schema, model, index))
-
-
-def _vector(values, length, name):
-    """A finite float32 vector of `length` values (any shape of that size); missing (None) means zeros."""
-    if values is None:
-        return np.zeros(length, np.float32)
-    values = np.ravel(np.asarray(values, np.float32))
-    if values.shape != (length,) or not np.all(np.isfinite(values)):
-        raise FinePruneError(f"{name} must be {length} finite numbers, got shape {values.shape}")
-    return values
 
 
 def _variables(metadata, state):
@@ -220,8 +192,7 @@ def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | Stat
     if metadata.slim:
         raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
     state = _load_state(state, metadata, "state")
-    if metadata.normalization_layers or metadata.classifier_head:  # the model fills in trained values missing
-        state = _as_the_model_holds(data, metadata, state)
+    state = _as_the_model_holds(data, metadata, state)
     variables = _variables(metadata, state)
     keep_masked = {}
     while True:

@@ -76,6 +76,16 @@ class Lever:
         """Checked inputs of `set_signature` for `state`; None when the state lacks the block (reset to trained)."""
         return None
 
+    def as_held(self, metadata, state, trained: Callable[[], dict]) -> dict:
+        """The lever's block as the model holds it after `set_state` (what `get_state` then returns): `feed`'s
+        checked vectors, or, where the state lacks the block, the values the model keeps (`trained()`: its
+        variables' initial values, e.g. the trained BatchNorm statistics for a version-1 file)."""
+        if self.block is None:
+            return {}
+        feed = self.feed(metadata, state)
+        source = trained() if feed is None else feed
+        return {field: np.ravel(np.asarray(source[field], np.float32)) for field in self.block.fields}
+
     def slim_variables(self, metadata, state, masks) -> dict:
         """Variable name → the value `slim` freezes into the file for this lever (its state in use)."""
         return {}
