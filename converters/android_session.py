@@ -196,7 +196,8 @@ class AppPersonalizer:
 def auto_recipe(rule=None):
     """The manifest's automatic recipe: `recipe.personalize` with these `AutoRule` parameters."""
     rule = rule or auto.AutoRule()
-    return {"name": "automatic (label-free: class test, dormant units, relative BN shift)", "kind": AUTO,
+    return {"name": "automatic (label-free: class test, dormant units, relative BN shift, how far to prune)",
+            "kind": AUTO,
             "rule": dataclasses.asdict(rule)}
 
 
