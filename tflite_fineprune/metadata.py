@@ -326,8 +326,8 @@ def read_model_metadata(data: bytes, source: str = "model", verify: bool = True)
     if METADATA_NAME not in entries:
         raise FinePruneError(
             f"{source} is a TFLite model but not a tflite-fineprune export "
-            f"(no {METADATA_NAME!r} metadata; found {sorted(entries) or 'none'}). "
-            "Export it with `tflite-fineprune export`."
+            f"(no {METADATA_NAME!r} metadata; found {sorted(entries) or 'none'}); export the Keras model with "
+            "export_model to personalize it"
         )
     meta = ModelMetadata.from_json(entries[METADATA_NAME], source)
     if verify and meta.content_sha256 and content_digest(bytes(data), meta.content_sha256) != meta.content_sha256:

@@ -58,33 +58,21 @@ MAX_SAMPLES = float(np.finfo(np.float32).max)
 _COUNT_SLACK = 1e-4
 
 
-@dataclasses.dataclass(frozen=True)
-class State:
-    """A user's personalization: masks, activity counters, samples observed; for
-    mean-compensated models the activation sums and the fill values of pruned units;
-    for prior-corrected models the log class weights and the soft class counts."""
+def _state_class():
+    """`State`: the core vectors, then one optional field per vector of every lever's state block (the lever
+    table's order), so that a new lever's block needs no change here."""
+    optional = [(field, np.ndarray, dataclasses.field(default=None)) for _, block in _BLOCKS for field in block.fields]
+    cls = dataclasses.make_dataclass("State", [("masks", np.ndarray), ("counts", np.ndarray), ("samples", float)]
+                                     + optional, frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = (
+        "A user's personalization: unit masks (1 kept, 0 pruned), activity counters and the samples observed;\n"
+        "then, each None unless the model carries the lever, the vectors of every lever's state block:\n"
+        + "\n".join(f"    {', '.join(block.fields)}: {block.what} (lever {name})" for name, block in _BLOCKS))
+    return cls
 
-    masks: np.ndarray
-    counts: np.ndarray
-    samples: float
-    sums: np.ndarray = None
-    fill: np.ndarray = None
-    log_weights: np.ndarray = None
-    soft_counts: np.ndarray = None
-    # Relative AdaBN (models exported with reference data): per BatchNorm channel, the user's moments
-    # (sums and squares relative to the trained mean, and how many values) and the statistics in use.
-    norm_sums: np.ndarray = None
-    norm_squares: np.ndarray = None
-    norm_count: np.ndarray = None
-    norm_mean: np.ndarray = None
-    norm_var: np.ndarray = None
-    # Classifier prototypes (models exported with classifier_prototypes): per class the summed weights N_c
-    # [C] and weighted normalised features S [C·D, class-major], and the final Dense kernel in use [D·C].
-    proto_counts: np.ndarray = None
-    proto_sums: np.ndarray = None
-    head_kernel: np.ndarray = None
-    # Magnitude pruning (models exported with it, the default): per unit the summed per-sample mean |activation|.
-    magnitudes: np.ndarray = None
+
+State = _state_class()
 
 
 def _present(state, block):
