@@ -165,7 +165,7 @@ def test_encode_decode_normalization_vectors(units, channels):
     state = State(rng.integers(0, 2, units).astype(np.float32), rng.random(units).astype(np.float32), 3.0, **vectors)
     blob = state_format.encode_state("ab" * 32, state)
     assert len(blob) == 56 + 5 * units + 20 * channels + 4 and blob[10] == normalization_lever.BLOCK.flag
-    decoded = state_format.decode_state(blob, "ab" * 32, units, norm_channels=channels)
+    decoded = state_format.decode_state(blob, "ab" * 32, units, blocks={"normalization_shift": (channels,)})
     for field, value in vectors.items():
         np.testing.assert_array_equal(getattr(decoded, field), value)
     with pytest.raises(FinePruneError, match="truncated or padded"):  # a model without normalization layers

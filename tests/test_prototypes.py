@@ -221,7 +221,7 @@ def test_encode_decode_prototype_vectors(units, classes, features):
     blob = state_format.encode_state("ab" * 32, state)
     assert len(blob) == 60 + 5 * units + 4 * classes * (1 + 2 * features)
     assert struct.unpack_from("<HH", blob, 8) == (3, prototype_lever.BLOCK.flag)
-    decoded = state_format.decode_state(blob, "ab" * 32, units, prototype_shape=(classes, features))
+    decoded = state_format.decode_state(blob, "ab" * 32, units, blocks={"classifier_prototypes": (classes, features)})
     for field, value in vectors.items():
         np.testing.assert_array_equal(getattr(decoded, field), value)
     with pytest.raises(FinePruneError, match="truncated or padded"):  # a model without prototypes
@@ -229,7 +229,7 @@ def test_encode_decode_prototype_vectors(units, classes, features):
     bad = State(state.masks, state.counts, 3.0, **{**vectors, "proto_counts": -vectors["proto_counts"]})
     with pytest.raises(FinePruneError, match="negative classifier-prototype counts"):
         state_format.decode_state(state_format.encode_state("ab" * 32, bad), "ab" * 32, units,
-                                  prototype_shape=(classes, features))
+                                  blocks={"classifier_prototypes": (classes, features)})
 
 
 def test_a_version_2_file_with_flag_bit_3_is_refused():
@@ -239,7 +239,7 @@ def test_a_version_2_file_with_flag_bit_3_is_refused():
     struct.pack_into("<H", blob, 8, 2)
     blob[-4:] = struct.pack("<I", zlib.crc32(bytes(blob[:-4])))
     with pytest.raises(FinePruneError, match="unknown flags 0x8"):
-        state_format.decode_state(bytes(blob), "ab" * 32, 4, prototype_shape=(2, 1))
+        state_format.decode_state(bytes(blob), "ab" * 32, 4, blocks={"classifier_prototypes": (2, 1)})
 
 
 def test_slim_keeps_the_adapted_kernel(exported, user, tmp_path):

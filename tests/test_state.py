@@ -179,11 +179,11 @@ def test_encode_decode_with_compensation(units, seed):
     masks = rng.integers(0, 2, units).astype(np.float32)
     values = [rng.random(units).astype(np.float32) for _ in range(3)]
     blob = state_format.encode_state("ef" * 32, State(masks, values[0], 7.0, values[1], values[2]))
-    decoded = state_format.decode_state(blob, "ef" * 32, units, compensation=True)
+    decoded = state_format.decode_state(blob, "ef" * 32, units, blocks={"mean_compensation": ()})
     for got, want in zip((decoded.counts, decoded.sums, decoded.fill), values):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(FinePruneError, match="mean-compensation"):
-        state_format.decode_state(blob, "ef" * 32, units, compensation=False)
+        state_format.decode_state(blob, "ef" * 32, units, blocks={})
 
 
 def test_another_models_file_is_named_before_its_size_is_judged():
@@ -192,11 +192,12 @@ def test_another_models_file_is_named_before_its_size_is_judged():
     norm = {f: rng.random(7).astype(np.float32) + 0.1 for f in normalization_lever.FIELDS}
     blob = state_format.encode_state("cd" * 32, State(np.ones(9, np.float32), np.zeros(9, np.float32), 2.0, **norm))
     with pytest.raises(FinePruneError, match="belongs to another model") as raised:
-        state_format.decode_state(blob, "ab" * 32, 5, norm_channels=3)  # this model: 5 units, 3 BN channels
+        # this model: 5 units, 3 BN channels
+        state_format.decode_state(blob, "ab" * 32, 5, blocks={"normalization_shift": (3,)})
     assert "truncated" not in str(raised.value) and "9 units" in str(raised.value)
     with pytest.raises(FinePruneError, match="truncated or padded.*another model"):
-        state_format.decode_state(blob[:-10], "ab" * 32, 5, norm_channels=3)
+        state_format.decode_state(blob[:-10], "ab" * 32, 5, blocks={"normalization_shift": (3,)})
     damaged = bytearray(blob)
     damaged[20] ^= 1  # a flipped fingerprint bit in this model's own file is damage, not another model
     with pytest.raises(FinePruneError, match="checksum mismatch"):
-        state_format.decode_state(bytes(damaged), "cd" * 32, 9, norm_channels=7)
+        state_format.decode_state(bytes(damaged), "cd" * 32, 9, blocks={"normalization_shift": (7,)})

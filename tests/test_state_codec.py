@@ -79,15 +79,6 @@ def test_a_block_the_model_does_not_use_is_refused():
         codec.decode_state(_blob("v2_core"), FP, UNITS, blocks={"prior_correction": (CLASSES,)})
 
 
-def test_the_keyword_form_matches_the_blocks_form():
-    blob = _blob("v3_all")
-    a = codec.decode_state(blob, FP, UNITS, compensation=True, num_classes=CLASSES, norm_channels=CHANNELS,
-                           prototype_shape=(CLASSES, FEATURES))
-    b = codec.decode_state(blob, FP, UNITS, blocks=SHAPES)
-    for field in dataclasses.fields(a):
-        np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name))
-
-
 def test_negative_prototype_counts_are_refused():
     blocks = {"classifier_prototypes": (CLASSES, FEATURES)}
     state = codec.decode_state(_blob("v3_prototypes"), FP, UNITS, blocks=blocks)

@@ -100,17 +100,7 @@ def encode_state(fingerprint_hex, state):
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def _legacy_blocks(compensation, num_classes, norm_channels, prototype_shape):
-    """The `blocks` of the keyword arguments decode_state took before the lever registry."""
-    shapes = {levers.compensation.LEVER.name: () if compensation else None,
-              levers.priors.LEVER.name: (num_classes,) if num_classes > 0 else None,
-              levers.normalization.LEVER.name: (norm_channels,) if norm_channels > 0 else None,
-              levers.prototypes.LEVER.name: tuple(prototype_shape) if prototype_shape[0] > 0 else None}
-    return {name: shape for name, shape in shapes.items() if shape is not None}
-
-
-def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, *, compensation=False, num_classes=0,
-                 norm_channels=0, prototype_shape=(0, 0)):
+def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None):
     """Parse and check a state file's bytes against the model it is loaded into.
 
     `blocks` maps the name of each lever whose state block the model keeps to
@@ -118,13 +108,10 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, 
     passes it). The file must carry exactly those blocks, except that a file
     older than a block's format version lacks it and still loads: the model
     then keeps its exported values for that lever (the trained normalization
-    statistics for version 1, the trained kernel before version 3).
-    Without `blocks`, the keyword arguments describe the model as before the
-    registry: `compensation`, `num_classes` (> 0 for prior-corrected models),
-    `norm_channels` and `prototype_shape` = (C, D).
+    statistics for version 1, the trained kernel before version 3). None: a
+    model whose levers keep no state block.
     """
-    if blocks is None:
-        blocks = _legacy_blocks(compensation, num_classes, norm_channels, prototype_shape)
+    blocks = {} if blocks is None else blocks
     if len(blob) < _HEADER.size + 4:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
     magic, version, flags, units, fingerprint, samples = _HEADER.unpack_from(blob)

@@ -27,6 +27,7 @@ import org.robolectric.annotation.Config
 import org.robolectric.annotation.GraphicsMode
 import org.tflitefineprune.core.AudioLevel
 import org.tflitefineprune.core.AutoRecipe
+import org.tflitefineprune.core.BundledUser
 import org.tflitefineprune.core.PersonalizationSession
 import org.tflitefineprune.core.Sparsity
 import org.tflitefineprune.core.StateCodec
@@ -249,8 +250,9 @@ class MainActivityTest {
         assertNull(DemoState.activeProfile)
     }
 
-    @Test
-    fun rotatingDuringPersonalizeKeepsTheJobAndStartsNoSecond() {
+    /** Launch, switch to the vision model, start Personalize for its bundled user and hold the job at its first
+     *  interpreter call (the gate) so a test can act while it runs; the bundled user. */
+    private fun personalizeVisionUserHeldAtTheInterpreter(): BundledUser {
         launch()
         switchTo("vision")
         val user = assets.user("vision")
@@ -258,6 +260,12 @@ class MainActivityTest {
         gate.close()
         activity.click("Personalize (")
         waitFor("the job to reach the interpreter") { gate.waiting == 1 }
+        return user
+    }
+
+    @Test
+    fun rotatingDuringPersonalizeKeepsTheJobAndStartsNoSecond() {
+        val user = personalizeVisionUserHeldAtTheInterpreter()
         val before = activity
         controller!!.recreate()
         shadowOf(Looper.getMainLooper()).idle()
@@ -403,13 +411,7 @@ class MainActivityTest {
 
     @Test
     fun photosPickedWhileBusyAreQueuedThenAdded() {
-        launch()
-        switchTo("vision")
-        val user = assets.user("vision")
-        activity.click("Personalize")
-        gate.close()
-        activity.click("Personalize (")
-        waitFor("the job to reach the interpreter") { gate.waiting == 1 }
+        val user = personalizeVisionUserHeldAtTheInterpreter()
         pick(activity, listOf(File(assets.folder, user.adapt[0])))
         assertEquals("1 photos queued: they are added when personalizing ends", activity.statusLine())
         gate.open()
