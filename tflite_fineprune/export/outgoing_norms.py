@@ -15,6 +15,7 @@ never prunes).
 import numpy as np
 from keras import layers
 
+from ..metadata import ROLE_HIDDEN
 from .layer_registry import Role, UnitKind, rule_for
 
 
@@ -87,6 +88,6 @@ def outgoing_norms(graph, plan, layout):
             reached[g.offset:g.offset + g.units] = True
     norms = np.where(reached, np.sqrt(squared), 1.0)
     for g in layout:
-        if g.role != "hidden":
+        if g.role != ROLE_HIDDEN:
             norms[g.offset:g.offset + g.units] = 0.0
     return norms.astype(np.float32)
