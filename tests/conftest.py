@@ -1,10 +1,42 @@
 import os
+import pathlib
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
 
-from tests import zoo  # noqa: E402
+# A test needs TensorFlow when it exports a model: through these fixtures, or when its module imports Keras,
+# TensorFlow, the converters, the export side or the Keras zoo anywhere (a helper of the module may export). Those
+# tests get the `tf` mark, and `pytest -m "not tf"` does not even collect such modules: it runs the rest without
+# importing TensorFlow.
+TENSORFLOW_FIXTURES = {"exports", "mlperf_kws", "mlperf_resnet8"}
+TENSORFLOW_SOURCE = re.compile(
+    r"^\s*(?:import|from)\s+(?:keras|tensorflow|converters|tflite_fineprune\.export|tests\.zoo|tests\.kws_reference|"
+    r"tests\.references)\b|^\s*from\s+tests\s+import\s+.*\b(?:zoo|kws_reference|references)\b|\bexport_model\b|"
+    r"\bexport_mlperf\b|\"export\",|-m\",\s*\"converters",
+    re.M)
+
+
+def _uses_tensorflow(path):
+    return TENSORFLOW_SOURCE.search(pathlib.Path(path).read_text(errors="replace")) is not None
+
+
+def pytest_ignore_collect(collection_path, config):
+    if (collection_path.suffix == ".py" and collection_path.name.startswith("test_")
+            and re.search(r"\bnot\s+tf\b", config.option.markexpr or "") and _uses_tensorflow(collection_path)):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    modules = {}
+    for item in items:
+        path = str(item.path)
+        if path not in modules:
+            modules[path] = _uses_tensorflow(path)
+        if modules[path] or TENSORFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tf)
 
 
 class ExportCache:
@@ -17,6 +49,8 @@ class ExportCache:
 
     def model(self, name):
         if name not in self.models:
+            from tests import zoo
+
             self.models[name] = zoo.ZOO[name]()
         return self.models[name]
 

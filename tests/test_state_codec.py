@@ -1,9 +1,9 @@
 """The state codec without TensorFlow or a model: golden files of every version and block still read, and
 decode → encode gives the same bytes back.
 
-tests/data/state_*.bin were written by the encoder of main at 7b57487, before the lever registry
-(tests/data/make_golden_states.py); the version-1 files are version-2 files without normalization with the
-version field set to 1, which is the layout version-1 writers produced.
+tests/data/state_*.bin were written by the encoder of main at 7b57487, before the lever registry, and the
+version-4 files by 4751684's (tests/data/make_golden_states.py); the version-1 files are version-2 files
+without normalization with the version field set to 1, which is the layout version-1 writers produced.
 """
 
 import dataclasses
@@ -22,7 +22,7 @@ DATA = pathlib.Path(__file__).parent / "data"
 FP = "5a" * 32
 UNITS, CLASSES, CHANNELS, FEATURES = 6, 3, 4, 2
 SHAPES = {"mean_compensation": (), "prior_correction": (CLASSES,), "normalization_shift": (CHANNELS,),
-          "classifier_prototypes": (CLASSES, FEATURES)}
+          "classifier_prototypes": (CLASSES, FEATURES), "magnitude_pruning": ()}
 GOLDEN = {
     "v1_core": (), "v1_compensation_priors": ("mean_compensation", "prior_correction"),
     "v2_core": (), "v2_compensation": ("mean_compensation",), "v2_priors": ("prior_correction",),
@@ -30,6 +30,9 @@ GOLDEN = {
     "v2_compensation_priors_normalization": ("mean_compensation", "prior_correction", "normalization_shift"),
     "v3_prototypes": ("classifier_prototypes",),
     "v3_all": ("mean_compensation", "prior_correction", "normalization_shift", "classifier_prototypes"),
+    "v4_magnitude": ("magnitude_pruning",),
+    "v4_all": ("mean_compensation", "prior_correction", "normalization_shift", "classifier_prototypes",
+               "magnitude_pruning"),
 }
 
 
