@@ -6,7 +6,7 @@ and a TFLite interpreter; `export_model`, `ExportReport`, `register_layer` and
 tflite_fineprune` stays light on a device).
 """
 
-from .errors import FinePruneError
+from .errors import FinePruneError, InputError, ModelError, SlimError, StateError
 from .export.options import ExportOptions
 from .metadata import ModelMetadata, UnitGroup, read_model_metadata
 from .recipe import AutoRule, PersonalizationReport
@@ -42,6 +42,7 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["AutoRule", "ExportOptions", "ExportReport", "FinePruneError", "LayerRole", "ModelMetadata",
-           "PersonalizationReport", "Personalizer", "SlimReport", "Sparsity", "State", "UnitGroup", "export_model",
-           "read_model_metadata", "register_layer", "slim_model", "__version__"]
+__all__ = ["AutoRule", "ExportOptions", "ExportReport", "FinePruneError", "InputError", "LayerRole", "ModelError",
+           "ModelMetadata", "PersonalizationReport", "Personalizer", "SlimError", "SlimReport", "Sparsity", "State",
+           "StateError", "UnitGroup", "export_model", "read_model_metadata", "register_layer", "slim_model",
+           "__version__"]

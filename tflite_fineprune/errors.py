@@ -1,9 +1,33 @@
-"""The one exception type the library raises for bad models, data and state."""
+"""The exceptions the library raises: one base type, and a subclass for each kind of problem a caller may want to
+tell apart (a bad model file, a bad state file, bad input data, a model slim cannot rewrite).
+
+Catch `FinePruneError` to handle them all; the command-line tool prints any of them as one line and exits 2.
+"""
 
 
 class FinePruneError(Exception):
     """A model, input, state file or setting that tflite-fineprune cannot use.
 
     The message always says what was expected and what was received, so the
-    command-line tool can print it as a one-line error.
+    command-line tool can print it as a one-line error. Settings out of range
+    (a sparsity of 1.5, a negative batch size) raise this base type.
     """
+
+
+class ModelError(FinePruneError):
+    """A model file that cannot be used: not a TFLite file, damaged, not a tflite-fineprune export, or one whose
+    self-description contradicts its graph."""
+
+
+class StateError(FinePruneError):
+    """A state file that cannot be loaded into this model: damaged, truncated, another model's, or of a format
+    version this release does not read. The personalizer's state is left as it was."""
+
+
+class InputError(FinePruneError):
+    """Input data that cannot be used: wrong shape, dtype or sample rate, non-finite values, no samples, or files
+    that cannot be read as the model's inputs."""
+
+
+class SlimError(FinePruneError):
+    """A model (or a part of one) that `slim` cannot rewrite without the pruned units."""
