@@ -238,7 +238,8 @@ def test_an_interrupted_download_resumes_with_a_range_request(server, files, tmp
     name = "cifar-10-python.tar.gz"
     half = len(files[name]) // 2
     server.truncate[name] = half
-    with pytest.raises(FinePruneError, match=f"stopped at {half:,} of {len(files[name]):,} bytes; run again"):
+    stopped = f"stopped at {half:,} of {len(files[name]):,} bytes; the partial file is kept: run again"
+    with pytest.raises(FinePruneError, match=stopped):
         data_fetch.fetch(root, only=["cifar10"], datasets=table(server, files), log=quiet)
     part = root / data_fetch.DOWNLOADS / "cifar10" / (name + ".part")
     assert part.stat().st_size == half
