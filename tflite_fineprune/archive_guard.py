@@ -62,8 +62,9 @@ def archive_errors(archive):
         raise
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, gzip.BadGzipFile, lzma.LZMAError, EOFError,
             pickle.UnpicklingError, NotImplementedError, RuntimeError) as exc:
-        raise FinePruneError(f"{archive} is not a valid archive of the expected kind: {type(exc).__name__}: {exc}; "
-                             "nothing was laid out") from None
+        detail = " ".join(str(exc).split())  # tarfile's messages span lines
+        raise FinePruneError(f"{archive} is not a valid archive of the expected kind: {type(exc).__name__}: "
+                             f"{detail}; nothing was laid out") from None
 
 
 def safe_name(name, source):

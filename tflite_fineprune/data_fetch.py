@@ -86,7 +86,7 @@ def _download_all(dataset, folder, mirror, limits, log):
 
 def _check_writable(root):
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o755, parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=root, prefix=".fetch-probe-")
         probe.close()
     except OSError as exc:

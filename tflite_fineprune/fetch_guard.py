@@ -21,11 +21,24 @@ def _owner_ok(uid):
     return uid in (os.geteuid(), 0)
 
 
+def _group_is_ours_alone(gid):
+    """Whether only the current user is in group `gid` (a user private group, as umask 002 systems make)."""
+    try:
+        import grp
+        import pwd
+
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        members = set(grp.getgrgid(gid).gr_mem) | {p.pw_name for p in pwd.getpwall() if p.pw_gid == gid}
+    except (ImportError, KeyError):
+        return False
+    return members <= {me}
+
+
 def _why_untrusted(info):
     """None if a folder with this stat is ours alone, else the reason it is not."""
     if not _owner_ok(info.st_uid):
         return f"it belongs to another user (uid {info.st_uid})"
-    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    writable = info.st_mode & stat.S_IWOTH or info.st_mode & stat.S_IWGRP and not _group_is_ours_alone(info.st_gid)
     if writable and not info.st_mode & stat.S_ISVTX:
         who = "other users" if info.st_mode & stat.S_IWOTH else "its group"
         return f"{who} can write it (mode {stat.S_IMODE(info.st_mode):04o}, no sticky bit)"

@@ -125,7 +125,11 @@ def fd_sha256(fd):
 
 
 def looks_like_html(fd):
-    head = os.pread(fd, 1024, 0).lstrip().lower()
+    return _html_bytes(os.pread(fd, 1024, 0))
+
+
+def _html_bytes(head):
+    head = head.lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head
 
 
@@ -248,6 +252,8 @@ def _check_headers(url, response, have, download, cap, part):
         raise _html_error(url, download, f"Content-Type text/html, {length if length is not None else '?'} bytes")
     if total is not None and (download.size is not None and total != download.size or cap is not None and total > cap):
         os.unlink(part)
+        if length <= 1 << 20 and _html_bytes(response.read(min(length, 1024))):  # a page served without its type
+            raise _html_error(url, download, f"{length:,} bytes")
         expected = f"{download.size:,} bytes" if download.size is not None else f"at most {cap:,} bytes"
         raise FinePruneError(f"{url} declares {total:,} bytes; expected {expected}; nothing was kept")
 
