@@ -10,9 +10,11 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -226,6 +228,26 @@ def test_a_slow_server_fails_in_bounded_time_and_the_partial_file_stays(server, 
     assert fetch(root, table(server, files), "cifar10") == ["cifar10"]
     if behaviour is not silent:
         assert server.requests[-1][1].startswith("bytes=")
+
+
+def test_a_tls_handshake_that_never_ends_is_cut_by_the_rate_floor(tmp_path):
+    """A server that accepts and then sends nothing, spoken to over HTTPS: the watchdog sees the socket from its
+    TCP connection on, so the handshake is cut too (before, only the per-read timeout bounded each byte)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    port = listener.getsockname()[1]
+    rows = tuple(dataclasses.replace(d, downloads=tuple(dataclasses.replace(x, url=f"https://127.0.0.1:{port}/x")
+                                                        for x in d.downloads)) for d in data_sources.DATASETS)
+    started = time.monotonic()
+    try:
+        with pytest.raises(FinePruneError, match="was stopped: it slowed to 0.0 bytes/s"):
+            fetch(tmp_path / "data", rows, "cifar10", limits=dataclasses.replace(FAST, read_timeout=30))
+    finally:
+        listener.close()
+        for connection, _ in accepted:
+            connection.close()
+    assert time.monotonic() - started < 5
 
 
 def html_page(kind):

@@ -45,9 +45,12 @@ class _Watchdog:
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def register(self, sock):
-        self._sockets.append(sock)
+        """Watch `sock` through a duplicate of its descriptor: it outlives a TLS wrap (which detaches the original
+        object before the handshake) and a close, and shutting it down ends the connection for every reader."""
+        self._sockets.append(socket.socket(fileno=os.dup(sock.fileno())))
         if self.reason:
             self._cut()
+        return sock
 
     def __enter__(self):
         self._thread.start()
@@ -56,6 +59,8 @@ class _Watchdog:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        for sock in self._sockets:
+            sock.close()
 
     def _watch(self):
         limits = self.limits
@@ -81,16 +86,17 @@ class _Watchdog:
     def _cut(self):
         for sock in list(self._sockets):
             try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: unblocks a read in TLS too
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
 
 def _tracked(connection_class, watchdog):
     class Tracked(connection_class):
-        def connect(self):
-            super().connect()
-            watchdog.register(self.sock)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            create = self._create_connection  # http.client's hook for the TCP connection (proxy tunnel, TLS after)
+            self._create_connection = lambda *a, **k: watchdog.register(create(*a, **k))
     return Tracked
 
 
