@@ -106,10 +106,11 @@ def archives():
 
 
 class Server:
-    """Serves `files` under /mirror/NAME; `truncate[name] = n` cuts the next full response of NAME after n bytes."""
+    """Serves `files` under /mirror/NAME; `truncate[name] = n` cuts the next full response of NAME after n bytes;
+    `behave[name] = f` answers NAME with `f(handler, data)` instead when that returns True (a misbehaving server)."""
 
     def __init__(self, files):
-        self.files, self.truncate, self.requests = files, {}, []
+        self.files, self.truncate, self.requests, self.behave = files, {}, [], {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -120,6 +121,8 @@ class Server:
                     self.send_error(404)
                     return
                 data = server.files[name]
+                if name in server.behave and server.behave[name](self, data):
+                    return
                 start = 0
                 if self.headers.get("Range"):
                     start = int(self.headers["Range"].split("=")[1].split("-")[0])
@@ -169,7 +172,8 @@ def table(server, files, upstream="mirror", **wrong):
     `wrong={dataset name: True}` gives that dataset a wrong SHA-256."""
     def download(d, name):
         digest = hashlib.sha256(files[d.name]).hexdigest()
-        return dataclasses.replace(d, url=f"{server.base}/{upstream}/{d.name}", size=len(files[d.name]),
+        size = len(files[d.name]) if d.size is not None else None  # FSDD's archive: bounded, not pinned
+        return dataclasses.replace(d, url=f"{server.base}/{upstream}/{d.name}", size=size,
                                    sha256=("0" * 64 if wrong.get(name) else digest) if d.sha256 else None)
 
     fsdd_digest = None
@@ -238,7 +242,8 @@ def test_an_interrupted_download_resumes_with_a_range_request(server, files, tmp
     name = "cifar-10-python.tar.gz"
     half = len(files[name]) // 2
     server.truncate[name] = half
-    with pytest.raises(FinePruneError, match=f"stopped at {half:,} of {len(files[name]):,} bytes; run again"):
+    stopped = f"stopped at {half:,} of {len(files[name]):,} bytes; the partial file is kept: run again"
+    with pytest.raises(FinePruneError, match=stopped):
         data_fetch.fetch(root, only=["cifar10"], datasets=table(server, files), log=quiet)
     part = root / data_fetch.DOWNLOADS / "cifar10" / (name + ".part")
     assert part.stat().st_size == half

@@ -1,30 +1,25 @@
 """`tflite-fineprune data fetch`: download the reference data, verify it, lay it out atomically.
 
-For each dataset of `data_sources.DATASETS` not already under the data folder: download its files into
-`DATA/.downloads/` (a `.part` file resumes with an HTTP Range request after an interruption), refuse any whose
-SHA-256 differs (the file is deleted), lay them out in a staging folder inside DATA, check the laid-out content
-where the table gives its digest, then rename the result into place. A failure leaves no half-written folder:
-only a `.part` file that the next run resumes.
+For each dataset of `data_sources.DATASETS` not already under the data folder: download its files into the private
+folder `DATA/.downloads/<dataset>/` (fetch_transfer.py: size and time bounded, a `.part` file resumes with an HTTP
+Range request), refuse any whose SHA-256 differs, lay them out in a staging folder inside DATA (archive_guard.py:
+bounded unpacking), check the laid-out content where the table gives its digest, then rename the result into
+place. One run per data folder at a time (fetch_guard.py: a lock); a folder that other users can write is refused.
+A failure or an interrupt leaves no half-written folder and keeps every download that passed its check; a staging
+folder left by a killed run is removed by the next one.
 """
 
 import os
 import pathlib
 import shutil
-import errno
-import http.client
-import socket
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 
-from .data_sources import DATASETS, file_sha256, tree_sha256
+from .data_sources import DATASETS, tree_sha256
 from .errors import FinePruneError
+from .fetch_guard import FolderLock, check_data_folder, make_folders, private_folder, remove_stale_staging
+from .fetch_transfer import Limits, NetworkError, fetch_file
 
 DOWNLOADS = ".downloads"
-TIMEOUT_S = 30
-_CHUNK = 1 << 16
 FETCH_COMMAND = "tflite-fineprune data fetch"
 
 
@@ -39,54 +34,64 @@ def select(only=None, datasets=None):
     return [known[name] for name in dict.fromkeys(only)]
 
 
-def fetch(root, only=None, mirror=None, datasets=None, log=None):
+def fetch(root, only=None, mirror=None, datasets=None, log=None, limits=None):
     """Fetch the datasets named in `only` (default: all) into `root`; returns the names fetched now.
 
     `mirror`: a base URL serving the files under their `Download.name` instead of the upstream URLs;
-    `datasets`: the table (default: `data_sources.DATASETS`).
+    `datasets`: the table (default: `data_sources.DATASETS`); `limits`: a `fetch_transfer.Limits` (how slow a
+    download may be).
     """
     log = log or (lambda text: print(text, flush=True))
+    limits = limits or Limits()
     chosen = select(only, datasets)
     root = pathlib.Path(root)
     _check_writable(root)
-    fetched = []
-    for dataset in chosen:
-        if all((root / p).exists() for p in dataset.provides):
-            log(f"{dataset.name}: already in {root}")
-            continue
-        present = [p for p in dataset.provides if (root / p).exists()]
-        if present:
-            raise FinePruneError(f"{dataset.name}: {', '.join(present)} already exist(s) under {root} but not "
-                                 f"the rest of {', '.join(dataset.provides)}; move it away and fetch again")
-        log(f"{dataset.name}: {dataset.description}")
-        folder = root / DOWNLOADS / dataset.name
+    check_data_folder(root)
+    with FolderLock(root, log):
+        remove_stale_staging(root, log)
+        return [dataset.name for dataset in chosen if _fetch_one(dataset, root, mirror, limits, log)]
+
+
+def _fetch_one(dataset, root, mirror, limits, log):
+    if all((root / p).exists() for p in dataset.provides):
+        log(f"{dataset.name}: already in {root}")
+        return False
+    present = [p for p in dataset.provides if (root / p).exists()]
+    if present:
+        raise FinePruneError(f"{dataset.name}: {', '.join(present)} already exist(s) under {root} but not "
+                             f"the rest of {', '.join(dataset.provides)}; move it away and fetch again")
+    log(f"{dataset.name}: {dataset.description}")
+    folder = private_folder(private_folder(root / DOWNLOADS) / dataset.name)
+    try:
+        paths = _download_all(dataset, folder, mirror, limits, log)
+        _lay_out(dataset, paths, root)
+        shutil.rmtree(folder)  # kept until now: a failure or an interrupt above loses no verified download
+    finally:
+        _remove_if_empty(folder)
+        _remove_if_empty(folder.parent)
+    log(f"{dataset.name}: ready in {root / dataset.provides[0]}")
+    return True
+
+
+def _download_all(dataset, folder, mirror, limits, log):
+    paths = {}
+    for download in dataset.downloads:
         try:
-            paths = {d.name: _download(d, folder, mirror, log) for d in dataset.downloads}
-            _lay_out(dataset, paths, root)
-        finally:
-            _clean_downloads(folder)  # keeps only partial files, which the next run resumes
-        log(f"{dataset.name}: ready in {root / dataset.provides[0]}")
-        fetched.append(dataset.name)
-    return fetched
+            paths[download.name] = fetch_file(_url(download, mirror), folder, download, limits, log)
+        except NetworkError as exc:
+            hint = "is the mirror reachable?" if mirror else "offline? --mirror URL fetches the same files elsewhere"
+            raise FinePruneError(f"{exc}; {hint}") from None
+    return paths
 
 
 def _check_writable(root):
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o755, parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=root, prefix=".fetch-probe-")
         probe.close()
     except OSError as exc:
         raise FinePruneError(f"cannot write the data folder {root}: {exc.strerror or exc}; "
                              "choose another with -o DIR") from None
-
-
-def _clean_downloads(folder):
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.suffix != ".part":
-                path.unlink()
-    _remove_if_empty(folder)
-    _remove_if_empty(folder.parent)
 
 
 def _remove_if_empty(folder):
@@ -100,89 +105,26 @@ def _url(download, mirror):
     return mirror.rstrip("/") + "/" + download.name if mirror else download.url
 
 
-def _download(download, folder, mirror, log):
-    """The verified file of `download` under `folder`, resuming a `.part` left by an interrupted run."""
-    url = _url(download, mirror)
-    folder.mkdir(parents=True, exist_ok=True)
-    part = folder / (download.name.replace("/", "__") + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    expected = download.size
-    request = urllib.request.Request(url, headers={"User-Agent": "tflite-fineprune"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            resumed = have and response.status == 206
-            if have and not resumed:
-                have = 0  # the server ignored the Range request: start over
-            length = response.headers.get("Content-Length")
-            total = have + int(length) if length and length.isdigit() else download.size
-            expected = total
-            with open(part, "ab" if resumed else "wb") as out:
-                _copy_with_progress(response, out, have, total, download.name, log)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 416 or not have:  # 416: the .part already holds the whole file
-            raise FinePruneError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, socket.timeout, http.client.HTTPException) as exc:
-        if _local_write_error(exc):
-            raise FinePruneError(f"cannot write {part}: {exc.strerror}") from None
-        reason = getattr(exc, "reason", None) or exc
-        kept = " (the partial file is kept; run again to resume)" if part.exists() and part.stat().st_size else ""
-        hint = "is the mirror reachable?" if mirror else "offline? --mirror URL fetches the same files from elsewhere"
-        raise FinePruneError(f"cannot download {url}: {getattr(reason, 'strerror', None) or reason}{kept}; "
-                             + hint) from None
-    size = part.stat().st_size
-    if expected is not None and size < expected:
-        raise FinePruneError(f"the download of {url} stopped at {size:,} of {expected:,} bytes; "
-                             "run again to resume")
-    if download.sha256 is not None:
-        digest = file_sha256(part)
-        if digest != download.sha256:
-            part.unlink()
-            raise FinePruneError(f"{url} has SHA-256 {digest} ({size:,} bytes); expected {download.sha256}"
-                                 + (f" ({download.size:,} bytes)" if download.size else "")
-                                 + "; the file was deleted and nothing was laid out")
-    done = folder / download.name.replace("/", "__")
-    os.replace(part, done)
-    return done
-
-
-def _local_write_error(exc):
-    """A full disk or a read-only folder, as opposed to the network failing."""
-    network = (urllib.error.URLError, ConnectionError, socket.timeout)
-    return isinstance(exc, OSError) and not isinstance(exc, network) and exc.errno in (
-        errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def _copy_with_progress(response, out, have, total, name, log):
-    bar = _progress(name, have, total)
-    received, last_report = have, time.monotonic()
-    while block := response.read(_CHUNK):
-        out.write(block)
-        received += len(block)
-        if bar is not None:
-            bar.update(len(block))
-        elif time.monotonic() - last_report > 5:
-            log(f"  {name}: {received / 1e6:,.1f}" + (f" of {total / 1e6:,.1f}" if total else "") + " MB")
-            last_report = time.monotonic()
-    if bar is not None:
-        bar.close()
-    out.flush()
-    os.fsync(out.fileno())
-
-
-def _progress(name, have, total):
-    if not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(desc=name, total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024)
-
-
 def _lay_out(dataset, paths, root):
     staging = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=f".fetch-{dataset.name}-"))
+    try:
+        _unpack(dataset, paths, staging)
+        for relative in dataset.provides:
+            target = root / relative
+            make_folders(root, pathlib.PurePath(relative).parent)
+            if os.path.lexists(target):
+                raise FinePruneError(f"{target} appeared while data fetch laid it out; move it away and fetch again")
+            os.rename(staging / relative, target)
+    except OSError as exc:  # a full disk, say: the downloads stay for the next run
+        raise FinePruneError(f"{dataset.name}: cannot lay out the download: {exc}; the verified downloads are "
+                             "kept for the next run") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(dataset, paths, staging):
+    """The layout into `staging`; downloads whose content it refuses are deleted (fetching them again is the cure
+    for a bad unpinned archive, and nothing else helps a pinned one)."""
     try:
         dataset.layout(paths, staging)
         if dataset.content_sha256 is not None:
@@ -190,15 +132,12 @@ def _lay_out(dataset, paths, root):
             if digest != dataset.content_sha256:
                 raise FinePruneError(f"{dataset.name}: the files laid out have content SHA-256 {digest}; expected "
                                      f"{dataset.content_sha256}; the download was deleted and nothing was laid out")
-        for relative in dataset.provides:
-            (root / relative).parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staging / relative, root / relative)
-    except FinePruneError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:  # a corrupt archive: tarfile/zipfile/pickle errors derive from these
-        raise FinePruneError(f"{dataset.name}: cannot lay out the download: {exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    except (FinePruneError, ValueError, EOFError) as exc:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        if isinstance(exc, FinePruneError):
+            raise
+        raise FinePruneError(f"{dataset.name}: cannot lay out the download: {exc}; it was deleted") from None
 
 
 def add_parser(commands):
@@ -213,6 +152,11 @@ def add_parser(commands):
                    help="fetch only this dataset (repeatable): " + ", ".join(d.name for d in DATASETS))
     p.add_argument("--mirror", metavar="URL", help="a base URL that serves the files under their table names")
     p.add_argument("--list", action="store_true", help="list the datasets, their sources and sizes, and exit")
+    p.add_argument("--min-rate", type=float, default=Limits.min_rate, metavar="BYTES_PER_S",
+                   help=f"stop a download slower than this, averaged over {Limits.rate_window:g} s "
+                        "(default: %(default)g; the partial file is kept for the next run)")
+    p.add_argument("--deadline", type=float, default=Limits.deadline, metavar="SECONDS",
+                   help="stop a download of one file that takes longer (default: %(default)g)")
     return cmd_data
 
 
@@ -228,5 +172,6 @@ def cmd_data(args):
                 print(f"{'':<16} {download.url}")
         return
     root = pathlib.Path(args.output) if args.output else default_data_root()
-    fetched = fetch(root, args.only, args.mirror)
+    limits = Limits(min_rate=args.min_rate, deadline=args.deadline)
+    fetched = fetch(root, args.only, args.mirror, limits=limits)
     print(f"reference data in {root}" + (f" (fetched now: {', '.join(fetched)})" if fetched else ""))

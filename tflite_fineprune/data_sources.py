@@ -17,13 +17,10 @@ Provenance of the checksums (docs/data.md repeats it):
 
 import dataclasses
 import hashlib
-import os
 import pathlib
-import pickle
 import shutil
-import tarfile
-import zipfile
 
+from .archive_guard import ExtractLimits, load_arrays, tar_members, unzip, untar
 from .errors import FinePruneError
 from .data_layout import CIFAR10_LABELS, CIFAR10_TEST, FSDD, SPEECH_COMMANDS_TEST
 
@@ -31,16 +28,24 @@ MLPERF_TINY = "https://raw.githubusercontent.com/mlcommons/tiny/1afd2c9820f79596
 MLPERF_KWS_FILES = "benchmark/training/keyword_spotting/trained_models/"
 MLPERF_IC_FILES = "benchmark/training/image_classification/trained_models/"
 FSDD_TAG = "1.0.10"
+# Bounds on unpacking, a few times what the published archives hold (test split: 4,890 WAVs, 154 MB; CIFAR-10:
+# 8 members, 187 MB; FSDD: about 3,000 WAVs, 27 MB); GitHub's FSDD archive is not pinned, so its size is bounded.
+SPEECH_LIMITS = ExtractLimits(total=600_000_000, members=20_000)
+CIFAR_LIMITS = ExtractLimits(total=600_000_000, members=100)
+FSDD_LIMITS = ExtractLimits(total=200_000_000, members=20_000)
+FSDD_MAX_BYTES = 150_000_000
 
 
 @dataclasses.dataclass(frozen=True)
 class Download:
-    """One file: its upstream `url`, `sha256` and `size` in bytes; `name` is its path under a `--mirror` URL."""
+    """One file: its upstream `url`, `sha256` and `size` in bytes (else at most `max_size`); `name` is its path under
+    a `--mirror` URL."""
 
     name: str
     url: str
     sha256: str
     size: int = None
+    max_size: int = None  # where the size is not pinned: the most a download may be
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,33 +81,11 @@ def tree_sha256(folder):
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def _safe_members(names, source):
-    """Refuse archive members that would land outside the extraction folder."""
-    for name in names:
-        parts = pathlib.PurePosixPath(name).parts
-        if name.startswith("/") or ".." in parts:
-            raise FinePruneError(f"{source} holds {name!r}, a path outside its folder; refusing to extract it")
-
-
-def _untar(archive, destination, keep=lambda member: True):
-    with tarfile.open(archive, "r:*") as tar:
-        members = [m for m in tar.getmembers() if keep(m) and (m.isfile() or m.isdir())]
-        _safe_members([m.name for m in members], archive)
-        for member in members:
-            target = destination / member.name
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-
-
 def layout_speech_commands(paths, staging):
     """The test split archive holds `<label>/<file>.wav`, README and LICENSE at its top: extracted as they are."""
     target = staging / SPEECH_COMMANDS_TEST
     target.mkdir(parents=True)
-    _untar(paths["speech_commands_test_set_v0.02.tar.gz"], target)
+    untar(paths["speech_commands_test_set_v0.02.tar.gz"], target, SPEECH_LIMITS)
 
 
 def _copy_files(paths, folder, names):
@@ -121,26 +104,21 @@ def layout_mlperf_resnet8(paths, staging):
     _copy_files(paths, staging / "mlperf_tiny" / "image_classification", [n for n in paths if n.startswith("ic/")])
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """CIFAR-10's batches are pickled dicts of numpy arrays; nothing else may be constructed while reading them."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # the last: bytes in protocol 2
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise FinePruneError(f"the CIFAR-10 batch asks to construct {module}.{name}; expected numpy arrays only")
-        return super().find_class(module, name)
+def _cifar_batches(archive):
+    names = ("cifar-10-batches-py/batches.meta", "cifar-10-batches-py/test_batch")
+    found = tar_members(archive, names, CIFAR_LIMITS)
+    for name in names:
+        if name not in found:
+            raise FinePruneError(f"the CIFAR-10 archive has no {name}; expected the python version "
+                                 "(cifar-10-python.tar.gz)")
+    return [load_arrays(found[name], f"the CIFAR-10 file {name}") for name in names]
 
 
-def _cifar_pickle(tar, name):
-    try:
-        member = tar.extractfile(name)
-    except KeyError:
-        raise FinePruneError(f"the CIFAR-10 archive has no {name}; expected the python version "
-                             "(cifar-10-python.tar.gz)") from None
-    with member:
-        return _ArrayUnpickler(member, encoding="bytes").load()
+def _cifar_labels(meta):
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, bytes) for n in names):
+        raise FinePruneError("the CIFAR-10 batches.meta holds no list of label names; expected the python version")
+    return tuple(n.decode(errors="replace") for n in names)
 
 
 def layout_cifar10(paths, staging):
@@ -152,16 +130,19 @@ def layout_cifar10(paths, staging):
     import numpy as np
     from PIL import Image
 
-    with tarfile.open(paths["cifar-10-python.tar.gz"], "r:gz") as tar:
-        meta = _cifar_pickle(tar, "cifar-10-batches-py/batches.meta")
-        batch = _cifar_pickle(tar, "cifar-10-batches-py/test_batch")
-    names = tuple(n.decode() for n in meta[b"label_names"])
+    meta, batch = _cifar_batches(paths["cifar-10-python.tar.gz"])
+    names = _cifar_labels(meta)
     if names != CIFAR10_LABELS:
         raise FinePruneError(f"the CIFAR-10 archive names its classes {names}; expected {CIFAR10_LABELS}")
-    data, labels = np.asarray(batch[b"data"], np.uint8), np.asarray(batch[b"labels"])
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise FinePruneError(f"the CIFAR-10 test batch holds data {data.shape} and {len(labels)} labels; "
-                             "expected [N, 3072] and N labels")
+    data, labels = (batch.get(b"data"), batch.get(b"labels")) if isinstance(batch, dict) else (None, None)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise FinePruneError(f"the CIFAR-10 test batch holds data of {getattr(data, 'shape', type(data).__name__)} "
+                             f"{getattr(data, 'dtype', '')}; expected uint8 [N, 3072]")
+    if not isinstance(labels, list) or len(labels) != len(data) \
+            or not all(type(y) is int and 0 <= y < len(CIFAR10_LABELS) for y in labels):
+        raise FinePruneError(f"the CIFAR-10 test batch holds {len(data):,} images but not {len(data):,} labels "
+                             "in 0..9; expected the python version")
+    labels = np.asarray(labels)
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     for index, label in enumerate(CIFAR10_LABELS):
         folder = staging / CIFAR10_TEST / label
@@ -175,14 +156,13 @@ def layout_fsdd(paths, staging):
     archive = paths[f"free-spoken-digit-dataset-{FSDD_TAG}.zip"]
     target = staging / FSDD
     target.mkdir(parents=True)
-    with zipfile.ZipFile(archive) as z:
-        names = [n for n in z.namelist() if n.split("/")[1:2] == ["recordings"] and n.endswith(".wav")]
-        _safe_members(names, archive)
-        if not names:
-            raise FinePruneError(f"{archive} has no recordings/*.wav; expected the free-spoken-digit-dataset archive")
-        for name in names:
-            with z.open(name) as src, open(target / os.path.basename(name), "wb") as dst:
-                shutil.copyfileobj(src, dst)
+
+    def recording(name):
+        parts = name.split("/")
+        return target / parts[2] if len(parts) == 3 and parts[1] == "recordings" and name.endswith(".wav") else None
+
+    if not unzip(archive, recording, FSDD_LIMITS):
+        raise FinePruneError(f"{archive} has no recordings/*.wav; expected the free-spoken-digit-dataset archive")
 
 
 def _mlperf(prefix, folder, files):
@@ -228,7 +208,7 @@ DATASETS = (
     Dataset("fsdd", f"Free Spoken Digit Dataset v{FSDD_TAG} recordings (3,000 clips, CC BY-SA 4.0)",
             (Download(f"free-spoken-digit-dataset-{FSDD_TAG}.zip",
                       f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v{FSDD_TAG}.zip",
-                      None),),
+                      None, max_size=FSDD_MAX_BYTES),),
             layout_fsdd, (FSDD,),
             content_sha256="99aa5e3a7c822ab55b2a3b47e0b05aeb9f011c54837a12e3831ad24108330829"),
 )
