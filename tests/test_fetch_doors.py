@@ -245,6 +245,17 @@ def test_a_tls_handshake_that_never_ends_is_cut_by_the_rate_floor(tmp_path):
     assert time.monotonic() - started < 5
 
 
+def test_the_cli_sets_the_deadline_and_refuses_a_nonsense_one(server, files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data_fetch, "DATASETS", table(server, files))
+    server.behave[CIFAR] = drip
+    root = tmp_path / "data"
+    assert main(["data", "fetch", "-o", str(root), "--only", "cifar10", "--deadline", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "took longer than the deadline of 0.5 s" in err[0], err
+    assert main(["data", "fetch", "-o", str(root), "--only", "cifar10", "--deadline", "0"]) == 2
+    assert "expected a deadline above 0 seconds" in capsys.readouterr().err
+
+
 def html_page(kind):
     page = b"<!DOCTYPE html>\n<html><body>Sign in to the hotel Wi-Fi</body></html>\n"
 

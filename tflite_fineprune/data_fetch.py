@@ -172,6 +172,9 @@ def cmd_data(args):
                 print(f"{'':<16} {download.url}")
         return
     root = pathlib.Path(args.output) if args.output else default_data_root()
+    if not args.deadline > 0 or not args.min_rate >= 0:
+        raise FinePruneError(f"--deadline {args.deadline:g} --min-rate {args.min_rate:g}: expected a deadline above 0 "
+                             "seconds and a rate of 0 bytes/s or more")
     limits = Limits(min_rate=args.min_rate, deadline=args.deadline)
     fetched = fetch(root, args.only, args.mirror, limits=limits)
     print(f"reference data in {root}" + (f" (fetched now: {', '.join(fetched)})" if fetched else ""))
