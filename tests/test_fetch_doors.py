@@ -382,9 +382,9 @@ def test_ctrl_c_during_layout_keeps_the_verified_download(server, files, tmp_pat
 
 
 def test_two_plain_fetches_into_one_folder_both_succeed(server, files, tmp_path):
-    server.behave[CIFAR] = lambda handler, data: drip(handler, data, every=0.05, step=16384)
+    server.behave[CIFAR] = lambda handler, data: drip(handler, data, every=0.2, step=16384)
     root, rows = tmp_path / "data", table(server, files)
-    processes = [runner(tmp_path, rows, root, "cifar10") for _ in range(2)]
+    processes = [runner(tmp_path, rows, root, "cifar10") for _ in range(2)]  # the transfer takes about 1.5 s
     results = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], results
     assert {out.splitlines()[-1] for out, _ in results} == {"fetched []", "fetched ['cifar10']"}

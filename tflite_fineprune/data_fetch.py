@@ -41,6 +41,9 @@ def fetch(root, only=None, mirror=None, datasets=None, log=None, limits=None):
     `datasets`: the table (default: `data_sources.DATASETS`); `limits`: a `fetch_transfer.Limits` (how slow a
     download may be).
     """
+    if os.name != "posix":
+        raise FinePruneError("data fetch needs Linux or macOS (it relies on O_NOFOLLOW, flock and folder modes); "
+                             "elsewhere fetch the files `data fetch --list` names by hand and pass --data DIR")
     log = log or (lambda text: print(text, flush=True))
     limits = limits or Limits()
     chosen = select(only, datasets)
