@@ -308,6 +308,16 @@ def test_a_later_failure_keeps_the_downloads_that_passed(server, files, tmp_path
     assert sorted(os.listdir(root)) == ["mlperf_tiny"]
 
 
+def test_downloads_left_by_a_run_killed_after_its_layout_are_removed(server, files, tmp_path):
+    root = tmp_path / "data"
+    assert fetch(root, table(server, files), "cifar10") == ["cifar10"]
+    leftover = root / data_fetch.DOWNLOADS / "cifar10"
+    leftover.mkdir(parents=True)
+    (leftover / CIFAR).write_bytes(files[CIFAR])
+    assert fetch(root, table(server, files), "cifar10") == []
+    assert sorted(os.listdir(root)) == ["cifar10_test"]
+
+
 RUNNER = """
 import dataclasses, pathlib, pickle, resource, signal, sys, time
 from tflite_fineprune import FinePruneError, data_fetch

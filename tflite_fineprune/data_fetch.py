@@ -58,6 +58,7 @@ def fetch(root, only=None, mirror=None, datasets=None, log=None, limits=None):
 def _fetch_one(dataset, root, mirror, limits, log):
     if all((root / p).exists() for p in dataset.provides):
         log(f"{dataset.name}: already in {root}")
+        _remove_leftover(root / DOWNLOADS, dataset.name)
         return False
     present = [p for p in dataset.provides if (root / p).exists()]
     if present:
@@ -85,6 +86,14 @@ def _download_all(dataset, folder, mirror, limits, log):
             hint = "is the mirror reachable?" if mirror else "offline? --mirror URL fetches the same files elsewhere"
             raise FinePruneError(f"{exc}; {hint}") from None
     return paths
+
+
+def _remove_leftover(downloads, name):
+    """The downloads of a dataset laid out by a run killed before it removed them (never through a link)."""
+    leftover = downloads / name
+    if not downloads.is_symlink() and leftover.is_dir() and not leftover.is_symlink():
+        shutil.rmtree(leftover, ignore_errors=True)
+        _remove_if_empty(downloads)
 
 
 def _check_writable(root):
