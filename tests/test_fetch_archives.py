@@ -109,6 +109,21 @@ class Forged:
         return _reconstruct, (np.ndarray, self.shape, b"B"), self.state
 
 
+class Encoded:
+    """Pickles as `_codecs.encode(text, encoding)`, as protocol 2 writes bytes."""
+
+    def __init__(self, text, encoding="latin1"):
+        self.text, self.encoding = text, encoding
+
+    def __reduce__(self):
+        import codecs
+
+        return codecs.encode, (self.text, self.encoding)
+
+
+TEXT = "".join(map(chr, np.random.default_rng(0).integers(0, 256, 50_000)))  # one memoized string, many calls
+
+
 def cifar_with(test_batch):
     meta = py2_style_pickle({b"label_names": list(CIFAR_NAMES)})
     return tar_gz({"cifar-10-batches-py/test_batch": test_batch, "cifar-10-batches-py/batches.meta": meta})
@@ -123,6 +138,11 @@ def cifar_with(test_batch):
      "expected uint8 [N, 3072]"),
     (py2_style_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}), "labels in 0..9"),
     (py2_style_pickle([1, 2])[:-3], "is not a valid pickle"),
+    (py2_style_pickle({b"data": [Encoded(TEXT) for _ in range(1000)], b"labels": [0]}),
+     "bytes of data from a pickle of about half that"),
+    (py2_style_pickle({b"data": Encoded(TEXT, "hex"), b"labels": [0]}), "as 'hex'; expected latin1 text"),
+    (py2_style_pickle({b"data": Forged((0,), (1, (1, 3), np.dtype(object), False, [1, 2, 3])),
+                       b"labels": [0]}), "fills an array from list; expected raw bytes"),
 ])
 def test_a_hostile_cifar_pickle_is_one_line_with_no_fake_images(server, tmp_path, monkeypatch, capsys, batch,
                                                                  refused):

@@ -245,6 +245,17 @@ def test_a_tls_handshake_that_never_ends_is_cut_by_the_rate_floor(tmp_path):
     assert time.monotonic() - started < 5
 
 
+def test_the_cli_sets_the_deadline_and_refuses_a_nonsense_one(server, files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data_fetch, "DATASETS", table(server, files))
+    server.behave[CIFAR] = drip
+    root = tmp_path / "data"
+    assert main(["data", "fetch", "-o", str(root), "--only", "cifar10", "--deadline", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "took longer than the deadline of 0.5 s" in err[0], err
+    assert main(["data", "fetch", "-o", str(root), "--only", "cifar10", "--deadline", "0"]) == 2
+    assert "expected a deadline above 0 seconds" in capsys.readouterr().err
+
+
 def html_page(kind):
     page = b"<!DOCTYPE html>\n<html><body>Sign in to the hotel Wi-Fi</body></html>\n"
 
@@ -295,6 +306,16 @@ def test_a_later_failure_keeps_the_downloads_that_passed(server, files, tmp_path
     assert fetch(root, table(server, files), "mlperf_resnet8") == ["mlperf_resnet8"]
     assert [path for path, _ in server.requests[before:]] == [f"/mirror/{n}" for n in names[2:]]
     assert sorted(os.listdir(root)) == ["mlperf_tiny"]
+
+
+def test_downloads_left_by_a_run_killed_after_its_layout_are_removed(server, files, tmp_path):
+    root = tmp_path / "data"
+    assert fetch(root, table(server, files), "cifar10") == ["cifar10"]
+    leftover = root / data_fetch.DOWNLOADS / "cifar10"
+    leftover.mkdir(parents=True)
+    (leftover / CIFAR).write_bytes(files[CIFAR])
+    assert fetch(root, table(server, files), "cifar10") == []
+    assert sorted(os.listdir(root)) == ["cifar10_test"]
 
 
 RUNNER = """
@@ -371,9 +392,9 @@ def test_ctrl_c_during_layout_keeps_the_verified_download(server, files, tmp_pat
 
 
 def test_two_plain_fetches_into_one_folder_both_succeed(server, files, tmp_path):
-    server.behave[CIFAR] = lambda handler, data: drip(handler, data, every=0.05, step=16384)
+    server.behave[CIFAR] = lambda handler, data: drip(handler, data, every=0.2, step=16384)
     root, rows = tmp_path / "data", table(server, files)
-    processes = [runner(tmp_path, rows, root, "cifar10") for _ in range(2)]
+    processes = [runner(tmp_path, rows, root, "cifar10") for _ in range(2)]  # the transfer takes about 1.5 s
     results = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], results
     assert {out.splitlines()[-1] for out, _ in results} == {"fetched []", "fetched ['cifar10']"}

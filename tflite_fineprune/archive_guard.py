@@ -139,26 +139,68 @@ def unzip(archive, targets, limits):
     return len(chosen)
 
 
+class _Allocations:
+    """What the constructors a pickle calls may allocate in all: a pickle can call one many times on one memoized
+    argument (a few bytes each), so each call is charged for what it makes."""
+
+    def __init__(self, limit, source):
+        self.limit, self.left, self.source = limit, limit, source
+
+    def spend(self, size):
+        self.left -= size
+        if self.left < 0:
+            raise FinePruneError(f"{self.source} builds more than {self.limit:,} bytes of data from a pickle of about "
+                                 "half that; expected each array's bytes once")
+
+
 class _ArrayUnpickler(pickle.Unpickler):
-    """Reads pickled dicts of numpy arrays and nothing else: only these constructors, and an array starts empty."""
+    """Reads pickled dicts of numpy arrays and nothing else: only these constructors, an array starts empty, and
+    what they build is charged against the pickle's own size."""
 
     RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
     ALLOWED = RECONSTRUCT | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # bytes in protocol 2
 
     def __init__(self, data, source):
         super().__init__(io.BytesIO(data), encoding="bytes")
-        self.source = source
+        self.source, self.allocations = source, _Allocations(2 * len(data) + 4096, source)
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
             raise FinePruneError(f"{self.source} asks to construct {module}.{name}; expected numpy arrays only")
         found = super().find_class(module, name)
         if (module, name) in self.RECONSTRUCT:
-            return functools.partial(_empty_array, found, self.source)
+            return functools.partial(_empty_array, found, self.source, self.allocations)
+        if name == "encode":
+            return functools.partial(_latin1, self.source, self.allocations)
         return found
 
 
-def _empty_array(reconstruct, source, subtype, shape, dtype):
+def _latin1(source, allocations, text, encoding="utf-8", errors="strict"):
+    """Protocol 2 pickles bytes as `_codecs.encode(text, 'latin1')`; nothing else is needed."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise FinePruneError(f"{source} asks to encode {type(text).__name__} as {encoding!r}; expected latin1 text")
+    allocations.spend(len(text))
+    return text.encode("latin1")
+
+
+@functools.lru_cache(maxsize=None)
+def _charged_array():
+    import numpy as np
+
+    class ChargedArray(np.ndarray):
+        """An ndarray whose pickled state is charged for its raw bytes before numpy copies them."""
+
+        def __setstate__(self, state):
+            raw = state[-1] if isinstance(state, tuple) and state else None
+            if not isinstance(raw, bytes):
+                raise FinePruneError(f"{self.source} fills an array from {type(raw).__name__}; expected raw bytes")
+            self.allocations.spend(len(raw))
+            super().__setstate__(state)
+
+    return ChargedArray
+
+
+def _empty_array(reconstruct, source, allocations, subtype, shape, dtype):
     """numpy pickles an array as an empty one (shape (0,)) whose data comes after; a bigger start allocates memory
     the pickle never paid for."""
     import numpy as np
@@ -167,7 +209,9 @@ def _empty_array(reconstruct, source, subtype, shape, dtype):
             or functools.reduce(lambda a, b: a * b, shape, 1) != 0:
         raise FinePruneError(f"{source} starts an array as {getattr(subtype, '__name__', subtype)} of shape "
                              f"{shape!r}; expected an empty numpy array filled by its data")
-    return reconstruct(subtype, shape, dtype)
+    array = reconstruct(_charged_array(), shape, dtype)
+    array.source, array.allocations = source, allocations
+    return array
 
 
 def load_arrays(data, source):

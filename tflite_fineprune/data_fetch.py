@@ -41,6 +41,9 @@ def fetch(root, only=None, mirror=None, datasets=None, log=None, limits=None):
     `datasets`: the table (default: `data_sources.DATASETS`); `limits`: a `fetch_transfer.Limits` (how slow a
     download may be).
     """
+    if os.name != "posix":
+        raise FinePruneError("data fetch needs Linux or macOS (it relies on O_NOFOLLOW, flock and folder modes); "
+                             "elsewhere fetch the files `data fetch --list` names by hand and pass --data DIR")
     log = log or (lambda text: print(text, flush=True))
     limits = limits or Limits()
     chosen = select(only, datasets)
@@ -55,6 +58,7 @@ def fetch(root, only=None, mirror=None, datasets=None, log=None, limits=None):
 def _fetch_one(dataset, root, mirror, limits, log):
     if all((root / p).exists() for p in dataset.provides):
         log(f"{dataset.name}: already in {root}")
+        _remove_leftover(root / DOWNLOADS, dataset.name)
         return False
     present = [p for p in dataset.provides if (root / p).exists()]
     if present:
@@ -82,6 +86,14 @@ def _download_all(dataset, folder, mirror, limits, log):
             hint = "is the mirror reachable?" if mirror else "offline? --mirror URL fetches the same files elsewhere"
             raise FinePruneError(f"{exc}; {hint}") from None
     return paths
+
+
+def _remove_leftover(downloads, name):
+    """The downloads of a dataset laid out by a run killed before it removed them (never through a link)."""
+    leftover = downloads / name
+    if not downloads.is_symlink() and leftover.is_dir() and not leftover.is_symlink():
+        shutil.rmtree(leftover, ignore_errors=True)
+        _remove_if_empty(downloads)
 
 
 def _check_writable(root):
@@ -172,6 +184,9 @@ def cmd_data(args):
                 print(f"{'':<16} {download.url}")
         return
     root = pathlib.Path(args.output) if args.output else default_data_root()
+    if not args.deadline > 0 or not args.min_rate >= 0:
+        raise FinePruneError(f"--deadline {args.deadline:g} --min-rate {args.min_rate:g}: expected a deadline above 0 "
+                             "seconds and a rate of 0 bytes/s or more")
     limits = Limits(min_rate=args.min_rate, deadline=args.deadline)
     fetched = fetch(root, args.only, args.mirror, limits=limits)
     print(f"reference data in {root}" + (f" (fetched now: {', '.join(fetched)})" if fetched else ""))

@@ -3,10 +3,10 @@ fetch per data folder at a time, and no staging left behind by a killed run.
 
 A name inside a folder that another user can write may be swapped for a link at any moment, so such a folder is
 refused rather than checked name by name; inside a folder that is ours alone, a link can only be one we (or root)
-made, and is removed, never followed.
+made, and is removed, never followed. POSIX only (`data_fetch.fetch` refuses
+elsewhere); the module imports anywhere, so the CLI does.
 """
 
-import fcntl
 import os
 import shutil
 import stat
@@ -15,6 +15,9 @@ from .errors import FinePruneError
 
 LOCK_NAME = ".fetch.lock"
 STAGING_PREFIX = ".fetch-"
+
+
+NOFOLLOW, CLOEXEC = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_CLOEXEC", 0)
 
 
 def _owner_ok(uid):
@@ -100,7 +103,7 @@ def remove_foreign(path, log):
 def open_part(path, log):
     """A file descriptor (read-write) on the partial download at `path`: the one a previous run left if it is a
     regular file of ours, else a new one created exclusively (O_EXCL), never through a link (O_NOFOLLOW)."""
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_RDWR | NOFOLLOW | CLOEXEC
     if remove_foreign(path, log):
         fd = os.open(path, flags)
         if not _ours(os.fstat(fd)):  # replaced between the check and the open
@@ -113,7 +116,7 @@ def open_part(path, log):
 def open_kept(path):
     """A read-only descriptor on a download kept by an earlier run, or None if there is none of ours."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError:  # ELOOP: a link; remove_foreign deals with it
@@ -163,6 +166,8 @@ class FolderLock:
         self.path, self.log, self.fd = os.path.join(root, LOCK_NAME), log, None
 
     def __enter__(self):
+        import fcntl  # POSIX; imported here so that the CLI imports anywhere
+
         while True:
             fd = self._open()
             try:
@@ -182,7 +187,7 @@ class FolderLock:
 
     def _open(self):
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
         except OSError as exc:
             raise FinePruneError(f"cannot open the lock file {self.path}: {exc.strerror} (a link? remove it)") from None
         info = os.fstat(fd)
@@ -201,6 +206,8 @@ class FolderLock:
         return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
     def __exit__(self, *exc):
+        if self.fd is None:
+            return
         try:
             os.unlink(self.path)  # still holding the lock: a waiter sees the file gone and locks a fresh one
         except OSError:

@@ -228,8 +228,9 @@ def _get(url, fd, have, download, cap, limits, log, part):
                 if have and response.status != 206:
                     log(f"  {download.name}: the server ignored the range request; starting over")
                     have = _restart(fd)
-                _check_headers(url, response, have, download, cap, part)
-                _copy(response, fd, have, cap, watchdog, url, download, part)
+                total = _check_headers(url, response, have, download, cap, part)
+                with _Progress(download.name, have, total or download.size, log) as progress:
+                    _copy(response, fd, have, cap, watchdog, url, download, part, progress)
         except urllib.error.HTTPError:
             raise
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
@@ -262,9 +263,42 @@ def _check_headers(url, response, have, download, cap, part):
             raise _html_error(url, download, f"{length:,} bytes")
         expected = f"{download.size:,} bytes" if download.size is not None else f"at most {cap:,} bytes"
         raise FinePruneError(f"{url} declares {total:,} bytes; expected {expected}; nothing was kept")
+    return total
 
 
-def _copy(response, fd, have, cap, watchdog, url, download, part):
+class _Progress:
+    """A progress bar on a terminal (tqdm, when installed), else a line every 5 s."""
+
+    def __init__(self, name, have, total, log):
+        self.name, self.received, self.total, self.log, self.bar = name, have, total, log, None
+        self.last = time.monotonic()
+        try:
+            import sys
+
+            from tqdm.auto import tqdm
+            if sys.stderr.isatty():
+                self.bar = tqdm(desc=name, total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024)
+        except ImportError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def update(self, count):
+        self.received += count
+        if self.bar is not None:
+            self.bar.update(count)
+        elif time.monotonic() - self.last > 5:
+            self.log(f"  {self.name}: {self.received / 1e6:,.1f}"
+                     + (f" of {self.total / 1e6:,.1f}" if self.total else "") + " MB")
+            self.last = time.monotonic()
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _copy(response, fd, have, cap, watchdog, url, download, part, progress):
     os.lseek(fd, have, os.SEEK_SET)
     received = have
     while block := response.read1(CHUNK):
@@ -275,6 +309,7 @@ def _copy(response, fd, have, cap, watchdog, url, download, part):
                                  "and removed the partial file")
         _write_all(fd, block, part)
         watchdog.received += len(block)
+        progress.update(len(block))
     try:
         os.fsync(fd)
     except OSError as exc:
