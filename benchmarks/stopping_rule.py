@@ -22,6 +22,7 @@ Populations (`--populations`):
 * imbalanced — users who meet 5 classes, one of them in 90 % of their samples, adaptation and held-out alike.
 
 usage: python benchmarks/stopping_rule.py {fashion,cifar,speech} [--populations demo,small,...] [--users N]
+                                         [--ablation]
 """
 
 import argparse
@@ -43,6 +44,11 @@ NO_STEP_5 = Recipe("no step 5", rule=AutoRule(magnitude_agreement=2.0))  # > 1: 
 OLD_RULE = Recipe("old rule (99 % agreement)", rule=AutoRule(stop_max_disagreement=1.0, stop_max_shift=1.0))
 NEW_RULE = Recipe("new rule (bounds)", rule=AutoRule())
 RECIPES = (NO_STEP_5, OLD_RULE, NEW_RULE)
+ABLATION = (  # --ablation: each bound of the new rule alone
+    Recipe("disagreement bound alone", rule=AutoRule(stop_max_shift=1.0)),
+    Recipe("shift bound alone", rule=AutoRule(stop_max_disagreement=1.0)),
+    Recipe("no step 5, no BN shift", rule=AutoRule(magnitude_agreement=2.0, normalization_strength=0.0)),
+)
 SMALL, MEDIUM = (3, 5, 10, 15, 20, 25), (50, 100, 150)
 
 
@@ -126,7 +132,7 @@ def populations(names, users, by_class, per_class):
     return built
 
 
-def table(name, rows):
+def table(name, rows, recipes=RECIPES):
     """The population's lines: dense, then each rule (see the module docstring)."""
     users = list(dict.fromkeys(r["user"] for r in rows))
     by = {(r["user"], r["recipe"]): r for r in rows}
@@ -137,7 +143,7 @@ def table(name, rows):
     lines = [f"\n{name}: {len(users)} users, {min(sizes)}–{max(sizes)} adaptation samples",
              f"{'':28} {'mean':>6} {'worst10%':>8} {'>1pt below no step 5':>21} {'MACs removed':>12}",
              f"{'dense':28} {dense.mean():6.3f} {np.sort(dense)[:worst].mean():8.3f}"]
-    for recipe in RECIPES:
+    for recipe in recipes:
         accuracy = np.array([by[u, recipe.name]["accuracy"] for u in users])
         change = (accuracy - reference) * 100
         below = int(np.sum(change < -1))
@@ -153,6 +159,7 @@ def main():
     parser.add_argument("--populations", default="demo,small,medium,one-class,imbalanced")
     parser.add_argument("--users", type=int, default=10 ** 6, help="only the first N users of each (development)")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--ablation", action="store_true", help="also each bound alone, and no BN shift")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,8 +170,9 @@ def main():
     print(f"{args.kind}: {path.name}; new rule = {dataclasses.asdict(NEW_RULE.rule)}")
     for name, members in populations(args.populations.split(","), users, by_class, per_class).items():
         start = time.perf_counter()
-        rows = evaluate_users(personalizer, members[:args.users], RECIPES, others_per_user=0, progress=False)
-        print(table(name, rows) + f"\n({time.perf_counter() - start:.0f} s)", flush=True)
+        recipes = RECIPES + (ABLATION if args.ablation else ())
+        rows = evaluate_users(personalizer, members[:args.users], recipes, others_per_user=0, progress=False)
+        print(table(name, rows, recipes) + f"\n({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
