@@ -205,3 +205,28 @@ def test_the_kotlin_port_tries_the_same_rates():
               / "AutoRecipe.kt").read_text()
     listed = re.search(r"val SPARSITY_STEPS = listOf\(([^)]*)\)", source).group(1)
     assert tuple(float(v) for v in listed.split(",")) == SPARSITY_STEPS
+
+
+@pytest.mark.parametrize("classes", [1, 2])
+def test_one_class_in_play_is_no_evidence_for_step_5(exported, classes):
+    """A rule that accepts anything prunes to the last rate with two classes in play, and not at all with one."""
+    import dataclasses
+
+    from tflite_fineprune.recipe import SPARSITY_STEPS, search_sparsity
+    from tflite_fineprune.stopping import StoppingRule
+
+    _, path, _, x = exported
+    p = Personalizer(path)
+    p.reset()
+    p.observe(x)
+    state = p.get_state()
+    output = p.metadata.output_group
+    masks = state.masks.copy()
+    masks[output.offset + classes:output.offset + output.units] = 0.0
+    p.set_state(dataclasses.replace(state, masks=masks))
+    rate, explanation = search_sparsity(p, x, StoppingRule(agreement=0.0, max_disagreement=1.0, max_shift=1.0))
+    if classes == 1:
+        assert rate == 0 and "1 class in play" in explanation
+        np.testing.assert_array_equal(p.get_state().masks, masks)
+    else:
+        assert rate == SPARSITY_STEPS[-1] and p.sparsity().units > 0.5
