@@ -1,7 +1,7 @@
 """Step 5's stopping rule: may the model be pruned to a rate, on the evidence of the user's unlabeled samples?
 
 A pure function of what the model predicted on those samples before and after pruning, so that the Kotlin
-port (`AutoRecipe.kt`: `StoppingRule`) makes the same decision with the same arithmetic. Two measurements,
+port (`Stopping.kt`: `StoppingRule`) makes the same decision with the same arithmetic. Two measurements,
 each turned into an upper confidence bound that widens as the samples get fewer:
 
 * **Disagreements**: the pruned model's class differs from the unpruned model's on k of the n samples. The
