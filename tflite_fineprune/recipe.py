@@ -37,7 +37,7 @@ and with which threshold, from numbers the model itself counted:
    predicts the reference's class on ≥ `magnitude_agreement` of the samples,
    the 95 % Clopper–Pearson upper bound on its disagreement rate is
    ≤ `stop_max_disagreement` (0 of 15 samples bound it by 18 % only, so a user
-   with fewer than about 100 samples is not pruned here), and the mean total
+   with fewer than 99 samples is not pruned here), and the mean total
    variation between the two predicted distributions plus 1.645 standard
    errors is ≤ `stop_max_shift`. The first rate it rejects ends the search.
    With one class in play (every other excluded) any model agrees: nothing is
