@@ -43,6 +43,8 @@ class ModelLayout(
     val normalizationLayers: List<Triple<String, Int, Int>> = emptyList(),
     /** Classifier prototypes: D, the features into the final Dense layer (metadata `classifier_head[1]`); 0 = not exported. */
     val headFeatures: Int = 0,
+    /** "logits" or "probabilities": what `infer` returns (metadata `output_kind`). */
+    val outputKind: String = "logits",
 ) {
     val normChannels: Int get() = normalizationLayers.sumOf { it.second }
     val numUnits: Int get() = groups.sumOf { it.units }
@@ -95,6 +97,7 @@ class ModelLayout(
                     Triple(a[0].jsonPrimitive.content, a[1].jsonPrimitive.content.toInt(), a[2].jsonPrimitive.content.toInt())
                 },
                 (json["classifier_head"]?.jsonArray ?: emptyList()).getOrNull(1)?.jsonPrimitive?.content?.toInt() ?: 0,
+                json["output_kind"]?.jsonPrimitive?.content ?: "logits",
             )
         }
 
