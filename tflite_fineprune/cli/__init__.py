@@ -41,7 +41,8 @@ def build_parser():
     _runtime_args(p)
     p.add_argument("--state", required=True, help="the state file to write: " + RERUN)
     p.add_argument("--fresh", action="store_true",
-                   help="replace the --state file even if it belongs to another model or is not a state file")
+                   help="replace the --state file even if it is another model's (or a damaged) state file; "
+                        "a file that is not a state file is never replaced")
     p.add_argument("--sparsity", type=_fraction,
                    help="expert: prune this fraction of each layer's units instead of the automatic choice")
     p.add_argument("--min-class-fraction", type=_fraction,
