@@ -78,6 +78,8 @@ def test_the_model_or_any_non_state_file_is_never_replaced_by_a_state(model, tmp
         for fresh in ((), ("--fresh",)):
             line = one_error_line(cli("personalize", model, "--data", data, "--state", target, *fresh))
             assert ("is the model itself" if target == model else "is not a tflite-fineprune state file") in line
+    with pytest.raises(FinePruneError, match="the model file itself"):  # the library refuses it too
+        Personalizer(model).save_state(model)
     assert model.read_bytes() == before and notes.read_text() == "my notes\n" and fifo.is_fifo()
     # A damaged state file is still a state file: --fresh replaces it (as it replaces another model's).
     damaged = tmp_path / "damaged.state"
@@ -120,6 +122,7 @@ def test_slim_and_export_never_replace_their_inputs_or_other_files(model, tmp_pa
     keras_file.write_bytes(b"PK\3\4 a Keras archive")
     saved[keras_file] = keras_file.read_bytes()
     assert "same file as the Keras model" in one_error_line(cli("export", keras_file, "-o", keras_file))
+    assert "does not exist" in one_error_line(cli("export", keras_file, "-o", tmp_path / "nowhere" / "m.tflite"))
     assert {path: path.read_bytes() for path in saved} == saved
     slimmed = cli("slim", model, "--state", state, "-o", tmp_path / "slim.tflite")  # the normal case still works
     assert slimmed.returncode == 0, text(slimmed.stderr)

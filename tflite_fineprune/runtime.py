@@ -241,7 +241,9 @@ class Personalizer(*PERSONALIZER_METHODS):
         return slim_model(self.model_path, self.get_state(), path, quantize=quantize)
 
     def save_state(self, path: Union[str, os.PathLike]) -> None:
-        """Write masks and counters atomically (temp file, fsync, rename)."""
+        """Write masks and counters atomically (temp file, fsync, rename); never over the model file itself."""
+        if os.path.exists(path) and os.path.samefile(path, self.model_path):
+            raise FinePruneError(f"cannot save the state to {os.fspath(path)!r}: it is the model file itself")
         atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
 
     def load_state(self, path: Union[str, os.PathLike]) -> None:

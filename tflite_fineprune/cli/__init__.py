@@ -8,8 +8,8 @@ from ..data_fetch import add_parser as add_data_parser
 from ..errors import FinePruneError
 from ..export.options import add_export_arguments
 from ..help_formatter import HelpFormatter
-from .commands import (_check_asset_data, _check_demo_data, _silence_unless_verbose, cmd_android_assets, cmd_demo,
-                       cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
+from .commands import (_check_asset_data, _check_demo_data, _check_export_output, _silence_unless_verbose,
+                       cmd_android_assets, cmd_demo, cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
 from .common import _fraction, _runtime_args, printable
 from .personalize import RERUN, _personalize_examples, cmd_personalize
 
@@ -100,7 +100,8 @@ def _finish_help(commands):
             sub.epilog = EXAMPLES[name]() if callable(EXAMPLES[name]) else EXAMPLES[name]
 
 
-DATA_CHECKS = {"android-assets": _check_asset_data, "demo": _check_demo_data}
+# Checks that come before TensorFlow is imported: missing data, an output that must not be written.
+DATA_CHECKS = {"android-assets": _check_asset_data, "demo": _check_demo_data, "export": _check_export_output}
 
 
 COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "evaluate": cmd_evaluate, "export": cmd_export,

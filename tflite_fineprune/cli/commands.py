@@ -7,8 +7,12 @@ from ..export.options import options_from_arguments
 from .common import TFLITE_FILE, _load_data, _open, _warn, check_output, printable
 
 
-def cmd_export(args):
+def _check_export_output(args):
+    """Before TensorFlow is imported (seconds): -o must be a new or a .tflite file, in a writable folder."""
     check_output(args.output, "-o", {"the Keras model": args.model, "--labels": args.labels}, TFLITE_FILE)
+
+
+def cmd_export(args):
     labels = None
     if args.labels:
         from ..state import read_file
