@@ -54,7 +54,7 @@ def cmd_personalize(args):
     _warn_if_speech(personalizer, args.sparsity, args.min_class_fraction)
     data = _load_data(args, personalizer)
     with naming_files(data):
-        before = np.argmax(personalizer.observe(data, progress=False), axis=-1)
+        before = np.argmax(personalizer.observe(data, progress=True), axis=-1)
     if args.sparsity is not None:
         sparsity = personalizer.prune(args.sparsity)
         if args.sparsity > 0:
