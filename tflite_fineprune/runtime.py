@@ -1,5 +1,6 @@
 """Personalize an exported model through a TFLite interpreter, without TensorFlow."""
 
+import dataclasses
 import os
 from typing import Optional, Union
 
@@ -16,6 +17,15 @@ from .sparsity import Sparsity, measure_sparsity
 from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
 
 DEFAULT_BATCH_SIZE = 32
+
+
+class NonFiniteActivity(FinePruneError):
+    """A batch whose values, finite themselves, overflowed inside the model: the running sums that `observe`
+    keeps would be infinite or NaN (and the state could not be saved). `batch` is its index in the call."""
+
+    def __init__(self, message, batch):
+        super().__init__(message)
+        self.batch = batch
 _PROGRESS_MIN_BATCHES = 20
 
 
@@ -129,14 +139,31 @@ class Personalizer(*PERSONALIZER_METHODS):
         if count == 0:
             raise FinePruneError("no data: the iterable of batches is empty")
 
-    def _run_batches(self, name, x, batch_size, progress, desc):
+    def _run_batches(self, name, x, batch_size, progress, desc, after_each=None):
         batches = self._batches(x, batch_size)
         if progress is None:
             progress = not isinstance(batches, list) or len(batches) >= _PROGRESS_MIN_BATCHES
         total = len(batches) if isinstance(batches, list) else None
-        outputs = [self._call(name, **{sig.INPUT: b})[sig.OUTPUT]
-                   for b in progress_bar(batches, desc, "batch", progress, total)]
+        outputs = []
+        for index, batch in enumerate(progress_bar(batches, desc, "batch", progress, total)):
+            outputs.append(self._call(name, **{sig.INPUT: batch})[sig.OUTPUT])
+            if after_each is not None:
+                after_each(index, batch)
         return np.concatenate(outputs, axis=0)
+
+    def _check_finite_sums(self, index, batch):
+        """After each observed batch: float32-max inputs are finite but can overflow inside the model; the sums
+        would then be refused only when saved. Said here, naming the batch (`observe` rolls the call back)."""
+        state = self.get_state()
+        values = [getattr(state, field.name) for field in dataclasses.fields(state)]
+        if all(np.all(np.isfinite(v)) for v in values if v is not None):
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            largest = float(np.max(np.abs(batch.astype(np.float64))))
+        raise NonFiniteActivity(
+            f"batch {index} of the input (largest |value| {largest:.3g}) overflowed "
+            "inside the model: the activity sums it would add are infinite or NaN, so nothing of this observe call "
+            "was counted. Feed values in the range the model was trained on", index)
 
     def predict(self, x, batch_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
         """Model outputs for a batch `x` of shape `(N,) + input_shape[1:]`."""
@@ -148,11 +175,14 @@ class Personalizer(*PERSONALIZER_METHODS):
         `x` is one array or an iterable of batches (consumed one batch at a
         time). A progress bar is shown for long runs unless `progress=False`.
         If any batch is refused, nothing of this call is counted: the state is
-        restored to what it was before.
+        restored to what it was before. A batch that overflows inside the
+        model (finite values too large for it) is refused right after it
+        ran (`NonFiniteActivity`).
         """
         before = self.get_state()
         try:
-            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe")
+            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe",
+                                     after_each=self._check_finite_sums)
         except BaseException:
             self.set_state(before)
             raise
@@ -211,7 +241,9 @@ class Personalizer(*PERSONALIZER_METHODS):
         return slim_model(self.model_path, self.get_state(), path, quantize=quantize)
 
     def save_state(self, path: Union[str, os.PathLike]) -> None:
-        """Write masks and counters atomically (temp file, fsync, rename)."""
+        """Write masks and counters atomically (temp file, fsync, rename); never over the model file itself."""
+        if os.path.exists(path) and os.path.samefile(path, self.model_path):
+            raise FinePruneError(f"cannot save the state to {os.fspath(path)!r}: it is the model file itself")
         atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
 
     def load_state(self, path: Union[str, os.PathLike]) -> None:
