@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# JVM checks of the Android demo, with only a JDK 17 and Maven (artifacts from Maven Central, cached in ~/.m2):
+# JVM checks of the Android demo, with a JDK 17, Maven (artifacts from Maven Central, cached in ~/.m2) and aapt2 (the
+# app's res/, compiled and linked into the R object and the resources Robolectric loads):
 #
 #   bash android_demo/check.sh                              compile every source of the app and the core
 #                                                           (app against android.* and the TFLite Java API),
@@ -21,6 +22,7 @@ source "$HERE/artifacts.sh"  # MVN (with versions.properties as -D flags), tflit
 
 die() { echo "check.sh: $*" >&2; exit 2; }
 command -v mvn >/dev/null || die "mvn is not installed (needs Maven and a JDK 17)"
+command -v aapt2 >/dev/null || die "aapt2 is not installed (the app's resources; Debian package: aapt)"
 
 # androidx.test's monitor and idling-resource classes, which Robolectric loads: Maven Central serves them as
 # AARs, so their classes.jar is extracted once (versions: versions.properties).
@@ -84,6 +86,7 @@ case "${1:-}" in
     check_sources_covered
     tflite_classes
     androidx_classes
+    app_resources
     # The replay tests skip without the folders: make sure the properties reached them (a fresh report).
     report=core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml
     rm -f "$report"
@@ -96,6 +99,7 @@ case "${1:-}" in
     check_sources_covered
     tflite_classes
     androidx_classes
+    app_resources
     # The app's tests need generated assets (replay mode): here they are compiled, not run.
     "${MVN[@]}" test -Dtest='org.tflitefineprune.core.**' -Dsurefire.failIfNoSpecifiedTests=false
     ;;

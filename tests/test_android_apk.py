@@ -65,6 +65,22 @@ def test_build_apk_refuses_to_build_without_assets(tmp_path):
     assert len(lines) == 1 and "no demo assets" in lines[0] and "tflite-fineprune android-assets" in lines[0]
 
 
+def test_release_build_refuses_without_its_signing_key_in_the_environment(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FINEPRUNE_RELEASE_")}
+    env["FINEPRUNE_RELEASE_KEY_ALIAS"] = "release"
+    result = run(BUILD_APK, "--release", "--assets", fake_assets(tmp_path / "assets"), env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("build_apk.sh: --release signs with the key the environment names")
+    named = {"FINEPRUNE_RELEASE_KEYSTORE", "FINEPRUNE_RELEASE_STORE_PASSWORD", "FINEPRUNE_RELEASE_KEY_PASSWORD"}
+    assert all(name in lines[0] for name in named) and "FINEPRUNE_RELEASE_KEY_ALIAS" not in lines[0]
+    env.update(FINEPRUNE_RELEASE_KEYSTORE=str(tmp_path / "absent.jks"), FINEPRUNE_RELEASE_STORE_PASSWORD="x",
+               FINEPRUNE_RELEASE_KEY_PASSWORD="x")
+    result = run(BUILD_APK, "--release", "--assets", fake_assets(tmp_path / "assets2"), env=env)
+    assert result.returncode == 2 and "no keystore at" in result.stderr, result.stderr
+
+
 def test_verify_apk_rejects_an_unsigned_apk_with_a_deflated_model(tmp_path):
     for tool in ("apksigner", "aapt2", "dexdump", "zipalign", "unzip"):
         if shutil.which(tool) is None:
