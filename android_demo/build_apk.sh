@@ -103,7 +103,10 @@ fetch_artifact "com.android.tools:r8:$(version r8.version)" build/r8
 if $release; then
   aar_rules="$work/tflite-proguard.txt"
   unzip -p "build/tflite/aar/tensorflow-lite-$(version tflite.version).aar" proguard.txt > "$aar_rules"
-  java -cp "$r8_jar" com.android.tools.r8.R8 --release --min-api "$min_sdk" --lib "$framework" --output "$work/dex" \
+  # android-all holds android.* but not java.*, which R8 (unlike D8) must see whole: the JDK's classes too.
+  jdk_home=$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")
+  java -cp "$r8_jar" com.android.tools.r8.R8 --release --min-api "$min_sdk" --lib "$framework" --lib "$jdk_home" \
+    --output "$work/dex" \
     --pg-conf app/proguard-rules.pro --pg-conf build/res/aapt-rules.pro --pg-conf "$aar_rules" \
     --pg-map-output build/fineprune-demo-release-mapping.txt "${program[@]}"
 else

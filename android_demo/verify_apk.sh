@@ -100,7 +100,11 @@ esac
 
 dex_classes=$(dexdump "$apk" 2>/dev/null | sed -n "s/^  Class descriptor  : 'L\(.*\);'$/\1/p" || true)
 main_activity="$(version app.id | tr . /)/MainActivity"
-for class in "$main_activity" org/tensorflow/lite/Interpreter org/tflitefineprune/core/AutoRecipe; do
+# The release build's R8 renames and inlines what no rule keeps (the core's classes among them): only the manifest's
+# classes and the interpreter's keep their names there.
+kept_classes=("$main_activity" org/tensorflow/lite/Interpreter)
+$release || kept_classes+=(org/tflitefineprune/core/AutoRecipe)
+for class in "${kept_classes[@]}"; do
   if grep -qxF "$class" <<< "$dex_classes"; then pass "dex: $class"; else fail "dex lacks $class"; fi
 done
 
@@ -133,7 +137,10 @@ if command -v readelf >/dev/null; then
       done
     done
     [ -n "$smallest" ] || continue
-    if [ "$smallest" -ge 16384 ]; then
+    if [ "$abi" = armeabi-v7a ] || [ "$abi" = x86 ]; then
+      echo "  --  $abi: LOAD segments aligned to $((smallest / 1024)) KB: 32-bit code, run by 4 KB-page devices" \
+        "(16 KB pages exist on 64-bit devices only)"
+    elif [ "$smallest" -ge 16384 ]; then
       echo "  --  $abi: LOAD segments aligned to $((smallest / 1024)) KB: loads on 4 KB- and 16 KB-page devices"
     else
       echo "  --  $abi: LOAD segments aligned to $((smallest / 1024)) KB: loads on 4 KB-page devices only;" \
@@ -145,7 +152,8 @@ if command -v readelf >/dev/null; then
     echo "verify_apk.sh: installs and runs on every device of its ABIs, 4 KB and 16 KB pages (Android $(version android.minSdk)+)"
   else
     echo "verify_apk.sh: installs on Android $(version android.minSdk)+ devices of its ABIs; the interpreter loads on" \
-      "4 KB-page devices only (${four_kb_only[*]}: 4 KB LOAD segments), not as-is on 16 KB-page devices"
+      "4 KB-page devices only (${four_kb_only[*]}: 4 KB LOAD segments); a 16 KB-page device (Android 15+, 64-bit)" \
+      "refuses it or runs the app in 4 KB compatibility mode"
   fi
 fi
 
