@@ -89,10 +89,15 @@ case "${1:-}" in
     app_resources
     # The replay tests skip without the folders: make sure the properties reached them (a fresh report).
     report=core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml
-    rm -f "$report"
+    rm -f "$report" app/target/surefire-reports/TEST-*.xml
     "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings" -Dfineprune.python="$python"
     [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" \
       || die "replay tests were skipped or did not run ($report)"
+    # And none of the Activity tests: every class ran, none skipped.
+    for class in MainActivityTest MainActivityPlatformTest MicrophoneTest; do
+      report=app/target/surefire-reports/TEST-org.tflitefineprune.demo.$class.xml
+      [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" || die "$class was skipped or did not run ($report)"
+    done
     echo "android_demo: replay and MainActivity (Robolectric) tests passed"
     ;;
   "")
