@@ -83,7 +83,10 @@ if table=$(aapt2 dump resources "$apk" 2>/dev/null); then
   if [ "$in_apk" = "$declared" ]; then
     pass "resource table: the $(wc -l <<< "$declared") entries app/src/main/res declares"
   else
-    fail "resource table differs from app/src/main/res: $(diff <(echo "$declared") <(echo "$in_apk") | grep -E '^[<>]' | paste -sd' ')"
+    absent=$(comm -23 <(echo "$declared") <(echo "$in_apk"))
+    extra=$(comm -13 <(echo "$declared") <(echo "$in_apk"))
+    fail "resource table differs from app/src/main/res: $(grep -c . <<< "$absent") declared entries missing" \
+      "($(head -5 <<< "$absent" | paste -sd' ')), $(grep -c . <<< "$extra") not declared ($(head -5 <<< "$extra" | paste -sd' '))"
   fi
 else
   fail "aapt2 dump resources: the APK has no readable resource table"

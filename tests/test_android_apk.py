@@ -100,6 +100,26 @@ def test_verify_apk_rejects_an_unsigned_apk_with_a_deflated_model(tmp_path):
     assert "ok  assets/manifest.json" in result.stdout
 
 
+def test_verify_apk_compares_the_resource_table_with_the_res_folder(tmp_path):
+    """An APK whose resources are not the ones app/src/main/res declares (what Gradle would include) fails."""
+    if shutil.which("aapt2") is None:
+        pytest.skip("aapt2 is not installed; .ci/run installs it (Debian package aapt)")
+    res = tmp_path / "res" / "values"
+    res.mkdir(parents=True)
+    (res / "strings.xml").write_text('<resources><string name="app_name">Fine-Prune demo</string>'
+                                     '<string name="not_in_res">x</string></resources>')
+    (tmp_path / "AndroidManifest.xml").write_text('<manifest package="org.tflitefineprune.demo"/>')
+    subprocess.run(["aapt2", "compile", "--dir", tmp_path / "res", "-o", tmp_path / "compiled.zip"], check=True)
+    subprocess.run(["aapt2", "link", "--manifest", tmp_path / "AndroidManifest.xml", "-o", tmp_path / "res.apk",
+                    tmp_path / "compiled.zip"], check=True, capture_output=True)
+    result = run(VERIFY_APK, tmp_path / "res.apk")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "resource table differs" in line]
+    assert "declared entries missing (color/launcher_background" in line, line
+    assert "1 not declared (string/not_in_res)" in line, line
+    assert "string/app_name" not in line.split("not declared")[1]
+
+
 def test_versions_live_only_in_versions_properties():
     """The Gradle build, the Maven build and the scripts read versions.properties; none repeats a version."""
     versions = dict(line.split("=", 1) for line in (DEMO / "versions.properties").read_text().splitlines()
