@@ -24,6 +24,7 @@ _LAZY = {
     "LayerRole": ("tflite_fineprune.export.layer_registry", "Role"),
     "slim_model": ("tflite_fineprune.slim", "slim_model"),
     "SlimReport": ("tflite_fineprune.slim", "SlimReport"),
+    "evaluate_population": ("tflite_fineprune.population", "evaluate_population"),
 }
 
 
@@ -43,5 +44,5 @@ def __dir__():
 
 
 __all__ = ["AutoRule", "ExportOptions", "ExportReport", "FinePruneError", "LayerRole", "ModelMetadata",
-           "PersonalizationReport", "Personalizer", "SlimReport", "Sparsity", "State", "UnitGroup", "export_model",
-           "read_model_metadata", "register_layer", "slim_model", "__version__"]
+           "PersonalizationReport", "Personalizer", "SlimReport", "Sparsity", "State", "UnitGroup",
+           "evaluate_population", "export_model", "read_model_metadata", "register_layer", "slim_model", "__version__"]
