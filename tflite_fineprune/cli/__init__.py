@@ -12,6 +12,7 @@ from .commands import (_check_asset_data, _check_demo_data, _silence_unless_verb
                        cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
 from .common import _fraction, _runtime_args
 from .personalize import RERUN, _personalize_examples, cmd_personalize
+from .population import add_parser as add_population_parser
 
 
 EXIT_ERROR = 2
@@ -79,6 +80,7 @@ def build_parser():
     _runtime_args(p)
     p.add_argument("--state", help="a state file to apply first")
     COMMANDS["data"] = add_data_parser(commands)
+    COMMANDS["population"] = add_population_parser(commands)
     _finish_help(commands)
     return parser
 

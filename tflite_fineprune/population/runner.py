@@ -100,6 +100,9 @@ def evaluate_population(model_path, users, recipes=None, engine="local", workers
         import_ray()  # a missing extra says so before any file is read
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise FinePruneError(f"seed must be a non-negative integer, got {seed!r}")
+    for value, name in ((skip_first, "skip_first"), (min_files, "min_files"), (others, "others")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FinePruneError(f"{name} must be a non-negative integer, got {value!r}")
     blob, meta = read_model_file(model_path)
     notes = []
     if isinstance(users, str):
