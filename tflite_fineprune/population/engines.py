@@ -75,7 +75,7 @@ def import_ray():
     return ray
 
 
-class _Worker:
+class PopulationWorker:
     """The actor: one personalizer per process, reused for every batch of the same model."""
 
     def __init__(self):
@@ -118,7 +118,7 @@ def run_ray(model_path, users, recipes, settings, on_user, workers=None, address
         with open(model_path, "rb") as f:
             blob = f.read()
         digest = hashlib.sha256(blob).hexdigest()
-        actor_class = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_Worker)
+        actor_class = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(PopulationWorker)
         actors = [actor_class.remote() for _ in range(workers)]
         ray.get([a.ready.remote() for a in actors])
         stats = EngineStats("ray", workers)
