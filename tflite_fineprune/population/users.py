@@ -50,7 +50,8 @@ class UserSpec:
 
 def user_rng(seed, index, stream=0):
     """The user's own random generator: the same for (seed, index) on every machine and in every order."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, stream)))
+    key = (index,) if stream == 0 else (index, stream)  # stream 0, the split: SeedSequence(seed, spawn_key=(i,))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def split_files(items, rng):
