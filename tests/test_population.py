@@ -186,3 +186,33 @@ def test_resume_after_sigint_equals_an_uninterrupted_run(exports, tmp_path):
     whole = run_cli(*args[2:], "-o", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     assert (interrupted / "users.csv").read_bytes() == (tmp_path / "whole" / "users.csv").read_bytes()
+
+
+def test_speaker_users_from_file_names(tmp_path):
+    from tflite_fineprune.population.users import speaker_users
+
+    labels = ["yes", "no", "_unknown_", "_silence_"]
+    for label, names in (("yes", ["0a1b2c3d_nohash_0", "0a1b2c3d_nohash_1", "ffff0000_nohash_0"]),
+                         ("no", ["0a1b2c3d_nohash_2", "ffff0000_nohash_1", "12345678_nohash_0"]),
+                         ("_unknown_", ["bed_0a1b2c3d_nohash_0"]), ("_silence_", ["noise_0"])):
+        (tmp_path / label).mkdir()
+        for name in names:
+            (tmp_path / label / f"{name}.wav").write_bytes(b"")  # listed, not read: workers read the files
+    users, notes = speaker_users(tmp_path, labels, seed=0, min_files=2)
+    assert [u.name for u in users] == ["0a1b2c3d", "ffff0000"] and [u.index for u in users] == [0, 1]
+    assert len(users[0].adapt) == 2 and len(users[0].evaluate) == 2
+    assert sorted(users[0].labels + tuple(labels.index(os.path.basename(os.path.dirname(p))) for p in users[0].adapt)
+                  ) == [0, 0, 1, 2]
+    assert "1 files name no speaker" in notes[0] and "left out 1 users with fewer than 2 files" in notes[1]
+
+
+def test_the_summary_table_is_the_demos_table():
+    from converters.evaluation import format_summary as demo_format, summarize as demo_summarize
+    from tflite_fineprune.population import format_summary, summarize
+
+    rng = np.random.default_rng(0)
+    rows = [{"user": f"u{i}", "recipe": recipe, "adapt": 10, "eval": 10, "dense_accuracy": dense,
+             "accuracy": min(1.0, dense + gain), "dense_others": 0.7, "others": 0.6, "unit_sparsity": 0.1,
+             "weight_sparsity": 0.2, "mac_sparsity": 0.3}
+            for i, dense in enumerate(rng.uniform(0.3, 0.9, 23)) for recipe, gain in (("auto", 0.05), ("x", -0.1))]
+    assert format_summary(summarize(rows)) == demo_format(demo_summarize(rows))
