@@ -131,7 +131,7 @@ def _run(model_path, users, recipes, settings, columns, run, out, engine, worker
     log = RowLog(out, columns, run, [r.name for r in recipes]) if out is not None else None
     results = dict(log.done) if log else {}
     todo = [u for u in users if u.index not in results]
-    bar = Counter(len(users), "users", "user", progress, initial=len(results))
+    bar = Counter(len(users), "users", "users", progress, initial=len(results))
     if results and progress:
         bar.write(f"resuming: {len(results)} of {len(users)} users already in {log.path}")
 
