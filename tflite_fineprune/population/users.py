@@ -36,7 +36,8 @@ class UserSpec:
     """One user's files: `adapt` observed without labels, `evaluate` scored with `labels` (class indices).
 
     `others` / `other_labels`: files of other users' evaluation halves, scored to show what the personalized
-    model forgets (empty unless asked for).
+    model forgets (empty unless asked for). `seed`: the seed of a recipe's own randomness for this user (the
+    `random` lever); None derives it from (seed, index).
     """
 
     index: int
@@ -46,6 +47,7 @@ class UserSpec:
     labels: tuple
     others: tuple = ()
     other_labels: tuple = ()
+    seed: int = None
 
 
 def user_rng(seed, index, stream=0):

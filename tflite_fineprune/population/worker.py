@@ -103,7 +103,8 @@ def evaluate_user(personalizer, user, recipes, settings):
     rows = []
     for recipe in recipes:
         try:
-            chosen = recipe.apply(personalizer, adapt_x, user_seed(settings.seed, user.index))
+            seed = user_seed(settings.seed, user.index) if user.seed is None else user.seed
+            chosen = recipe.apply(personalizer, adapt_x, seed)
             sparsity = personalizer.sparsity()
             row = {**base, "recipe": recipe.name, "accuracy": _accuracy(personalizer, eval_x, eval_y),
                    "unit_sparsity": float(sparsity.units), "weight_sparsity": float(sparsity.weights),
