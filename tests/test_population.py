@@ -121,6 +121,11 @@ def test_outputs_summary_parquet_plot(exports, tmp_path):
     rows = read_rows(out / "users.csv")
     assert len(rows) == 12 and all(r["others"] != "" for r in rows)
     assert [r["user"].split(":")[0] for r in rows[::2]] == [f"u{i}-k{k}" for i, k in enumerate((2, 3) * 3)]
+    before = (out / "users.csv").read_bytes()
+    again = evaluate_population(model_path(exports), "class-subsets", data=data, count=6, per_class=8,
+                                class_subsets=(2, 3), others=10, out=out, progress=False)
+    assert again.info["users_resumed"] == 6 and again.info["users_evaluated_now"] == 0
+    assert again.rows == result.rows and (out / "users.csv").read_bytes() == before
     pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
     table = pyarrow_parquet.read_table(out / "users.parquet").to_pylist()
     assert [r["accuracy"] for r in table] == [r["accuracy"] for r in result.rows]

@@ -10,7 +10,7 @@ from ..inputs import check_positive_int
 from ..metadata import read_model_file
 from ..progress import Counter
 from . import users as user_kinds
-from .engines import import_ray, run_local, run_ray
+from .engines import EngineStats, import_ray, run_local, run_ray
 from .outputs import RowLog, csv_text, write_json, write_parquet
 from .recipes import as_recipes
 from .summary import format_summary, plot_gains, summarize
@@ -146,7 +146,9 @@ def _run(model_path, users, recipes, settings, columns, run, out, engine, worker
 
     start = time.perf_counter()
     try:
-        if engine == "local":
+        if not todo:
+            stats = EngineStats(engine, workers or 1)  # every user was written before: nothing to start
+        elif engine == "local":
             stats = run_local(model_path, todo, recipes, settings, on_user)
         else:
             stats = run_ray(model_path, todo, recipes, settings, on_user, workers, address, users_per_task)

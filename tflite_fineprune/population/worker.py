@@ -6,8 +6,10 @@ recipe raises, becomes rows with an `error` (one per recipe) and never stops
 the run.
 """
 
+import atexit
 import dataclasses
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -52,6 +54,7 @@ class ModelCache:
         if digest != self.digest:
             if self.folder is None:
                 self.folder = tempfile.mkdtemp(prefix="fineprune-population-")
+                atexit.register(shutil.rmtree, self.folder, True)
             path = os.path.join(self.folder, f"{digest}.tflite")
             if not os.path.exists(path):
                 with open(path, "wb") as f:
