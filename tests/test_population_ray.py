@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.test_population import model_path, user_folders
+from tests.test_population import class_folder, model_path, user_folders
 from tflite_fineprune import evaluate_population
 
 ray = pytest.importorskip("ray", reason="the ray extra: pip install 'tflite-fineprune[ray]'")
@@ -35,3 +35,12 @@ def test_ray_rows_equal_local_rows_bit_for_bit(exports, tmp_path, ray_session):
     sized = evaluate_population(model_path(exports), "folders", data=data, recipes=recipes, engine="ray", workers=2,
                                 progress=False)
     assert sized.rows == local.rows
+
+
+def test_ray_class_subset_users_made_on_demand_equal_local(exports, tmp_path, ray_session):
+    data = class_folder(tmp_path / "classes", per_class=12)
+    options = dict(data=data, count=14, per_class=6, class_subsets=(1, 4), others=5, recipes=["auto", "magnitude:0.2"],
+                   progress=False, seed=11)
+    local = evaluate_population(model_path(exports), "class-subsets", **options)
+    distributed = evaluate_population(model_path(exports), "class-subsets", engine="ray", workers=2, **options)
+    assert distributed.rows == local.rows and len(local.rows) == 28 and not any(r["error"] for r in local.rows)

@@ -14,6 +14,7 @@ whose actor is gone for good is sent to another actor).
 
 import collections
 import hashlib
+import itertools
 import math
 import os
 import resource
@@ -108,8 +109,9 @@ def connect(ray, workers=None, address=None):
     return True
 
 
-def run_ray(model_path, users, recipes, settings, on_user, workers=None, address=None, users_per_task=None):
-    """Evaluate `users` on Ray actors (module docstring); Ray is stopped at the end only if this call started it."""
+def run_ray(model_path, users, count, recipes, settings, on_user, workers=None, address=None, users_per_task=None):
+    """Evaluate `count` users (an iterable) on Ray actors (module docstring); Ray is stopped at the end only if
+    this call started it."""
     ray = import_ray()
     start = time.perf_counter()
     started = connect(ray, workers, address)
@@ -128,7 +130,7 @@ def run_ray(model_path, users, recipes, settings, on_user, workers=None, address
         def submit(actor, batch):
             return actor.run.remote(digest, model_ref, batch, recipes, settings)
 
-        _drive(ray, actors, actor_class, list(users), submit, on_user, stats, users_per_task)
+        _drive(ray, actors, actor_class, (iter(users), count), submit, on_user, stats, users_per_task)
         return stats
     finally:
         if started:
@@ -137,11 +139,12 @@ def run_ray(model_path, users, recipes, settings, on_user, workers=None, address
 
 def _drive(ray, actors, actor_class, users, submit, on_user, stats, users_per_task):
     """Keep every actor busy with batches of users until all have come back; hand each user's rows on."""
-    pending, retry = collections.deque(users), collections.deque()
+    (pending, remaining), retry = users, collections.deque()
     in_flight, load = {}, [0] * len(actors)
     per_user = None  # seconds a user takes inside a worker, measured as batches come back
 
     def next_batch():
+        nonlocal remaining
         if retry:
             return retry.popleft()
         if users_per_task:
@@ -149,13 +152,15 @@ def _drive(ray, actors, actor_class, users, submit, on_user, stats, users_per_ta
         elif per_user is None:
             size = 1  # the first batches measure what a user costs
         else:
-            balance = math.ceil(len(pending) / (TASKS_PER_ACTOR * len(actors)))
+            balance = math.ceil(remaining / (TASKS_PER_ACTOR * len(actors)))
             size = max(1, min(int(TASK_SECONDS / max(per_user, 1e-6)), MAX_USERS_PER_TASK, balance))
-        return [pending.popleft() for _ in range(min(size, len(pending)))], 0
+        batch = list(itertools.islice(pending, size))
+        remaining -= len(batch)
+        return batch, 0
 
-    while pending or retry or in_flight:
+    while remaining or retry or in_flight:
         for slot, actor in enumerate(actors):
-            while load[slot] < TASKS_PER_ACTOR and (pending or retry):
+            while load[slot] < TASKS_PER_ACTOR and (remaining or retry):
                 batch, attempts = next_batch()
                 in_flight[submit(actor, batch)] = (slot, batch, attempts)
                 load[slot] += 1

@@ -54,6 +54,8 @@ def discover_users(kind, labels, data=None, manifest=None, class_subsets=(2, 3, 
 
 
 def _check_users(users):
+    if isinstance(users, user_kinds.ClassSubsetUsers):
+        return users
     users = list(users)
     if not users or not all(isinstance(u, user_kinds.UserSpec) for u in users):
         raise FinePruneError("users must be a kind (folders, speakers, class-subsets, manifest) or a non-empty "
@@ -130,7 +132,8 @@ def _run(model_path, users, recipes, settings, columns, run, out, engine, worker
          progress):
     log = RowLog(out, columns, run, [r.name for r in recipes]) if out is not None else None
     results = dict(log.done) if log else {}
-    todo = [u for u in users if u.index not in results]
+    todo_count = len(users) - len(results)
+    todo = (users[i] for i in range(len(users)) if i not in results)  # made one at a time: users may be lazy
     bar = Counter(len(users), "users", "users", progress, initial=len(results))
     if results and progress:
         bar.write(f"resuming: {len(results)} of {len(users)} users already in {log.path}")
@@ -146,12 +149,13 @@ def _run(model_path, users, recipes, settings, columns, run, out, engine, worker
 
     start = time.perf_counter()
     try:
-        if not todo:
+        if not todo_count:
             stats = EngineStats(engine, workers or 1)  # every user was written before: nothing to start
         elif engine == "local":
             stats = run_local(model_path, todo, recipes, settings, on_user)
         else:
-            stats = run_ray(model_path, todo, recipes, settings, on_user, workers, address, users_per_task)
+            stats = run_ray(model_path, todo, todo_count, recipes, settings, on_user, workers, address,
+                            users_per_task)
     finally:
         bar.close()
         if log:
@@ -160,10 +164,10 @@ def _run(model_path, users, recipes, settings, columns, run, out, engine, worker
     rows = [row for index in sorted(results) for row in results[index]]
     summary = summarize(rows)
     failed = sum(1 for index in results if any(r["error"] for r in results[index]))
-    info = {**run, **stats.as_dict(), "users_evaluated_now": len(todo), "users_resumed": len(users) - len(todo),
+    info = {**run, **stats.as_dict(), "users_evaluated_now": todo_count, "users_resumed": len(users) - todo_count,
             "failed_users": failed, "seconds": round(seconds, 3),
-            "users_per_second": (len(todo) / seconds) if seconds > 0 else None,
-            "users_per_second_after_startup": (len(todo) / (seconds - stats.startup_seconds)
+            "users_per_second": (todo_count / seconds) if seconds > 0 else None,
+            "users_per_second_after_startup": (todo_count / (seconds - stats.startup_seconds)
                                                if seconds > stats.startup_seconds else None),
             "summary": [{k: (float(v) if hasattr(v, "dtype") else v) for k, v in s.items()} for s in summary]}
     files, notes = _write_outputs(out, rows, columns, info, f"{len(users)} users, {os.path.basename(model_path)}")

@@ -15,6 +15,7 @@ same split whichever engine, worker or order evaluates it.
 """
 
 import collections
+import collections.abc
 import csv
 import dataclasses
 import os
@@ -86,19 +87,21 @@ def add_others(users, seed, count):
     """Give each user `count` files drawn (with replacement) from other users' evaluation halves."""
     if not count or len(users) < 2:
         return users
-    out = []
-    for user in users:
-        rng = user_rng(seed, user.index, stream=1)
-        files, labels = [], []
-        for _ in range(count):
-            other = int(rng.integers(len(users) - 1))
-            other += other >= user.index
-            pick = int(rng.integers(len(users[other].evaluate))) if users[other].evaluate else None
-            if pick is not None:
-                files.append(users[other].evaluate[pick])
-                labels.append(users[other].labels[pick])
-        out.append(dataclasses.replace(user, others=tuple(files), other_labels=tuple(labels)))
-    return out
+    return [with_others(user, len(users), users.__getitem__, seed, count) for user in users]
+
+
+def with_others(user, total, user_at, seed, count):
+    """`user` with `count` files of other users' evaluation halves (`user_at(index)` gives a user, any order)."""
+    rng = user_rng(seed, user.index, stream=1)
+    files, labels = [], []
+    for _ in range(count):
+        other = int(rng.integers(total - 1))
+        other = user_at(other + (other >= user.index))
+        if other.evaluate:
+            pick = int(rng.integers(len(other.evaluate)))
+            files.append(other.evaluate[pick])
+            labels.append(other.labels[pick])
+    return dataclasses.replace(user, others=tuple(files), other_labels=tuple(labels))
 
 
 def label_index(name, labels, where):
@@ -185,17 +188,44 @@ def class_subset_users(root, labels, class_counts=(2, 3, 5), count=30, per_class
     if small:
         raise FinePruneError(f"classes {', '.join(small)} of {root} have fewer than {per_class} files "
                              f"(after skipping the first {skip_first}); lower --per-class")
-    named = []
-    for index in range(count):
-        rng = user_rng(seed, index, stream=2)
-        k = class_counts[index % len(class_counts)]
-        chosen = sorted(int(c) for c in rng.choice(len(classes), size=k, replace=False))
-        items = [(pools[c][int(i)], classes[c]) for c in chosen
-                 for i in rng.choice(len(pools[c]), size=per_class, replace=False)]
-        names = "+".join(labels[classes[c]] if classes[c] < len(labels) else str(classes[c]) for c in chosen)
-        named.append((f"u{index:0{len(str(count - 1))}d}-k{k}:{names}", items))
-    users, more = make_users(named, seed, 2, others)
-    return users, notes + more
+    if per_class * min(class_counts) < 2:
+        raise FinePruneError("each class-subset user needs 2 files or more (--per-class × the fewest classes)")
+    return ClassSubsetUsers(pools, classes, list(labels), tuple(class_counts), count, per_class, seed, others), notes
+
+
+class ClassSubsetUsers(collections.abc.Sequence):
+    """The users of `class_subset_users`, each made from (seed, index) when asked for: the driver holds only the
+    class folders' file lists, however many users there are."""
+
+    def __init__(self, pools, classes, labels, class_counts, count, per_class, seed, others):
+        self.pools, self.classes, self.labels = pools, classes, labels
+        self.class_counts, self.count, self.per_class = class_counts, count, per_class
+        self.seed, self.others = seed, others
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not 0 <= index < self.count:
+            raise IndexError(f"user {index} of {self.count}")
+        user = self._make(index)
+        if self.others and self.count > 1:
+            user = with_others(user, self.count, self._make, self.seed, self.others)
+        return user
+
+    def _make(self, index):
+        rng = user_rng(self.seed, index, stream=2)
+        k = self.class_counts[index % len(self.class_counts)]
+        chosen = sorted(int(c) for c in rng.choice(len(self.classes), size=k, replace=False))
+        items = [(self.pools[c][int(i)], self.classes[c]) for c in chosen
+                 for i in rng.choice(len(self.pools[c]), size=self.per_class, replace=False)]
+        names = "+".join(self.labels[self.classes[c]] if self.classes[c] < len(self.labels) else str(self.classes[c])
+                         for c in chosen)
+        adapt, held_out = split_files(sorted(items), user_rng(self.seed, index))
+        return UserSpec(index, f"u{index:0{len(str(self.count - 1))}d}-k{k}:{names}", tuple(p for p, _ in adapt),
+                        tuple(p for p, _ in held_out), tuple(int(y) for _, y in held_out))
 
 
 def manifest_users(manifest, labels, seed=0, min_files=2, others=0):
