@@ -48,6 +48,13 @@ def _model(path, data, folder):
     return model
 
 
+def _warm_file_cache(folder):
+    """Read every file once, so that the first engine timed does not pay for the disk (the order would bias it)."""
+    for path in sorted(pathlib.Path(folder).rglob("*")):
+        if path.is_file():
+            path.read_bytes()
+
+
 def _run(model, data, args, engine, workers, out):
     from tflite_fineprune import evaluate_population
 
@@ -81,6 +88,7 @@ def main(argv=None):
     model = _model(args.model, data.parent, folder)
     print(f"{args.count} CIFAR-10 class-subset users, {args.per_class} files per class, recipes "
           f"{', '.join(args.recipes)}, model {model}, {os.cpu_count()} CPUs", flush=True)
+    _warm_file_cache(data)
     measured, reference = [], None
     for engine, workers in args.engines:
         label = engine if engine == "local" else f"ray, {workers} worker{'s' if workers != 1 else ''}"
