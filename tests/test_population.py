@@ -183,6 +183,7 @@ def test_resume_after_sigint_equals_an_uninterrupted_run(exports, tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
+    assert "the same command resumes from them" in err
     written = len(read_rows(interrupted / "users.csv"))
     assert 10 <= written < 120
     resumed = run_cli(*args[2:], "-o", interrupted)

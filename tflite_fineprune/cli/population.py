@@ -69,15 +69,22 @@ def add_parser(commands):
 
 
 def cmd_population(args):
+    import sys
+
     from ..population import evaluate_population
 
-    result = evaluate_population(
-        args.model, args.users, recipes=args.recipes, engine=args.engine, workers=args.workers,
-        address=args.address, out=args.output, data=args.data, manifest=args.manifest,
-        class_subsets=args.class_subsets, count=args.count, per_class=args.per_class, skip_first=args.skip_first,
-        min_files=args.min_files, others=args.others, seed=args.seed, backend=args.backend,
-        batch_size=args.batch_size, preprocess=args.preprocess, users_per_task=args.users_per_task,
-        progress=not args.no_progress)
+    try:
+        result = evaluate_population(
+            args.model, args.users, recipes=args.recipes, engine=args.engine, workers=args.workers,
+            address=args.address, out=args.output, data=args.data, manifest=args.manifest,
+            class_subsets=args.class_subsets, count=args.count, per_class=args.per_class,
+            skip_first=args.skip_first, min_files=args.min_files, others=args.others, seed=args.seed,
+            backend=args.backend, batch_size=args.batch_size, preprocess=args.preprocess,
+            users_per_task=args.users_per_task, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"tflite-fineprune: the users finished so far are in {args.output}/users.csv; the same command "
+              "resumes from them", file=sys.stderr)
+        raise
     info = result.info
     print(result)
     for note in result.notes:
