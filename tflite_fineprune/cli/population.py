@@ -38,17 +38,17 @@ def add_parser(commands):
                    help="folders: DATA/<user>/<label>/<files>; speakers: DATA/<label>/<speaker>_nohash_<n>.wav; "
                         "class-subsets: users generated from DATA/<label>/<files>; manifest: --manifest FILE.csv")
     p.add_argument("--manifest", help="CSV with the columns path,user,label (paths relative to the CSV)")
-    p.add_argument("--class-subsets", type=_class_counts, default=(2, 3, 5), metavar="K,K,...",
-                   help="class-subsets: how many classes each user meets, in turn (default 2,3,5)")
-    p.add_argument("--count", type=int, default=30, help="class-subsets: how many users (default 30)")
+    p.add_argument("--class-subsets", type=_class_counts, default="2,3,5", metavar="K,K,...",
+                   help="class-subsets: how many classes each user meets, in turn")
+    p.add_argument("--count", type=int, default=30, help="class-subsets: how many users")
     p.add_argument("--per-class", type=int, default=100,
-                   help="class-subsets: files per class and user, half to adapt, half to score (default 100)")
+                   help="class-subsets: files per class and user, half to adapt, half to score")
     p.add_argument("--skip-first", type=int, default=0, metavar="N",
                    help="class-subsets: the first N files of each class (by name) belong to nobody, e.g. the "
                         "export's normalization reference images (the vision converter uses 100)")
-    p.add_argument("--min-files", type=int, default=2, help="leave out users with fewer files (default 2)")
+    p.add_argument("--min-files", type=int, default=2, help="leave out users with fewer files")
     p.add_argument("--others", type=int, default=0, metavar="N",
-                   help="also score each user's model on N files of other users (what it forgets; default 0)")
+                   help="also score each user's model on N files of other users (what it forgets)")
     p.add_argument("--seed", type=int, default=0, help="each user's split and draws come from (seed, user index)")
     p.add_argument("--recipe", action="append", dest="recipes", metavar="RECIPE",
                    help="repeatable (default: auto and dense); see below")
