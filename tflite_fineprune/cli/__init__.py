@@ -12,6 +12,7 @@ from .commands import (_check_asset_data, _check_demo_data, _check_export_output
                        cmd_android_assets, cmd_demo, cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
 from .common import _fraction, _runtime_args, printable
 from .personalize import RERUN, _personalize_examples, cmd_personalize
+from .population import add_parser as add_population_parser
 
 
 EXIT_ERROR = 2
@@ -80,6 +81,7 @@ def build_parser():
     _runtime_args(p)
     p.add_argument("--state", help="a state file to apply first")
     COMMANDS["data"] = add_data_parser(commands)
+    COMMANDS["population"] = add_population_parser(commands)
     _finish_help(commands)
     return parser
 
