@@ -36,6 +36,7 @@ def model_and_state(tmp_path_factory):
     from tflite_fineprune import Personalizer, export_model
 
     folder = tmp_path_factory.mktemp("fuzz")
+    keras.utils.set_random_seed(21)  # the same weights, so the same bytes to mutate, every session
     model = keras.Sequential([keras.Input((6,)), layers.Dense(12, activation="relu"),
                               layers.Dense(10, activation="relu"), layers.Dense(4)])
     path = folder / "dense.tflite"
@@ -63,8 +64,8 @@ def mutant_files(model_and_state, tmp_path_factory):
 class Worker:
     """One `tests.fuzz_worker` process; `run(path)` gives each step's outcome, "crashed" or "hung" for the rest."""
 
-    def __init__(self, state, output):
-        self.args = [sys.executable, "-m", "tests.fuzz_worker", str(state), str(output)]
+    def __init__(self, state, output, python=sys.executable):
+        self.args = [python, "-m", "tests.fuzz_worker", str(state), str(output)]
         self.process = None
         self.pending = b""
 
@@ -113,14 +114,14 @@ class Worker:
         return line
 
 
-def run_all(files, state, output):
-    """{path: {step: outcome}} for every file, `WORKERS` processes at a time."""
+def run_all(files, state, output, python=sys.executable):
+    """{path: {step: outcome}} for every file, `WORKERS` processes of `python` at a time."""
     pending = list(files)
     results = {}
     lock = threading.Lock()
 
     def drain():
-        worker = Worker(state, output)
+        worker = Worker(state, output, python)
         try:
             while True:
                 with lock:
@@ -179,6 +180,18 @@ def test_only_finepruneerror_escapes_inspect_slim_and_personalize(outcomes):
         f"{len(escaped)} exceptions other than FinePruneError:\n" + "\n".join(escaped[:40])
         + f"\n{len(stopped)} crashes or hangs (native code):\n" + "\n".join(stopped[:40]) + f"\nrefused: {counts}")
     assert all(count > 0 for count in counts.values()), counts  # the damage was seen, by every step
+
+
+def test_tflite_runtime_meets_the_mutants_that_pass_every_check(outcomes, model_and_state, tmp_path):
+    """The files the checks let through, personalized by the other interpreter (tflite-runtime 2.14, its venv)."""
+    python = os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON")
+    if not python:
+        pytest.skip("FINEPRUNE_TFLITE_RUNTIME_PYTHON is not set (.ci/run creates the tflite-runtime 2.14 venv)")
+    accepted = [path for path, steps in outcomes.items() if steps["inspect"]["outcome"] == "ok"]
+    assert accepted  # some damage passes every check (e.g. a changed weight): the interpreter must still hold
+    results = run_all(accepted, model_and_state[1], tmp_path, python=python)
+    failed = _summary(results, lambda outcome: outcome == "escaped" or outcome.startswith(("crashed", "hung")))
+    assert not failed, f"{len(failed)} of {len(accepted)} under tflite-runtime:\n" + "\n".join(failed[:40])
 
 
 def _cli(*args):
