@@ -194,6 +194,34 @@ def test_tflite_runtime_meets_the_mutants_that_pass_every_check(outcomes, model_
     assert not failed, f"{len(failed)} of {len(accepted)} under tflite-runtime:\n" + "\n".join(failed[:40])
 
 
+def _emptied_vector(blob, builtin, field):
+    """`blob` re-sealed with the inputs (`field` 6) or outputs (8) vector of the first `builtin` operator emptied."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from tests.model_mutations import reseal
+
+    model = schema.Model.GetRootAsModel(blob, 0)
+    subgraph = model.Subgraphs(0)
+    for index in range(subgraph.OperatorsLength()):
+        operator = subgraph.Operators(index)
+        if model.OperatorCodes(operator.OpcodeIndex()).BuiltinCode() == builtin:
+            length_at = operator._tab.Vector(operator._tab.Offset(field)) - 4
+            return reseal(blob[:length_at] + bytes(4) + blob[length_at + 4:]), index
+    raise AssertionError(f"no operator {builtin} in the model")
+
+
+@pytest.mark.parametrize("builtin, field, what", [(143, 8, "0 outputs"), (65, 8, "0 outputs"), (65, 6, "0 inputs")])
+def test_the_operators_that_crashed_litert_are_refused_by_name(model_and_state, tmp_path, builtin, field, what):
+    """Found by the fuzz: a READ_VARIABLE or SLICE without its output, a SLICE without inputs, crashed LiteRT."""
+    from tflite_fineprune import FinePruneError, Personalizer
+
+    blob, index = _emptied_vector(model_and_state[0].read_bytes(), builtin, field)
+    path = tmp_path / "crafted.tflite"
+    path.write_bytes(blob)
+    with pytest.raises(FinePruneError, match=f"operator {index} of subgraph 0 .*{what}"):
+        Personalizer(path)
+
+
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)], capture_output=True,

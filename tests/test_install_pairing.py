@@ -57,7 +57,7 @@ def mismatched_path(tmp_path_factory):
 
 
 def run_python(code, *args, extra_path=None):
-    path = [str(REPO)] + ([str(extra_path)] if extra_path else [])
+    path = ([str(extra_path)] if extra_path else []) + [str(REPO)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], capture_output=True,
                           text=True, timeout=300, cwd=REPO, env=env)
@@ -130,3 +130,21 @@ def test_the_command_says_it_in_one_line(mismatched_path, model, tmp_path):
     assert result.returncode == 2 and len(said) == 1, result.stderr[-3000:]
     assert said[0].startswith("tflite-fineprune: error: tflite-runtime 2.14") and 'pip install "numpy<2"' in said[0]
     assert "_ARRAY_API" not in result.stderr and not (tmp_path / "s.state").exists()
+
+
+def test_with_no_other_interpreter_the_default_backend_names_the_fix(mismatched_path, model, tmp_path):
+    shadow = tmp_path / "shadow"
+    for package in ("ai_edge_litert", "tensorflow"):  # as if they were not installed, for this process only
+        (shadow / package).mkdir(parents=True)
+        (shadow / package / "__init__.py").write_text(f"raise ImportError('no {package} here')\n")
+    result = run_python("""
+        import sys
+        from tflite_fineprune import FinePruneError, Personalizer
+        try:
+            Personalizer(sys.argv[1])
+        except FinePruneError as exc:
+            print(exc)
+    """, model, extra_path=os.pathsep.join([str(shadow), str(mismatched_path)]))
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = result.stdout.strip()
+    assert said.startswith("tflite-runtime 2.14") and said.endswith("no other TFLite interpreter is installed"), said

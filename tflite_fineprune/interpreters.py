@@ -97,6 +97,8 @@ def open_interpreter(model_path, backend="auto", num_threads=None, content=None)
             return interpreter, name
         except (ValueError, RuntimeError, TypeError) as exc:
             raise FinePruneError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None
+    if tflite_runtime_mismatch():  # installed, but not runnable: the fix, not another install
+        raise FinePruneError(f"{tflite_runtime_mismatch()}; no other TFLite interpreter is installed")
     raise FinePruneError(
         "no TFLite interpreter is installed (tried " + "; ".join(errors) + "). "
         "Install one: pip install ai-edge-litert (or tflite-runtime)"
