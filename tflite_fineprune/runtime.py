@@ -7,7 +7,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import signatures as sig
-from .errors import FinePruneError
+from .errors import FinePruneError, ModelError
 from .inputs import check_batch, check_positive_int
 from .interpreters import open_interpreter
 from .levers import PERSONALIZER_METHODS, used
@@ -197,10 +197,17 @@ class Personalizer(*PERSONALIZER_METHODS):
     def get_state(self) -> State:
         out = self._call(sig.GET_STATE, **{sig.TOKEN: np.array(0, np.int32)})
         # get_state names each lever's vectors after the State fields of its block.
-        extra = {field: np.array(out[field], np.float32)
-                 for lever in used(self.metadata) if lever.block is not None for field in lever.block.fields}
-        return State(masks=np.array(out[sig.MASKS], np.float32),
-                     counts=np.array(out[sig.COUNTS], np.float32),
+        fields = [field for lever in used(self.metadata) if lever.block is not None for field in lever.block.fields]
+        missing = [name for name in (sig.MASKS, sig.COUNTS, sig.SAMPLES, *fields) if name not in out]
+        if missing:
+            raise ModelError(f"{self.model_path}: its get_state signature does not return {', '.join(missing)} "
+                             "(a damaged file, or not an export of this version)")
+        masks, n = np.array(out[sig.MASKS], np.float32), self.metadata.num_units
+        if masks.shape != (n,) or not np.all((masks == 0) | (masks == 1)) or np.ravel(out[sig.SAMPLES]).size < 1:
+            raise ModelError(f"{self.model_path}: its get_state signature returned masks of shape {masks.shape} "
+                             f"that are not 0 or 1 for the {n} units its metadata describes (a damaged file)")
+        extra = {field: np.array(out[field], np.float32) for field in fields}
+        return State(masks=masks, counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
 
     def set_state(self, state: State) -> None:
