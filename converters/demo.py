@@ -123,20 +123,21 @@ def _fashion(root, out):
     return model, users, FASHION_RECIPES, "class-subset users (Fashion-MNIST test images), 784-1024-1024 MLP"
 
 
-def _fashion_cnn(root, out):
+def _fashion_cnn(root, out, batchnorm=True):
     from converters.fashion import load_fashion_mnist
     from converters.fashion_cnn import export_fashion_cnn
 
-    model = out / "fashion_cnn_bn.tflite"
-    report, accuracy = export_fashion_cnn(model, batchnorm=True, root=root, prune_outputs=True, on_stage=print_stage)
+    model = out / f"fashion_cnn_{'bn' if batchnorm else 'plain'}.tflite"
+    report, accuracy = export_fashion_cnn(model, batchnorm=batchnorm, root=root, prune_outputs=True,
+                                          on_stage=print_stage)
     trained = "loaded the cached model" if accuracy is None else f"trained: test accuracy {accuracy:.4f}"
     print(f"{report}; {trained}")
     x, y = load_fashion_mnist("test", root)
     # 15 users of 40 + 40 images a class: a convnet costs ~50× the MLP per image on a CPU.
     users = class_subset_users([x[y == c] for c in range(10)], users_per_count=5, adapt_per_class=40,
                                eval_per_class=40)
-    return model, users, FASHION_CNN_RECIPES, ("class-subset users (Fashion-MNIST test images), "
-                                               "wide BatchNorm convnet")
+    return model, users, FASHION_CNN_RECIPES, ("class-subset users (Fashion-MNIST test images), wide "
+                                               + ("BatchNorm " if batchnorm else "") + "convnet")
 
 
 def per_user_table(rows, recipes):
