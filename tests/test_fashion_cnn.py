@@ -29,6 +29,14 @@ def test_missing_data_is_explained_before_any_training(tmp_path):
     assert not list(tmp_path.glob("*.keras"))  # nothing half-written in the cache
 
 
+def test_demo_without_data_says_where_to_get_it(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", "--fashion-cnn", "--data",
+                             str(tmp_path), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "apt-get install dataset-fashion-mnist" in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing trained or written before the data is found
+
+
 @pytest.mark.slow
 def test_small_convnet_is_cached_and_exports_with_batchnorm(tmp_path):
     require_fashion()
