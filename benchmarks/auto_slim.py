@@ -5,7 +5,9 @@ the slim file against the dense one (the export slimmed with nothing pruned: wha
 personalization ships) in tflite-runtime 2.14's own environment (`$FINEPRUNE_TFLITE_RUNTIME_PYTHON`, the venv
 `.ci/run` makes), calls interleaved, median of repeated calls on the user's held-out samples.
 
-usage: python benchmarks/auto_slim.py [--kind fashion|cifar|speech] [--users N] [--batch 32] [--threads 1]
+usage: python benchmarks/auto_slim.py [--kind fashion|fashion-cnn|fashion-cnn-plain|cifar|speech] [--users N]
+       [--batch 32] [--threads 1]
+(fashion-cnn: the BN convnet of `demo --fashion-cnn`; fashion-cnn-plain: the same without BatchNorm)
 """
 
 import argparse
@@ -45,7 +47,8 @@ print(json.dumps(out))
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", default="fashion", choices=["fashion", "cifar", "speech"])
+    parser.add_argument("--kind", default="fashion", choices=["fashion", "fashion-cnn", "fashion-cnn-plain", "cifar",
+                                                                 "speech"])
     parser.add_argument("--users", type=int, default=10 ** 6)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
@@ -60,8 +63,10 @@ def main():
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    build = {"fashion": demo._fashion, "cifar": demo._vision, "speech": demo._speech}[args.kind]
-    root = None if args.kind == "fashion" else demo.find_data(None, args.kind == "cifar")
+    build = {"fashion": demo._fashion, "fashion-cnn": demo._fashion_cnn,
+             "fashion-cnn-plain": lambda root, out: demo._fashion_cnn(root, out, batchnorm=False),
+             "cifar": demo._vision, "speech": demo._speech}[args.kind]
+    root = None if args.kind.startswith("fashion") else demo.find_data(None, args.kind == "cifar")
     model, users, recipes, _ = build(root, out)
     auto = recipes[0]
     personalizer = Personalizer(model)

@@ -57,9 +57,11 @@ def build_parser():
     p.add_argument("--quantize", choices=("int8",), help="int8 weights (dynamic range, no TensorFlow; docs/slim.md)")
 
     p = commands.add_parser("demo",
-                            help="personalize real pretrained models for real users (speech, --vision or --fashion)")
+                            help="personalize real pretrained models for real users (speech, --vision, --fashion or "
+                            "--fashion-cnn)")
     p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills); "
-                   "with --fashion, the folder with the four Fashion-MNIST *-ubyte.gz files (or its fashion-mnist/)")
+                   "with --fashion or --fashion-cnn, the folder with the four Fashion-MNIST *-ubyte.gz files (or its "
+                   "fashion-mnist/)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     p.add_argument("--out", default="fineprune-demo", help="folder for the models, CSV and plot")
     kind = p.add_mutually_exclusive_group()
@@ -67,6 +69,8 @@ def build_parser():
                       help="CIFAR-10 class-subset users with ResNet-8 instead of speakers")
     kind.add_argument("--fashion", action="store_true",
                       help="Fashion-MNIST class-subset users with an over-parameterized MLP (trained first)")
+    kind.add_argument("--fashion-cnn", action="store_true",
+                      help="Fashion-MNIST class-subset users with a wide BatchNorm convnet (trained first, cached)")
 
     p = commands.add_parser("android-assets", help="generate the Android demo app's assets (models, users, manifest)")
     p.add_argument("-o", "--output", default=os.path.join("android_demo", "app", "src", "main", "assets"),

@@ -144,7 +144,7 @@ def cmd_slim(args):
 def cmd_demo(args):
     from converters.demo import run_demo
 
-    run_demo(args.data, args.out, args.vision, args.fashion)
+    run_demo(args.data, args.out, args.vision, args.fashion, args.fashion_cnn)
 
 
 def cmd_android_assets(args):
@@ -165,7 +165,7 @@ def _silence_unless_verbose(args):
 
 
 def _check_demo_data(args):
-    if args.fashion:
+    if args.fashion or args.fashion_cnn:
         from converters.fashion import find_fashion_mnist
 
         find_fashion_mnist(args.data)
