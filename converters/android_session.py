@@ -90,8 +90,8 @@ class AppSession:
         return float(np.mean(np.array(predicted) == np.asarray(labels)))
 
     def observe(self, samples):
-        for s in samples:
-            self._forward(sig.COLLECT, s)
+        """`collect`, one sample per call, as the app's `observe`; the outputs, one row per sample."""
+        return np.stack([self._forward(sig.COLLECT, s).reshape(-1) for s in samples])
 
     def apply_recipe(self):
         for step in self.model["recipe"]["steps"]:
@@ -162,7 +162,7 @@ class AppPersonalizer:
         self.session._scalars(sig.RESET, {sig.CLEAR_COUNTS: int(counts), sig.CLEAR_MASKS: int(masks)})
 
     def observe(self, x, batch_size=None, progress=None):
-        self.session.observe(x)  # one sample per call, as the app
+        return self.session.observe(x)  # one sample per call, as the app
 
     @property
     def samples(self):
