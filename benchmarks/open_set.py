@@ -13,8 +13,8 @@ evaluation is on the user's real classes only (the clean evaluation half).
 Per mix: dense, auto before the guard (`min_in_domain_share=-1`, the recipe
 as it was), auto with the guard (the default); mean, worst decile,
 helped/hurt, and the share of the adaptation samples the guard counts as
-in-domain (mean over users). "kept" is the share of the clean population's
-gain (auto − dense) the guarded auto keeps on this mix.
+in-domain (mean over users). "kept" is the guarded auto's gain (auto − dense)
+on this mix as a share of the clean population's gain before the guard.
 
 usage: python benchmarks/open_set.py [--kinds speech,cifar] [--users N] [--out DIR]
 """
@@ -107,8 +107,8 @@ def _table(rows_by_mix, shares):
     for mix, rows in rows_by_mix.items():
         before, guard = _summary(rows, BEFORE.name), _summary(rows, GUARDED.name)
         gain = guard["mean"] - guard["dense_mean"]
-        if clean_gain is None:
-            clean_gain = gain
+        if clean_gain is None:  # the first mix is the clean population; its gain before the guard is the yardstick
+            clean_gain = before["mean"] - before["dense_mean"]
         kept = f"{gain / clean_gain:.0%}" if clean_gain and clean_gain > 0 else "–"
         lines.append(
             f"| {mix} | {guard['users']} | {shares[mix]:.0%} | {guard['dense_mean']:.3f} | {before['mean']:.3f} | "

@@ -39,10 +39,11 @@ and with which threshold, from numbers the model itself counted:
    over-parameterized one goes far (benchmarks/stopping_probe.py,
    docs/personalization.md "How far to prune").
 
-Before step 2, the open-set guard (`open_set.py`) sets aside the samples the
-model files in a catch-all class (`_unknown_`, `_silence_`): steps 2–5 run on
-the in-domain rest (re-observed alone), and too few of them leave the model
-dense.
+Before step 2, the open-set guard (`open_set.py`) sets aside the samples whose
+typicality (collect's distance from the export's BN reference pool) is > 1
+from every step (the rest is re-observed alone), and those the model files in
+a catch-all class (`_unknown_`, `_silence_`) from the class test and step 5;
+too few in-domain samples leave the model dense.
 
 docs/personalization.md has the measurements behind each default.
 """
@@ -200,7 +201,7 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
     if not isinstance(x, np.ndarray) and iter(x) is x:
         x = list(x)  # a one-shot iterator of batches: the steps below pass over the data again
     personalizer.reset()
-    outputs = personalizer.observe(x, batch_size=batch_size, progress=progress)
+    outputs, typicality = personalizer.observe_typicality(x, batch_size=batch_size, progress=progress)
     n = personalizer.samples
     notes, steps, excluded, strength = [], [], (), 0.0
     names = list(meta.labels) or [str(i) for i in range(meta.num_classes)]
@@ -209,18 +210,21 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
     if n < rule.min_samples:
         notes.append(f"too little data: {n} samples < {rule.min_samples}; the model stays dense")
         return _report(personalizer, "dense (too little data)", n, counts, (), "not run", 0.0, notes)
-    guard, in_domain = open_set.check(np.argmax(np.reshape(outputs, (len(outputs), -1)), axis=-1), names,
-                                      rule.min_samples, rule.min_in_domain_share)
+    predicted = np.argmax(np.reshape(outputs, (len(outputs), -1)), axis=-1)
+    guard, in_domain, typical = open_set.check(predicted, names, rule.min_samples, rule.min_in_domain_share,
+                                               typicality)
     if not guard.enough:
         notes.append(f"too little in-domain data: {guard.in_domain} of {n} samples look like the model's classes "
                      f"(< {rule.min_samples} or < {rule.min_in_domain_share:.0%}); the model stays dense")
         return _report(personalizer, "dense (too little in-domain data)", n, counts, (), "not run", 0.0, notes,
                        guard=guard)
-    if guard.filtered:  # steps 2–5 see the in-domain samples only: counts, activity and BN moments from them
-        x = open_set.in_domain_samples(x, in_domain)
+    words = open_set.in_domain_samples(x, in_domain) if guard.filtered else x  # what the class test, step 5 see
+    if not typical.all():  # atypical samples leave every step: counts, activity and BN moments without them
+        x = open_set.in_domain_samples(x, typical)
         personalizer.reset()
         personalizer.observe(x, batch_size=batch_size, progress=progress)
         counts = _class_counts(personalizer, names)
+    observed = int(typical.sum())
     vocabulary = [i for i in range(len(counts)) if names[i] not in guard.catch_all]
     outcome = (class_test([list(counts.values())[i] for i in vocabulary], guard.in_domain, rule.class_share,
                           rule.class_alpha) if counts else None)
@@ -229,7 +233,7 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
     if output is None:
         test = "not available (model exported without prune_outputs)"
     elif k >= 0 and sig.PRUNE_OUTPUTS in available:
-        personalizer.prune_outputs((k + 0.5) / guard.in_domain)
+        personalizer.prune_outputs((k + 0.5) / observed)  # the vocabulary's counts ≤ k, of the samples observed
         state = personalizer.get_state()
         masks = state.masks[output.offset:output.offset + output.units]
         kept = [output.offset + names.index(c) for c in guard.catch_all if masks[names.index(c)] < 0.5]
@@ -262,7 +266,7 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
         notes.append("no normalization statistics in this model file")
     search = "not available (model exported without magnitude pruning)"
     if sig.PRUNE_MAGNITUDE in available and rule.magnitude_agreement <= 1:
-        rate, search = search_sparsity(personalizer, x, rule.magnitude_agreement, batch_size)  # in-domain x only
+        rate, search = search_sparsity(personalizer, words, rule.magnitude_agreement, batch_size)  # in-domain only
         if rate:
             steps.append(f"prune {rate:.0%} of units by magnitude")
     return _report(personalizer, " + ".join(steps) or "dense (nothing to change)", n, counts, excluded, test,

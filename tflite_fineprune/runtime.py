@@ -129,14 +129,18 @@ class Personalizer(*PERSONALIZER_METHODS):
         if count == 0:
             raise FinePruneError("no data: the iterable of batches is empty")
 
-    def _run_batches(self, name, x, batch_size, progress, desc):
+    def _run_batches(self, name, x, batch_size, progress, desc, second=None):
+        """The signature's output over every batch; with `second`, also that output (None when it has none)."""
         batches = self._batches(x, batch_size)
         if progress is None:
             progress = not isinstance(batches, list) or len(batches) >= _PROGRESS_MIN_BATCHES
         total = len(batches) if isinstance(batches, list) else None
-        outputs = [self._call(name, **{sig.INPUT: b})[sig.OUTPUT]
-                   for b in progress_bar(batches, desc, "batch", progress, total)]
-        return np.concatenate(outputs, axis=0)
+        results = [self._call(name, **{sig.INPUT: b}) for b in progress_bar(batches, desc, "batch", progress, total)]
+        outputs = np.concatenate([r[sig.OUTPUT] for r in results], axis=0)
+        if second is None:
+            return outputs
+        extra = [r.get(second) for r in results]
+        return outputs, (None if any(e is None for e in extra) else np.concatenate(extra, axis=0))
 
     def predict(self, x, batch_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
         """Model outputs for a batch `x` of shape `(N,) + input_shape[1:]`."""
@@ -150,9 +154,18 @@ class Personalizer(*PERSONALIZER_METHODS):
         If any batch is refused, nothing of this call is counted: the state is
         restored to what it was before.
         """
+        return self.observe_typicality(x, batch_size, progress)[0]
+
+    def observe_typicality(self, x, batch_size: Optional[int] = None, progress: Optional[bool] = None):
+        """`observe`, also returning each sample's typicality: (outputs, typicality or None).
+
+        Typicality (collect's `typicality` output, exports with normalization statistics since issue 22) is how
+        far a sample's BatchNorm inputs sit from the export's reference pool, as a multiple of the pool's 99th
+        percentile: above 1 the sample does not look like the model's world (tflite_fineprune/open_set.py).
+        """
         before = self.get_state()
         try:
-            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe")
+            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe", second=sig.TYPICALITY)
         except BaseException:
             self.set_state(before)
             raise
