@@ -16,7 +16,10 @@ helped/hurt, and the share of the adaptation samples the guard counts as
 in-domain (mean over users). "kept" is the guarded auto's gain (auto − dense)
 on this mix as a share of the clean population's gain before the guard.
 
-usage: python benchmarks/open_set.py [--kinds speech,cifar] [--users N] [--out DIR]
+usage: python benchmarks/open_set.py [--kinds speech,cifar] [--users N] [--out DIR] [--typicality-quantile Q]
+
+--typicality-quantile exports with another share of the reference pool below the typicality limit
+(export/normalization.py `TYPICALITY_QUANTILE`, default 0.95).
 """
 
 import argparse
@@ -81,10 +84,13 @@ def _cifar(root, out, users_wanted):
 
 
 def _in_domain_share(personalizer, users):
-    """Mean over users of the share of adaptation samples the guard counts as in-domain (dense predictions)."""
+    """Mean over users of the share of adaptation samples the guard counts as in-domain (as `personalize` does)."""
+    labels, shares = list(personalizer.metadata.labels), []
+    for user in users:
+        personalizer.reset()
+        outputs, typicality = personalizer.observe_typicality(user.adapt_x, progress=False)
+        shares.append(open_set.check(outputs.argmax(-1), labels, 0, 0.0, typicality)[0].share)
     personalizer.reset()
-    labels = list(personalizer.metadata.labels)
-    shares = [open_set.check(personalizer.predict(u.adapt_x).argmax(-1), labels, 0, 0.0)[0].share for u in users]
     return float(np.mean(shares))
 
 
@@ -128,7 +134,12 @@ def main():
     parser.add_argument("--data")
     parser.add_argument("--users", type=int, default=10 ** 6, help="evaluate only the first N users (development)")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--typicality-quantile", type=float, help="export with this TYPICALITY_QUANTILE")
     args = parser.parse_args()
+    if args.typicality_quantile is not None:
+        from tflite_fineprune.export import normalization
+
+        normalization.TYPICALITY_QUANTILE = args.typicality_quantile
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for kind in args.kinds.split(","):

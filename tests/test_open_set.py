@@ -87,7 +87,9 @@ def test_speaker_with_75_percent_unknown_words_keeps_the_command_words(mlperf_kw
     words = LABELS[:10]
     assert len(set(words) - set(report.excluded_classes)) >= 8 and "_unknown_" not in report.excluded_classes
     assert 0.15 < report.in_domain_share < 0.4 and "in-domain" in str(report)
-    assert "left out of the class test" in report.open_set and "0 atypical" in report.open_set
+    catch_all = int(np.sum(np.argmax(Personalizer(mlperf_kws).predict(x), -1) >= 10))  # the dense model's
+    assert catch_all >= 50 and f"{catch_all} predicted _silence_/_unknown_" in report.open_set
+    assert "class test and step 5" in report.open_set
     personalized = np.argmax(p.predict(clips), -1)
     assert np.mean(personalized < 10) > 0.8  # the speaker's words still come out as words
 
@@ -131,7 +133,7 @@ def test_collect_typicality_is_the_numpy_score_of_the_keras_bn_inputs(typed_expo
     expected = (layer_typicality(means, layers, mu, var) / per_layer).max(axis=1) / combined
     _, typicality = p.observe_typicality(reference, progress=False)
     np.testing.assert_allclose(typicality, expected, rtol=2e-3, atol=1e-4)
-    assert np.mean(typicality <= 1) >= 0.97  # the pool's 99th percentile is the limit
+    assert 0.92 <= np.mean(typicality <= 1) <= 0.97  # the pool's 95th percentile is the limit
     _, overexposed = p.observe_typicality(reference * 10.0, progress=False)  # BN inputs far from the pool's
     assert np.all(overexposed > 1)
 
@@ -151,7 +153,10 @@ def test_a_cifar_user_with_half_noise_photos_is_judged_on_the_photos(mlperf_resn
     noise = np.random.default_rng(1).integers(0, 256, (60,) + photos.shape[1:], dtype=np.uint8)
     x = np.concatenate([photos, noise])
     p = Personalizer(mlperf_resnet8)
+    _, typicality = p.observe_typicality(x, progress=False)
+    assert np.all(typicality[60:] > 1) and np.mean(typicality[:60] <= 1) >= 0.9  # noise, photos
+    in_domain = int(np.sum(typicality <= 1))
     report = p.personalize(x, progress=False)
-    assert "60 atypical" in report.open_set and abs(report.in_domain_share - 0.5) < 0.05
+    assert f"{120 - in_domain} atypical" in report.open_set and report.in_domain_share == in_domain / 120
+    assert f"of {in_domain}" in report.class_test  # the class test counts the photos alone
     assert not {"cat", "ship"} & set(report.excluded_classes)
-    assert "of 60 samples" in report.class_test or "of 60:" in report.class_test

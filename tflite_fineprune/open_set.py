@@ -12,7 +12,7 @@ kept only `_unknown_` and the speaker ended at 0 %). The guard
   class (the labels come from the model's metadata) and, in an export that
   has it, its typicality is ≤ 1: `collect`'s per-sample distance of the
   BatchNorm inputs from the export's reference pool, as a multiple of the
-  pool's own 99th percentile (export/normalization.py, `typicality_limits`);
+  pool's own 95th percentile (export/normalization.py, `typicality_limits`);
 - runs the class test over the in-domain samples' predictions only (n = their
   count; the catch-all classes are never excluded), and step 5 on them;
 - leaves atypical samples out of every step: the typical ones are observed
@@ -73,7 +73,7 @@ class OpenSetCheck:
         if not self.enough:
             return text + ": too few in-domain samples, the model stays dense"
         if self.atypical > 0:
-            text += "; the atypical left out of every step, the rest of the class test and step 5"
+            text += "; atypical ones left out of every step, catch-all ones of the class test and step 5"
         elif self.filtered:
             text += "; they are left out of the class test and step 5"
         return text

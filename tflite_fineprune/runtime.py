@@ -160,7 +160,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         """`observe`, also returning each sample's typicality: (outputs, typicality or None).
 
         Typicality (collect's `typicality` output, exports with normalization statistics since issue 22) is how
-        far a sample's BatchNorm inputs sit from the export's reference pool, as a multiple of the pool's 99th
+        far a sample's BatchNorm inputs sit from the export's reference pool, as a multiple of the pool's 95th
         percentile: above 1 the sample does not look like the model's world (tflite_fineprune/open_set.py).
         """
         before = self.get_state()
