@@ -90,8 +90,14 @@ class AppSession:
         return float(np.mean(np.array(predicted) == np.asarray(labels)))
 
     def observe(self, samples):
-        for s in samples:
-            self._forward(sig.COLLECT, s)
+        """`collect`, one sample per call, as the app's `observe`: the outputs (one row per sample) and the
+        typicality (one per sample; None when the model has no such output)."""
+        spec = self.model["signatures"][sig.COLLECT]["inputs"][0]
+        results = [self.call(sig.COLLECT, {spec["name"]: np.asarray(s, dtype=spec["dtype"]).reshape(spec["shape"])})
+                   for s in samples]
+        typicality = [r.get(sig.TYPICALITY) for r in results]
+        return (np.stack([np.reshape(r[sig.OUTPUT], -1) for r in results]),
+                None if any(t is None for t in typicality) else np.concatenate([np.ravel(t) for t in typicality]))
 
     def apply_recipe(self):
         for step in self.model["recipe"]["steps"]:
@@ -162,7 +168,10 @@ class AppPersonalizer:
         self.session._scalars(sig.RESET, {sig.CLEAR_COUNTS: int(counts), sig.CLEAR_MASKS: int(masks)})
 
     def observe(self, x, batch_size=None, progress=None):
-        self.session.observe(x)  # one sample per call, as the app
+        return self.session.observe(x)[0]  # one sample per call, as the app
+
+    def observe_typicality(self, x, batch_size=None, progress=None):
+        return self.session.observe(x)
 
     @property
     def samples(self):

@@ -45,6 +45,12 @@ and with which threshold, from numbers the model itself counted:
    rule), an over-parameterized one with enough samples goes far
    (benchmarks/stopping_rule.py, docs/personalization.md "How far to prune").
 
+Before step 2, the open-set guard (`open_set.py`) sets aside the samples whose
+typicality (collect's distance from the export's BN reference pool) is > 1
+from every step (the rest is re-observed alone), and those the model files in
+a catch-all class (`_unknown_`, `_silence_`) from the class test and step 5;
+too few in-domain samples leave the model dense.
+
 docs/personalization.md has the measurements behind each default.
 """
 
@@ -52,6 +58,7 @@ import dataclasses
 
 import numpy as np
 
+from . import open_set
 from . import signatures as sig
 from .stopping import StoppingRule, binomial_cdf, measure, posteriors
 
@@ -76,6 +83,9 @@ class AutoRule:
     stop_confidence: float = 0.95
     stop_max_disagreement: float = 0.03
     stop_max_shift: float = 0.03
+    # The open-set guard (open_set.py): below this share of in-domain samples (or fewer than min_samples of
+    # them) the model stays dense; < 0 turns the guard off (every sample counts, as before issue 22).
+    min_in_domain_share: float = 0.1
 
     def stopping_rule(self):
         """Step 5's `StoppingRule` with these fields."""
@@ -159,10 +169,12 @@ class PersonalizationReport:
     notes: tuple
     total_units: int = 0  # hidden and output units: what unit_sparsity is a fraction of
     sparsity_search: str = "not run"
-
+    in_domain_share: float = 1.0  # the share of the samples the open-set guard counted as in-domain
+    open_set: str = "not run"  # what the guard measured and changed
 
     def __str__(self):
-        lines = [f"recipe: {self.recipe} (from {self.samples} unlabeled samples)"]
+        lines = [f"recipe: {self.recipe} (from {self.samples} unlabeled samples)",
+                 f"in-domain: {self.open_set}"]
         if self.class_counts:
             lines.append("predicted classes: " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items()))
         lines.append(f"class test: {self.class_test}")
@@ -191,26 +203,47 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
     if not isinstance(x, np.ndarray) and iter(x) is x:
         x = list(x)  # a one-shot iterator of batches: the steps below pass over the data again
     personalizer.reset()
-    personalizer.observe(x, batch_size=batch_size, progress=progress)
+    outputs, typicality = personalizer.observe_typicality(x, batch_size=batch_size, progress=progress)
     n = personalizer.samples
     notes, steps, excluded, strength = [], [], (), 0.0
     names = list(meta.labels) or [str(i) for i in range(meta.num_classes)]
     output = meta.output_group
-    counts = {}
-    if output is not None:
-        raw = personalizer.get_state().counts[output.offset:output.offset + output.units]
-        counts = {names[i]: int(round(c)) for i, c in enumerate(raw)}
+    counts = _class_counts(personalizer, names)
     if n < rule.min_samples:
         notes.append(f"too little data: {n} samples < {rule.min_samples}; the model stays dense")
         return _report(personalizer, "dense (too little data)", n, counts, (), "not run", 0.0, notes)
-    outcome = class_test(list(counts.values()), n, rule.class_share, rule.class_alpha) if counts else None
+    predicted = np.argmax(np.reshape(outputs, (len(outputs), -1)), axis=-1)
+    guard, in_domain, typical = open_set.check(predicted, names, rule.min_samples, rule.min_in_domain_share,
+                                               typicality)
+    if not guard.enough:
+        notes.append(f"too little in-domain data: {guard.in_domain} of {n} samples look like the model's classes "
+                     f"(< {rule.min_samples} or < {rule.min_in_domain_share:.0%}); the model stays dense")
+        return _report(personalizer, "dense (too little in-domain data)", n, counts, (), "not run", 0.0, notes,
+                       guard=guard)
+    words = open_set.in_domain_samples(x, in_domain) if guard.filtered else x  # what the class test, step 5 see
+    if not typical.all():  # atypical samples leave every step: counts, activity and BN moments without them
+        x = open_set.in_domain_samples(x, typical)
+        personalizer.reset()
+        personalizer.observe(x, batch_size=batch_size, progress=progress)
+        counts = _class_counts(personalizer, names)
+    observed = int(typical.sum())
+    vocabulary = [i for i in range(len(counts)) if names[i] not in guard.catch_all]
+    outcome = (class_test([list(counts.values())[i] for i in vocabulary], guard.in_domain, rule.class_share,
+                          rule.class_alpha) if counts else None)
     k = outcome.max_count if outcome else -1
     test = f"{outcome} (α = {rule.class_alpha:g})" if outcome else ""
     if output is None:
         test = "not available (model exported without prune_outputs)"
     elif k >= 0 and sig.PRUNE_OUTPUTS in available:
-        personalizer.prune_outputs((k + 0.5) / n)
-        masks = personalizer.get_state().masks[output.offset:output.offset + output.units]
+        personalizer.prune_outputs((k + 0.5) / observed)  # the vocabulary's counts ≤ k, of the samples observed
+        state = personalizer.get_state()
+        masks = state.masks[output.offset:output.offset + output.units]
+        kept = [output.offset + names.index(c) for c in guard.catch_all if masks[names.index(c)] < 0.5]
+        if kept:  # the catch-all classes are no class a user "never says": they stay
+            restored = state.masks.copy()
+            restored[kept] = 1.0
+            personalizer.set_state(dataclasses.replace(state, masks=restored))
+            masks = restored[output.offset:output.offset + output.units]
         excluded = tuple(names[i] for i in np.flatnonzero(masks < 0.5))
         if excluded:
             steps.append(f"exclude {len(excluded)} classes")
@@ -235,11 +268,20 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
         notes.append("no normalization statistics in this model file")
     search = "not available (model exported without magnitude pruning)"
     if sig.PRUNE_MAGNITUDE in available and rule.magnitude_agreement <= 1:
-        rate, search = search_sparsity(personalizer, x, rule.stopping_rule(), batch_size)
+        rate, search = search_sparsity(personalizer, words, rule.stopping_rule(), batch_size)  # in-domain only
         if rate:
             steps.append(f"prune {rate:.0%} of units by magnitude")
     return _report(personalizer, " + ".join(steps) or "dense (nothing to change)", n, counts, excluded, test,
-                   strength, notes, search)
+                   strength, notes, search, guard)
+
+
+def _class_counts(personalizer, names):
+    """Class name → how many observed samples the model predicted as it ({} without an output group)."""
+    output = personalizer.metadata.output_group
+    if output is None:
+        return {}
+    raw = personalizer.get_state().counts[output.offset:output.offset + output.units]
+    return {names[i]: int(round(c)) for i, c in enumerate(raw)}
 
 
 def search_sparsity(personalizer, x, rule=None, batch_size=None):
@@ -283,11 +325,12 @@ def classes_in_play(metadata, masks):
     return int(np.sum(masks[output.offset:output.offset + output.units] > 0.5))
 
 
-def _report(personalizer, recipe, n, counts, excluded, test, strength, notes, search="not run"):
+def _report(personalizer, recipe, n, counts, excluded, test, strength, notes, search="not run", guard=None):
     s = personalizer.sparsity()
     pruned = _hidden_pruned(personalizer)
+    share, said = (guard.share, str(guard)) if guard is not None else (1.0, "not measured (too little data)")
     return PersonalizationReport(recipe, n, counts, excluded, test, pruned, s.units, s.weights, s.macs, strength,
-                                 tuple(notes), s.total_units, search)
+                                 tuple(notes), s.total_units, search, share, said)
 
 
 def _hidden_pruned(personalizer):

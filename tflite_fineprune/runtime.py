@@ -139,17 +139,24 @@ class Personalizer(*PERSONALIZER_METHODS):
         if count == 0:
             raise FinePruneError("no data: the iterable of batches is empty")
 
-    def _run_batches(self, name, x, batch_size, progress, desc, after_each=None):
+    def _run_batches(self, name, x, batch_size, progress, desc, after_each=None, second=None):
+        """The signature's output over every batch; with `second`, also that output (None when it has none).
+        `after_each(index, batch)` runs after each batch (observe's overflow check)."""
         batches = self._batches(x, batch_size)
         if progress is None:
             progress = not isinstance(batches, list) or len(batches) >= _PROGRESS_MIN_BATCHES
         total = len(batches) if isinstance(batches, list) else None
-        outputs = []
+        results = []
         for index, batch in enumerate(progress_bar(batches, desc, "batch", progress, total)):
-            outputs.append(self._call(name, **{sig.INPUT: batch})[sig.OUTPUT])
+            result = self._call(name, **{sig.INPUT: batch})
+            results.append({sig.OUTPUT: result[sig.OUTPUT], second: result.get(second)} if second else result)
             if after_each is not None:
                 after_each(index, batch)
-        return np.concatenate(outputs, axis=0)
+        outputs = np.concatenate([r[sig.OUTPUT] for r in results], axis=0)
+        if second is None:
+            return outputs
+        extra = [r.get(second) for r in results]
+        return outputs, (None if any(e is None for e in extra) else np.concatenate(extra, axis=0))
 
     def _check_finite_sums(self, index, batch):
         """After each observed batch: float32-max inputs are finite but can overflow inside the model; the sums
@@ -179,10 +186,19 @@ class Personalizer(*PERSONALIZER_METHODS):
         model (finite values too large for it) is refused right after it
         ran (`NonFiniteActivity`).
         """
+        return self.observe_typicality(x, batch_size, progress)[0]
+
+    def observe_typicality(self, x, batch_size: Optional[int] = None, progress: Optional[bool] = None):
+        """`observe`, also returning each sample's typicality: (outputs, typicality or None).
+
+        Typicality (collect's `typicality` output, exports with normalization statistics since issue 22) is how
+        far a sample's BatchNorm inputs sit from the export's reference pool, as a multiple of the pool's 95th
+        percentile: above 1 the sample does not look like the model's world (tflite_fineprune/open_set.py).
+        """
         before = self.get_state()
         try:
             return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe",
-                                     after_each=self._check_finite_sums)
+                                     after_each=self._check_finite_sums, second=sig.TYPICALITY)
         except BaseException:
             self.set_state(before)
             raise

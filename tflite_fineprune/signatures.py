@@ -43,6 +43,9 @@ NORM_SQUARES = "norm_squares"  # per BN channel: sum of (input - trained mean)²
 NORM_COUNT = "norm_count"  # per BN channel: number of values summed
 NORM_MEAN = "norm_mean"  # per BN channel: the mean the model uses now
 NORM_VAR = "norm_var"  # per BN channel: the variance the model uses now
+# collect's optional second output, per sample: how far its BN inputs sit from the reference pool's, as a multiple
+# of the reference pool's 95th percentile (> 1: atypical; open_set.py). Exports before issue 22 lack it.
+TYPICALITY = "typicality"
 PROTO_SUMS = "proto_sums"  # prototypes: per class c, Σ w_ic f_i/‖f_i‖ over confident samples (C × D, class-major)
 PROTO_COUNTS = "proto_counts"  # prototypes: per class, Σ w_ic (C)
 HEAD_KERNEL = "head_kernel"  # prototypes: the final Dense kernel in use (D × C, Keras layout, row-major)

@@ -172,10 +172,11 @@ class FinePruneModule(tf.Module):
                 # plan.groups and the layout share their order
                 deltas.append(count_active(value, group.units, self._plan.groups[index].non_negative))
         self.counts.assign_add(tf.concat(deltas, axis=0))
+        extra = {}
         for lever in self._levers:
-            lever.collect(y, taps)
+            extra.update(lever.collect(y, taps) or {})  # a lever may add per-sample outputs (typicality)
         self.samples.assign_add(tf.cast(tf.shape(x)[:1], tf.float32))
-        return {sig.OUTPUT: y}
+        return {sig.OUTPUT: y, **extra}
 
     # -- routine -----------------------------------------------------------
 

@@ -61,17 +61,21 @@ def trained_statistics(nodes):
 def reference_moments(graph, nodes, x, batch_size=64):
     """Per-channel mean and variance of each adaptable layer's input over `x`, at inference, unadapted.
 
-    Returns two float64 vectors in the flat order of `nodes`.
+    Returns two float64 vectors in the flat order of `nodes`, and the per-sample channel means (a matrix,
+    one row per sample, same order) that `typicality_scores` reads.
     """
     wanted = {id(node): norm for norm, node in nodes}
     total = sum(norm.channels for norm, _ in nodes)
     sums, squares, counts = np.zeros(total), np.zeros(total), np.zeros(total)
+    per_sample = []
 
     def call(node, args, kwargs):
         norm = wanted.get(id(node))
         if norm is not None:
-            value = np.asarray(keras.ops.convert_to_numpy(args[0]), np.float64).reshape(-1, norm.channels)
+            value = np.asarray(keras.ops.convert_to_numpy(args[0]), np.float64)
             part = slice(norm.offset, norm.offset + norm.channels)
+            per_sample[-1][:, part] = value.reshape(len(value), -1, norm.channels).mean(axis=1)
+            value = value.reshape(-1, norm.channels)
             sums[part] += value.sum(axis=0)
             squares[part] += (value * value).sum(axis=0)
             counts[part] += value.shape[0]
@@ -81,10 +85,41 @@ def reference_moments(graph, nodes, x, batch_size=64):
 
     x = np.asarray(x)
     for start in range(0, len(x), batch_size):
-        graph.evaluate([keras.ops.convert_to_tensor(x[start:start + batch_size])], call)
+        batch = x[start:start + batch_size]
+        per_sample.append(np.zeros((len(batch), total)))
+        graph.evaluate([keras.ops.convert_to_tensor(batch)], call)
     mean = sums / np.maximum(counts, 1.0)
     var = np.maximum(squares / np.maximum(counts, 1.0) - mean * mean, VARIANCE_FLOOR)
-    return mean, var
+    return mean, var, np.concatenate(per_sample)
+
+
+# The share of the reference pool below the typicality limit. 0.95: 5 % of in-domain samples are flagged (and
+# left out), and a CIFAR user with half Fashion-MNIST photos keeps its worst decile above dense; 0.99 let too
+# many of those photos through, 0.9 cost the clean users a point (docs/personalization.md, benchmarks/open_set.py).
+TYPICALITY_QUANTILE = 0.95
+
+
+def layer_typicality(sample_means, nodes, mean, var):
+    """Per sample and adaptable layer: the mean over channels of (sample's channel mean − μ_ref)² / σ²_ref.
+
+    How far a sample's BN inputs sit from the reference pool's; a matrix (samples × layers).
+    """
+    z = (np.asarray(sample_means) - mean) ** 2 / np.maximum(var, VARIANCE_FLOOR)
+    return np.stack([z[:, n.offset:n.offset + n.channels].mean(axis=1) for n, _ in nodes], axis=1)
+
+
+def typicality_limits(sample_means, nodes, mean, var):
+    """The constants of the in-graph typicality: each layer's and the combined score's `TYPICALITY_QUANTILE`.
+
+    A sample's typicality (what `collect` returns, export/levers/normalization.py) is
+    max over layers of (layer score / that layer's limit), divided by the combined limit: the reference pool
+    itself has 5 % above 1. The maximum over layers, not the mean: an image of another dataset often stands out
+    in one deep layer only (docs/personalization.md, "Users whose data is not the model's world").
+    """
+    scores = layer_typicality(sample_means, nodes, mean, var)
+    per_layer = np.maximum(np.quantile(scores, TYPICALITY_QUANTILE, axis=0), VARIANCE_FLOOR)
+    combined = max(float(np.quantile((scores / per_layer).max(axis=1), TYPICALITY_QUANTILE)), VARIANCE_FLOOR)
+    return per_layer, combined
 
 
 def adapted_statistics(trained_mean, trained_var, reference_mean, reference_var, user_mean, user_var, strength):

@@ -82,7 +82,7 @@ class ExportLever:
         """`collect`: the masked tensor of one unit group."""
 
     def collect(self, y, taps):
-        """`collect`: after the activity counters are added, before the sample count."""
+        """`collect`: after the activity counters are added, before the sample count; extra outputs (a dict) or None."""
 
     def before_commit(self, new_masks):
         """A pruning step is about to set `new_masks`."""

@@ -10,7 +10,8 @@ import tensorflow as tf
 from ... import signatures as sig
 from ...errors import FinePruneError
 from ...levers import normalization
-from ..normalization import VARIANCE_FLOOR, normalization_layers, reference_moments, trained_statistics
+from ..normalization import (VARIANCE_FLOOR, normalization_layers, reference_moments, trained_statistics,
+                             typicality_limits)
 from .base import ExportLever, function
 
 
@@ -32,8 +33,9 @@ class NormalizationShift(ExportLever):
         nodes = normalization_layers(graph)
         if not nodes:
             return None
-        return {"nodes": nodes, "trained": trained_statistics(nodes),
-                "reference": reference_moments(graph, nodes, x.astype(input_dtype))}
+        mean, var, sample_means = reference_moments(graph, nodes, x.astype(input_dtype))
+        return {"nodes": nodes, "trained": trained_statistics(nodes), "reference": (mean, var),
+                "typicality_limits": typicality_limits(sample_means, nodes, mean, var)}
 
     @staticmethod
     def metadata_fields(config, graph):
@@ -52,6 +54,7 @@ class NormalizationShift(ExportLever):
         as_f32 = lambda v: tf.constant(np.asarray(v, np.float32))  # noqa: E731
         self._trained_mean, self._trained_var = map(as_f32, config["trained"])
         self._reference_mean, self._reference_var = map(as_f32, config["reference"])
+        self._typicality_limits = config.get("typicality_limits")
         # The statistics infer/collect use (start as the trained ones), and the user's moments of each
         # BN input, accumulated relative to the trained mean so that E[x²] - E[x]² keeps its precision.
         self.norm_mean = self._variable("norm_mean", self._trained_mean)
@@ -70,6 +73,14 @@ class NormalizationShift(ExportLever):
         norm = self._norm_of.get(id(node))
         if norm is not None:
             taps.setdefault("moments", {})[norm.name] = self._input_moments(args[0], norm)
+            taps.setdefault("typicality", []).append(self._typicality(args[0], norm))
+
+    def _typicality(self, value, norm):
+        """Per sample: mean over channels of (its channel mean − μ_ref)² / σ²_ref (`layer_typicality`)."""
+        part = slice(norm.offset, norm.offset + norm.channels)
+        means = tf.reduce_mean(tf.reshape(value, [tf.shape(value)[0], -1, norm.channels]), axis=1)
+        gap = means - self._reference_mean[part]
+        return tf.reduce_mean(gap * gap / tf.maximum(self._reference_var[part], VARIANCE_FLOOR), axis=1)
 
     def _input_moments(self, value, norm):
         """Per-channel sum, sum of squares (both relative to the trained mean) and count of a BN input."""
@@ -83,6 +94,11 @@ class NormalizationShift(ExportLever):
         self.norm_sums.assign_add(tf.concat([p[0] for p in parts], axis=0))
         self.norm_squares.assign_add(tf.concat([p[1] for p in parts], axis=0))
         self.norm_count.assign_add(tf.concat([p[2] for p in parts], axis=0))
+        if self._typicality_limits is None:  # configured without limits: no extra output
+            return {}
+        per_layer, combined = self._typicality_limits
+        scores = tf.stack(taps["typicality"], axis=1) / tf.constant(np.asarray(per_layer, np.float32))
+        return {sig.TYPICALITY: tf.reduce_max(scores, axis=1) / combined}
 
     def reset(self, zero_counts, restore):
         for variable in (self.norm_sums, self.norm_squares, self.norm_count):

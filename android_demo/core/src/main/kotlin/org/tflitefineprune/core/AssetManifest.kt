@@ -139,6 +139,8 @@ object Signatures {
     const val GET_STATE = "get_state"
     const val SET_STATE = "set_state"
     const val OUTPUT = "output"
+    /** collect's optional per-sample output: distance from the export's BN reference pool (> 1: atypical). */
+    const val TYPICALITY = "typicality"
     const val MASKS = "masks"
     const val COUNTS = "counts"
     const val SAMPLES = "samples"

@@ -16,6 +16,8 @@ class AutoRule(
     val stopConfidence: Double = 0.95,
     val stopMaxDisagreement: Double = 0.03,
     val stopMaxShift: Double = 0.03,
+    /** The open-set guard (OpenSet): a smaller in-domain share leaves the model dense; < 0 turns the guard off. */
+    val minInDomainShare: Double = 0.1,
 ) {
     /** Step 5's [StoppingRule] with these fields (recipe.py `AutoRule.stopping_rule`). */
     fun stoppingRule(): StoppingRule = StoppingRule(magnitudeAgreement, stopConfidence, stopMaxDisagreement, stopMaxShift)
@@ -23,7 +25,7 @@ class AutoRule(
     companion object {
         /** Manifest keys, as the Python dataclass names them. */
         val KEYS = listOf("min_samples", "class_share", "class_alpha", "dormant_threshold", "normalization_strength", "normalization_passes", "magnitude_agreement",
-            "stop_confidence", "stop_max_disagreement", "stop_max_shift")
+            "stop_confidence", "stop_max_disagreement", "stop_max_shift", "min_in_domain_share")
 
         fun of(values: Map<String, Double>): AutoRule {
             val unknown = values.keys - KEYS.toSet()
@@ -35,6 +37,7 @@ class AutoRule(
                 values["normalization_strength"] ?: d.normalizationStrength, values["normalization_passes"]?.toInt() ?: d.normalizationPasses,
                 values["magnitude_agreement"] ?: d.magnitudeAgreement, values["stop_confidence"] ?: d.stopConfidence,
                 values["stop_max_disagreement"] ?: d.stopMaxDisagreement, values["stop_max_shift"] ?: d.stopMaxShift,
+                values["min_in_domain_share"] ?: d.minInDomainShare,
             )
         }
     }
@@ -46,10 +49,20 @@ class ClassTest(val samples: Int, val classesInPlay: Int, val effectiveClasses: 
 /** What the automatic recipe chose (the app shows [steps]). */
 class AutoReport(val samples: Int, val classCounts: IntArray, val classTest: ClassTest?, val excluded: List<String>, val steps: List<String>, val notes: List<String>,
                  /** Step 5: the rate chosen (each layer's share of units) and what was measured at each rate tried. */
-                 val sparsityRate: Double = 0.0, val evidence: List<Evidence> = emptyList()) {
+                 val sparsityRate: Double = 0.0, val evidence: List<Evidence> = emptyList(),
+                 /** The open-set guard's measurement (null: too little data to run it). */
+                 val openSet: OpenSet.Check? = null) {
     /** Step 5: (rate, agreement with the unpruned model on the samples) for each rate tried. */
     val agreements: List<Pair<Double, Double>> get() = evidence.map { it.rate to it.agreement }
-    val recipe: String get() = steps.joinToString(" + ").ifEmpty { if (notes.any { it.startsWith("too little data") }) "dense (too little data)" else "dense (nothing to change)" }
+    /** The share of the samples the guard counted as the model's world (null: not measured). */
+    val inDomainShare: Double? get() = openSet?.share
+    val recipe: String get() = steps.joinToString(" + ").ifEmpty {
+        when {
+            notes.any { it.startsWith("too little data") } -> "dense (too little data)"
+            notes.any { it.startsWith("too little in-domain data") } -> "dense (too little in-domain data)"
+            else -> "dense (nothing to change)"
+        }
+    }
 }
 
 /**
@@ -115,31 +128,50 @@ object AutoRecipe {
     }
 
     /** Reset, observe [samples], apply [rule] with the signatures the model has. */
-    fun personalize(session: PersonalizationSession, samples: List<Tensor>, rule: AutoRule, progress: PersonalizationSession.Progress? = null): AutoReport {
+    fun personalize(session: PersonalizationSession, allSamples: List<Tensor>, rule: AutoRule, progress: PersonalizationSession.Progress? = null): AutoReport {
         val layout = session.model.layout
         val available = layout.signatures.toSet()
         val notes = ArrayList<String>()
         val steps = ArrayList<String>()
         var excluded = emptyList<String>()
+        var samples = allSamples
         session.reset()
-        session.observe(samples, progress)
+        val observed = session.observe(samples, progress)
         val n = Math.rint(session.getState().samples).toInt() // Python's round(): half to even
         val output = layout.outputGroup
         val names = if (layout.labels.isNotEmpty()) layout.labels else (0 until layout.numClasses).map { it.toString() }
-        var counts = IntArray(0)
-        if (output != null) {
-            val raw = session.getState().counts
-            counts = IntArray(output.units) { Math.rint(raw[output.offset + it].toDouble()).toInt() }
-        }
+        var counts = classCounts(session)
         if (n < rule.minSamples) {
             notes.add("too little data: $n samples < ${rule.minSamples}; the model stays dense")
             return report(session, n, counts, null, emptyList(), steps, notes)
         }
-        val test = if (counts.isNotEmpty()) classTest(counts, n, rule.classShare, rule.classAlpha) else null
+        val guard = OpenSet.check(observed.predicted, names, rule.minSamples, rule.minInDomainShare, observed.typicality)
+        if (!guard.enough) {
+            notes.add("too little in-domain data: ${guard.inDomain} of $n samples look like the model's classes; the model stays dense")
+            return report(session, n, counts, null, emptyList(), steps, notes, openSet = guard)
+        }
+        // What the class test and step 5 see: the in-domain samples.
+        val words = if (guard.filtered) samples.filterIndexed { i, _ -> guard.mask[i] } else samples
+        if (!guard.typical.all { it }) { // atypical samples leave every step: counts, activity and BN moments without them
+            samples = samples.filterIndexed { i, _ -> guard.typical[i] }
+            session.reset()
+            session.observe(samples, progress)
+            counts = classCounts(session)
+        }
+        val observedCount = guard.typical.count { it }
+        val vocabulary = counts.indices.filter { names[it] !in guard.catchAll }
+        val test = if (counts.isNotEmpty()) classTest(IntArray(vocabulary.size) { counts[vocabulary[it]] }, guard.inDomain, rule.classShare, rule.classAlpha) else null
         val k = test?.maxCount ?: -1
         if (output != null && k >= 0 && PRUNE_OUTPUTS in available) {
-            session.callScalars(PRUNE_OUTPUTS, mapOf("min_fraction" to (k + 0.5) / n))
-            val masks = session.getState().masks
+            session.callScalars(PRUNE_OUTPUTS, mapOf("min_fraction" to (k + 0.5) / observedCount))
+            val state = session.getState()
+            var masks = state.masks
+            val kept = guard.catchAll.map { output.offset + names.indexOf(it) }.filter { masks[it] < 0.5f }
+            if (kept.isNotEmpty()) { // the catch-all classes are no class a user "never says": they stay
+                masks = masks.copyOf()
+                for (i in kept) masks[i] = 1f
+                session.setState(PersonalizationState(masks, state.counts, state.samples, state.optional))
+            }
             excluded = (0 until output.units).filter { masks[output.offset + it] < 0.5f }.map { names[it] }
             if (excluded.isNotEmpty()) steps.add("exclude ${excluded.size} classes")
         }
@@ -169,12 +201,19 @@ object AutoRecipe {
         var rate = 0.0
         var evidence = emptyList<Evidence>()
         if (PRUNE_MAGNITUDE in available && rule.magnitudeAgreement <= 1) {
-            val search = searchSparsity(session, samples, rule.stoppingRule())
+            val search = searchSparsity(session, words, rule.stoppingRule())
             rate = search.first
             evidence = search.second
             if (rate > 0) steps.add("prune ${Math.round(rate * 100)}% of units by magnitude")
         }
-        return report(session, n, counts, test, excluded, steps, notes, rate, evidence)
+        return report(session, n, counts, test, excluded, steps, notes, rate, evidence, guard)
+    }
+
+    /** Per class, how many observed samples the model predicted as it (empty without an output group; one getState). */
+    private fun classCounts(session: PersonalizationSession): IntArray {
+        val output = session.model.layout.outputGroup ?: return IntArray(0)
+        val raw = session.getState().counts
+        return IntArray(output.units) { Math.rint(raw[output.offset + it].toDouble()).toInt() }
     }
 
     /**
@@ -210,9 +249,9 @@ object AutoRecipe {
 
     // Python's _report reads the state twice (sparsity(), then the masks): the same calls here.
     private fun report(session: PersonalizationSession, n: Int, counts: IntArray, test: ClassTest?, excluded: List<String>, steps: List<String>, notes: List<String>,
-                       rate: Double = 0.0, evidence: List<Evidence> = emptyList()): AutoReport {
+                       rate: Double = 0.0, evidence: List<Evidence> = emptyList(), openSet: OpenSet.Check? = null): AutoReport {
         session.getState()
         session.getState()
-        return AutoReport(n, counts, test, excluded, steps, notes, rate, evidence)
+        return AutoReport(n, counts, test, excluded, steps, notes, rate, evidence, openSet)
     }
 }

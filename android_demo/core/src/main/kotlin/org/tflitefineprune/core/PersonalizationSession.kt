@@ -65,14 +65,25 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
         return predicted.indices.count { predicted[it] == labels[it] }.toDouble() / samples.size
     }
 
-    /** Runs unlabeled samples through `collect`, accumulating unit activity. */
-    fun observe(samples: List<Tensor>, progress: Progress? = null) {
+    /** What `collect` said of each sample: the class predicted, and the typicality (null: the model has none). */
+    class Observed(val predicted: IntArray, val typicality: FloatArray?)
+
+    /** Runs unlabeled samples through `collect`, accumulating unit activity; what it said of each sample. */
+    fun observe(samples: List<Tensor>, progress: Progress? = null): Observed {
         if (samples.isEmpty()) throw FinePruneException("no data: observe needs at least one sample")
-        samples.forEachIndexed { i, s ->
+        val name = model.signature(Signatures.COLLECT).inputs.single().name
+        val predicted = IntArray(samples.size)
+        val typicality = FloatArray(samples.size)
+        var typical = true
+        samples.forEachIndexed { i, sample ->
             progress?.update("observe", i, samples.size)
-            forward(Signatures.COLLECT, s)
+            val out = runner.run(Signatures.COLLECT, mapOf(name to sample))
+            predicted[i] = argmax((out[Signatures.OUTPUT] ?: throw FinePruneException("signature 'collect' returned ${out.keys}, not '${Signatures.OUTPUT}'")).floats())
+            val score = out[Signatures.TYPICALITY]
+            if (score == null) typical = false else typicality[i] = score.floats()[0]
         }
         progress?.update("observe", samples.size, samples.size)
+        return Observed(predicted, if (typical) typicality else null)
     }
 
     fun applyRecipe(recipe: Recipe = model.recipe) {

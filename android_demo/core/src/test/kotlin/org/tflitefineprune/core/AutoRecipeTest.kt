@@ -108,4 +108,28 @@ class AutoRecipeTest {
         assertTrue("a shift of 0.05 on average", !rule.accepts(Evidence(0.5, 500, 0, 0.05, 0.001), 10))
         assertTrue("3 of 100 disagree: below 99 %", !rule.accepts(Evidence(0.5, 100, 3, 0.0, 0.0), 10))
     }
+
+    @Test
+    fun openSetGuardCountsTheSamplesOutsideTheCatchAllClasses() {
+        val labels = listOf("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
+        assertEquals(listOf(10, 11), OpenSet.outOfVocabularyClasses(labels))
+        val guard = OpenSet.check(intArrayOf(0, 11, 11, 3, 10, 9, 11), labels, 3, 0.1)
+        assertEquals(listOf(true, false, false, true, false, true, false), guard.mask.toList())
+        assertEquals(3, guard.inDomain)
+        assertTrue(guard.enough && guard.filtered)
+        // Too few in-domain samples, or too small a share of them (12 of 212 < 10 %), leave the model dense.
+        assertTrue(!OpenSet.check(IntArray(49) { if (it < 40) 11 else 0 }, labels, 10, 0.1).enough)
+        assertTrue(!OpenSet.check(IntArray(212) { if (it < 200) 11 else 0 }, labels, 10, 0.1).enough)
+        assertTrue(OpenSet.check(IntArray(102) { if (it < 90) 11 else 0 }, labels, 10, 0.1).enough)
+        // A negative share turns the guard off; a model without catch-all classes keeps every sample.
+        assertTrue(OpenSet.check(IntArray(40) { 11 }, labels, 10, -1.0).let { it.enough && !it.filtered && !it.enabled })
+        assertTrue(!OpenSet.check(intArrayOf(0, 1, 1), listOf("cat", "dog"), 1, 0.1).filtered)
+        assertEquals(-1.0, AutoRule.of(mapOf("min_in_domain_share" to -1.0)).minInDomainShare, 0.0)
+        // Atypical samples (typicality > 1) leave both masks; catch-all predictions only the in-domain one.
+        val typed = OpenSet.check(intArrayOf(0, 11, 11, 3, 10, 9), labels, 1, 0.1, floatArrayOf(0.2f, 0.5f, 3f, 1.5f, 0.9f, 1f))
+        assertEquals(listOf(true, true, false, false, true, true), typed.typical.toList())
+        assertEquals(listOf(true, false, false, false, false, true), typed.mask.toList())
+        assertEquals(2, typed.atypical)
+        assertEquals(3, typed.catchAllPredicted)
+    }
 }
