@@ -111,7 +111,9 @@ def test_personalize_keeps_every_class_for_17_samples_over_10_classes(mlperf_res
     report = p.personalize(x, progress=False)
     assert report.excluded_classes == ()
     assert p.masks[p.metadata.output_group.name].all()
-    assert sum(report.class_counts.values()) == 17 and "rare enough" in report.class_test
+    # The open-set guard re-observes the typical samples only: the class counts are theirs.
+    assert sum(report.class_counts.values()) == round(17 * report.in_domain_share) >= 15
+    assert "rare enough" in report.class_test
 
 
 def test_personalize_excludes_classes_a_two_class_user_never_shows(exports, tmp_path):
