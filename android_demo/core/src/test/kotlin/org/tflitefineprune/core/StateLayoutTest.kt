@@ -66,6 +66,31 @@ class StateLayoutTest {
         refused({ StateCodec.decode(blob.copyOf(blob.size - 8), model) }, "truncated or padded")
     }
 
+    private fun metadata(stateBlocks: String?) = KotlinJson.parseToJsonElement("""{"format_version": 1, "fingerprint": "${"ab".repeat(32)}",
+        "labels": ["a", "b"], "num_classes": 2, "total_weights": 10, "total_macs": 10, "mean_compensation": true, "prior_correction": true,
+        "groups": [{"name": "conv", "layer_class": "Conv2D", "units": 2, "offset": 0, "role": "hidden"},
+                   {"name": "dense", "layer_class": "Dense", "units": 2, "offset": 2, "role": "output"}],
+        "weight_layers": [], "signatures": ["infer", "prune_magnitude", "set_magnitudes"]
+        ${if (stateBlocks == null) "" else ", \"state_blocks\": $stateBlocks"}}""").jsonObject
+
+    @Test
+    fun theLayoutComesFromTheModelAndOlderModelsUseTheBuiltInTable() {
+        val older = ModelLayout.parse(metadata(null), "older.tflite")
+        assertEquals(null, older.stateBlocks)
+        val table = older.stateExpectation().blocks
+        assertEquals(listOf("mean_compensation", "prior_correction", "magnitude_pruning"), table.map { it.lever })
+        assertEquals(listOf(2, 2), table[1].fields.map { it.length })
+        val described = ModelLayout.parse(metadata(guardLayout), "new.tflite")
+        assertEquals(listOf("mean_compensation", "open_set_guard"), described.stateExpectation().blocks.map { it.lever })
+        assertEquals("set_guard", described.stateExpectation().blocks[1].setSignature)
+        // A state of the older model decodes through the built-in table; the described model refuses it (sized by its own blocks).
+        val optional = linkedMapOf("sums" to FloatArray(4), "fill" to FloatArray(4), "log_weights" to floatArrayOf(0f, 0f),
+            "soft_counts" to floatArrayOf(1f, 1f), "magnitudes" to FloatArray(4))
+        val blob = StateCodec.encode(older.fingerprint, PersonalizationState(floatArrayOf(1f, 1f, 1f, 1f), FloatArray(4), 0.0, optional))
+        assertEquals(optional.keys, StateCodec.decode(blob, older.stateExpectation()).state.optional.keys)
+        refused({ StateCodec.decode(blob, described.stateExpectation()) }, "truncated or padded")
+    }
+
     @Test
     fun aMalformedDescriptionIsRefused() {
         for ((json, says) in listOf("""[{"lever": "x", "flag": 3, "since": 5, "fields": []}]""" to "expected one bit",
