@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# JVM checks of the Android demo, with only a JDK 17 and Maven (artifacts from Maven Central, cached in ~/.m2):
+# JVM checks of the Android demo, with a JDK 17, Maven (artifacts from Maven Central, cached in ~/.m2) and aapt2 (the
+# app's res/, compiled and linked into the R object and the resources Robolectric loads):
 #
 #   bash android_demo/check.sh                              compile every source of the app and the core
 #                                                           (app against android.* and the TFLite Java API),
@@ -21,6 +22,7 @@ source "$HERE/artifacts.sh"  # MVN (with versions.properties as -D flags), tflit
 
 die() { echo "check.sh: $*" >&2; exit 2; }
 command -v mvn >/dev/null || die "mvn is not installed (needs Maven and a JDK 17)"
+command -v aapt2 >/dev/null || die "aapt2 is not installed (the app's resources; Debian package: aapt)"
 
 # androidx.test's monitor and idling-resource classes, which Robolectric loads: Maven Central serves them as
 # AARs, so their classes.jar is extracted once (versions: versions.properties).
@@ -84,18 +86,25 @@ case "${1:-}" in
     check_sources_covered
     tflite_classes
     androidx_classes
+    app_resources
     # The replay tests skip without the folders: make sure the properties reached them (a fresh report).
     report=core/target/surefire-reports/TEST-org.tflitefineprune.core.ReplayTest.xml
-    rm -f "$report"
+    rm -f "$report" app/target/surefire-reports/TEST-*.xml
     "${MVN[@]}" test -Dfineprune.assets="$assets" -Dfineprune.recordings="$recordings" -Dfineprune.python="$python"
     [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" \
       || die "replay tests were skipped or did not run ($report)"
+    # And none of the Activity tests: every class ran, none skipped.
+    for class in MainActivityTest MainActivityPlatformTest MicrophoneTest; do
+      report=app/target/surefire-reports/TEST-org.tflitefineprune.demo.$class.xml
+      [ -f "$report" ] && grep -q '<testsuite [^>]*skipped="0"' "$report" || die "$class was skipped or did not run ($report)"
+    done
     echo "android_demo: replay and MainActivity (Robolectric) tests passed"
     ;;
   "")
     check_sources_covered
     tflite_classes
     androidx_classes
+    app_resources
     # The app's tests need generated assets (replay mode): here they are compiled, not run.
     "${MVN[@]}" test -Dtest='org.tflitefineprune.core.**' -Dsurefire.failIfNoSpecifiedTests=false
     ;;

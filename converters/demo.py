@@ -7,7 +7,9 @@ only meet 2, 3 or 5 CIFAR-10 classes. Fashion (`--fashion`): an
 over-parameterized 784-1024-1024 MLP trained here on Fashion-MNIST (about a
 minute), with class-subset users of its test set. Each user's adaptation half is observed
 without labels through the TFLite interpreter; the evaluation half is never
-observed.
+observed. Every demo's users are file paths (Fashion-MNIST's test images
+are written out as `.npy` files first) evaluated by the population engine
+(`tflite_fineprune/population`, `engine_rows`).
 """
 
 import pathlib
@@ -16,8 +18,8 @@ import time
 import numpy as np
 
 from tflite_fineprune.progress import print_stage
-from converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary, plot_users,
-                                         speaker_users, summarize, write_csv)
+from converters.evaluation import Recipe, class_subset_users, plot_users, speaker_users, write_csv
+from tflite_fineprune.population import format_summary, summarize
 from tflite_fineprune.recipe import AutoRule
 from tflite_fineprune.reference_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data
 
@@ -77,26 +79,67 @@ def vision_users(images_by_class):
 
 
 def _speech(root, out):
-    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
     from converters.speech import KWS_LABELS, export_mlperf
-    from tflite_fineprune.datafiles import fit_audio, load_audio
-
-    def load_clip(path):
-        return fit_audio(path, *load_audio(path), (CLIP_SAMPLES,), SAMPLE_RATE)
 
     model = out / "kws_ds_cnn.tflite"
     print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))
-    users = speech_users(root, list(KWS_LABELS), load_clip)
+    users = speech_users(root, list(KWS_LABELS), str)  # file paths: the population engine's workers load them
     return model, users, SPEECH_RECIPES, "speaker users (Speech Commands test split), MLPerf Tiny DS-CNN"
 
 
 def _vision(root, out):
-    from converters.vision import cifar_by_class, export_mlperf
+    from converters.vision import export_mlperf
+    from tflite_fineprune.reference_data import CIFAR10_LABELS
 
     model = out / "resnet8_uint8.tflite"
     print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))  # BN reference: first images/class
-    users = vision_users(cifar_by_class(root))
+    folder = pathlib.Path(root) / VISION_DATA[0]
+    users = vision_users([np.array([str(f) for f in sorted((folder / name).glob("*.jpg"))]) for name in CIFAR10_LABELS])
     return model, users, VISION_RECIPES, "class-subset users (CIFAR-10 test images), MLPerf Tiny ResNet-8"
+
+
+def _sample_files(x, y, folder):
+    """One `.npy` file per sample, `folder/<class>/<n>.npy`; per class, an array of the paths in sample order."""
+    paths = []
+    for label in range(int(y.max()) + 1):
+        target = pathlib.Path(folder) / str(label)
+        target.mkdir(parents=True, exist_ok=True)
+        paths.append(np.array([str(target / f"{n:05d}.npy") for n in range(int(np.sum(y == label)))]))
+        for path, sample in zip(paths[-1], x[y == label]):
+            np.save(path, sample)
+    return paths
+
+
+def engine_rows(model, users, recipes, others_per_user=200, seed=0):
+    """Rows of `evaluate_users` for users whose samples are file paths, from the population engine
+    (tflite_fineprune/population): the demo's users, splits and others, evaluated by the one harness."""
+    from converters.evaluation import others_sets
+    from tflite_fineprune.population import UserSpec, evaluate_population
+
+    others = others_sets(users, others_per_user, seed)
+    # seed + i: the random control's masks per user, as `evaluate_users` draws them
+    specs = [UserSpec(i, user.name, tuple(map(str, user.adapt_x)), tuple(map(str, user.eval_x)),
+                      tuple(int(y) for y in user.eval_y), tuple(map(str, other_x)), tuple(int(y) for y in other_y),
+                      seed=seed + i)
+             for i, (user, (other_x, other_y)) in enumerate(zip(users, others))]
+    return evaluate_population(model, specs, recipes=recipes, seed=seed).rows
+
+
+def _loaded(personalizer, user):
+    """`user` with its adaptation and evaluation samples read from their files (when they are paths)."""
+    import dataclasses
+
+    from tflite_fineprune.datafiles import load_samples
+
+    if user.adapt_x.dtype.kind not in "US":
+        return user
+    meta = personalizer.metadata
+
+    def load(paths):
+        return np.concatenate([load_samples(str(p), meta.input_shape[1:], None, meta.input_dtype, meta.sample_rate)
+                               for p in paths])
+
+    return dataclasses.replace(user, adapt_x=load(user.adapt_x), eval_x=load(user.eval_x))
 
 
 def _fashion(root, out):
@@ -108,7 +151,8 @@ def _fashion(root, out):
     trained = "loaded the cached model" if accuracy is None else f"trained: test accuracy {accuracy:.4f}"
     print(f"{report}; {trained}")
     x, y = load_fashion_mnist("test", root)
-    users = class_subset_users([x[y == c] for c in range(10)], adapt_per_class=100, eval_per_class=100)
+    files = _sample_files(x, y, out / "fashion_test")  # the population engine's workers read files
+    users = class_subset_users(files, adapt_per_class=100, eval_per_class=100)
     return model, users, FASHION_RECIPES, "class-subset users (Fashion-MNIST test images), 784-1024-1024 MLP"
 
 
@@ -145,8 +189,8 @@ def slim_summary(model, users, rows, auto, path):
 
     removed = {r["user"]: r["mac_sparsity"] for r in rows if r["recipe"] == auto.name}
     order = sorted(removed, key=lambda name: (removed[name], name))
-    median = next(u for u in users if u.name == order[len(order) // 2])
     personalizer = Personalizer(model)
+    median = _loaded(personalizer, next(u for u in users if u.name == order[len(order) // 2]))
     auto.apply(personalizer, median.adapt_x)
     slim = personalizer.slim(path)
     personalizer.reset()
@@ -163,8 +207,6 @@ def slim_summary(model, users, rows, auto, path):
 
 
 def run_demo(data=None, out="fineprune-demo", vision=False, fashion=False):
-    from tflite_fineprune.runtime import Personalizer
-
     start = time.perf_counter()
     if fashion:
         from converters.fashion import find_fashion_mnist
@@ -177,7 +219,7 @@ def run_demo(data=None, out="fineprune-demo", vision=False, fashion=False):
     build = _fashion if fashion else _vision if vision else _speech
     model, users, recipes, title = build(root, out)
     print(f"{len(users)} {title}; recipes: {', '.join(r.name for r in recipes)}")
-    rows = evaluate_users(Personalizer(model), users, recipes)
+    rows = engine_rows(model, users, recipes)
     print(per_user_table(rows, recipes))
     print(f"\nsummary over {len(users)} users: mean accuracy dense → personalized, worst decile of users, "
           "users helped/hurt, accuracy on other users' data, sparsity")

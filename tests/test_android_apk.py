@@ -65,6 +65,22 @@ def test_build_apk_refuses_to_build_without_assets(tmp_path):
     assert len(lines) == 1 and "no demo assets" in lines[0] and "tflite-fineprune android-assets" in lines[0]
 
 
+def test_release_build_refuses_without_its_signing_key_in_the_environment(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FINEPRUNE_RELEASE_")}
+    env["FINEPRUNE_RELEASE_KEY_ALIAS"] = "release"
+    result = run(BUILD_APK, "--release", "--assets", fake_assets(tmp_path / "assets"), env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("build_apk.sh: --release signs with the key the environment names")
+    named = {"FINEPRUNE_RELEASE_KEYSTORE", "FINEPRUNE_RELEASE_STORE_PASSWORD", "FINEPRUNE_RELEASE_KEY_PASSWORD"}
+    assert all(name in lines[0] for name in named) and "FINEPRUNE_RELEASE_KEY_ALIAS" not in lines[0]
+    env.update(FINEPRUNE_RELEASE_KEYSTORE=str(tmp_path / "absent.jks"), FINEPRUNE_RELEASE_STORE_PASSWORD="x",
+               FINEPRUNE_RELEASE_KEY_PASSWORD="x")
+    result = run(BUILD_APK, "--release", "--assets", fake_assets(tmp_path / "assets2"), env=env)
+    assert result.returncode == 2 and "no keystore at" in result.stderr, result.stderr
+
+
 def test_verify_apk_rejects_an_unsigned_apk_with_a_deflated_model(tmp_path):
     for tool in ("apksigner", "aapt2", "dexdump", "zipalign", "unzip"):
         if shutil.which(tool) is None:
@@ -82,6 +98,26 @@ def test_verify_apk_rejects_an_unsigned_apk_with_a_deflated_model(tmp_path):
     assert any("lib/arm64-v8a/libtensorflowlite_jni.so is missing" in line for line in failed)
     assert any("dex lacks org/tflitefineprune/demo/MainActivity" in line for line in failed)
     assert "ok  assets/manifest.json" in result.stdout
+
+
+def test_verify_apk_compares_the_resource_table_with_the_res_folder(tmp_path):
+    """An APK whose resources are not the ones app/src/main/res declares (what Gradle would include) fails."""
+    if shutil.which("aapt2") is None:
+        pytest.skip("aapt2 is not installed; .ci/run installs it (Debian package aapt)")
+    res = tmp_path / "res" / "values"
+    res.mkdir(parents=True)
+    (res / "strings.xml").write_text('<resources><string name="app_name">Fine-Prune demo</string>'
+                                     '<string name="not_in_res">x</string></resources>')
+    (tmp_path / "AndroidManifest.xml").write_text('<manifest package="org.tflitefineprune.demo"/>')
+    subprocess.run(["aapt2", "compile", "--dir", tmp_path / "res", "-o", tmp_path / "compiled.zip"], check=True)
+    subprocess.run(["aapt2", "link", "--manifest", tmp_path / "AndroidManifest.xml", "-o", tmp_path / "res.apk",
+                    tmp_path / "compiled.zip"], check=True, capture_output=True)
+    result = run(VERIFY_APK, tmp_path / "res.apk")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "resource table differs" in line]
+    assert "declared entries missing (color/launcher_background" in line, line
+    assert "1 not declared (string/not_in_res)" in line, line
+    assert "string/app_name" not in line.split("not declared")[1]
 
 
 def test_versions_live_only_in_versions_properties():

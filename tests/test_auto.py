@@ -189,3 +189,79 @@ def test_cli_expert_class_fraction_without_sparsity(exports, tmp_path):
     hidden = sum(g.units for g in p.metadata.hidden_groups)
     assert "pruned" in out and not p.get_state().masks[:hidden].size - p.get_state().masks[:hidden].sum()
     assert p.activity["classes"][p.masks["classes"] == 0].max(initial=0) < 0.2
+
+
+# -- step 5's stopping rule (tflite_fineprune/stopping.py) ----------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 3, 10, 15, 40, 200, 500])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_disagreement_bound_is_scipys_clopper_pearson(n, confidence):
+    from tflite_fineprune.stopping import disagreement_upper_bound
+
+    for k in sorted({0, 1, n // 10, n // 2, n - 1} - {n}):
+        assert disagreement_upper_bound(k, n, confidence) == pytest.approx(
+            stats.beta.ppf(confidence, k + 1, n - k), rel=1e-9, abs=1e-15), (k, n)
+    assert disagreement_upper_bound(n, n, confidence) == 1.0
+
+
+def test_zero_disagreements_bound_the_rate_by_what_n_supports():
+    from tflite_fineprune.stopping import disagreement_upper_bound
+
+    assert disagreement_upper_bound(0, 15, 0.95) == pytest.approx(1 - 0.05 ** (1 / 15))  # the issue's 18 %
+    assert [round(disagreement_upper_bound(0, n, 0.95), 4) for n in (15, 150, 500)] == [0.181, 0.0198, 0.006]
+
+
+def test_evidence_is_numpys_disagreements_and_total_variation():
+    from tflite_fineprune.stopping import measure, posteriors
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (57, 7)).astype(np.float32)
+    pruned_logits = logits + rng.normal(0, 0.7, logits.shape).astype(np.float32)
+    reference, pruned = posteriors(logits, "logits"), posteriors(pruned_logits, "logits")
+    np.testing.assert_allclose(reference, np.exp(logits) / np.exp(logits.astype(np.float64)).sum(-1, keepdims=True),
+                               rtol=1e-6)
+    evidence = measure(0.4, reference, pruned)
+    shift = 0.5 * np.abs(reference - pruned).sum(-1)
+    assert evidence.disagreements == int(np.sum(logits.argmax(-1) != pruned_logits.argmax(-1))) > 0
+    assert evidence.shift_mean == pytest.approx(shift.mean(), rel=1e-12)
+    assert evidence.shift_error == pytest.approx(stats.sem(shift), rel=1e-12)
+    np.testing.assert_array_equal(posteriors(reference.astype(np.float32), "probabilities"),
+                                  reference.astype(np.float32).astype(np.float64))
+
+
+def test_one_class_in_play_or_few_samples_are_no_evidence():
+    from tflite_fineprune.stopping import Evidence, StoppingRule
+
+    rule = StoppingRule()
+    clean = Evidence(0.5, 15, 0, 0.0, 0.0)
+    assert not rule.accepts(clean, classes_in_play=10)  # 0 of 15 bounds the rate by 18 %
+    assert rule.accepts(Evidence(0.5, 200, 0, 0.0, 0.0), classes_in_play=10)
+    assert not rule.accepts(Evidence(0.5, 500, 0, 0.0, 0.0), classes_in_play=1)  # a one-class model always agrees
+    assert not rule.accepts(Evidence(0.5, 500, 0, 0.025, 0.005), classes_in_play=10)  # 0.025 + 1.645 × 0.005 > 0.03
+
+
+def _kotlin(name):
+    import pathlib
+
+    return (pathlib.Path(__file__).resolve().parents[1] / "android_demo/core/src/main/kotlin/org/tflitefineprune/core"
+            / name).read_text()
+
+
+def test_the_kotlin_rule_has_the_same_fields_defaults_and_constants():
+    import dataclasses
+    import re
+
+    from tflite_fineprune.stopping import BISECTION_STEPS, StoppingRule
+
+    source = _kotlin("AutoRecipe.kt")
+    keys = re.findall(r'"(\w+)"', re.search(r"val KEYS = listOf\(([^)]*)\)", source).group(1))
+    assert keys == [f.name for f in dataclasses.fields(AutoRule)]
+    for field in dataclasses.fields(AutoRule):
+        camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), field.name)
+        declared = re.search(rf"val {camel}: \w+ = ([\d.]+),", source)
+        assert declared and float(declared.group(1)) == field.default, field.name
+    stopping = _kotlin("Stopping.kt")
+    assert f"const val BISECTION_STEPS = {BISECTION_STEPS}" in stopping
+    for field in dataclasses.fields(StoppingRule):
+        camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), field.name)
+        assert re.search(rf"val {camel}: Double = {field.default},", stopping), field.name

@@ -118,48 +118,73 @@ def test_an_export_without_it_says_so(exported):
         p.prune_magnitude(0.5)
 
 
-def _agreement(p, state, rate, x):
+def _evidence(p, state, rate, x):
+    """(disagreements, mean total variation, its standard error) of `rate` on `x`, in numpy from the logits."""
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
     p.set_state(state)
-    reference = np.argmax(p.predict(x), -1)
-    if rate:
-        p.prune_magnitude(rate)
-    agree = float(np.mean(np.argmax(p.predict(x), -1) == reference))
+    reference = softmax(p.predict(x).astype(np.float64))
+    p.prune_magnitude(rate)
+    pruned = softmax(p.predict(x).astype(np.float64))
     p.set_state(state)
-    return agree
+    shift = 0.5 * np.abs(reference - pruned).sum(-1)
+    return int(np.sum(pruned.argmax(-1) != reference.argmax(-1))), shift.mean(), shift.std(ddof=1) / np.sqrt(len(x))
 
 
-@pytest.mark.parametrize("agreement", [0.5, 0.99])
-def test_personalize_prunes_as_far_as_the_predictions_agree(exported, agreement):
+def _accepted(rule, n, disagreements, shift, error):
+    """The stopping rule from its definition: Clopper–Pearson through SciPy's beta quantile."""
+    from scipy import stats
+
+    bound = 1.0 if disagreements >= n else stats.beta.ppf(rule.stop_confidence, disagreements + 1, n - disagreements)
+    return (1 - disagreements / n >= rule.magnitude_agreement and bound <= rule.stop_max_disagreement
+            and shift + 1.645 * error <= rule.stop_max_shift)
+
+
+RULES = {  # (agreement, max disagreement bound, max shift bound)
+    "half agree, no bounds": (0.5, 1.0, 1.0),
+    "99 %, no bounds (the rule before the bounds)": (0.99, 1.0, 1.0),
+    "default bounds": (0.99, 0.03, 0.03),
+    "loose bounds": (0.9, 0.35, 0.12),
+}
+
+
+@pytest.mark.parametrize("name", list(RULES))
+def test_personalize_prunes_as_far_as_the_stopping_rule_accepts(exported, name):
     import dataclasses
 
     from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule
 
     _, path, _, x = exported
-    rule = AutoRule(class_alpha=0.0, dormant_threshold=0.0, magnitude_agreement=agreement)
+    agreement, disagreement, shift = RULES[name]
+    rule = AutoRule(class_alpha=0.0, dormant_threshold=0.0, magnitude_agreement=agreement,
+                    stop_max_disagreement=disagreement, stop_max_shift=shift)
     p = Personalizer(path)
     p.personalize(x, dataclasses.replace(rule, magnitude_agreement=1.01))  # > 1: step 5 off
     before = p.get_state()
     assert before.masks.all()
     report = p.personalize(x, rule)
-    chosen = report.unit_sparsity
     q = Personalizer(path)
-    rates = [r for r in SPARSITY_STEPS]
-    agreements = [_agreement(q, before, r, x) for r in rates]
+    evidence = [_evidence(q, before, r, x) for r in SPARSITY_STEPS]
     expected = 0.0
-    for rate, agree in zip(rates, agreements):
-        if agree < agreement:
+    for rate, measured in zip(SPARSITY_STEPS, evidence):
+        if not _accepted(rule, len(x), *measured):
             break
         expected = rate
     q.set_state(before)
     if expected:
         q.prune_magnitude(expected)
     np.testing.assert_array_equal(p.get_state().masks, q.get_state().masks)
-    if agreement == 0.5:  # every rate keeps half the predictions
-        assert expected == SPARSITY_STEPS[-1] and "every rate kept it" in report.sparsity_search
+    if name == "half agree, no bounds":  # every rate keeps half the predictions
+        assert expected == SPARSITY_STEPS[-1] and "every rate kept" in report.sparsity_search
+    elif name == "default bounds":  # 0 of 40 bounds the disagreement rate by 7.2 % only: 40 samples prune nothing
+        assert expected == 0 and "disagree (≤ 7.2%)" in report.sparsity_search
     else:  # the search stops inside the list
-        assert 0 < expected < SPARSITY_STEPS[-1], " ".join(f"{a:.3f}" for a in agreements)
-    assert (chosen > 0) == (expected > 0)
-    assert f"{expected:.0%}" in report.sparsity_search and "agreement" in report.sparsity_search
+        assert 0 < expected < SPARSITY_STEPS[-1], "; ".join(f"{m[0]} {m[1]:.3f}±{m[2]:.3f}" for m in evidence)
+    assert (report.unit_sparsity > 0) == (expected > 0)
+    assert f"pruned {expected:.0%}" in report.sparsity_search or (not expected and "nothing pruned" in
+                                                                  report.sparsity_search)
     assert ("prune" in report.recipe) == (expected > 0)
 
 
@@ -180,3 +205,28 @@ def test_the_kotlin_port_tries_the_same_rates():
               / "AutoRecipe.kt").read_text()
     listed = re.search(r"val SPARSITY_STEPS = listOf\(([^)]*)\)", source).group(1)
     assert tuple(float(v) for v in listed.split(",")) == SPARSITY_STEPS
+
+
+@pytest.mark.parametrize("classes", [1, 2])
+def test_one_class_in_play_is_no_evidence_for_step_5(exported, classes):
+    """A rule that accepts anything prunes to the last rate with two classes in play, and not at all with one."""
+    import dataclasses
+
+    from tflite_fineprune.recipe import SPARSITY_STEPS, search_sparsity
+    from tflite_fineprune.stopping import StoppingRule
+
+    _, path, _, x = exported
+    p = Personalizer(path)
+    p.reset()
+    p.observe(x)
+    state = p.get_state()
+    output = p.metadata.output_group
+    masks = state.masks.copy()
+    masks[output.offset + classes:output.offset + output.units] = 0.0
+    p.set_state(dataclasses.replace(state, masks=masks))
+    rate, explanation = search_sparsity(p, x, StoppingRule(agreement=0.0, max_disagreement=1.0, max_shift=1.0))
+    if classes == 1:
+        assert rate == 0 and "1 class in play" in explanation
+        np.testing.assert_array_equal(p.get_state().masks, masks)
+    else:
+        assert rate == SPARSITY_STEPS[-1] and p.sparsity().units > 0.5

@@ -24,6 +24,7 @@ _LAZY = {
     "LayerRole": ("tflite_fineprune.export.layer_registry", "Role"),
     "slim_model": ("tflite_fineprune.slim", "slim_model"),
     "SlimReport": ("tflite_fineprune.slim", "SlimReport"),
+    "evaluate_population": ("tflite_fineprune.population", "evaluate_population"),
 }
 
 
@@ -44,5 +45,5 @@ def __dir__():
 
 __all__ = ["AutoRule", "ExportOptions", "ExportReport", "FinePruneError", "InputError", "LayerRole", "ModelError",
            "ModelMetadata", "PersonalizationReport", "Personalizer", "SlimError", "SlimReport", "Sparsity", "State",
-           "StateError", "UnitGroup", "export_model", "read_model_metadata", "register_layer", "slim_model",
-           "__version__"]
+           "StateError", "UnitGroup", "evaluate_population", "export_model", "read_model_metadata", "register_layer",
+           "slim_model", "__version__"]

@@ -4,7 +4,7 @@ Desktop-side decoding only: images become pixels in 0–255 (resized to the
 model's height and width with Pillow), audio files (WAV, FLAC, OGG, MP3) float32
 samples in [-1, 1], resampled to an audio model's rate. Files that this
 installation cannot decode (MP3 before libsndfile 1.1, anything but WAV without
-soundfile) and files of other kinds are skipped, and `load_folder` says which
+soundfile) and files of other kinds are skipped, and `folderdata.FolderData` says which
 and why. Anything else the model needs (scaling, features) belongs either
 inside the exported graph or in a `preprocess` hook.
 """
@@ -12,6 +12,7 @@ inside the exported graph or in a `preprocess` hook.
 import collections
 import importlib
 import os
+import stat
 import wave
 
 import numpy as np
@@ -24,6 +25,21 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
 SUFFIXES = NPY_SUFFIXES + IMAGE_SUFFIXES + AUDIO_SUFFIXES
+
+
+class UnreadableFile(FinePruneError):
+    """A data file that cannot be read or decoded, or does not fit the model: the folder readers skip it
+    and say so (`folderdata.FolderData`). A preprocess hook's failure is a plain `FinePruneError`."""
+
+
+def check_regular(path):
+    """Refuse, before opening, what is not a regular file: reading a FIFO named x.wav would wait forever."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise UnreadableFile(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UnreadableFile(f"{path} is not a regular file (a pipe, socket, device or folder)")
 
 
 def list_files(root):
@@ -103,7 +119,7 @@ def _pillow():
 def load_image(path, sample_shape):
     Image, image_errors = _pillow()
     if len(sample_shape) != 3 or sample_shape[-1] not in (1, 3):
-        raise FinePruneError(f"{path}: the model input {sample_shape} is not an image (H, W, 1 or 3)")
+        raise UnreadableFile(f"{path}: the model input {sample_shape} is not an image (H, W, 1 or 3)")
     height, width, channels = sample_shape
     try:
         with Image.open(path) as image:
@@ -112,7 +128,7 @@ def load_image(path, sample_shape):
                 image = image.resize((width, height), Image.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
     except image_errors as exc:
-        raise FinePruneError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
+        raise UnreadableFile(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
     return pixels.reshape(sample_shape)
 
 
@@ -123,13 +139,13 @@ def load_wav(path):
             width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
             frames = f.readframes(f.getnframes())
     except (wave.Error, EOFError, OSError) as exc:
-        raise FinePruneError(f"{path} is not a readable PCM WAV file ({exc})") from None
+        raise UnreadableFile(f"{path} is not a readable PCM WAV file ({exc})") from None
     if width not in (1, 2, 4):
-        raise FinePruneError(f"{path}: {8 * width}-bit WAV is not supported (8, 16 or 32-bit PCM)")
+        raise UnreadableFile(f"{path}: {8 * width}-bit WAV is not supported (8, 16 or 32-bit PCM)")
     dtype = {1: np.uint8, 2: "<i2", 4: "<i4"}[width]
     samples = np.frombuffer(frames[:len(frames) - len(frames) % (width * channels)], dtype=dtype)
     if samples.size == 0:
-        raise FinePruneError(f"{path} holds no audio samples")
+        raise UnreadableFile(f"{path} holds no audio samples")
     audio = samples.astype(np.float32)
     audio = (audio - 128.0) / 128.0 if width == 1 else audio / float(2 ** (8 * width - 1))
     return audio.reshape(-1, channels).mean(axis=1), rate
@@ -141,29 +157,29 @@ def load_audio(path):
         import soundfile
     except ImportError:
         if not str(path).lower().endswith(".wav"):
-            raise FinePruneError(f"{path}: reading {os.path.splitext(path)[1]} files needs soundfile "
+            raise UnreadableFile(f"{path}: reading {os.path.splitext(path)[1]} files needs soundfile "
                                  "(pip install soundfile)") from None
         return load_wav(path)
     try:
         audio, rate = soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError) as exc:  # libsndfile errors are RuntimeErrors
-        raise FinePruneError(f"{path} is not a readable audio file ({exc})") from None
+        raise UnreadableFile(f"{path} is not a readable audio file ({exc})") from None
     if audio.size == 0:
-        raise FinePruneError(f"{path} holds no audio samples")
+        raise UnreadableFile(f"{path} holds no audio samples")
     return audio.mean(axis=1), int(rate)
 
 
 def fit_audio(path, audio, rate, sample_shape, model_rate):
     """Resample to the model's rate and pad (zeros at the end) or cut to its length."""
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise FinePruneError(f"{path} claims a sample rate of {rate} Hz; "
+        raise UnreadableFile(f"{path} claims a sample rate of {rate} Hz; "
                              f"expected {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
     if audio.size == 0:
-        raise FinePruneError(f"{path} holds no audio samples")
+        raise UnreadableFile(f"{path} holds no audio samples")
     if not np.all(np.isfinite(audio)):
-        raise FinePruneError(f"{path} holds NaN or infinite samples")
+        raise UnreadableFile(f"{path} holds NaN or infinite samples")
     if not np.any(audio):
-        raise FinePruneError(f"{path} is silent (every sample is 0)")
+        raise UnreadableFile(f"{path} is silent (every sample is 0)")
     expected = int(np.prod(sample_shape))
     if not model_rate:
         return _fit_audio(path, audio, sample_shape)
@@ -189,7 +205,7 @@ def load_npy(path):
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise FinePruneError(f"{path} is not a readable .npy array ({exc})") from None
+        raise UnreadableFile(f"{path} is not a readable .npy array ({exc})") from None
 
 
 def resolve_hook(spec):
@@ -214,6 +230,7 @@ def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_ra
     resampled to it and padded or cut to the model's length; `resampled`, a
     Counter, then counts the file under its own rate.
     """
+    check_regular(path)
     lower = path.lower()
     if lower.endswith(NPY_SUFFIXES):
         raw = load_npy(path)
@@ -232,23 +249,30 @@ def load_samples(path, sample_shape, preprocess=None, dtype="float32", sample_ra
     except (ValueError, TypeError) as exc:
         raise FinePruneError(f"{path}: the preprocess hook returned {type(raw).__name__}, which is not an array "
                              f"({exc})") from None
+    # Without a hook a file that does not fit is the file's fault (skipped); with one, the hook's (an error).
+    refuse = UnreadableFile if preprocess is None else FinePruneError
     if arr.shape == tuple(sample_shape):
         arr = arr[None]
     if arr.ndim == 0 or arr.shape[1:] != tuple(sample_shape):
         via = f" (the preprocess hook returned a {type(raw).__name__})" if preprocess is not None else ""
-        raise FinePruneError(f"{path} gives shape {arr.shape}{via}; the model takes samples of shape "
-                             f"{tuple(sample_shape)} or a batch of them")
+        raise refuse(f"{path} gives shape {arr.shape}{via}; the model takes samples of shape "
+                     f"{tuple(sample_shape)} or a batch of them")
     if arr.shape[0] == 0:
-        raise FinePruneError(f"{path} gives no samples (shape {arr.shape})")
+        raise refuse(f"{path} gives no samples (shape {arr.shape})")
     if arr.dtype.kind not in "fiu":
-        raise FinePruneError(f"{path} gives dtype {arr.dtype} (a {type(raw).__name__}); expected numbers")
+        raise refuse(f"{path} gives dtype {arr.dtype} (a {type(raw).__name__}); expected numbers")
     target = np.dtype(dtype)
     if target.kind != "f":
         info = np.iinfo(target)
         if arr.min() < info.min or arr.max() > info.max:
-            raise FinePruneError(f"{path} holds values outside the model's {dtype} input range")
+            raise refuse(f"{path} holds values outside the model's {dtype} input range")
         return np.round(arr).astype(target)
-    return arr.astype(target)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = arr.astype(target)
+    if not np.all(np.isfinite(cast)):
+        raise refuse(f"{path} holds NaN or infinite values (as {dtype}: finite values beyond "
+                     f"±{np.finfo(target).max:.3g} count as infinite)")
+    return cast
 
 
 def _run_hook(preprocess, raw, path):
@@ -267,49 +291,21 @@ def _raw_image(path):
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except image_errors as exc:
-        raise FinePruneError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
+        raise UnreadableFile(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def _fit_audio(path, audio, sample_shape):
     expected = int(np.prod(sample_shape))
     if audio.size != expected:
-        raise FinePruneError(
+        raise UnreadableFile(
             f"{path} has {audio.size} samples; the model takes {expected}. "
             "Pass a preprocess hook to crop, pad or compute features"
         )
     return audio.reshape(sample_shape)
 
 
-def load_folder(root, sample_shape, preprocess=None, labels=None, dtype="float32", sample_rate=0, progress=False,
-                notes=None):
-    """Load every data file under `root`.
-
-    Returns `(x, y, files)`; `y` holds class indices from each file's parent
-    folder name (matched against `labels`, or read as an integer) when
-    `labels` is not None, else None. `progress=True` shows a bar (decoding
-    and resampling hundreds of files takes a while). `notes`, a callable,
-    receives one line on the files skipped and one on the files resampled.
-    """
-    from .progress import progress_bar
-
-    hook = resolve_hook(preprocess)
-    files, skipped = scan_folder(root)
-    if skipped and notes:
-        notes(skipped_note(skipped))
-    xs, ys = [], []
-    rates = collections.Counter()
-    for path in progress_bar(files, "load", "file", enabled=progress):
-        samples = load_samples(path, sample_shape, hook, dtype, sample_rate, resampled=rates)
-        xs.append(samples)
-        if labels is not None:
-            ys.extend([_label_index(path, root, labels)] * len(samples))
-    if rates and notes:
-        notes(resampled_note(rates, sample_rate))
-    x = np.concatenate(xs, axis=0)
-    return x, (np.asarray(ys, dtype=np.int64) if labels is not None else None), files
-
-
-def _label_index(path, root, labels):
+def label_index(path, root, labels):
+    """The class index of a file from its class folder (a label name or an integer)."""
     relative = os.path.relpath(path, root)
     parts = relative.split(os.sep)
     if len(parts) < 2:

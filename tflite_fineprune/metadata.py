@@ -18,6 +18,7 @@ from .errors import FinePruneError
 from .levers import LEVERS
 from .levers.layout import check_descriptions
 from .tflite.flatbuffer import content_digest, read_metadata
+from .tflite.structure import check_structure
 
 METADATA_NAME = "tflite_fineprune"
 FORMAT_NAME = "tflite-fineprune"
@@ -358,4 +359,6 @@ def read_model_file(path, verify=True):
 
     data = read_file(path, "model", max_bytes=MAX_MODEL_BYTES,
                      expect_prefix=(4, TFLITE_IDENTIFIER, "is not a TFLite file"))
-    return data, read_model_metadata(data, source=os.fspath(path), verify=verify)
+    metadata = read_model_metadata(data, source=os.fspath(path), verify=verify)
+    check_structure(data, source=os.fspath(path))  # a sealed file may still be crafted: checked before any reader
+    return data, metadata

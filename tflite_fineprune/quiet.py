@@ -74,8 +74,13 @@ def native_stderr():
     except (OSError, ValueError, AttributeError):  # no real file descriptor 2 (e.g. some notebooks)
         yield
         return
+    held = _held_file()
+    if held is None:  # nowhere to hold it: the notes show, the command still runs
+        os.close(saved)
+        yield
+        return
     python_stderr = sys.stderr
-    with tempfile.TemporaryFile() as held:
+    with held:
         os.dup2(held.fileno(), 2)
         sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None))
         failed = False
@@ -94,3 +99,17 @@ def native_stderr():
                 held.seek(0)
                 python_stderr.write(held.read().decode("utf-8", "replace"))
                 python_stderr.flush()
+
+
+def _held_file():
+    """A file for the held-back text: in memory where the OS offers it (no temporary folder needed, so an
+    unwritable TMPDIR cannot fail a command), else a temporary file; None when neither can be made."""
+    if hasattr(os, "memfd_create"):
+        try:
+            return os.fdopen(os.memfd_create("fineprune-stderr"), "w+b")
+        except OSError:
+            pass
+    try:
+        return tempfile.TemporaryFile()
+    except OSError:
+        return None

@@ -29,25 +29,31 @@ and with which threshold, from numbers the model itself counted:
    user's BN moments mostly reflect the class subset, which relative AdaBN
    would mistake for a domain shift.
 5. Sparsity (models with `prune_magnitude`): how far to prune is decided per
-   user from the unlabeled samples alone. With the model as steps 2–4 left
-   it as the reference, try each rate of `SPARSITY_STEPS` in turn
-   (`prune_magnitude`: each layer's units with the lowest mean |activation| ×
-   outgoing weight norm) and keep the largest rate at which the pruned model
-   still predicts the reference's class on at least `magnitude_agreement` of
-   the user's samples; the first rate below it ends the search. A compact
-   model disagrees at once and stays as it was (the no-harm rule), an
-   over-parameterized one goes far (benchmarks/stopping_probe.py,
-   docs/personalization.md "How far to prune").
+   user from the unlabeled samples alone, with evidence that scales with their
+   number. With the model as steps 2–4 left it as the reference, try each rate
+   of `SPARSITY_STEPS` in turn (`prune_magnitude`: each layer's units with the
+   lowest mean |activation| × outgoing weight norm) and keep the largest rate
+   the stopping rule accepts (`stopping.StoppingRule`): the pruned model still
+   predicts the reference's class on ≥ `magnitude_agreement` of the samples,
+   the 95 % Clopper–Pearson upper bound on its disagreement rate is
+   ≤ `stop_max_disagreement` (0 of 15 samples bound it by 18 % only, so a user
+   with fewer than 99 samples is not pruned here), and the mean total
+   variation between the two predicted distributions plus 1.645 standard
+   errors is ≤ `stop_max_shift`. The first rate it rejects ends the search.
+   With one class in play (every other excluded) any model agrees: nothing is
+   pruned. A compact model disagrees at once and stays as it was (the no-harm
+   rule), an over-parameterized one with enough samples goes far
+   (benchmarks/stopping_rule.py, docs/personalization.md "How far to prune").
 
 docs/personalization.md has the measurements behind each default.
 """
 
 import dataclasses
-import math
 
 import numpy as np
 
 from . import signatures as sig
+from .stopping import StoppingRule, binomial_cdf, measure, posteriors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,29 +68,25 @@ class AutoRule:
     # (approaches the layer-by-layer re-estimation of the finding; costs p passes over the data).
     # One pass over-corrects: a layer's shift repeats what the layers before it already corrected.
     normalization_passes: int = 3
-    # Step 5: the share of the user's samples on which the pruned model must still predict what the model
-    # before pruning predicts. 0.99 kept Fashion-MNIST users within 0.4 point at 83 % of MACs removed and
-    # pruned nothing of the compact DS-CNN and ResNet-8 (benchmarks/stopping_probe.py); > 1 turns step 5 off.
+    # Step 5 (tflite_fineprune/stopping.py): the share of the user's samples on which the pruned model must
+    # still predict what the model before pruning predicts (> 1 turns step 5 off), and the upper confidence
+    # bounds that scale the evidence with the number of samples (benchmarks/stopping_rule.py; ≥ 1 turns a
+    # bound off: the rule before them, benchmarks/stopping_probe.py).
     magnitude_agreement: float = 0.99
+    stop_confidence: float = 0.95
+    stop_max_disagreement: float = 0.03
+    stop_max_shift: float = 0.03
+
+    def stopping_rule(self):
+        """Step 5's `StoppingRule` with these fields."""
+        return StoppingRule(self.magnitude_agreement, self.stop_confidence, self.stop_max_disagreement,
+                            self.stop_max_shift)
 
 
 # The rates step 5 tries, in order (each layer's share of units pruned). It starts at 10 %: smaller steps
 # removed under 1 % of a compact model's MACs and cost accuracy (benchmarks/stopping_probe.py). AutoRecipe.kt
 # keeps the same list (tests/test_auto.py checks).
 SPARSITY_STEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-
-
-def binomial_cdf(k, n, p):
-    """P(Binomial(n, p) ≤ k), summed in log space (no SciPy at run time)."""
-    if k < 0:
-        return 0.0
-    if k >= n:
-        return 1.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-             for i in range(int(k) + 1)]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
 def excludable_count(n, class_prior, alpha):
@@ -233,37 +235,52 @@ def personalize(personalizer, x, rule=None, batch_size=None, progress=None):
         notes.append("no normalization statistics in this model file")
     search = "not available (model exported without magnitude pruning)"
     if sig.PRUNE_MAGNITUDE in available and rule.magnitude_agreement <= 1:
-        rate, search = search_sparsity(personalizer, x, rule.magnitude_agreement, batch_size)
+        rate, search = search_sparsity(personalizer, x, rule.stopping_rule(), batch_size)
         if rate:
             steps.append(f"prune {rate:.0%} of units by magnitude")
     return _report(personalizer, " + ".join(steps) or "dense (nothing to change)", n, counts, excluded, test,
                    strength, notes, search)
 
 
-def search_sparsity(personalizer, x, agreement, batch_size=None):
-    """Step 5: the largest rate of `SPARSITY_STEPS` whose pruned model keeps `agreement`; (rate, explanation).
+def search_sparsity(personalizer, x, rule=None, batch_size=None):
+    """Step 5: the largest rate of `SPARSITY_STEPS` the `StoppingRule` accepts on samples `x`; (rate, explanation).
 
-    The model is left pruned at that rate (unchanged when it is 0).
+    Each rate in turn is pruned and measured against the unpruned model on `x` (`stopping.measure`); the first
+    rate `rule` does not accept ends the search. The model is left pruned at the rate kept (unchanged when 0).
     """
+    rule = rule or StoppingRule()
     base = personalizer.get_state()
-    reference = np.argmax(personalizer.predict(x, batch_size=batch_size), axis=-1)
+    kind = personalizer.metadata.output_kind
+    reference = posteriors(personalizer.predict(x, batch_size=batch_size), kind)
+    in_play = classes_in_play(personalizer.metadata, base.masks)
+    if in_play < 2:
+        return 0.0, (f"nothing pruned: {in_play} class in play, so every pruned model agrees with the unpruned "
+                     "one and the samples say nothing about the loss")
     chosen, measured, stop = 0.0, [], ""
     for rate in SPARSITY_STEPS:
         personalizer.prune_magnitude(rate)
-        agree = float(np.mean(np.argmax(personalizer.predict(x, batch_size=batch_size), axis=-1) == reference))
-        measured.append(f"{rate:.0%} → {agree:.1%}")
+        evidence = measure(rate, reference, posteriors(personalizer.predict(x, batch_size=batch_size), kind))
+        measured.append(rule.describe(evidence))
         personalizer.set_state(base)
-        if agree < agreement:
-            stop = f"; {rate:.0%} fell below {agreement:.0%}"
+        if not rule.accepts(evidence, in_play):
+            stop = f"; {rate:.0%} broke a limit ({rule.limits()})"
             break
         chosen = rate
     else:
-        stop = "; every rate kept it"
+        stop = "; every rate kept within the limits"
     if chosen:
         personalizer.prune_magnitude(chosen)
     outcome = f"pruned {chosen:.0%} of each layer's units" if chosen else "nothing pruned"
-    return chosen, (f"{outcome} (agreement with the unpruned model on the {len(reference)} samples: "
-                    f"{', '.join(measured)}{stop})")
+    return chosen, (f"{outcome} (on the {len(reference)} samples, against the unpruned model: "
+                    f"{'; '.join(measured)}{stop})")
+
+
+def classes_in_play(metadata, masks):
+    """How many classes the model can still predict: output units not excluded (all when none can be)."""
+    output = metadata.output_group
+    if output is None:
+        return int(metadata.num_classes)
+    return int(np.sum(masks[output.offset:output.offset + output.units] > 0.5))
 
 
 def _report(personalizer, recipe, n, counts, excluded, test, strength, notes, search="not run"):

@@ -1,12 +1,13 @@
 """Personalize an exported model through a TFLite interpreter, without TensorFlow."""
 
+import dataclasses
 import os
 from typing import Optional, Union
 
 import numpy as np
 
 from . import signatures as sig
-from .errors import FinePruneError
+from .errors import FinePruneError, ModelError
 from .inputs import check_batch, check_positive_int
 from .interpreters import open_interpreter
 from .levers import PERSONALIZER_METHODS, used
@@ -16,6 +17,15 @@ from .sparsity import Sparsity, measure_sparsity
 from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
 
 DEFAULT_BATCH_SIZE = 32
+
+
+class NonFiniteActivity(FinePruneError):
+    """A batch whose values, finite themselves, overflowed inside the model: the running sums that `observe`
+    keeps would be infinite or NaN (and the state could not be saved). `batch` is its index in the call."""
+
+    def __init__(self, message, batch):
+        super().__init__(message)
+        self.batch = batch
 _PROGRESS_MIN_BATCHES = 20
 
 
@@ -129,14 +139,31 @@ class Personalizer(*PERSONALIZER_METHODS):
         if count == 0:
             raise FinePruneError("no data: the iterable of batches is empty")
 
-    def _run_batches(self, name, x, batch_size, progress, desc):
+    def _run_batches(self, name, x, batch_size, progress, desc, after_each=None):
         batches = self._batches(x, batch_size)
         if progress is None:
             progress = not isinstance(batches, list) or len(batches) >= _PROGRESS_MIN_BATCHES
         total = len(batches) if isinstance(batches, list) else None
-        outputs = [self._call(name, **{sig.INPUT: b})[sig.OUTPUT]
-                   for b in progress_bar(batches, desc, "batch", progress, total)]
+        outputs = []
+        for index, batch in enumerate(progress_bar(batches, desc, "batch", progress, total)):
+            outputs.append(self._call(name, **{sig.INPUT: batch})[sig.OUTPUT])
+            if after_each is not None:
+                after_each(index, batch)
         return np.concatenate(outputs, axis=0)
+
+    def _check_finite_sums(self, index, batch):
+        """After each observed batch: float32-max inputs are finite but can overflow inside the model; the sums
+        would then be refused only when saved. Said here, naming the batch (`observe` rolls the call back)."""
+        state = self.get_state()
+        values = [getattr(state, field.name) for field in dataclasses.fields(state)]
+        if all(np.all(np.isfinite(v)) for v in values if v is not None):
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            largest = float(np.max(np.abs(batch.astype(np.float64))))
+        raise NonFiniteActivity(
+            f"batch {index} of the input (largest |value| {largest:.3g}) overflowed "
+            "inside the model: the activity sums it would add are infinite or NaN, so nothing of this observe call "
+            "was counted. Feed values in the range the model was trained on", index)
 
     def predict(self, x, batch_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
         """Model outputs for a batch `x` of shape `(N,) + input_shape[1:]`."""
@@ -148,11 +175,14 @@ class Personalizer(*PERSONALIZER_METHODS):
         `x` is one array or an iterable of batches (consumed one batch at a
         time). A progress bar is shown for long runs unless `progress=False`.
         If any batch is refused, nothing of this call is counted: the state is
-        restored to what it was before.
+        restored to what it was before. A batch that overflows inside the
+        model (finite values too large for it) is refused right after it
+        ran (`NonFiniteActivity`).
         """
         before = self.get_state()
         try:
-            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe")
+            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe",
+                                     after_each=self._check_finite_sums)
         except BaseException:
             self.set_state(before)
             raise
@@ -167,10 +197,17 @@ class Personalizer(*PERSONALIZER_METHODS):
     def get_state(self) -> State:
         out = self._call(sig.GET_STATE, **{sig.TOKEN: np.array(0, np.int32)})
         # get_state names each lever's vectors after the State fields of its block.
-        extra = {field: np.array(out[field], np.float32)
-                 for lever in used(self.metadata) if lever.block is not None for field in lever.block.fields}
-        return State(masks=np.array(out[sig.MASKS], np.float32),
-                     counts=np.array(out[sig.COUNTS], np.float32),
+        fields = [field for lever in used(self.metadata) if lever.block is not None for field in lever.block.fields]
+        missing = [name for name in (sig.MASKS, sig.COUNTS, sig.SAMPLES, *fields) if name not in out]
+        if missing:
+            raise ModelError(f"{self.model_path}: its get_state signature does not return {', '.join(missing)} "
+                             "(a damaged file, or not an export of this version)")
+        masks, n = np.array(out[sig.MASKS], np.float32), self.metadata.num_units
+        if masks.shape != (n,) or not np.all((masks == 0) | (masks == 1)) or np.ravel(out[sig.SAMPLES]).size < 1:
+            raise ModelError(f"{self.model_path}: its get_state signature returned masks of shape {masks.shape} "
+                             f"that are not 0 or 1 for the {n} units its metadata describes (a damaged file)")
+        extra = {field: np.array(out[field], np.float32) for field in fields}
+        return State(masks=masks, counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
 
     def set_state(self, state: State) -> None:
@@ -211,7 +248,9 @@ class Personalizer(*PERSONALIZER_METHODS):
         return slim_model(self.model_path, self.get_state(), path, quantize=quantize)
 
     def save_state(self, path: Union[str, os.PathLike]) -> None:
-        """Write masks and counters atomically (temp file, fsync, rename)."""
+        """Write masks and counters atomically (temp file, fsync, rename); never over the model file itself."""
+        if os.path.exists(path) and os.path.samefile(path, self.model_path):
+            raise FinePruneError(f"cannot save the state to {os.fspath(path)!r}: it is the model file itself")
         atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
 
     def load_state(self, path: Union[str, os.PathLike]) -> None:

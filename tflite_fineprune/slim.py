@@ -9,6 +9,7 @@ everything personalization needs (the other signatures, the variables);
 schema module, not TensorFlow, nor an interpreter.
 """
 
+import contextlib
 import dataclasses
 import os
 import zlib
@@ -26,7 +27,7 @@ from .tflite.compaction import compact_buffers, drop_unused, remove_identities
 from .tflite.flatbuffer import UNSEALED_DIGEST, seal
 from .tflite.folding import find_masks, fold_constants, init_subgraph, initial_values
 from .tflite.graph import Graph
-from .tflite.schema import load_schema, read_model, set_metadata, write_model
+from .tflite.schema import PARSE_ERRORS, load_schema, read_model, set_metadata, write_model
 from .tflite.weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, check_quantize, quantize_weights
 
 
@@ -57,7 +58,7 @@ def _load_state(state, metadata, source):
     return decode_model_state(blob, metadata, source=os.fspath(state))
 
 
-def _as_the_model_holds(data, metadata, state):
+def _as_the_model_holds(data, metadata, state, source):
     """`state` as the model holds it after `set_state` (what `get_state` then returns).
 
     Each lever completes its own block (`Lever.as_held`): a state without one
@@ -71,7 +72,7 @@ def _as_the_model_holds(data, metadata, state):
 
     def trained():
         if not initial:
-            initial.update(_trained_values(data))
+            initial.update(_trained_values(data, source))
         return initial
 
     fields = {}
@@ -80,10 +81,10 @@ def _as_the_model_holds(data, metadata, state):
     return State(masks=masks, counts=counts, samples=samples, **fields)
 
 
-def _trained_values(data):
+def _trained_values(data, source):
     """{variable name: initial value} read from the model's variable initializers."""
     schema = load_schema()
-    model = read_model(data)
+    model = read_model(data, source)
     infer = [d for d in model.signatureDefs if d.signatureKey.decode() == sig.INFER]
     index = init_subgraph(Graph(schema, model, infer[0].subgraphIndex)) if infer else None
     if index is None:
@@ -105,10 +106,10 @@ def _variables(metadata, state):
     return variables
 
 
-def _rewrite(data, metadata, variables, keep_masked):
+def _rewrite(data, metadata, variables, keep_masked, source):
     """One attempt: the slim `ModelT`, removing every pruned hidden group not in `keep_masked`."""
     schema = load_schema()
-    model = read_model(data)
+    model = read_model(data, source)
     infer = [d for d in model.signatureDefs if d.signatureKey.decode() == sig.INFER]
     if not infer:
         raise FinePruneError("the model has no 'infer' signature")
@@ -165,6 +166,36 @@ def _quantize(schema, model, metadata, model_path):
     return quantized
 
 
+def _slim(data, metadata, state, model_path):
+    """(schema, slim `ModelT`, state as held, variables, {group kept masked: reason})."""
+    state = _as_the_model_holds(data, metadata, state, model_path)
+    variables = _variables(metadata, state)
+    keep_masked = {}
+    while True:
+        try:
+            schema, model = _rewrite(data, metadata, variables, keep_masked, model_path)
+            return schema, model, state, variables, keep_masked
+        except Unslimmable as exc:
+            new = exc.groups - set(keep_masked)
+            if not new:
+                raise FinePruneError(f"cannot slim {model_path}: {exc.reason}") from None
+            keep_masked.update({g: exc.reason for g in new})
+
+
+@contextlib.contextmanager
+def _not_an_export(model_path):
+    """A model that passed every check on its bytes (`check_structure`) and still breaks the rewrite: its
+    operators, shapes and metadata do not fit together as an export's do (a crafted or damaged and re-sealed
+    file). Said as a `FinePruneError`, the original exception chained, so that a bug of ours stays findable."""
+    try:
+        yield
+    except (PARSE_ERRORS + (ZeroDivisionError,)) as exc:
+        raise FinePruneError(
+            f"cannot slim {model_path}: its graph or metadata is not what export_model writes "
+            f"({type(exc).__name__}: {exc}); export the model again (if this file came straight from export_model, "
+            "please report it: it is a bug)") from exc
+
+
 def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | State", output_path: "str | os.PathLike",
                quantize: "str | None" = None) -> "SlimReport":
     """Write `output_path`: `model_path` personalized by `state`, pruned units removed.
@@ -192,19 +223,9 @@ def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | Stat
     if metadata.slim:
         raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
     state = _load_state(state, metadata, "state")
-    state = _as_the_model_holds(data, metadata, state)
-    variables = _variables(metadata, state)
-    keep_masked = {}
-    while True:
-        try:
-            schema, model = _rewrite(data, metadata, variables, keep_masked)
-            break
-        except Unslimmable as exc:
-            new = exc.groups - set(keep_masked)
-            if not new:
-                raise FinePruneError(f"cannot slim {model_path}: {exc.reason}") from None
-            keep_masked.update({g: exc.reason for g in new})
-    quantized = _quantize(schema, model, metadata, model_path) if quantize else ()
+    with _not_an_export(model_path):
+        schema, model, state, variables, keep_masked = _slim(data, metadata, state, model_path)
+        quantized = _quantize(schema, model, metadata, model_path) if quantize else ()
     quantization = metadata.quantization or (DYNAMIC_RANGE if quantized else "")
     masks = variables["masks"]
     kept = {g.name: [int(u) for u in np.flatnonzero(masks[g.offset:g.offset + g.units])] for g in metadata.groups}
@@ -214,8 +235,9 @@ def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | Stat
                  "still_masked": still_masked}
     slim_meta = dataclasses.replace(metadata, signatures=(sig.INFER,), slim=slim_info, quantization=quantization,
                                     content_sha256=UNSEALED_DIGEST)
-    _with_metadata(model, slim_meta.to_json())
-    blob = seal(write_model(model, len(data)))
+    with _not_an_export(model_path):
+        _with_metadata(model, slim_meta.to_json())
+        blob = seal(write_model(model, len(data)))
     atomic_write(output_path, blob)
     sparsity = measure_sparsity(metadata, masks)
     return SlimReport(path=os.fspath(output_path), dense_bytes=len(data), slim_bytes=len(blob), kept_units=kept,

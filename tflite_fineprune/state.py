@@ -251,9 +251,11 @@ def atomic_write(path, blob):
     """Write bytes so that `path` holds either its old or its new content, never a mix.
 
     The new file keeps an existing file's permission bits; a new one gets
-    0666 less the umask, like any file the user creates.
+    0666 less the umask, like any file the user creates. A `path` that is a
+    symbolic link is written through: the link stays, its target gets the
+    new content (the temp file is made beside the target, then renamed).
     """
-    path = os.path.abspath(os.fspath(path))
+    path = os.path.realpath(os.fspath(path))
     directory = os.path.dirname(path)
     if os.path.isdir(path):
         raise FinePruneError(f"cannot write {path!r}: it is a directory")
@@ -284,6 +286,46 @@ def atomic_write(path, blob):
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def starts_with(path, prefix, offset=0):
+    """Whether `path` is a regular file holding `prefix` at byte `offset` (never blocks on a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, offset + len(prefix))[offset:] == prefix
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def is_state_file(path):
+    """Whether `path` starts like a state file (of any model, intact or not)."""
+    return starts_with(path, MAGIC)
+
+
+def check_output_folder(path, what):
+    """Refuse, before any work, an output `path` whose folder is missing, not a folder or not writable.
+
+    A probe file is created and removed there: permission bits alone do not
+    tell (root, ACLs, read-only mounts).
+    """
+    shown = os.fspath(path)
+    directory = os.path.dirname(os.path.realpath(shown)) or "."
+    if os.path.isdir(shown):
+        raise FinePruneError(f"{what} {shown!r} is a directory; expected a file name")
+    if not os.path.isdir(directory):
+        raise FinePruneError(f"{what} {shown!r}: its folder {directory!r} does not exist (or is not a folder)")
+    probe = os.path.join(directory, f".fineprune-probe.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise FinePruneError(f"{what} {shown!r} cannot be written: its folder {directory!r} is not writable "
+                             f"({exc.strerror or exc})") from None
 
 
 def _fsync_directory(directory):

@@ -19,6 +19,26 @@ android {
         versionName = versionOf("app.versionName")
     }
 
+    // The release build: the key comes from the environment, as for build_apk.sh --release (never committed).
+    val releaseKeystore = System.getenv("FINEPRUNE_RELEASE_KEYSTORE")
+    signingConfigs {
+        if (releaseKeystore != null) {
+            create("release") {
+                storeFile = file(releaseKeystore)
+                storePassword = System.getenv("FINEPRUNE_RELEASE_STORE_PASSWORD")
+                keyAlias = System.getenv("FINEPRUNE_RELEASE_KEY_ALIAS")
+                keyPassword = System.getenv("FINEPRUNE_RELEASE_KEY_PASSWORD")
+            }
+        }
+    }
+    buildTypes {
+        release {
+            isMinifyEnabled = true
+            proguardFiles(getDefaultProguardFile("proguard-android-optimize.txt"), "proguard-rules.pro")
+            if (releaseKeystore != null) signingConfig = signingConfigs.getByName("release")
+        }
+    }
+
     // Models are mapped by the interpreter after being copied out of the APK; keep them uncompressed anyway
     // (build_apk.sh stores them too).
     androidResources {
@@ -32,9 +52,15 @@ android {
     kotlinOptions {
         jvmTarget = "17"
     }
-    // MainActivityTest needs real framework resources (Robolectric) and the generated assets.
+    // The Activity tests need the app's resources (Robolectric), the generated assets and a Python with
+    // ai-edge-litert that answers the model calls (check.sh replay passes the same three).
     testOptions {
         unitTests.isIncludeAndroidResources = true
+        unitTests.all {
+            it.systemProperty("fineprune.assets", project.findProperty("fineprune.assets") ?: file("src/main/assets").path)
+            it.systemProperty("fineprune.python", project.findProperty("fineprune.python") ?: rootProject.file("../.venv/bin/python").path)
+            it.jvmArgs("--add-opens", "java.base/java.io=ALL-UNNAMED")
+        }
     }
 }
 

@@ -8,10 +8,11 @@ from ..data_fetch import add_parser as add_data_parser
 from ..errors import FinePruneError
 from ..export.options import add_export_arguments
 from ..help_formatter import HelpFormatter
-from .commands import (_check_asset_data, _check_demo_data, _silence_unless_verbose, cmd_android_assets, cmd_demo,
-                       cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
-from .common import _fraction, _runtime_args
+from .commands import (_check_asset_data, _check_demo_data, _check_export_output, _silence_unless_verbose,
+                       cmd_android_assets, cmd_demo, cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
+from .common import _fraction, _runtime_args, printable
 from .personalize import RERUN, _personalize_examples, cmd_personalize
+from .population import add_parser as add_population_parser
 
 
 EXIT_ERROR = 2
@@ -41,7 +42,8 @@ def build_parser():
     _runtime_args(p)
     p.add_argument("--state", required=True, help="the state file to write: " + RERUN)
     p.add_argument("--fresh", action="store_true",
-                   help="replace the --state file even if it belongs to another model or is not a state file")
+                   help="replace the --state file even if it is another model's (or a damaged) state file; "
+                        "a file that is not a state file is never replaced")
     p.add_argument("--sparsity", type=_fraction,
                    help="expert: prune this fraction of each layer's units instead of the automatic choice")
     p.add_argument("--min-class-fraction", type=_fraction,
@@ -79,6 +81,7 @@ def build_parser():
     _runtime_args(p)
     p.add_argument("--state", help="a state file to apply first")
     COMMANDS["data"] = add_data_parser(commands)
+    COMMANDS["population"] = add_population_parser(commands)
     _finish_help(commands)
     return parser
 
@@ -99,14 +102,20 @@ def _finish_help(commands):
             sub.epilog = EXAMPLES[name]() if callable(EXAMPLES[name]) else EXAMPLES[name]
 
 
-DATA_CHECKS = {"android-assets": _check_asset_data, "demo": _check_demo_data}
+# Checks that come before TensorFlow is imported: missing data, an output that must not be written.
+DATA_CHECKS = {"android-assets": _check_asset_data, "demo": _check_demo_data, "export": _check_export_output}
 
 
 COMMANDS = {"android-assets": cmd_android_assets, "demo": cmd_demo, "evaluate": cmd_evaluate, "export": cmd_export,
             "inspect": cmd_inspect, "personalize": cmd_personalize, "slim": cmd_slim}
 
 
+# The packages the TensorFlow side imports; a missing one is an install question, answered in one line.
+TENSORFLOW_PACKAGES = ("tensorflow", "keras", "tf_keras", "h5py")
+
+
 def main(argv=None):
+    _never_fail_to_encode()
     args = build_parser().parse_args(argv)
     try:
         if args.command in DATA_CHECKS:
@@ -116,16 +125,35 @@ def main(argv=None):
         sys.stdout.flush()  # a closed pipe shows here, not at exit
     except BrokenPipeError:  # `tflite-fineprune inspect M | head`: the reader has all it wanted
         return _stdout_closed()
-    except FinePruneError as exc:
-        print(f"tflite-fineprune: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        print(f"tflite-fineprune: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except (FinePruneError, OSError) as exc:
+        return _error(exc)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in TENSORFLOW_PACKAGES:
+            raise
+        return _error(f"`tflite-fineprune {args.command}` needs TensorFlow, which this installation lacks "
+                      f"({exc}); install it with: pip install \"tflite-fineprune[export]\" (from a checkout: "
+                      "pip install \".[export]\")")
     except KeyboardInterrupt:
         print("tflite-fineprune: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _error(exc):
+    """One line on stderr, whatever the message holds (file names are escaped: `printable`)."""
+    print(f"tflite-fineprune: error: {printable(exc)}", file=sys.stderr, flush=True)
+    return EXIT_ERROR
+
+
+def _never_fail_to_encode():
+    """A character the terminal's encoding lacks is written as an escape, not a UnicodeEncodeError
+    (PYTHONIOENCODING=ascii, or strict UTF-8 and a file name that is not UTF-8)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict":
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (AttributeError, ValueError, OSError):
+                pass
 
 
 def _stdout_closed():

@@ -4,7 +4,12 @@ import numpy as np
 
 from ..errors import FinePruneError
 from ..export.options import options_from_arguments
-from .common import _load_data, _open, _warn
+from .common import TFLITE_FILE, _load_data, _open, _warn, check_output, printable
+
+
+def _check_export_output(args):
+    """Before TensorFlow is imported (seconds): -o must be a new or a .tflite file, in a writable folder."""
+    check_output(args.output, "-o", {"the Keras model": args.model, "--labels": args.labels}, TFLITE_FILE)
 
 
 def cmd_export(args):
@@ -23,7 +28,7 @@ def cmd_export(args):
     from ..progress import print_stage
 
     options = options_from_arguments(args, labels=labels, on_stage=print_stage)
-    print(f"loading {args.model}", flush=True)
+    print(f"loading {printable(args.model)}", flush=True)
     model = load_keras_model(args.model)
     _warn_if_keras_application(model)
     report = export_model(model, args.output, options)
@@ -52,7 +57,8 @@ def cmd_inspect(args):
     from ..metadata import read_model_file
 
     _, meta = read_model_file(args.model)
-    print(f"{args.model}: tflite-fineprune format {meta.format_version}, fingerprint {meta.fingerprint[:16]}")
+    print(f"{printable(args.model)}: tflite-fineprune format {meta.format_version}, "
+          f"fingerprint {meta.fingerprint[:16]}")
     audio = ""
     if meta.sample_rate > 0:  # audio files are resampled to this rate (datafiles.fit_audio)
         samples = int(np.prod(meta.input_shape[1:]))
@@ -99,15 +105,16 @@ def cmd_evaluate(args):
                              "evaluate it without --state, or the original export with --state")
     if args.state:
         personalizer.load_state(args.state)
-    labels = personalizer.labels
-    x, y, _ = _load_data(args, personalizer, labels)
-    if y.max() >= personalizer.metadata.num_classes:
-        raise FinePruneError(f"class index {int(y.max())} is out of range for "
-                             f"{personalizer.metadata.num_classes} classes")
-    predicted = np.argmax(personalizer.predict(x, progress=None), axis=-1)
-    accuracy = float(np.mean(predicted == y))
+    correct = samples = 0
+    for x, y, _ in _load_data(args, personalizer, personalizer.labels).labeled():  # one batch in memory
+        if y.max() >= personalizer.metadata.num_classes:
+            raise FinePruneError(f"class index {int(y.max())} is out of range for "
+                                 f"{personalizer.metadata.num_classes} classes")
+        correct += int(np.sum(np.argmax(personalizer.predict(x, progress=False), axis=-1) == y))
+        samples += len(y)
+    accuracy = correct / samples
     sparsity = _slim_sparsity(personalizer.metadata) if slim else personalizer.sparsity()
-    print(f"accuracy {accuracy:.4f} on {len(y)} samples; unit sparsity {sparsity.units:.1%}, "
+    print(f"accuracy {accuracy:.4f} on {samples} samples; unit sparsity {sparsity.units:.1%}, "
           f"weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}"
           + (" removed (slim model)" if slim else ""))
 
@@ -125,9 +132,10 @@ def _slim_sparsity(meta):
 def cmd_slim(args):
     from ..slim import slim_model
 
+    check_output(args.output, "-o", {"the model": args.model, "--state": args.state}, TFLITE_FILE)
     report = slim_model(args.model, args.state, args.output, quantize=args.quantize)
     quantized = f" ({report.quantization})" if report.quantization else ""
-    print(f"{report.path}{quantized}: {report.slim_bytes:,} bytes (export {report.dense_bytes:,}), "
+    print(f"{printable(report.path)}{quantized}: {report.slim_bytes:,} bytes (export {report.dense_bytes:,}), "
           f"weight sparsity {report.weight_sparsity:.1%}, MAC sparsity {report.mac_sparsity:.1%}")
     for name, reason in report.still_masked.items():
         print(f"  {name}: still masked ({reason})")

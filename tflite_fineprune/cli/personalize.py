@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from ..errors import FinePruneError
-from .common import _load_data, _open, _warn
+from .common import _load_data, _open, _warn, naming_files, printable
 
 
 # What a second `personalize` with the same --state does; --help, docs/cli.md, docs/newcomer.md and the run's
@@ -38,6 +38,7 @@ def cmd_personalize(args):
         check_sparsity(args.sparsity)
     if args.min_class_fraction is not None:
         check_sparsity(args.min_class_fraction, "--min-class-fraction")
+    _check_state_path(args)
     personalizer = _open(args)
     if personalizer.metadata.slim:
         raise FinePruneError(f"{args.model} is a slim model (pruned units removed): it can only predict; "
@@ -51,12 +52,13 @@ def cmd_personalize(args):
     if args.sparsity is None and args.min_class_fraction is None:
         return _personalize_auto(args, personalizer)
     _warn_if_speech(personalizer, args.sparsity, args.min_class_fraction)
-    x, _, files = _load_data(args, personalizer)
-    before = np.argmax(personalizer.observe(x, progress=True), axis=-1)
+    data = _load_data(args, personalizer)
+    with naming_files(data):
+        before = np.argmax(personalizer.observe(data, progress=True), axis=-1)
     if args.sparsity is not None:
         sparsity = personalizer.prune(args.sparsity)
         if args.sparsity > 0:
-            _warn_if_predictions_changed(before, np.argmax(personalizer.predict(x, progress=None), axis=-1))
+            _warn_if_predictions_changed(before, np.argmax(personalizer.predict(data, progress=False), axis=-1))
     else:
         sparsity = personalizer.sparsity()
     if args.min_class_fraction is not None:
@@ -64,15 +66,32 @@ def cmd_personalize(args):
         sparsity = personalizer.prune_outputs(args.min_class_fraction)
         _print_dropped_classes(personalizer, kept_before)
     personalizer.save_state(args.state)
-    print(f"observed {len(x)} samples from {len(files)} files; pruned {sparsity.pruned_units}/{sparsity.total_units} "
-          f"units (unit sparsity {sparsity.units:.1%}, weights {sparsity.weights:.1%}, MACs {sparsity.macs:.1%}); "
-          f"state saved to {args.state}")
+    print(f"observed {data.samples} samples from {len(data.files)} files; pruned {sparsity.pruned_units}/"
+          f"{sparsity.total_units} units (unit sparsity {sparsity.units:.1%}, weights {sparsity.weights:.1%}, "
+          f"MACs {sparsity.macs:.1%}); state saved to {printable(args.state)}")
+
+
+def _check_state_path(args):
+    """Before the model and the data are read: --state may name only a state file (of any model) or a new
+    file, in a folder that can be written. The model itself, or any other file, is never replaced, --fresh
+    or not."""
+    from ..state import check_output_folder, is_state_file
+
+    if os.path.exists(args.state):
+        if os.path.exists(args.model) and os.path.samefile(args.state, args.model):
+            raise FinePruneError(f"--state {args.state!r} is the model itself; personalize writes a state file "
+                                 "and never replaces the model: name another --state, e.g. user.state")
+        if not is_state_file(args.state):  # a folder, a pipe or any other file is left as it is
+            raise FinePruneError(f"--state {args.state!r} exists and is not a tflite-fineprune state file; "
+                                 "personalize replaces only state files (with --fresh too), so it is left as it "
+                                 "is: name another --state")
+    check_output_folder(args.state, "--state")
 
 
 def _say_what_is_replaced(args, personalizer):
-    """An existing --state is replaced (RERUN): say so; refuse another model's file (or a non-state file,
-    e.g. the model itself named by mistake) unless --fresh. Leaves the personalizer dense."""
-    if not os.path.lexists(args.state):
+    """An existing --state is replaced (RERUN): say so; refuse another model's state file (or a damaged one)
+    unless --fresh. Leaves the personalizer dense."""
+    if not os.path.exists(args.state):
         return
     try:
         personalizer.load_state(args.state)
@@ -80,9 +99,9 @@ def _say_what_is_replaced(args, personalizer):
         if not args.fresh:
             raise FinePruneError(f"{exc}; personalize would replace it: pass --fresh to replace it, or name "
                                  "another --state") from None
-        print(f"note: replacing {args.state} (--fresh): {exc}")
+        print(f"note: replacing {printable(args.state)} (--fresh): {printable(exc)}")
         return
-    print(f"note: replacing {args.state} ({personalizer.samples} samples observed before): {RERUN}")
+    print(f"note: replacing {printable(args.state)} ({personalizer.samples} samples observed before): {RERUN}")
     personalizer.reset()
 
 
@@ -131,7 +150,9 @@ def _print_dropped_classes(personalizer, kept_before):
 
 def _personalize_auto(args, personalizer):
     """The default: the label-free automatic choice (recipe.py), from the dense model."""
-    x, _, files = _load_data(args, personalizer)
-    report = personalizer.personalize(x)
+    data = _load_data(args, personalizer)
+    with naming_files(data):
+        report = personalizer.personalize(data, progress=False)
     personalizer.save_state(args.state)
-    print(f"observed {len(x)} samples from {len(files)} files\n{report}\nstate saved to {args.state}")
+    print(f"observed {data.samples} samples from {len(data.files)} files\n{report}\nstate saved to "
+          f"{printable(args.state)}")

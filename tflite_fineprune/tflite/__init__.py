@@ -4,6 +4,7 @@ One job a module:
 
 - `schema`: the generated schema (object API) and reading/writing a `ModelT`;
 - `flatbuffer`: the metadata table read straight from the bytes, and the content seal;
+- `structure`: every reference of the graph checked against what the file holds, before anything else reads it;
 - `types`, `ops`: tensor types, int8 scales, and what the builtin ops compute, in numpy;
 - `graph`: a mutable view of one subgraph (op names, constants, users);
 - `folding`: variables frozen to constants and constant-only ops evaluated;

@@ -13,8 +13,16 @@ import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
 import java.util.concurrent.TimeUnit
 
-/** The screens, in tab order. */
-enum class Screen(val title: String) { MODEL("Model"), USERS("Users"), PERSONALIZE("Personalize"), PROFILES("Profiles"), LISTEN("Listen") }
+/** The screens, in tab order (titles: string resources). */
+enum class Screen { START, USERS, PERSONALIZE, PROFILES, LISTEN }
+
+/**
+ * What the interpreter runs: the dense model or a saved profile. Only the worker changes it (after the
+ * interpreter accepted the change), so the label on screen is always what Evaluate and Listen run.
+ */
+class Held(val modelKey: String, val profile: String?) {
+    val dense get() = profile == null
+}
 
 /**
  * What the demo holds across Activities: the model, its interpreter and session, the chosen user, Me's
@@ -22,9 +30,10 @@ enum class Screen(val title: String) { MODEL("Model"), USERS("Users"), PERSONALI
  * recording). Held by the process rather than the Activity, so a rotated Activity finds a running job and
  * its result, and cannot start a second one (AndroidX's ViewModel is not available to this build).
  *
- * Fields are read and written on the main thread only. A job runs on the worker and returns what to
- * change; that block runs on the main thread when the job ends. The interpreter is only ever touched by
- * the worker, so it is never used by two threads at once nor closed under a running call.
+ * Fields are read and written on the main thread only, except [held], which the worker owns. A job runs on
+ * the worker and returns what to change; that block runs on the main thread when the job ends. A job that
+ * fails puts the interpreter back to [held] before its failure is shown. The interpreter is only ever
+ * touched by the worker, so it is never used by two threads at once nor closed under a running call.
  */
 object DemoState {
     private var worker: ExecutorService = newWorker()
@@ -35,18 +44,24 @@ object DemoState {
     var started = false
     var appContext: Context? = null
     var assets: BundledAssets? = null
-    var model: ModelSpec? = null
-    var runner: OpenedModel? = null
-    var session: PersonalizationSession? = null
+    @Volatile var model: ModelSpec? = null
+    @Volatile var runner: OpenedModel? = null
+    @Volatile var session: PersonalizationSession? = null
+    /** What the interpreter runs now: written by the worker only. */
+    @Volatile var held: Held? = null
     var user: BundledUser? = null // null: "Me"
     var meSamples: List<Tensor> = emptyList()
     var lastResult: PersonalizationResult? = null
     var evaluation: String? = null
-    /** The stored name of the profile loaded at start and after Use; null: the dense model. */
+    /** Me's personalization waiting for the user's yes or no; nothing of it is in the interpreter. */
+    var consent: Consent? = null
+    /** The profile the user chose (remembered across launches); null: the dense model. */
     var activeProfile: String? = null
-    /** The Dense / Personalized switch: true shows the dense model while keeping the active profile. */
-    var showingDense = false
-    var screen = Screen.MODEL
+    /** The current model's saved profiles, as the worker last listed them. */
+    var profileNames: List<String> = emptyList()
+    var screen = Screen.START
+    /** A user chosen before the process died, restored once its model is loaded (MainActivity's saved state). */
+    var restoreUser: String? = null
     var job: String? = null
     var status = ""
     var progressDone = 0
@@ -55,6 +70,13 @@ object DemoState {
     var level = -1
     var heard = ""
     val queuedPhotos = ArrayList<Uri>()
+    /** Listen shows a word only when its probability, averaged over recent windows, reaches this. */
+    var listenThreshold = DEFAULT_LISTEN_THRESHOLD
+    /** The microphone permission was refused with "don't ask again": only Settings can grant it now. */
+    var microphoneBlocked = false
+
+    /** The Dense / Personalized switch shows the dense model while keeping the chosen profile. */
+    val showingDense get() = activeProfile != null && held?.profile == null
 
     /** Asks the running recording or Listen loop to end after its current read. */
     @Volatile var stopRequested = false
@@ -67,11 +89,12 @@ object DemoState {
 
     /**
      * Starts [work] on the worker unless a job runs (then says so and returns false). [work] returns the
-     * change to make on the main thread; an exception or running out of memory becomes the status line.
+     * change to make on the main thread; an exception or running out of memory rolls the interpreter back
+     * to [held] and becomes the status line.
      */
     fun start(what: String, work: () -> (() -> Unit)): Boolean {
         job?.let { running ->
-            status = "busy $running: wait until it finishes"
+            status = activity?.getString(R.string.busy, running) ?: "busy $running"
             activity?.renderStatus()
             return false
         }
@@ -82,27 +105,55 @@ object DemoState {
         stopRequested = false
         activity?.renderStatus()
         val mine = generation
+        val files = appContext?.filesDir
         worker.execute {
             val change: () -> Unit = try {
                 work()
             } catch (e: Exception) {
-                { status = "$what failed: ${e.message ?: e.javaClass.simpleName}" }
+                failed(what, e.message ?: e.javaClass.simpleName)
             } catch (e: OutOfMemoryError) {
-                { status = "$what failed: out of memory" }
+                failed(what, "out of memory")
             } catch (e: LinkageError) {
-                { status = "$what failed: ${e.message ?: e.javaClass.simpleName}" } // e.g. the interpreter's native library
+                failed(what, e.message ?: e.javaClass.simpleName) // e.g. the interpreter's native library
             }
+            // Listed here, off the main thread; a job that opens another model lists that model's in its change.
+            val names = model?.let { spec -> files?.let { ProfileStore(it).profiles(spec) } } ?: emptyList()
             onMain {
                 if (mine != generation) return@onMain
                 job = null
                 level = -1
                 if (status == what) status = ""
+                profileNames = names
                 change()
                 activity?.render()
                 activity?.startQueuedWork()
             }
         }
         return true
+    }
+
+    /** On the worker, after a failed job: the interpreter back to what [held] says, and the message. */
+    private fun failed(what: String, message: String): () -> Unit {
+        val restored = try {
+            rollBack()
+            null
+        } catch (e: Exception) {
+            e.message ?: e.javaClass.simpleName
+        }
+        val back = held?.profile?.let { "profile '$it'" } ?: "the dense model"
+        return {
+            status = "$what failed: $message; " +
+                if (restored == null) "the model is back to $back" else "and putting back $back failed too: $restored"
+        }
+    }
+
+    /** On the worker: makes the interpreter run what [held] says (the last state a job completed). */
+    fun rollBack() {
+        val s = session ?: return
+        val spec = model ?: return
+        val files = appContext?.filesDir ?: return
+        val profile = held?.profile
+        if (profile == null) s.reset() else s.setState(ProfileStore(files).load(spec, profile))
     }
 
     /** From the worker: the status line and progress bar. */
@@ -148,17 +199,24 @@ object DemoState {
         model = null
         runner = null
         session = null
+        held = null
         user = null
         meSamples = emptyList()
         lastResult = null
         evaluation = null
+        consent = null
         activeProfile = null
-        showingDense = false
-        screen = Screen.MODEL
+        profileNames = emptyList()
+        screen = Screen.START
+        restoreUser = null
         job = null
         status = ""
         level = -1
         heard = ""
         queuedPhotos.clear()
+        microphoneBlocked = false
+        listenThreshold = DEFAULT_LISTEN_THRESHOLD
     }
+
+    const val DEFAULT_LISTEN_THRESHOLD = 0.6
 }

@@ -17,13 +17,17 @@ interface AudioInput : Closeable {
     fun read(buffer: ShortArray, offset: Int, length: Int): Int
 }
 
-/** The phone's microphone: one AudioRecord for the whole recording, so consecutive reads leave no gaps. */
+/**
+ * The phone's microphone: one AudioRecord for the whole recording, so consecutive reads leave no gaps.
+ * VOICE_RECOGNITION rather than MIC: no automatic gain or noise suppression, closer to the unprocessed
+ * clips the speech model was trained on.
+ */
 object AudioRecordMicrophone : Microphone {
     override fun open(sampleRate: Int): AudioInput {
         val minimum = AudioRecord.getMinBufferSize(sampleRate, AudioFormat.CHANNEL_IN_MONO, AudioFormat.ENCODING_PCM_16BIT)
         if (minimum <= 0) throw FinePruneException("this phone cannot record $sampleRate Hz mono 16-bit audio")
         val recorder = try {
-            AudioRecord(MediaRecorder.AudioSource.MIC, sampleRate, AudioFormat.CHANNEL_IN_MONO,
+            AudioRecord(MediaRecorder.AudioSource.VOICE_RECOGNITION, sampleRate, AudioFormat.CHANNEL_IN_MONO,
                 AudioFormat.ENCODING_PCM_16BIT, maxOf(minimum, sampleRate)) // half a second of headroom
         } catch (e: SecurityException) {
             throw FinePruneException("the microphone permission is missing (${e.message})")
@@ -32,7 +36,13 @@ object AudioRecordMicrophone : Microphone {
             recorder.release()
             throw FinePruneException("the microphone could not be opened")
         }
-        recorder.startRecording()
+        try {
+            recorder.startRecording()
+            if (recorder.recordingState != AudioRecord.RECORDSTATE_RECORDING) throw FinePruneException("the microphone is in use by another app")
+        } catch (e: Exception) {
+            recorder.release() // a recorder that never started is not left holding the microphone
+            throw if (e is FinePruneException) e else FinePruneException("the microphone could not start: ${e.message}")
+        }
         return object : AudioInput {
             override fun read(buffer: ShortArray, offset: Int, length: Int): Int {
                 val n = recorder.read(buffer, offset, length)
@@ -58,4 +68,35 @@ fun AudioInput.readFully(count: Int, chunk: Int, onChunk: (ShortArray, Int, Int)
         read += n
     }
     return clip
+}
+
+/** Reads and drops [count] samples: what the microphone buffered before the user was asked to speak. */
+fun AudioInput.drain(count: Int, chunk: Int, onChunk: (ShortArray, Int, Int) -> Unit = { _, _, _ -> }) {
+    val buffer = ShortArray(chunk)
+    var left = count
+    while (left > 0) {
+        val n = read(buffer, 0, minOf(chunk, left))
+        onChunk(buffer, 0, n)
+        left -= n
+    }
+}
+
+/** Where in a recording the word is. */
+object SpeechWindow {
+    /**
+     * The [length] samples of [samples] with the most energy (the word, not the silence before or after it);
+     * the whole of [samples] when it is no longer than [length].
+     */
+    fun centred(samples: FloatArray, length: Int): FloatArray {
+        if (samples.size <= length) return samples
+        var energy = 0.0
+        for (i in 0 until length) energy += samples[i] * samples[i]
+        var best = energy
+        var start = 0
+        for (i in length until samples.size) {
+            energy += samples[i] * samples[i] - samples[i - length] * samples[i - length]
+            if (energy > best + 1e-9) { best = energy; start = i - length + 1 }
+        }
+        return samples.copyOfRange(start, start + length)
+    }
 }

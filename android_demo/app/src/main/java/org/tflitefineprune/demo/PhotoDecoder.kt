@@ -7,8 +7,8 @@ import android.graphics.Matrix
 import android.media.ExifInterface
 import android.net.Uri
 import org.tflitefineprune.core.FinePruneException
+import java.io.File
 import java.io.IOException
-import java.io.InputStream
 
 /**
  * A picked photo as a small, upright bitmap: decoded subsampled (a 50 MP photo never becomes 50 M pixels
@@ -18,18 +18,33 @@ object PhotoDecoder {
     /** Decoded pixels are kept at least this many times the model's input side, for the box average after. */
     private const val OVERSAMPLE = 4
 
-    fun decode(resolver: ContentResolver, uri: Uri, targetWidth: Int, targetHeight: Int): Bitmap {
+    /**
+     * Opens [uri] once (a cloud provider downloads it once) into a file in [cache], then reads its size, its
+     * pixels and its EXIF orientation from that file.
+     */
+    fun decode(resolver: ContentResolver, uri: Uri, cache: File, targetWidth: Int, targetHeight: Int): Bitmap {
+        val copy = File.createTempFile("photo", ".img", cache)
+        try {
+            (resolver.openInputStream(uri) ?: throw FinePruneException("$uri cannot be opened")).use { input ->
+                copy.outputStream().use { input.copyTo(it) }
+            }
+            return decode(copy, uri.toString(), targetWidth, targetHeight)
+        } finally {
+            copy.delete()
+        }
+    }
+
+    fun decode(file: File, name: String, targetWidth: Int, targetHeight: Int): Bitmap {
         val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
-        open(resolver, uri) { BitmapFactory.decodeStream(it, null, bounds) }
-        if (bounds.outWidth <= 0 || bounds.outHeight <= 0) throw FinePruneException("$uri is not an image this phone can decode")
+        BitmapFactory.decodeFile(file.path, bounds)
+        if (bounds.outWidth <= 0 || bounds.outHeight <= 0) throw FinePruneException("$name is not an image this phone can decode")
         val options = BitmapFactory.Options().apply {
             inSampleSize = sampleSize(bounds.outWidth, bounds.outHeight, targetWidth, targetHeight)
             inPreferredConfig = Bitmap.Config.ARGB_8888
         }
-        val bitmap = open(resolver, uri) { BitmapFactory.decodeStream(it, null, options) }
-            ?: throw FinePruneException("$uri could not be decoded")
+        val bitmap = BitmapFactory.decodeFile(file.path, options) ?: throw FinePruneException("$name could not be decoded")
         val orientation = try {
-            open(resolver, uri) { ExifInterface(it).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL) }
+            ExifInterface(file.path).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL)
         } catch (_: IOException) {
             ExifInterface.ORIENTATION_NORMAL // no readable EXIF block: as stored
         }
@@ -63,7 +78,4 @@ object PhotoDecoder {
         if (turned !== bitmap) bitmap.recycle()
         return turned
     }
-
-    private fun <T> open(resolver: ContentResolver, uri: Uri, read: (InputStream) -> T): T =
-        (resolver.openInputStream(uri) ?: throw FinePruneException("$uri cannot be opened")).use(read)
 }

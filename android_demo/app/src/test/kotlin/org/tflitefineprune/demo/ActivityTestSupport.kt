@@ -87,3 +87,101 @@ fun Activity.click(label: String) {
 }
 
 fun pct(value: Double): String = String.format(Locale.US, "%.1f%%", 100 * value)
+
+/** The latest dialog on screen: its message, then a click on its [which] button (AlertDialog.BUTTON_…). */
+fun clickDialog(which: Int): String {
+    val dialog = org.robolectric.shadows.ShadowAlertDialog.getLatestAlertDialog()
+    assertNotNull("no dialog is shown", dialog)
+    assertTrue("the dialog is not showing", dialog!!.isShowing)
+    val message = shadowOf(dialog).message.toString()
+    dialog.getButton(which).performClick()
+    shadowOf(Looper.getMainLooper()).idle()
+    return message
+}
+
+/**
+ * What every Activity test shares: the app's services pointed at the generated assets and LiteRT in Python (each
+ * interpreter behind [gate]), the Activity's controller, and a clean process after each test.
+ */
+abstract class ActivityTestBase {
+    protected val assets = GeneratedAssets
+    protected val bridges = ArrayList<LiteRtBridge>()
+    protected val gate = Gate()
+    protected var controller: org.robolectric.android.controller.ActivityController<MainActivity>? = null
+    protected val activity: MainActivity get() = controller!!.get()
+
+    @org.junit.Before
+    fun services() {
+        DemoServices.assets = { FolderAssets(assets.folder) }
+        DemoServices.openModel = { file -> gate.wrap(LiteRtBridge(file).also { synchronized(bridges) { bridges.add(it) } }) }
+        DemoServices.countdownSeconds = 0
+    }
+
+    @org.junit.After
+    fun processEnds() {
+        gate.open()
+        DemoState.stopRequested = true
+        DemoState.awaitWorker()
+        DemoState.shutDown()
+        DemoState.awaitWorker()
+        synchronized(bridges) { bridges.forEach { it.close() } }
+    }
+
+    protected fun launch(saved: android.os.Bundle? = null): MainActivity {
+        val built = org.robolectric.Robolectric.buildActivity(MainActivity::class.java)
+        controller = if (saved == null) built.setup() else built.setup(saved)
+        settle()
+        return activity
+    }
+
+    /**
+     * The process ends (its threads and memory go; files, preferences and [saved], the Activity's saved state,
+     * stay) and the app starts again.
+     */
+    protected fun restartProcess(saved: android.os.Bundle? = null): MainActivity {
+        controller!!.pause().stop().destroy()
+        DemoState.awaitWorker()
+        DemoState.shutDown()
+        return launch(saved)
+    }
+
+    protected fun switchTo(kind: String) {
+        if (DemoState.model!!.kind == kind) return
+        activity.click("Start")
+        activity.click("Switch to ${assets.model(kind).name}")
+        settle()
+        org.junit.Assert.assertEquals(kind, DemoState.model!!.kind)
+    }
+
+    /** A session of its own on a fresh interpreter: the model's answer, independent of the Activity. */
+    protected fun <T> independently(kind: String, block: (org.tflitefineprune.core.PersonalizationSession) -> T): T {
+        val spec = assets.model(kind)
+        val copy = File(java.nio.file.Files.createTempDirectory("model").toFile(), "m.tflite").also { File(assets.folder, spec.file).copyTo(it) }
+        return LiteRtBridge(copy).use { block(org.tflitefineprune.core.PersonalizationSession(spec, it)) }
+    }
+
+    /** Content URIs serving [files] (each open counted in [opens]), picked through the Users screen's picker. */
+    protected fun pick(files: List<File>, opens: IntArray = IntArray(files.size)): android.content.Intent {
+        val resolver = shadowOf(activity.contentResolver)
+        val uris = files.mapIndexed { i, f ->
+            android.net.Uri.parse("content://test.gallery/photo$i").also { uri ->
+                resolver.registerInputStreamSupplier(uri) { opens[i]++; f.inputStream() }
+            }
+        }
+        activity.click("Users")
+        activity.click("Pick photos")
+        val request = shadowOf(activity).nextStartedActivityForResult
+        val data = android.content.Intent().apply {
+            clipData = android.content.ClipData.newRawUri("photos", uris[0]).also { c -> uris.drop(1).forEach { c.addItem(android.content.ClipData.Item(it)) } }
+        }
+        shadowOf(activity).receiveResult(request.intent, Activity.RESULT_OK, data)
+        shadowOf(Looper.getMainLooper()).idle()
+        return request.intent
+    }
+
+    /** The Personalize screen's line naming what the interpreter runs. */
+    protected fun assertRunning(label: String) {
+        activity.click("Personalize")
+        activity.assertShows("Model running: $label")
+    }
+}

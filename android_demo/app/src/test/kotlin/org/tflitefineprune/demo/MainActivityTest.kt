@@ -46,67 +46,15 @@ import java.security.MessageDigest
 @RunWith(RobolectricTestRunner::class)
 @Config(sdk = [34])
 @GraphicsMode(GraphicsMode.Mode.NATIVE)
-class MainActivityTest {
-    private val assets = GeneratedAssets
-    private val bridges = ArrayList<LiteRtBridge>()
-    private val gate = Gate()
-    private var controller: ActivityController<MainActivity>? = null
-    private val activity: MainActivity get() = controller!!.get()
-
-    @Before
-    fun services() {
-        DemoServices.assets = { FolderAssets(assets.folder) }
-        DemoServices.openModel = { file -> gate.wrap(LiteRtBridge(file).also { synchronized(bridges) { bridges.add(it) } }) }
-        DemoServices.countdownSeconds = 0
-    }
-
-    @After
-    fun processEnds() {
-        gate.open()
-        DemoState.stopRequested = true
-        DemoState.awaitWorker()
-        DemoState.shutDown()
-        DemoState.awaitWorker()
-        synchronized(bridges) { bridges.forEach { it.close() } }
-    }
-
-    private fun launch(): MainActivity {
-        controller = Robolectric.buildActivity(MainActivity::class.java).setup()
-        settle()
-        return activity
-    }
-
-    /** The process ends (its threads and memory go; files and preferences stay) and the app starts again. */
-    private fun restartProcess(): MainActivity {
-        controller!!.pause().stop().destroy()
-        DemoState.awaitWorker()
-        DemoState.shutDown()
-        return launch()
-    }
-
-    private fun switchTo(kind: String) {
-        if (DemoState.model!!.kind == kind) return
-        activity.click("Model")
-        activity.click("Switch to ${assets.model(kind).name}")
-        settle()
-        assertEquals(kind, DemoState.model!!.kind)
-    }
-
-    /** A session of its own on a fresh interpreter: the model's answer, independent of the Activity. */
-    private fun <T> independently(kind: String, block: (PersonalizationSession) -> T): T {
-        val spec = assets.model(kind)
-        val copy = File(Files.createTempDirectory("model").toFile(), "m.tflite").also { File(assets.folder, spec.file).copyTo(it) }
-        return LiteRtBridge(copy).use { block(PersonalizationSession(spec, it)) }
-    }
-
+class MainActivityTest : ActivityTestBase() {
     @Test
     fun launchWithoutAssetsSaysWhatIsMissing() {
         DemoServices.assets = { FolderAssets(Files.createTempDirectory("empty").toFile()) }
         launch()
         assertTrue(activity.statusLine(), activity.statusLine().contains("asset 'manifest.json' is missing: run `tflite-fineprune android-assets`"))
-        activity.assertShows("no model is loaded")
+        activity.assertShows("No model is loaded")
         activity.click("Users") // a tab with no model is a message, not a crash
-        activity.assertShows("no model is loaded")
+        activity.assertShows("No model is loaded")
     }
 
     @Test
@@ -125,7 +73,7 @@ class MainActivityTest {
         restartProcess()
         assertTrue(activity.statusLine(), activity.statusLine().contains("the interpreter could not open models/"))
         assertTrue(activity.statusLine(), activity.statusLine().contains("do not encode a valid TFLite model"))
-        activity.assertShows("no model is loaded")
+        activity.assertShows("No model is loaded")
     }
 
     @Test
@@ -167,7 +115,7 @@ class MainActivityTest {
             val expected = assets.json.getValue("users").jsonArray.map { it.jsonObject }.first { it["name"]!!.jsonPrimitive.content == user.name }
                 .getValue("expected").jsonObject
             activity.click("Personalize")
-            activity.click("Personalize (")
+            activity.click("Personalize for")
             settle()
             activity.assertShows("before: ${pct(user.expected.denseAccuracy)}   after: ${pct(user.expected.accuracy)}")
             activity.assertShows("removed: ${user.expected.prunedUnits}/${DemoState.model!!.layout.numUnits} units")
@@ -193,7 +141,7 @@ class MainActivityTest {
         switchTo("vision")
         val user = assets.user("vision") // a name with '+': stored and remembered under the same name
         activity.click("Personalize")
-        activity.click("Personalize (")
+        activity.click("Personalize for")
         settle()
         activity.click("Profiles")
         activity.assertShows("${user.name} (active)")
@@ -204,6 +152,8 @@ class MainActivityTest {
         assertEquals("vision", DemoState.model!!.kind)
         assertEquals(user.name, DemoState.activeProfile)
         assertEquals("profile '${user.name}' active", activity.statusLine())
+        activity.click("Profiles") // listed by the job that opened the model, before any other job ran
+        activity.assertShows("${user.name} (active)")
         // The restored profile is what the interpreter runs: the personalized accuracy, not the dense one.
         activity.click("Personalize")
         activity.click("Evaluate the model shown")
@@ -243,8 +193,12 @@ class MainActivityTest {
         assertArrayEquals(ProfileStore(activity.filesDir).file(spec, user.name).readBytes(), shared)
 
         activity.click("Delete ${user.name}")
+        assertEquals("Delete profile '${user.name}'? This cannot be undone.", clickDialog(android.app.AlertDialog.BUTTON_NEGATIVE))
+        assertEquals(listOf(user.name), ProfileStore(activity.filesDir).profiles(spec)) // cancelled: kept
+        activity.click("Delete ${user.name}")
+        clickDialog(android.app.AlertDialog.BUTTON_POSITIVE)
         settle()
-        activity.assertShows("no profiles yet")
+        activity.assertShows("No profiles yet")
         assertNull(DemoState.activeProfile)
         restartProcess()
         assertNull(DemoState.activeProfile)
@@ -258,7 +212,7 @@ class MainActivityTest {
         val user = assets.user("vision")
         activity.click("Personalize")
         gate.close()
-        activity.click("Personalize (")
+        activity.click("Personalize for")
         waitFor("the job to reach the interpreter") { gate.waiting == 1 }
         return user
     }
@@ -272,8 +226,8 @@ class MainActivityTest {
         assertSame(activity, DemoState.activity)
         assertTrue(before !== activity)
         assertEquals("personalizing", DemoState.job)
-        activity.click("Personalize (")
-        assertEquals("busy personalizing: wait until it finishes", activity.statusLine())
+        activity.click("Personalize for")
+        assertEquals("Busy personalizing: wait until it finishes.", activity.statusLine())
         gate.open()
         settle()
         activity.assertShows("before: ${pct(user.expected.denseAccuracy)}   after: ${pct(user.expected.accuracy)}")
@@ -281,52 +235,77 @@ class MainActivityTest {
     }
 
     @Test
-    fun meRecordsABatchOfClipsAndTheAutomaticRecipeDecides() {
+    fun meRecordsClipsWithTheWordShownAndTheAutomaticRecipeDecidesAfterConsent() {
         launch()
         switchTo("speech")
         shadowOf(activity.application).grantPermissions(Manifest.permission.RECORD_AUDIO)
+        val spec = assets.model("speech")
+        val words = spec.layout.labels.filter { !it.startsWith("_") }
         val clips = assets.user("speech").eval.map { it.file }
-        val pcm = clips.map { assets.pcm(it) }
-        DemoServices.microphone = PcmMicrophone(pcm.flatMap { it.toList() }.toShortArray())
+        val stream = clips.flatMap { assets.pcm(it).toList() }.toShortArray()
+        DemoServices.microphone = PcmMicrophone(stream)
         activity.click("Users")
-        activity.click("Record 1 clip")
+        activity.assertShows("Words this model knows: ${words.joinToString(", ")}.")
+        activity.click("Record a clip (say “${words[0]}”)")
         settle()
-        assertTrue(activity.statusLine(), activity.statusLine().startsWith("recorded 1 of 1 clips; loudest 0.1 s: "))
-        activity.assertShows("Me: 1 unlabeled samples")
+        assertTrue(activity.statusLine(), activity.statusLine().startsWith("recorded 1 of 1 clip; loudest 0.1 s: "))
+        activity.assertShows("Me: 1 unlabeled sample of your own")
+        activity.assertShows("Record a clip (say “${words[1]}”)") // the next word to say
         activity.click("Use Me")
         activity.click("Personalize")
-        activity.click("Personalize (")
+        activity.click("Personalize for me")
         settle()
         activity.assertShows("too little data: 1 samples < 10; the model stays dense")
+        activity.assertShows("Nothing would change")
         assertEquals("the recipe changed nothing; no profile saved", activity.statusLine())
+        activity.click("OK")
 
         activity.click("Users")
         DemoServices.countdownSeconds = 1
+        DemoServices.microphone = PcmMicrophone(stream, realTime = true) // each word's prompt is on screen while it records
+        val said = ArrayList<String>()
         activity.click("Record 10 clips")
-        waitFor("the countdown") { DemoState.status == "recording in 1…" }
+        waitFor("the countdown") { DemoState.status == "Recording in 1…" }
+        // Each clip shows its word: the vocabulary in turn, after the 1 clip already recorded.
+        while (DemoState.job != null) {
+            DemoState.status.takeIf { it.startsWith("Say “") && said.lastOrNull() != it }?.let { said.add(it) }
+            Thread.sleep(2)
+            shadowOf(Looper.getMainLooper()).idle()
+        }
         settle()
+        assertEquals((1..10).map { "Say “${words[it % words.size]}” now (clip $it of 10)" }, said)
         activity.assertShows("Me: 11 unlabeled samples")
-        // The loudest 0.1 s the level meter saw: the fed PCM's, in the meter's 1600-sample reads.
-        val stream = pcm.flatMap { it.toList() }.toShortArray()
-        val loudest = (0 until 100).maxOf { AudioLevel.rms(WavReader.fromPcm16(stream.copyOfRange(it * 1600, (it + 1) * 1600), 16000).samples) }
+        // The countdown read (and dropped) one second; each clip is 1.5 s of microphone, the word's 1 s window kept.
+        val me = DemoState.meSamples
+        val second = 16000
+        val clipLength = 24000
+        val starts = listOf(0) + (0 until 10).map { second + it * clipLength }
+        for ((i, start) in starts.withIndex()) {
+            val recorded = WavReader.fromPcm16(stream.copyOfRange(start, start + clipLength), second).samples
+            val want = SpeechWindow.centred(recorded, spec.input.elements)
+            assertArrayEquals(want, me[i].floats(), 0f)
+            // The window kept holds at least as much energy as the clip's first second.
+            assertTrue(want.sumOf { (it * it).toDouble() } >= recorded.copyOf(second).sumOf { (it * it).toDouble() } - 1e-9)
+        }
+        // The loudest 0.1 s the level meter saw while recording (not during the countdown), in 1600-sample reads.
+        val loudest = starts.drop(1).flatMap { start -> (0 until 15).map { start + it * 1600 } }
+            .maxOf { AudioLevel.rms(WavReader.fromPcm16(stream.copyOfRange(it, it + 1600), second).samples) }
         assertEquals("recorded 10 of 10 clips; loudest 0.1 s: ${String.format(java.util.Locale.US, "%.0f", AudioLevel.dbfs(loudest))} dBFS",
             activity.statusLine())
-        val me = DemoState.meSamples
-        // The clips are the microphone's PCM, one second each, in order (each batch opens the microphone anew).
-        val spec = assets.model("speech")
-        for ((i, second) in (listOf(0) + (0 until 10)).withIndex()) {
-            val want = WavReader.fit(WavReader.fromPcm16(stream.copyOfRange(second * 16000, (second + 1) * 16000), 16000),
-                spec.input.elements, 16000, "clip")
-            assertArrayEquals(want, me[i].floats(), 0f)
-        }
         activity.click("Personalize")
-        activity.click("Personalize (")
+        activity.click("Personalize for me")
         settle()
         val report = independently("speech") { AutoRecipe.personalize(it, me, spec.recipe.auto!!) }
         val state = independently("speech") { s -> AutoRecipe.personalize(s, me, spec.recipe.auto!!); s.getState() }
-        activity.assertShows("recipe chosen: ${report.recipe}")
+        activity.assertShows("recipe: ${report.recipe}")
         activity.assertShows("removed: ${Sparsity.measure(spec.layout, state.masks).prunedUnits}/${spec.layout.numUnits} units")
-        if (report.steps.isNotEmpty()) assertEquals("me", DemoState.activeProfile)
+        assertNull("nothing is switched on before the user says yes", DemoState.activeProfile)
+        if (report.steps.isNotEmpty()) {
+            activity.click("Switch it on")
+            settle()
+            assertEquals("me", DemoState.activeProfile)
+            activity.assertShows("Model running: personalized ('me')")
+        }
     }
 
     /** [width]x[height] JPEG of the 32x32 [source] scaled up (nearest neighbour), optionally stored turned. */
@@ -351,22 +330,6 @@ class MainActivityTest {
         return file
     }
 
-    private fun pick(activity: Activity, files: List<File>) {
-        val resolver = shadowOf(activity.contentResolver)
-        val uris = files.mapIndexed { i, f ->
-            Uri.parse("content://test.gallery/photo$i").also { uri -> resolver.registerInputStreamSupplier(uri) { f.inputStream() } }
-        }
-        activity.click("Users")
-        activity.click("Pick photos")
-        val request = shadowOf(activity).nextStartedActivityForResult
-        assertEquals(Intent.ACTION_GET_CONTENT, request.intent.action)
-        val data = Intent().apply {
-            clipData = android.content.ClipData.newRawUri("photos", uris[0]).also { c -> uris.drop(1).forEach { c.addItem(android.content.ClipData.Item(it)) } }
-        }
-        shadowOf(activity).receiveResult(request.intent, Activity.RESULT_OK, data)
-        shadowOf(Looper.getMainLooper()).idle()
-    }
-
     private fun meanDifference(a: Tensor, b: ByteArray): Double =
         a.bytes.indices.sumOf { Math.abs((a.bytes[it].toInt() and 0xff) - (b[it].toInt() and 0xff)) }.toDouble() / b.size
 
@@ -385,7 +348,8 @@ class MainActivityTest {
         assertEquals(32, PhotoDecoder.sampleSize(8192, 6144, 32, 32)) // decoded at 256x192, not 50 M pixels
         val huge = photo(sources[0], 8192, 6144, exifRotate90 = false)
         val turned = photo(sources[1], 320, 320, exifRotate90 = true)
-        pick(activity, listOf(huge, turned) + sources.drop(2).take(10))
+        val picker = pick(listOf(huge, turned) + sources.drop(2).take(10))
+        assertEquals(android.provider.MediaStore.ACTION_PICK_IMAGES, picker.action) // Android 13+: the system photo picker
         settle()
         assertEquals("added 12 photos", activity.statusLine())
         val me = DemoState.meSamples
@@ -400,11 +364,11 @@ class MainActivityTest {
 
         activity.click("Use Me")
         activity.click("Personalize")
-        activity.click("Personalize (")
+        activity.click("Personalize for me")
         settle()
         val spec = assets.model("vision")
         val report = independently("vision") { AutoRecipe.personalize(it, me, spec.recipe.auto!!) }
-        activity.assertShows("recipe chosen: ${report.recipe}")
+        activity.assertShows("recipe: ${report.recipe}")
         val state = independently("vision") { s -> AutoRecipe.personalize(s, me, spec.recipe.auto!!); s.getState() }
         activity.assertShows("removed: ${Sparsity.measure(spec.layout, state.masks).prunedUnits}/${spec.layout.numUnits} units")
     }
@@ -412,11 +376,11 @@ class MainActivityTest {
     @Test
     fun photosPickedWhileBusyAreQueuedThenAdded() {
         val user = personalizeVisionUserHeldAtTheInterpreter()
-        pick(activity, listOf(File(assets.folder, user.adapt[0])))
-        assertEquals("1 photos queued: they are added when personalizing ends", activity.statusLine())
+        pick(listOf(File(assets.folder, user.adapt[0])))
+        assertEquals("1 photo queued: it is added when personalizing ends", activity.statusLine())
         gate.open()
         settle()
-        assertEquals("added 1 photos", activity.statusLine())
+        assertEquals("added 1 photo", activity.statusLine())
         assertEquals(1, DemoState.meSamples.size)
     }
 
@@ -434,11 +398,13 @@ class MainActivityTest {
         val p = independently("speech") { probabilities(it.scores(spec.sampleOfFloats(window))) }
         val best = p.indices.maxByOrNull { p[it] }!!
         activity.click("Listen")
-        activity.click("Start")
-        assertEquals(MainActivity.LISTENING, DemoState.job)
+        activity.click("Start listening")
+        assertEquals(Jobs.LISTENING, DemoState.job)
         // The first window is the clip itself (16000 samples): the model's word and probability.
         waitFor("a word") { DemoState.heard.isNotEmpty() }
-        assertEquals("${spec.layout.labels[best]} ${pct(p[best])}", DemoState.heard)
+        // One window so far: its probabilities are the average; shown as a word only above the threshold.
+        val word = spec.layout.labels[best]
+        assertEquals(if (p[best] >= DemoState.listenThreshold) "$word ${pct(p[best])}" else "(not sure: $word ${pct(p[best])})", DemoState.heard)
         activity.assertShows(DemoState.heard)
         waitFor("the silence gate") { DemoState.heard == "(quiet)" }
         assertTrue(AudioLevel.dbfs(0.0) < AudioLevel.SILENCE_DBFS)
@@ -448,6 +414,5 @@ class MainActivityTest {
         assertEquals("listening stopped", activity.statusLine())
         assertEquals("one microphone for the whole session", 1, mic.opens)
         assertEquals(1, mic.closes)
-        assertNotNull(activity)
     }
 }

@@ -13,8 +13,11 @@ class FolderAssets(private val folder: File) : AssetSource {
     override fun open(path: String) = FileInputStream(File(folder, path))
 }
 
-/** A microphone that plays [pcm] (then silence, at the pace of a real one) to whoever opens it. */
-class PcmMicrophone(private val pcm: ShortArray, private val sampleRate: Int = 16000) : Microphone {
+/**
+ * A microphone that plays [pcm] (then silence, at the pace of a real one) to whoever opens it; [realTime]: the
+ * PCM too arrives at a real microphone's pace.
+ */
+class PcmMicrophone(private val pcm: ShortArray, private val sampleRate: Int = 16000, private val realTime: Boolean = false) : Microphone {
     @Volatile var opens = 0
     @Volatile var closes = 0
 
@@ -33,6 +36,7 @@ class PcmMicrophone(private val pcm: ShortArray, private val sampleRate: Int = 1
                     return length
                 }
                 val n = minOf(length, pcm.size - position)
+                if (realTime) Thread.sleep(1000L * n / sampleRate)
                 System.arraycopy(pcm, position, buffer, offset, n)
                 position += n
                 return n
@@ -46,10 +50,21 @@ class PcmMicrophone(private val pcm: ShortArray, private val sampleRate: Int = 1
     }
 }
 
-/** Holds every signature call of the models it wraps until [open]: a job caught in the middle. */
+/**
+ * Holds every signature call of the models it wraps until [open]: a job caught in the middle. [failAfter] makes a
+ * later call of one signature throw, as an interpreter that fails halfway through a job would.
+ */
 class Gate {
     private var latch = CountDownLatch(0)
     @Volatile var waiting = 0
+    @Volatile private var failing: String? = null
+    @Volatile private var callsBeforeFailure = 0
+
+    /** The call of [signature] after the next [calls] ones throws (once). */
+    fun failAfter(signature: String, calls: Int) {
+        callsBeforeFailure = calls
+        failing = signature
+    }
 
     fun close() { latch = CountDownLatch(1) }
 
@@ -65,6 +80,10 @@ class Gate {
         override val signatureKeys get() = model.signatureKeys
         override fun run(signature: String, inputs: Map<String, Tensor>): Map<String, Tensor> {
             pass()
+            if (signature == failing && callsBeforeFailure-- <= 0) {
+                failing = null
+                throw IllegalStateException("injected failure in '$signature'")
+            }
             return model.run(signature, inputs)
         }
         override fun close() = model.close()

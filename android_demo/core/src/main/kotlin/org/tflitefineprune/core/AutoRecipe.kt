@@ -13,10 +13,17 @@ class AutoRule(
     val normalizationStrength: Double = 0.3,
     val normalizationPasses: Int = 3,
     val magnitudeAgreement: Double = 0.99,
+    val stopConfidence: Double = 0.95,
+    val stopMaxDisagreement: Double = 0.03,
+    val stopMaxShift: Double = 0.03,
 ) {
+    /** Step 5's [StoppingRule] with these fields (recipe.py `AutoRule.stopping_rule`). */
+    fun stoppingRule(): StoppingRule = StoppingRule(magnitudeAgreement, stopConfidence, stopMaxDisagreement, stopMaxShift)
+
     companion object {
         /** Manifest keys, as the Python dataclass names them. */
-        val KEYS = listOf("min_samples", "class_share", "class_alpha", "dormant_threshold", "normalization_strength", "normalization_passes", "magnitude_agreement")
+        val KEYS = listOf("min_samples", "class_share", "class_alpha", "dormant_threshold", "normalization_strength", "normalization_passes", "magnitude_agreement",
+            "stop_confidence", "stop_max_disagreement", "stop_max_shift")
 
         fun of(values: Map<String, Double>): AutoRule {
             val unknown = values.keys - KEYS.toSet()
@@ -26,7 +33,8 @@ class AutoRule(
                 values["min_samples"]?.toInt() ?: d.minSamples, values["class_share"] ?: d.classShare,
                 values["class_alpha"] ?: d.classAlpha, values["dormant_threshold"] ?: d.dormantThreshold,
                 values["normalization_strength"] ?: d.normalizationStrength, values["normalization_passes"]?.toInt() ?: d.normalizationPasses,
-                values["magnitude_agreement"] ?: d.magnitudeAgreement,
+                values["magnitude_agreement"] ?: d.magnitudeAgreement, values["stop_confidence"] ?: d.stopConfidence,
+                values["stop_max_disagreement"] ?: d.stopMaxDisagreement, values["stop_max_shift"] ?: d.stopMaxShift,
             )
         }
     }
@@ -37,8 +45,10 @@ class ClassTest(val samples: Int, val classesInPlay: Int, val effectiveClasses: 
 
 /** What the automatic recipe chose (the app shows [steps]). */
 class AutoReport(val samples: Int, val classCounts: IntArray, val classTest: ClassTest?, val excluded: List<String>, val steps: List<String>, val notes: List<String>,
-                 /** Step 5: the rate chosen (each layer's share of units) and the agreement measured at each rate tried. */
-                 val sparsityRate: Double = 0.0, val agreements: List<Pair<Double, Double>> = emptyList()) {
+                 /** Step 5: the rate chosen (each layer's share of units) and what was measured at each rate tried. */
+                 val sparsityRate: Double = 0.0, val evidence: List<Evidence> = emptyList()) {
+    /** Step 5: (rate, agreement with the unpruned model on the samples) for each rate tried. */
+    val agreements: List<Pair<Double, Double>> get() = evidence.map { it.rate to it.agreement }
     val recipe: String get() = steps.joinToString(" + ").ifEmpty { if (notes.any { it.startsWith("too little data") }) "dense (too little data)" else "dense (nothing to change)" }
 }
 
@@ -157,44 +167,52 @@ object AutoRecipe {
             }
         }
         var rate = 0.0
-        var agreements = emptyList<Pair<Double, Double>>()
+        var evidence = emptyList<Evidence>()
         if (PRUNE_MAGNITUDE in available && rule.magnitudeAgreement <= 1) {
-            val search = searchSparsity(session, samples, rule.magnitudeAgreement)
+            val search = searchSparsity(session, samples, rule.stoppingRule())
             rate = search.first
-            agreements = search.second
+            evidence = search.second
             if (rate > 0) steps.add("prune ${Math.round(rate * 100)}% of units by magnitude")
         }
-        return report(session, n, counts, test, excluded, steps, notes, rate, agreements)
+        return report(session, n, counts, test, excluded, steps, notes, rate, evidence)
     }
 
     /**
-     * Step 5 (recipe.py `search_sparsity`): the largest rate of [SPARSITY_STEPS] at which the magnitude-pruned
-     * model still predicts the unpruned model's class on at least [agreement] of the samples; the first rate
-     * below it ends the search. The model is left pruned at that rate.
+     * Step 5 (recipe.py `search_sparsity`): the largest rate of [SPARSITY_STEPS] that [rule] accepts on [samples],
+     * each rate measured against the unpruned model ([Stopping.measure]); the first rate it does not accept ends
+     * the search. With fewer than two classes in play nothing is tried. The model is left pruned at the rate kept.
      */
-    fun searchSparsity(session: PersonalizationSession, samples: List<Tensor>, agreement: Double): Pair<Double, List<Pair<Double, Double>>> {
+    fun searchSparsity(session: PersonalizationSession, samples: List<Tensor>, rule: StoppingRule): Pair<Double, List<Evidence>> {
         val base = session.getState()
-        val reference = session.predict(samples)
+        val kind = session.model.layout.outputKind
+        val reference = samples.map { Stopping.posteriors(session.scores(it), kind) }
+        val inPlay = classesInPlay(session.model.layout, base.masks)
+        if (inPlay < 2) return 0.0 to emptyList()
         var chosen = 0.0
-        val measured = ArrayList<Pair<Double, Double>>()
+        val measured = ArrayList<Evidence>()
         for (rate in SPARSITY_STEPS) {
             session.callScalars(PRUNE_MAGNITUDE, mapOf("sparsity" to rate))
-            val predicted = session.predict(samples)
-            val agree = predicted.indices.count { predicted[it] == reference[it] }.toDouble() / predicted.size
-            measured.add(rate to agree)
+            val evidence = Stopping.measure(rate, reference, samples.map { Stopping.posteriors(session.scores(it), kind) })
+            measured.add(evidence)
             session.setState(base)
-            if (agree < agreement) break
+            if (!rule.accepts(evidence, inPlay)) break
             chosen = rate
         }
         if (chosen > 0) session.callScalars(PRUNE_MAGNITUDE, mapOf("sparsity" to chosen))
         return chosen to measured
     }
 
+    /** How many classes the model can still predict: output units not excluded (all when none can be). */
+    fun classesInPlay(layout: ModelLayout, masks: FloatArray): Int {
+        val output = layout.outputGroup ?: return layout.numClasses
+        return (0 until output.units).count { masks[output.offset + it] > 0.5f }
+    }
+
     // Python's _report reads the state twice (sparsity(), then the masks): the same calls here.
     private fun report(session: PersonalizationSession, n: Int, counts: IntArray, test: ClassTest?, excluded: List<String>, steps: List<String>, notes: List<String>,
-                       rate: Double = 0.0, agreements: List<Pair<Double, Double>> = emptyList()): AutoReport {
+                       rate: Double = 0.0, evidence: List<Evidence> = emptyList()): AutoReport {
         session.getState()
         session.getState()
-        return AutoReport(n, counts, test, excluded, steps, notes, rate, agreements)
+        return AutoReport(n, counts, test, excluded, steps, notes, rate, evidence)
     }
 }

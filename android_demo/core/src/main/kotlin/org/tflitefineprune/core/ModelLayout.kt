@@ -43,6 +43,8 @@ class ModelLayout(
     val normalizationLayers: List<Triple<String, Int, Int>> = emptyList(),
     /** Classifier prototypes: D, the features into the final Dense layer (metadata `classifier_head[1]`); 0 = not exported. */
     val headFeatures: Int = 0,
+    /** "logits" or "probabilities": what `infer` returns (metadata `output_kind`). */
+    val outputKind: String = "logits",
     /** Each lever's state-block layout as the export recorded it (metadata `state_blocks`); null in exports from before it. */
     val stateBlocks: List<StateBlockLayout>? = null,
 ) {
@@ -98,6 +100,7 @@ class ModelLayout(
                     Triple(a[0].jsonPrimitive.content, a[1].jsonPrimitive.content.toInt(), a[2].jsonPrimitive.content.toInt())
                 },
                 (json["classifier_head"]?.jsonArray ?: emptyList()).getOrNull(1)?.jsonPrimitive?.content?.toInt() ?: 0,
+                json["output_kind"]?.jsonPrimitive?.content ?: "logits",
                 json["state_blocks"]?.let { parseStateBlocks(it, source) },
             )
         }

@@ -60,4 +60,52 @@ class AutoRecipeTest {
             assertTrue(e.message!!.contains("unknown parameters"))
         }
     }
+
+    @Test
+    fun stoppingRuleKeysComeFromTheManifest() {
+        val rule = AutoRule.of(mapOf("stop_max_disagreement" to 0.05, "stop_max_shift" to 0.02, "stop_confidence" to 0.9))
+        val stopping = rule.stoppingRule()
+        assertEquals(0.05, stopping.maxDisagreement, 0.0)
+        assertEquals(0.02, stopping.maxShift, 0.0)
+        assertEquals(0.9, stopping.confidence, 0.0)
+        assertEquals(0.99, stopping.agreement, 0.0)
+    }
+
+    @Test
+    fun disagreementBoundIsTheClopperPearsonUpperBound() {
+        // scipy.stats.beta.ppf(0.95, k + 1, n - k): the one-sided 95 % Clopper–Pearson upper bound.
+        val expected = mapOf(Pair(0, 15) to 0.18103627252208462, Pair(0, 200) to 0.014867039231272054, Pair(1, 200) to 0.023498470434950704,
+                             Pair(3, 500) to 0.015433734876752685, Pair(5, 20) to 0.4555824040017489)
+        for ((kn, bound) in expected) {
+            assertEquals("$kn", bound, Stopping.disagreementUpperBound(kn.first, kn.second, 0.95), 1e-12)
+        }
+        assertEquals(1.0, Stopping.disagreementUpperBound(20, 20, 0.95), 0.0)
+        assertEquals(1.0, Stopping.disagreementUpperBound(0, 0, 0.95), 0.0)
+    }
+
+    @Test
+    fun evidenceIsDisagreementsAndTheMeanTotalVariation() {
+        val reference = listOf(doubleArrayOf(0.7, 0.2, 0.1), doubleArrayOf(0.4, 0.35, 0.25), doubleArrayOf(0.1, 0.1, 0.8))
+        val pruned = listOf(doubleArrayOf(0.6, 0.3, 0.1), doubleArrayOf(0.3, 0.45, 0.25), doubleArrayOf(0.1, 0.1, 0.8))
+        val evidence = Stopping.measure(0.5, reference, pruned)
+        assertEquals(1, evidence.disagreements)
+        assertEquals(3, evidence.samples)
+        assertEquals(0.1 / 1.5, evidence.shiftMean, 1e-15) // shifts 0.1, 0.1, 0
+        assertEquals(0.1 / 3.0, evidence.shiftError, 1e-15) // standard deviation 0.0577 over √3
+        val soft = Stopping.posteriors(floatArrayOf(1f, 2f, -1f), "logits")
+        assertEquals(0.25949646034241913, soft[0], 1e-15)
+        assertEquals(0.7053845126982412, soft[1], 1e-15)
+        assertEquals(0.3, Stopping.posteriors(floatArrayOf(0.3f, 0.7f), "probabilities")[0], 1e-7)
+    }
+
+    @Test
+    fun fewSamplesOrOneClassInPlayAreNoEvidence() {
+        val rule = StoppingRule()
+        val none = { n: Int -> Evidence(0.5, n, 0, 0.0, 0.0) }
+        assertTrue("0 of 15: the bound is 18 %", !rule.accepts(none(15), 10))
+        assertTrue("0 of 200: 1.5 %", rule.accepts(none(200), 10))
+        assertTrue("one class in play agrees with anything", !rule.accepts(none(500), 1))
+        assertTrue("a shift of 0.05 on average", !rule.accepts(Evidence(0.5, 500, 0, 0.05, 0.001), 10))
+        assertTrue("3 of 100 disagree: below 99 %", !rule.accepts(Evidence(0.5, 100, 3, 0.0, 0.0), 10))
+    }
 }
