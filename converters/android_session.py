@@ -106,7 +106,7 @@ class AppSession:
     def get_state(self):
         """The state as the app's `getState` holds it: the core vectors and every lever block the model returns."""
         out = self._scalars(sig.GET_STATE, {sig.TOKEN: 0})
-        blocks = {field: np.asarray(out[field], np.float32) for _, block in levers.blocks() for field in block.fields
+        blocks = {field: np.asarray(out[field], np.float32) for _, fields in self._state_blocks() for field in fields
                   if field in out}
         return State(masks=np.asarray(out[sig.MASKS], np.float32), counts=np.asarray(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **blocks)
@@ -117,13 +117,20 @@ class AppSession:
         core = {sig.MASKS: state.masks, sig.COUNTS: state.counts, sig.SAMPLES: [state.samples]}
         self.call(sig.SET_STATE, {name: np.asarray(value, spec[name]["dtype"]).reshape(spec[name]["shape"])
                                   for name, value in core.items()})
-        for lever in levers.LEVERS:
-            if lever.block is None or getattr(state, lever.block.fields[0]) is None:
+        for set_signature, fields in self._state_blocks():
+            if getattr(state, fields[0]) is None:
                 continue
-            setter = {s["name"]: s for s in self.model["signatures"][lever.set_signature]["inputs"]}
-            self.call(lever.set_signature,
-                      {f: np.asarray(getattr(state, f), setter[f]["dtype"]).reshape(setter[f]["shape"])
-                       for f in lever.block.fields})
+            setter = {s["name"]: s for s in self.model["signatures"][set_signature]["inputs"]}
+            self.call(set_signature, {f: np.asarray(getattr(state, f), setter[f]["dtype"]).reshape(setter[f]["shape"])
+                                      for f in fields})
+
+    def _state_blocks(self):
+        """(set signature, field names) of each state block, in file order: as the model's metadata describes
+        them (the app reads the same), or from the lever table for a model exported before that."""
+        described = self.model["metadata"].get("state_blocks")
+        if described:
+            return [(entry["set_signature"], [f["name"] for f in entry["fields"]]) for entry in described]
+        return [(lever.set_signature, list(lever.block.fields)) for lever in levers.LEVERS if lever.block is not None]
 
     def predict(self, samples):
         """`infer`, one sample per call, as the app's `predict`."""

@@ -16,6 +16,7 @@ import re
 from . import signatures as sig
 from .errors import FinePruneError
 from .levers import LEVERS
+from .levers.layout import check_descriptions
 from .tflite.flatbuffer import content_digest, read_metadata
 from .tflite.structure import check_structure
 
@@ -120,6 +121,8 @@ class ModelMetadata:
     normalization_layers: tuple = ()
     # Classifier prototypes (T3A): (final Dense layer name, features D, confidence τ); () = not exported.
     classifier_head: tuple = ()
+    # Each lever's state-block layout in this model (levers/layout.py); () in files exported before it existed.
+    state_blocks: tuple = ()
 
     @property
     def head_features(self):
@@ -174,6 +177,7 @@ class ModelMetadata:
             body["input_shape"] = tuple(body["input_shape"])
             for key in ("labels", "signatures", "excluded", "normalization_layers", "classifier_head"):
                 body[key] = tuple(tuple(v) if isinstance(v, list) else v for v in body.get(key) or ())
+            body["state_blocks"] = tuple(body.get("state_blocks") or ())
             meta = cls(**body)
             meta.validate(source)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -183,7 +187,7 @@ class ModelMetadata:
 
     def validate(self, source="model"):
         """Check every field's type, range and cross-reference; raise `FinePruneError` naming the first bad one."""
-        check = _Checker(source)
+        check = MetadataChecker(source)
         check.text(self.fingerprint, "fingerprint", pattern=r"[0-9a-f]{64}")
         check.text(self.input_name, "input_name")
         check.text(self.output_name, "output_name")
@@ -214,6 +218,7 @@ class ModelMetadata:
         if self.content_sha256:
             check.text(self.content_sha256, "content_sha256", pattern=r"[0-9a-f]{64}")
         check.text(self.quantization, "quantization", allow_empty=True)
+        check_descriptions(self.state_blocks, source)
         for lever in LEVERS:  # the fields each lever owns (normalization_layers, classifier_head)
             lever.validate_metadata(self, check)
         if self.slim is not None and not isinstance(self.slim, dict):
@@ -274,8 +279,11 @@ class ModelMetadata:
                        f"{in_channels * layer.depth_multiplier} (input channels × depth_multiplier)")
 
 
-class _Checker:
-    """Type and range checks that raise `FinePruneError` saying what was expected and what was found."""
+class MetadataChecker:
+    """Type and range checks that raise `FinePruneError` saying what was expected and what was found.
+
+    The levers' `validate_metadata` hooks receive one (typed as `levers.base.MetadataChecks`).
+    """
 
     def __init__(self, source):
         self.source = source

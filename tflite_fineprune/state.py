@@ -7,28 +7,17 @@ offset   size   field
 =======  =====  ===============================================
 0        8      magic ``b"FPSTATE\\0"``
 8        2      format version (uint16: the lowest that carries the file's
-                blocks, at least 2; versions 1 to 4 are read)
-10       2      flags: bit 0 = mean-compensation vectors follow,
-                bit 1 = class-prior vectors follow,
-                bit 2 = normalization vectors follow (version ≥ 2),
-                bit 3 = classifier-prototype vectors follow (version ≥ 3),
-                bit 4 = the magnitudes follow (version 4)
+                blocks, at least 2; `READABLE_VERSIONS` are read)
+10       2      flags: one bit per lever state block that follows (its
+                `StateBlock.flag` in `levers.LEVERS`; bit 0 mean compensation)
 12       4      number of units N (uint32)
 16       32     model fingerprint (SHA-256 bytes from the model metadata)
 48       8      samples observed (float64)
 56       N      masks, one uint8 (0 or 1) per unit
 56+N     4N     activity counters (float32, in samples)
-[56+5N   4N     activation sums (float32), flag bit 0 only]
-[56+9N   4N     fill values of pruned units (float32), flag bit 0 only]
-[then    4C     log class weights (float32), flag bit 1 only; C classes]
-[then    4C     soft class counts (float32), flag bit 1 only]
-[then    5 × 4B normalization sums, squares, counts, mean, variance
-                (float32), flag bit 2 only; B BatchNorm channels]
-[then    4C     prototype counts N_c (float32), flag bit 3 only]
-[then    4CD    prototype sums S (float32, [C, D] row-major), flag bit 3 only]
-[then    4DC    final Dense kernel in use (float32, [D, C] row-major),
-                flag bit 3 only; D features into the final Dense layer]
-[then    4N     magnitudes (float32), flag bit 4 only]
+[then           each flagged lever's block in flag order: its float32 vectors
+                in field order, lengths as the model metadata's
+                `state_blocks` records them (docs/state_format.md's table)]
 end-4    4      CRC-32 (zlib) of every byte before it
 =======  =====  ===============================================
 """
@@ -44,6 +33,7 @@ import numpy as np
 
 from . import levers
 from .errors import FinePruneError
+from .levers.layout import described_lengths
 
 MAGIC = b"FPSTATE\0"
 STATE_VERSION = 2  # written when no block of a later version is present (so such files stay readable by v2 readers)
@@ -100,7 +90,7 @@ def encode_state(fingerprint_hex, state):
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None):
+def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, described=None):
     """Parse and check a state file's bytes against the model it is loaded into.
 
     `blocks` maps the name of each lever whose state block the model keeps to
@@ -109,9 +99,12 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None):
     older than a block's format version lacks it and still loads: the model
     then keeps its exported values for that lever (the trained normalization
     statistics for version 1, the trained kernel before version 3). None: a
-    model whose levers keep no state block.
+    model whose levers keep no state block. `described` maps lever names to
+    the block layouts the model's metadata records (`levers.described_blocks`):
+    their field lengths replace the lever table's where given.
     """
     blocks = {} if blocks is None else blocks
+    described = {} if described is None else described
     if len(blob) < _HEADER.size + 4:
         raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
     magic, version, flags, units, fingerprint, samples = _HEADER.unpack_from(blob)
@@ -131,7 +124,7 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None):
     if foreign and zlib.crc32(blob[:-4]) == struct.unpack_from("<I", blob, len(blob) - 4)[0]:
         raise FinePruneError(f"{source} belongs to {owner}")
     # Each block the file carries, with its field lengths (its shape from the model, its units from the file).
-    carried = [(block, block.lengths(units, blocks.get(name) or (0, 0))) for name, block in _BLOCKS
+    carried = [(block, _lengths(name, block, units, blocks, described)) for name, block in _BLOCKS
                if flags & block.flag]
     expected_size = _HEADER.size + 5 * units + 4 * sum(sum(lengths) for _, lengths in carried) + 4
     if len(blob) != expected_size:
@@ -145,7 +138,7 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None):
     if foreign:
         raise FinePruneError(f"{source} belongs to {owner}")
     for name, block in _BLOCKS:
-        has, wanted = bool(flags & block.flag), name in blocks
+        has, wanted = bool(flags & block.flag), name in (described or blocks)
         if version < block.since and not has:
             continue  # the file predates the block
         if has != wanted:
@@ -171,9 +164,24 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None):
     return State(masks=masks, counts=counts, samples=float(samples), **fields)
 
 
+def _lengths(name, block, units, shapes, described):
+    """The float count of each field of `block` in a file of `units` units: from the model's recorded layout
+    when it has one, else from the lever table and the model's dimensions."""
+    if name in described:
+        description = described[name]
+        if [field["name"] for field in description["fields"]] != list(block.fields):
+            raise FinePruneError(f"the model describes the {block.what} state block with fields "
+                                 f"{[field['name'] for field in description['fields']]}; this tflite-fineprune "
+                                 f"knows it as {list(block.fields)}")
+        return described_lengths(description, units)
+    return block.lengths(units, shapes.get(name) or (0, 0))
+
+
 def decode_model_state(blob, metadata, source="state"):
-    """`decode_state` for the model `metadata` describes: the blocks its levers keep."""
-    return decode_state(blob, metadata.fingerprint, metadata.num_units, source, blocks=levers.block_shapes(metadata))
+    """`decode_state` for the model `metadata` describes: the blocks its levers keep, sized by the layout its
+    metadata records (or, in files exported before that, by the lever table)."""
+    return decode_state(blob, metadata.fingerprint, metadata.num_units, source, blocks=levers.block_shapes(metadata),
+                        described=levers.described_blocks(metadata))
 
 
 def check_counters(counts, samples, source="state"):

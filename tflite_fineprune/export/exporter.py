@@ -17,6 +17,7 @@ import tensorflow as tf  # noqa: E402
 
 from .. import signatures as sig
 from ..errors import FinePruneError
+from ..levers import describe as describe_levers_blocks
 from ..tflite.flatbuffer import UNSEALED_DIGEST, seal
 from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
 from ..sparsity import layer_cost
@@ -308,7 +309,7 @@ def _metadata(model, traced, options, names, quantization):
         layout_key.append(quantization)
     if options.couple_depthwise:  # as above; the group names already differ wherever a pair was coupled
         layout_key.append("couple_depthwise")
-    return ModelMetadata(
+    metadata = ModelMetadata(
         format_version=FORMAT_VERSION,
         fingerprint=fingerprint(_weights_digest(parts.frozen), layout_key),
         input_name=sig.INPUT,
@@ -331,6 +332,8 @@ def _metadata(model, traced, options, names, quantization):
         quantization=quantization,
         **lever_fields,
     )
+    # Each lever's state-block layout, so that readers (the phone's codec too) need no table of their own.
+    return dataclasses.replace(metadata, state_blocks=describe_levers_blocks(metadata))
 
 
 def _check_export(path, model, traced, options, quantization):

@@ -22,13 +22,16 @@ Adding one, e.g. a pruning score accumulated by `collect`:
   such as outgoing weight norms, from `parts`), `observe_group` computes the
   per-group score, `collect` adds it, `reset`/`state` clear and return it,
   `signatures` adds its set signature; a line in `EXPORT_LEVERS`;
-- the Kotlin block in android_demo's StateCodec.kt where the phone uses it.
+- its fields in `state.pyi` and its methods in `runtime.pyi` (tests/test_stubs.py says so);
+- nothing on the phone's state side: the export records the block's layout in the metadata (`layout.py`), which
+  the Kotlin codec reads.
 """
 
 from __future__ import annotations
 
 from . import class_exclusion, compensation, dormant, magnitude, normalization, priors, prototypes, rate
 from .base import Lever, StateBlock
+from .layout import describe_blocks
 
 LEVERS: tuple = (
     rate.LEVER,
@@ -62,4 +65,16 @@ def block_shapes(metadata) -> dict:
     return {lever.name: lever.block_shape(metadata) for lever in used(metadata) if lever.block is not None}
 
 
-__all__ = ["BY_NAME", "LEVERS", "Lever", "PERSONALIZER_METHODS", "StateBlock", "block_shapes", "blocks", "used"]
+def describe(metadata) -> tuple:
+    """The state-block layout an export with this metadata records (`ModelMetadata.state_blocks`)."""
+    return describe_blocks(used(metadata), metadata)
+
+
+def described_blocks(metadata) -> dict:
+    """Lever name → its block's description from the model's metadata; empty for a model exported before
+    the metadata carried it (readers then use the lever table)."""
+    return {entry["lever"]: entry for entry in getattr(metadata, "state_blocks", ()) or ()}
+
+
+__all__ = ["BY_NAME", "LEVERS", "Lever", "PERSONALIZER_METHODS", "StateBlock", "block_shapes", "blocks", "describe",
+           "described_blocks", "used"]

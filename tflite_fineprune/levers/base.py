@@ -10,7 +10,7 @@ restores them, and the methods it adds to `Personalizer`. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -47,6 +47,32 @@ class StateBlock:
 
     def check(self, values: dict, source: str) -> None:
         """Refuse decoded values that cannot be (beyond finiteness, which the codec checks)."""
+
+
+class MetadataChecks(Protocol):
+    """What `Lever.validate_metadata` may use to check the metadata fields it owns.
+
+    Each check raises `FinePruneError` saying which field, what it holds and
+    what was expected (`metadata.MetadataChecker` implements it).
+    """
+
+    def fail(self, field: str, value, expected: str) -> None:
+        """Refuse `field` holding `value`, saying what was `expected`."""
+
+    def is_int(self, value) -> bool:
+        """Whether `value` is an int (a bool is not)."""
+
+    def integer(self, value, field: str, minimum: Optional[int] = None, maximum: Optional[int] = None) -> None:
+        """Refuse anything but an integer in [`minimum`, `maximum`]."""
+
+    def number(self, value, field: str, minimum: Optional[float] = None) -> None:
+        """Refuse anything but a finite number ≥ `minimum`."""
+
+    def text(self, value, field: str, pattern: Optional[str] = None, allow_empty: bool = False) -> None:
+        """Refuse anything but a string (non-empty unless `allow_empty`, matching `pattern` if given)."""
+
+    def choice(self, value, field: str, choices: Sequence[str]) -> None:
+        """Refuse a value not in `choices`."""
 
 
 class Lever:
@@ -90,8 +116,8 @@ class Lever:
         """Variable name → the value `slim` freezes into the file for this lever (its state in use)."""
         return {}
 
-    def validate_metadata(self, metadata, check) -> None:
-        """Check the metadata fields the lever owns (`check` is metadata's `_Checker`)."""
+    def validate_metadata(self, metadata, check: MetadataChecks) -> None:
+        """Check the metadata fields the lever owns, through `check`'s checks."""
 
 
 def vector(values, length: int, name: str) -> np.ndarray:

@@ -45,14 +45,17 @@ class ModelLayout(
     val headFeatures: Int = 0,
     /** "logits" or "probabilities": what `infer` returns (metadata `output_kind`). */
     val outputKind: String = "logits",
+    /** Each lever's state-block layout as the export recorded it (metadata `state_blocks`); null in exports from before it. */
+    val stateBlocks: List<StateBlockLayout>? = null,
 ) {
     val normChannels: Int get() = normalizationLayers.sumOf { it.second }
     val numUnits: Int get() = groups.sumOf { it.units }
     val outputGroup: UnitGroup? get() = groups.firstOrNull { it.role == ROLE_OUTPUT }
 
     /** What a state file for this model must match. */
-    fun stateExpectation() = StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0, normChannels,
-        if (headFeatures > 0) numClasses else 0, headFeatures, magnitudes = AutoRecipe.PRUNE_MAGNITUDE in signatures)
+    fun stateExpectation() = stateBlocks?.let { StateExpectation(fingerprint, numUnits, it) }
+        ?: StateExpectation(fingerprint, numUnits, meanCompensation, if (priorCorrection) numClasses else 0, normChannels,
+            if (headFeatures > 0) numClasses else 0, headFeatures, magnitudes = AutoRecipe.PRUNE_MAGNITUDE in signatures)
 
     /** Labels of the classes whose output unit is masked. */
     fun excludedClasses(masks: FloatArray): List<String> {
@@ -98,7 +101,26 @@ class ModelLayout(
                 },
                 (json["classifier_head"]?.jsonArray ?: emptyList()).getOrNull(1)?.jsonPrimitive?.content?.toInt() ?: 0,
                 json["output_kind"]?.jsonPrimitive?.content ?: "logits",
+                json["state_blocks"]?.let { parseStateBlocks(it, source) },
             )
+        }
+
+        /** Metadata `state_blocks`: each lever's block as levers/layout.py describes it. */
+        fun parseStateBlocks(json: JsonElement, source: String): List<StateBlockLayout> = Json.guard(source) {
+            val blocks = json.jsonArray.map { e ->
+                val o = e.jsonObject
+                val flag = o.int("flag")
+                if (flag <= 0 || flag >= 1 shl 16 || flag and (flag - 1) != 0) throw FinePruneException("$source: state block '${o.str("lever")}' has flag $flag; expected one bit of 16")
+                StateBlockLayout(o.str("lever"), flag, o.int("since"), o["set_signature"]?.takeIf { it !is JsonNull }?.jsonPrimitive?.content,
+                    o.getValue("fields").jsonArray.map { f ->
+                        val field = f.jsonObject
+                        val length = field.int("length")
+                        if (length < 0) throw FinePruneException("$source: state vector '${field.str("name")}' has length $length")
+                        StateField(field.str("name"), length, field["per_unit"]?.jsonPrimitive?.content == "true")
+                    })
+            }
+            if (blocks.map { it.flag }.toSet().size != blocks.size) throw FinePruneException("$source: state blocks repeat a flag bit")
+            blocks
         }
 
         private fun optInt(e: JsonElement): Int? = if (e is JsonNull) null else e.jsonPrimitive.content.toInt()

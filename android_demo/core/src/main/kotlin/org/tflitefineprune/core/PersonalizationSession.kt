@@ -94,17 +94,10 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
         val out = callScalars(Signatures.GET_STATE, mapOf(Signatures.TOKEN to 0.0))
         fun vector(name: String) = (out[name] ?: throw FinePruneException("get_state returned ${out.keys}, without '$name'")).floats()
         val optional = LinkedHashMap<String, FloatArray>()
-        for (block in StateCodec.OPTIONAL) {
-            val used = when (block.flag) {
-                StateCodec.FLAG_COMPENSATION -> layout.meanCompensation
-                StateCodec.FLAG_PRIORS -> layout.priorCorrection
-                StateCodec.FLAG_NORMALIZATION -> layout.normChannels > 0
-                StateCodec.FLAG_PROTOTYPES -> layout.headFeatures > 0
-                else -> block.names.all { it in out }
-            }
-            if (used) for (name in block.names) optional[name] = vector(name)
-        }
-        return PersonalizationState(vector(Signatures.MASKS), vector(Signatures.COUNTS), vector(Signatures.SAMPLES)[0].toDouble(), optional)
+        // The blocks the model keeps, as its metadata lays them out (or the built-in table for older exports).
+        val blocks = layout.stateExpectation().blocks
+        for (block in blocks) for (name in block.names) optional[name] = vector(name)
+        return PersonalizationState(vector(Signatures.MASKS), vector(Signatures.COUNTS), vector(Signatures.SAMPLES)[0].toDouble(), optional, blocks)
     }
 
     /** Feeds a saved state into the model (`set_state`, then the setters of its optional vectors). */
@@ -123,7 +116,8 @@ class PersonalizationSession(val model: ModelSpec, private val runner: Signature
             Signatures.COUNTS to Tensor.ofFloats(spec.input(Signatures.COUNTS).shape, state.counts),
             Signatures.SAMPLES to Tensor.ofFloats(spec.input(Signatures.SAMPLES).shape, floatArrayOf(state.samples.toFloat())),
         ))
-        for ((setter, names) in state.optional.keys.groupBy { Signatures.SETTERS[it] ?: throw FinePruneException("no signature sets state vector '$it'") }) {
+        val described = layout.stateExpectation().blocks.flatMap { b -> b.names.map { it to b.setSignature } }.toMap()
+        for ((setter, names) in state.optional.keys.groupBy { described[it] ?: Signatures.SETTERS[it] ?: throw FinePruneException("no signature sets state vector '$it'") }) {
             val setterSpec = model.signature(setter)
             runner.run(setter, names.associateWith { Tensor.ofFloats(setterSpec.input(it).shape, state.optional.getValue(it)) })
         }

@@ -32,7 +32,7 @@ object StateTool {
 
     fun fromJson(json: JsonObject): Pair<String, PersonalizationState> = Json.guard("state JSON") {
         fun vector(name: String) = json.getValue(name).jsonArray.map { it.jsonPrimitive.content.toFloat() }.toFloatArray()
-        val optional = StateCodec.OPTIONAL.flatMap { it.names }.filter { it in json }.associateWith { vector(it) }
+        val optional = StateCodec.BUILT_IN_LAYOUT.flatMap { it.names }.filter { it in json }.associateWith { vector(it) }
         json.str("fingerprint") to PersonalizationState(vector("masks"), vector("counts"), json.double("samples"), optional)
     }
 
