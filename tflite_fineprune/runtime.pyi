@@ -1,7 +1,7 @@
 # Typed outline of runtime.py for IDEs and type checkers: `Personalizer` gets most of its methods from the levers'
 # mixins (levers.PERSONALIZER_METHODS), which no checker follows. tests/test_stubs.py keeps it equal to the class.
 import os
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -38,6 +38,8 @@ class Personalizer:
     # -- running
     def predict(self, x: _Batches, batch_size: Optional[int] = ..., progress: bool = ...) -> np.ndarray: ...
     def observe(self, x: _Batches, batch_size: Optional[int] = ..., progress: Optional[bool] = ...) -> np.ndarray: ...
+    def observe_typicality(self, x: _Batches, batch_size: Optional[int] = ...,
+                           progress: Optional[bool] = ...) -> Tuple[np.ndarray, Optional[np.ndarray]]: ...
     def reset(self, counts: bool = ..., masks: bool = ...) -> None: ...
     # -- state
     def get_state(self) -> State: ...
