@@ -1,4 +1,5 @@
-"""The shape of the code: docs/architecture.md names places that exist, no import circles, size limits.
+"""The shape of the code: docs/architecture.md maps every module and names places that exist, no import circles,
+size limits.
 
 Pure source reading (ast, regular expressions): no TensorFlow, no model.
 """
@@ -50,6 +51,41 @@ def test_every_place_the_architecture_page_names_exists():
         source = file.read_text(encoding="utf-8")
         for name in names:
             assert _defines(source, name), f"docs/architecture.md says {path} defines {name!r}; it does not"
+
+
+def _mapped_modules(text):
+    """Repo-relative paths of the entries of the page's tree (the first fenced block): an entry is a name at
+    an indentation of two spaces a level, before the description column; a folder entry ends in "/"."""
+    block = text.split("```")[1]
+    found, folders = set(), []
+    for line in block.splitlines():
+        match = re.match(r"^( *)([\w.]+/?)(?:\s{2,}|$)", line)
+        if not match or len(match.group(1)) % 2:
+            continue
+        depth = len(match.group(1)) // 2
+        if depth > len(folders):  # deeper than any folder above it: a description's continuation line
+            continue
+        del folders[depth:]
+        name = match.group(2)
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+            found.add("/".join(folders) + "/__init__.py")  # a package's folder line maps its __init__ too
+        else:
+            found.add("/".join(folders + [name]))
+    return found
+
+
+def test_every_module_is_on_the_architecture_map():
+    mapped = _mapped_modules((ROOT / "docs" / "architecture.md").read_text(encoding="utf-8"))
+    modules = {str(p.relative_to(ROOT)) for p in _python_files() if p.relative_to(ROOT).parts[0] in PACKAGES}
+    assert len(modules) > 90
+    missing = sorted(modules - mapped)
+    assert not missing, f"docs/architecture.md's tree has no line for {missing}: add one saying what it holds"
+
+
+def test_the_map_check_can_fail():
+    tree = "x\n```\npkg/\n  a.py    what a is\n  sub/    a folder\n    b.py  what b is\n          c.py wraps\n```\n"
+    assert _mapped_modules(tree) == {"pkg/__init__.py", "pkg/a.py", "pkg/sub/__init__.py", "pkg/sub/b.py"}
 
 
 def test_the_place_check_can_fail():

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from tests.realdata import CIFAR_CLASSES, cifar_images
-from tests.test_cli import link_images, run_cli
+from tests.cli import cli_output
+from tests.test_cli import link_images
 from tflite_fineprune import Personalizer
 from tflite_fineprune import signatures as sig
 from tflite_fineprune import state as state_format
@@ -176,7 +177,7 @@ def test_version_1_state_file_is_read(exports, tmp_path):
 def test_cli_personalize_defaults_to_auto(exports, tmp_path):
     user = link_images(tmp_path / "user", ("cat", "dog"), 40, flat=True)
     state = tmp_path / "u.state"
-    out = run_cli("personalize", exports.path("plain_cnn", prune_outputs=True), "--data", user, "--state", state)
+    out = cli_output("personalize", exports.path("plain_cnn", prune_outputs=True), "--data", user, "--state", state)
     assert "recipe:" in out and "class test:" in out and state.exists()
     assert len(CIFAR_CLASSES) == 10
 
@@ -184,8 +185,8 @@ def test_cli_personalize_defaults_to_auto(exports, tmp_path):
 def test_cli_expert_class_fraction_without_sparsity(exports, tmp_path):
     user = link_images(tmp_path / "user", ("cat", "dog"), 20, flat=True)
     state = tmp_path / "u.state"
-    out = run_cli("personalize", exports.path("plain_cnn", prune_outputs=True), "--data", user, "--state", state,
-                  "--min-class-fraction", 0.2)
+    out = cli_output("personalize", exports.path("plain_cnn", prune_outputs=True), "--data", user, "--state", state,
+                     "--min-class-fraction", 0.2)
     p = Personalizer(exports.path("plain_cnn", prune_outputs=True))
     p.load_state(state)
     hidden = sum(g.units for g in p.metadata.hidden_groups)

@@ -6,15 +6,9 @@ import sys
 
 import numpy as np
 
+from tests.cli import cli_output, run_cli
 from tests.realdata import CIFAR_CLASSES, cifar_files
 from tflite_fineprune import Personalizer
-
-
-def run_cli(*args):
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def link_images(root, classes, per_class, start=0, flat=False):
@@ -33,16 +27,16 @@ def test_export_inspect_personalize_evaluate(exports, tmp_path):
     labels.write_text("\n".join(CIFAR_CLASSES) + "\n")
     model = tmp_path / "cnn.tflite"
 
-    out = run_cli("export", keras_path, "-o", model, "--labels", labels, "--no-prune-outputs")
+    out = cli_output("export", keras_path, "-o", model, "--labels", labels, "--no-prune-outputs")
     assert "unit groups" in out and model.exists()
 
-    out = run_cli("inspect", model)
+    out = cli_output("inspect", model)
     assert "conv_b" in out and "airplane" in out and "weights/unit" in out
     assert "3 groups, 72 units" in out
 
     user = link_images(tmp_path / "user", ("cat", "dog"), 20, flat=True)
     state = tmp_path / "user.state"
-    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
+    out = cli_output("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
     assert "observed 40 samples from 40 files" in out and state.exists()
     personalizer = Personalizer(model)
     personalizer.load_state(state)
@@ -50,14 +44,14 @@ def test_export_inspect_personalize_evaluate(exports, tmp_path):
     assert personalizer.sparsity().pruned_units == sum(round(0.25 * g.units) for g in personalizer.groups)
 
     # A second run starts from the dense model on this data and replaces the state (and says so).
-    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
+    out = cli_output("personalize", model, "--data", user, "--sparsity", 0.25, "--state", state)
     assert "note: replacing" in out and "(40 samples observed before)" in out
     personalizer.load_state(state)
     assert personalizer.samples == 40
 
     test = link_images(tmp_path / "test", ("cat", "dog", "ship"), 5, start=500)
-    dense = run_cli("evaluate", model, "--data", test)
-    pruned = run_cli("evaluate", model, "--data", test, "--state", state)
+    dense = cli_output("evaluate", model, "--data", test)
+    pruned = cli_output("evaluate", model, "--data", test, "--state", state)
     assert dense.startswith("accuracy") and "on 15 samples" in dense
     assert "unit sparsity 0.0%" in dense and "unit sparsity 0.0%" not in pruned
 
@@ -69,14 +63,14 @@ def test_npy_folders_and_preprocess_hook(exports, tmp_path):
     rng = np.random.default_rng(0)
     np.save(data / "batch.npy", rng.uniform(0, 255, (6, 32, 32, 3)).astype(np.float32))
     np.save(data / "one.npy", rng.uniform(0, 255, (32, 32, 3)).astype(np.float32))
-    out = run_cli("evaluate", model, "--data", tmp_path / "data")
+    out = cli_output("evaluate", model, "--data", tmp_path / "data")
     assert "on 7 samples" in out
     hook = tmp_path / "myhook.py"
     hook.write_text("def half(raw, path):\n    return raw * 0.5\n")
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env_path}"
     try:
-        out = run_cli("personalize", model, "--data", tmp_path / "data", "--sparsity", 0.1,
+        out = cli_output("personalize", model, "--data", tmp_path / "data", "--sparsity", 0.1,
                       "--state", tmp_path / "s.state", "--preprocess", "myhook:half")
     finally:
         os.environ["PYTHONPATH"] = env_path
@@ -110,22 +104,20 @@ def test_wav_folders(exports, tmp_path):
     clips = [p for p in sorted((speech / "yes").glob("*.wav"))[:40] if p.stat().st_size == 32044][:6]
     for path in clips:
         os.symlink(path, user / path.name)
-    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.2, "--state", tmp_path / "s.state")
+    out = cli_output("personalize", model, "--data", user, "--sparsity", 0.2, "--state", tmp_path / "s.state")
     assert f"observed {len(clips)} samples" in out
 
     fsdd = require("fsdd/recordings")
     odd = tmp_path / "odd"
     odd.mkdir()
     os.symlink(sorted(fsdd.glob("*.wav"))[0], odd / "digit.wav")
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize", str(model), "--data", str(odd),
-                             "--sparsity", "0.2", "--state", str(tmp_path / "t.state")],
-                            capture_output=True, text=True, timeout=300)
+    result = run_cli("personalize", model, "--data", odd, "--sparsity", "0.2", "--state", tmp_path / "t.state",
+                     timeout=300)
     assert result.returncode == 2 and "samples; the model takes 16000" in result.stderr
     (odd / "digit.wav").unlink()
     (odd / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
     # A broken file is skipped and said (tests/test_doors.py); when nothing else is left, it is the error.
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "evaluate", str(model), "--data", str(odd)],
-                            capture_output=True, text=True, timeout=300)
+    result = run_cli("evaluate", model, "--data", odd, timeout=300)
     assert result.returncode == 2 and "broken.wav is not a readable audio file" in result.stderr
 
 
@@ -148,7 +140,7 @@ def test_audio_files_are_resampled_for_audio_models(tmp_path):
     speech = require("speech_commands_v0.02_test")
     clip, rate = soundfile.read(sorted((speech / "yes").glob("*.wav"))[0], dtype="int16")
     soundfile.write(user / "yes.flac", clip, rate)
-    out = run_cli("personalize", model, "--data", user, "--sparsity", 0.0, "--state", tmp_path / "s.state")
+    out = cli_output("personalize", model, "--data", user, "--sparsity", 0.0, "--state", tmp_path / "s.state")
     assert "observed 6 samples from 6 files" in out
     notes = [line for line in out.splitlines() if line.startswith("note: resampled")]  # one line, not one per file
     assert notes == ["note: resampled 5 audio files to the model's 16000 Hz (5 at 8000 Hz) with soxr"], out
@@ -158,9 +150,8 @@ def test_audio_files_are_resampled_for_audio_models(tmp_path):
         bad = tmp_path / name.split(".")[0]
         bad.mkdir()
         soundfile.write(bad / name, data, rate)
-        result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize", str(model),
-                                 "--data", str(bad), "--sparsity", "0.1", "--state", str(tmp_path / "x.state")],
-                                capture_output=True, text=True, timeout=300)
+        result = run_cli("personalize", model, "--data", bad, "--sparsity", "0.1", "--state", tmp_path / "x.state",
+                         timeout=300)
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
@@ -170,9 +161,8 @@ def test_unreadable_images_and_empty_audio_are_named(exports, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "photo.jpg").write_text("not really a JPEG")
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize", str(exports.path("plain_cnn")),
-                             "--data", str(data), "--sparsity", "0.1", "--state", str(tmp_path / "s.state")],
-                            capture_output=True, text=True, timeout=300)
+    result = run_cli("personalize", exports.path("plain_cnn"), "--data", data, "--sparsity", "0.1",
+                     "--state", tmp_path / "s.state", timeout=300)
     assert result.returncode == 2 and "photo.jpg is not a readable image" in result.stderr
     audio = tmp_path / "audio"
     audio.mkdir()
@@ -181,7 +171,6 @@ def test_unreadable_images_and_empty_audio_are_named(exports, tmp_path):
         f.setsampwidth(2)
         f.setframerate(16000)
         f.writeframes(b"")
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "personalize",
-                             str(exports.path("conv1d_audio")), "--data", str(audio), "--sparsity", "0.1",
-                             "--state", str(tmp_path / "a.state")], capture_output=True, text=True, timeout=300)
+    result = run_cli("personalize", exports.path("conv1d_audio"), "--data", audio, "--sparsity", "0.1",
+                     "--state", tmp_path / "a.state", timeout=300)
     assert result.returncode == 2 and "empty.wav" in result.stderr and "no audio samples" in result.stderr

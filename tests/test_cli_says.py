@@ -1,5 +1,6 @@
 """The CLI says what it does (issue #15, part 4): real exports, real files, the real entry point in a subprocess."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -7,14 +8,11 @@ import sys
 import numpy as np
 import pytest
 
+from tests.cli import run_cli
 from tests.synthetic import images
 
 
-def run(*args, env=None):
-    env = dict(os.environ if env is None else env)
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=env)
+run = functools.partial(run_cli, as_user=True)  # without the tests' TF_CPP_MIN_LOG_LEVEL, as a user runs it
 
 
 def npy_folder(root, x):
@@ -284,8 +282,7 @@ def test_every_command_shows_each_default_once():
     for module, command in (("converters.speech", "mlperf"), ("converters.speech", "train"),
                             ("converters.vision", "mlperf"), ("converters.vision", "keras-app"),
                             ("converters.vision", "fashion-mlp")):
-        result = subprocess.run([sys.executable, "-m", module, command, "--help"], capture_output=True, text=True,
-                                timeout=300)
+        result = run_cli(command, "--help", module=module, timeout=300)
         assert result.returncode == 0, result.stderr
         helps[f"{module} {command}"] = result.stdout
     from converters.speech_training import TrainingRecipe

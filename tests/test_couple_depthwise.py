@@ -141,11 +141,11 @@ def test_state_of_the_other_form_is_refused(exports, tmp_path):
 
 
 def test_cli_export_flag(tmp_path):
-    from tests.test_cli import run_cli
+    from tests.cli import cli_output
 
     keras_path = tmp_path / "block.keras"
     _block(project_merges=False).save(keras_path)
     model = tmp_path / "block.tflite"
-    run_cli("export", keras_path, "-o", model, "--couple-depthwise")
-    listing = run_cli("inspect", model)
+    cli_output("export", keras_path, "-o", model, "--couple-depthwise")
+    listing = cli_output("inspect", model)
     assert "expand+depthwise" in listing and "Conv2D+DepthwiseConv2D" in listing  # whole, not cut to the column

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.cli import run_cli
 from tflite_fineprune import FinePruneError, data_fetch, reference_data
 from tflite_fineprune.cli import main
 from tflite_fineprune.data_sources import DATASETS, FSDD_TAG, tree_sha256
@@ -278,10 +279,8 @@ def closed_port():
 
 
 def test_offline_fails_in_one_line_with_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "data", "fetch", "-o", str(tmp_path / "data"),
-                             "--only", "speech_commands", "--mirror", f"http://127.0.0.1:{closed_port()}"],
-                            capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))))
+    result = run_cli("data", "fetch", "-o", tmp_path / "data", "--only", "speech_commands",
+                     "--mirror", f"http://127.0.0.1:{closed_port()}", timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot download" in lines[0] and "refused" in lines[0], result.stderr

@@ -3,6 +3,7 @@ read a batch at a time, file names cannot break or forge output, and missing pie
 TMPDIR) give one line. Real exports, real files (FIFOs, sockets, symlinks, read-only mounts) and real processes.
 """
 
+import functools
 import os
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import wave
 import numpy as np
 import pytest
 
-from tests.test_errors import error_lines
+from tests.cli import error_lines, run_cli
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.folderdata import FolderData
 from tflite_fineprune.runtime import NonFiniteActivity
@@ -39,12 +40,8 @@ def model(tmp_path_factory):
     return path
 
 
-def cli(*args, env=None, timeout=120, cwd=None):
-    """The command in a fresh process; arguments may be bytes (file names that are not UTF-8)."""
-    argv = [a if isinstance(a, bytes) else os.fsencode(os.fspath(a) if isinstance(a, os.PathLike) else str(a))
-            for a in args]
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", *argv], capture_output=True, timeout=timeout,
-                          env=env, cwd=cwd)
+# Bytes in and out: arguments may be file names that are not UTF-8.
+cli = functools.partial(run_cli, text=False, timeout=120)
 
 
 def text(stream):

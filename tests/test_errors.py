@@ -1,8 +1,5 @@
 """Every kind of bad input gets a clear `FinePruneError`, never a crash or a wrong answer."""
 
-import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import layers
 
+from tests.cli import error_lines, run_cli
 from tests.synthetic import synthetic_inputs
 from tflite_fineprune import FinePruneError, Personalizer, export_model, read_model_metadata
 
@@ -173,17 +171,6 @@ def test_unknown_spatial_size_needs_input_shape(tmp_path):
 
 
 # -- command line ------------------------------------------------------------
-
-def error_lines(stderr):
-    """stderr without progress bars and LiteRT's delegate notice: what a failed command says."""
-    return [line for line in stderr.strip().splitlines()
-            if line.strip() and not line.startswith("INFO:") and not re.search(r"\|.*\[.*(it|file|batch)/s", line)]
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
-
 
 def test_cli_errors_are_one_line(plain_tflite, tmp_path, exports):
     (tmp_path / "data").mkdir()

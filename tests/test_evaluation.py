@@ -2,12 +2,11 @@
 
 import csv
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.cli import run_cli
 from tests.realdata import require
 from tflite_fineprune import FinePruneError
 from converters.evaluation import class_subset_users, speech_commands_speaker, split_adapt_eval, summarize
@@ -49,8 +48,7 @@ def test_summary_counts_helped_and_hurt():
 
 
 def run_demo(*args):
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", *map(str, args)],
-                          capture_output=True, text=True, timeout=900)
+    return run_cli("demo", *args, timeout=900)
 
 
 @pytest.mark.slow
@@ -88,7 +86,6 @@ def test_demo_end_to_end(tmp_path, vision):
 
 def test_demo_without_data_explains(tmp_path):
     env = dict(os.environ, FINEPRUNE_DATA=str(tmp_path / "nothing"))
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", "--data", str(tmp_path / "nothing"),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    result = run_cli("demo", "--data", tmp_path / "nothing", "--out", tmp_path / "out", timeout=300, env=env)
     assert result.returncode == 2
     assert "Speech" in result.stderr and "--data DIR" in result.stderr and "Traceback" not in result.stderr

@@ -2,12 +2,11 @@
 
 import csv
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.cli import run_cli
 from tflite_fineprune import FinePruneError, Personalizer
 
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -44,8 +43,7 @@ def test_small_mlp_trains_and_exports(tmp_path):
 def test_fashion_demo_shows_the_effect(tmp_path):
     """Activity pruning beats random pruning of the same units, and the default helps on average."""
     require_fashion()
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", "--fashion", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=1200)
+    result = run_cli("demo", "--fashion", "--out", tmp_path, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "fashion_users.csv") as f:
         rows = list(csv.DictReader(f))

@@ -1,12 +1,11 @@
 """The wide Fashion-MNIST convnet: cached training, export with the BatchNorm reference pool, the demo row."""
 
 import csv
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.cli import run_cli
 from tests.test_fashion import require_fashion
 from tflite_fineprune import FinePruneError, Personalizer
 
@@ -30,9 +29,7 @@ def test_missing_data_is_explained_before_any_training(tmp_path):
 
 
 def test_demo_without_data_says_where_to_get_it(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", "--fashion-cnn", "--data",
-                             str(tmp_path), "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                            timeout=300)
+    result = run_cli("demo", "--fashion-cnn", "--data", tmp_path, "--out", tmp_path / "out", timeout=300)
     assert result.returncode == 2 and "apt-get install dataset-fashion-mnist" in result.stderr
     assert not (tmp_path / "out").exists()  # nothing trained or written before the data is found
 
@@ -65,8 +62,7 @@ def test_small_convnet_is_cached_and_exports_with_batchnorm(tmp_path):
 def test_fashion_cnn_demo_prints_the_row(tmp_path):
     """The demo trains (or loads the cached) convnet and personalizes its 15 users; `auto` helps on average."""
     require_fashion()
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "demo", "--fashion-cnn", "--out",
-                             str(tmp_path)], capture_output=True, text=True, timeout=3600)
+    result = run_cli("demo", "--fashion-cnn", "--out", tmp_path, timeout=3600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "median user's slim file" in result.stdout
     with open(tmp_path / "fashion_cnn_users.csv") as f:

@@ -20,9 +20,9 @@ import time
 import numpy as np
 import pytest
 
+from tests.cli import error_lines, run_cli
 from tests.fuzz_worker import STEPS
 from tests.model_mutations import KINDS, mutants
-from tests.test_errors import error_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MUTANTS = 320
@@ -226,9 +226,7 @@ def test_the_operators_that_crashed_litert_are_refused_by_name(model_and_state, 
 
 
 def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)], capture_output=True,
-                          text=True, timeout=120, cwd=REPO, env=env)
+    return run_cli(*args, timeout=120, cwd=REPO)
 
 
 def test_a_sample_through_the_command_is_one_error_line_and_exit_2(outcomes, model_and_state, tmp_path):

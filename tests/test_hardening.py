@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_errors import error_lines
+from tests.cli import one_line_error, run_cli
 from tflite_fineprune import FinePruneError, Personalizer, State
 from tflite_fineprune import state as state_format
 from tflite_fineprune.tflite.flatbuffer import read_metadata
@@ -111,8 +111,7 @@ def test_forged_metadata_is_refused_by_name(model_path, tmp_path, forgery):
     path.write_bytes(_reembed(model_path.read_bytes(), FORGERIES[forgery]))
     with pytest.raises(FinePruneError, match="metadata"):
         Personalizer(path)
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "inspect", str(path)],
-                            capture_output=True, text=True, timeout=120)
+    result = run_cli("inspect", path, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
 
 
@@ -330,16 +329,6 @@ def test_concurrent_writers_and_readers_never_see_a_partial_file(model_path, tmp
 
 # -- the command line -----------------------------------------------------------
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env=dict(os.environ, PYTHONPATH=REPO))
-
-
-def _one_line_error(result):
-    lines = error_lines(result.stderr)
-    return result.returncode == 2 and len(lines) == 1 and lines[0].startswith("tflite-fineprune: error:")
-
-
 def test_cli_decompression_bomb_is_one_line(tmp_path, exports):
     from PIL import Image
 
@@ -347,7 +336,7 @@ def test_cli_decompression_bomb_is_one_line(tmp_path, exports):
     folder.mkdir(parents=True)
     Image.new("L", (20000, 20000)).save(folder / "bomb.png", optimize=False)
     result = run_cli("evaluate", exports.path("plain_cnn"), "--data", tmp_path / "data")
-    assert _one_line_error(result) and "bomb.png" in result.stderr, result.stderr
+    assert one_line_error(result) and "bomb.png" in result.stderr, result.stderr
 
 
 def test_cli_binary_labels_file_is_one_line(tmp_path):
@@ -357,7 +346,7 @@ def test_cli_binary_labels_file_is_one_line(tmp_path):
     model.save(tmp_path / "m.keras")
     (tmp_path / "labels.txt").write_bytes(bytes(range(256)))
     result = run_cli("export", tmp_path / "m.keras", "-o", tmp_path / "m.tflite", "--labels", tmp_path / "labels.txt")
-    assert _one_line_error(result) and "UTF-8" in result.stderr, result.stderr
+    assert one_line_error(result) and "UTF-8" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("body, message", [
@@ -371,4 +360,4 @@ def test_cli_bad_preprocess_hooks_are_named(tmp_path, model_path, body, message)
     np.save(tmp_path / "data" / "x.npy", synthetic(3))
     result = run_cli("personalize", model_path, "--data", tmp_path / "data", "--preprocess", "hooks:hook",
                      "--sparsity", "0.1", "--state", tmp_path / "u.state", cwd=tmp_path)
-    assert _one_line_error(result) and message in result.stderr and "x.npy" in result.stderr, result.stderr
+    assert one_line_error(result) and message in result.stderr and "x.npy" in result.stderr, result.stderr

@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.test_errors import error_lines
+from tests.cli import error_lines
 from tflite_fineprune.interpreters import tflite_runtime_mismatch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

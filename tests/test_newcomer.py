@@ -1,14 +1,13 @@
 """A newcomer's first hour (issue #6, section 2): the commands say what they do, where to get what they need,
 and warn where the measurements say a setting hurts. Runs anywhere: synthetic inputs, no shared data."""
 
-import os
+import functools
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.cli import run_cli
 from tests.synthetic import clips, images
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.reference_data import CIFAR10_LABELS
@@ -16,11 +15,7 @@ from tflite_fineprune.reference_data import CIFAR10_LABELS
 TF_NOISE = re.compile(r"cuda|cuInit|oneDNN|absl|XNNPACK|cpu_feature_guard", re.IGNORECASE)
 
 
-def run(*args, module="tflite_fineprune", env=None):
-    env = dict(os.environ if env is None else env)
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a newcomer runs it
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          timeout=600, env=env)
+run = functools.partial(run_cli, as_user=True)  # without the tests' TF_CPP_MIN_LOG_LEVEL, as a newcomer runs it
 
 
 def npy_folder(root, x):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import cli
 from tflite_fineprune import FinePruneError, evaluate_population
 from tflite_fineprune.population import COLUMNS, parse_recipe
 from tflite_fineprune.population.users import make_users, split_files, user_rng
@@ -54,8 +55,7 @@ def model_path(exports):
 
 
 def run_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO)
+    return cli.run_cli(*args, timeout=timeout, cwd=REPO)
 
 
 def read_rows(path):

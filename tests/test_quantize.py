@@ -1,13 +1,12 @@
 """int8 exports: the whole on-device routine on the quantized file, TF-free, and clear errors."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from tests.cli import run_cli
 from tests.realdata import real_inputs
 from tests.test_backends import run_worker, runtime_python
 from tflite_fineprune import Personalizer, export_model
@@ -143,15 +142,13 @@ def test_cli_export_quantize(exports, tmp_path, calibration):
     exports.model(NAME).save(keras_path)
     np.save(tmp_path / "samples.npy", calibration[0][:8])
     out = tmp_path / "cnn-int8.tflite"
-    result = subprocess.run([sys.executable, "-m", "tflite_fineprune", "export", str(keras_path), "-o", str(out),
-                             "--quantize", "int8", "--representative-data", str(tmp_path / "samples.npy")],
-                            capture_output=True, text=True, timeout=600)
+    result = run_cli("export", keras_path, "-o", out, "--quantize", "int8", "--representative-data",
+                     tmp_path / "samples.npy")
     assert result.returncode == 0, result.stderr
     assert "int8-dynamic-range" in result.stdout
     assert Personalizer(out).metadata.quantization == DYNAMIC_RANGE
-    bad = subprocess.run([sys.executable, "-m", "tflite_fineprune", "export", str(keras_path), "-o",
-                          str(tmp_path / "bad.tflite"), "--quantize", "int8", "--representative-data",
-                          str(tmp_path / "samples.txt")], capture_output=True, text=True, timeout=600)
+    bad = run_cli("export", keras_path, "-o", tmp_path / "bad.tflite", "--quantize", "int8",
+                  "--representative-data", tmp_path / "samples.txt")
     assert bad.returncode == 2
     errors = [line for line in bad.stderr.splitlines() if "error:" in line]  # TensorFlow logs to stderr too
     assert len(errors) == 1 and "expects a .npy file" in errors[0]

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_errors import error_lines
+from tests.cli import error_lines, run_cli
 from tests.realdata import real_inputs, speech_test_split
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.metadata import read_model_metadata
@@ -198,24 +198,20 @@ def test_cli_slim_inspect_and_personalize_errors(exports, tmp_path):
     p = personalized(path, real_inputs("plain_cnn", count=20), 0.5)
     p.save_state(tmp_path / "user.state")
 
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)], capture_output=True,
-                              text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
-
-    result = cli("slim", path, "--state", tmp_path / "user.state", "-o", tmp_path / "user.tflite")
+    result = run_cli("slim", path, "--state", tmp_path / "user.state", "-o", tmp_path / "user.tflite")
     assert result.returncode == 0, result.stderr
     assert "bytes" in result.stdout and (tmp_path / "user.tflite").exists()
-    result = cli("inspect", tmp_path / "user.tflite")
+    result = run_cli("inspect", tmp_path / "user.tflite")
     assert result.returncode == 0 and "slim: pruned units removed" in result.stdout
     data = tmp_path / "data"
     data.mkdir()
     np.save(data / "x.npy", real_inputs("plain_cnn", count=4))
-    result = cli("personalize", tmp_path / "user.tflite", "--data", data, "--sparsity", 0.5,
-                 "--state", tmp_path / "new.state")
+    result = run_cli("personalize", tmp_path / "user.tflite", "--data", data, "--sparsity", 0.5,
+                     "--state", tmp_path / "new.state")
     assert result.returncode == 2 and "slim model" in result.stderr and len(error_lines(result.stderr)) == 1
     other = personalized(exports.path("dense_only", prune_outputs=True), real_inputs("dense_only", count=10), 0.5)
     other.save_state(tmp_path / "other.state")
-    result = cli("slim", path, "--state", tmp_path / "other.state", "-o", tmp_path / "x.tflite")
+    result = run_cli("slim", path, "--state", tmp_path / "other.state", "-o", tmp_path / "x.tflite")
     assert result.returncode == 2 and "belongs to another model" in result.stderr
 
 

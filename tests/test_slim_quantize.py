@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.realdata import speech_test_split
-from tests.test_errors import error_lines
+from tests.cli import error_lines, run_cli
 from tests.test_slim import BLOCK_TENSORFLOW
 from tflite_fineprune import FinePruneError, Personalizer
 from tflite_fineprune.metadata import read_model_metadata
@@ -315,8 +315,7 @@ print("ok", report.quantization, len(report.quantized_tensors))
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tflite_fineprune", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return run_cli(*args, timeout=300)
 
 
 def test_cli_round_trip_and_errors(mlp_export, fashion, tmp_path):

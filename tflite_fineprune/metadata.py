@@ -94,6 +94,57 @@ class WeightLayer:
 
 @dataclasses.dataclass(frozen=True)
 class ModelMetadata:
+    """The self-description embedded in an exported `.tflite` (`Personalizer.metadata`).
+
+    Attributes
+    ----------
+    format_version : int
+        The metadata format's version.
+    fingerprint : str
+        Hex SHA-256 identifying the export; state files carry it to refuse another model's state.
+    input_name, output_name : str
+        The `infer` signature's input and output names.
+    input_shape : tuple
+        Input shape, batch dimension first (None where free).
+    input_dtype : str
+        The input's numpy dtype name ("float32", "uint8", "int16").
+    output_kind : str
+        "logits" or "probabilities".
+    num_classes : int
+        Output classes.
+    labels : tuple of str
+        Class labels in output order (empty when none were given).
+    policy : str
+        The in-graph rate pruning policy ("layerwise" or "global").
+    groups : tuple of UnitGroup
+        The prunable unit groups, in mask-vector order.
+    weight_layers : tuple of WeightLayer
+        The layers with weights, and which groups they read and write (for exact weight and MAC counts).
+    total_weights, total_macs : int
+        Weights, and multiply-accumulates per inference, of the dense model.
+    signatures : tuple of str
+        The signatures the file offers.
+    excluded : tuple
+        Layers left unprunable, with the reason.
+    int16_scale : float
+        > 0: int16 input is accepted and multiplied by this (e.g. PCM / 32768).
+    sample_rate : int
+        Audio models: the rate (Hz) their input is sampled at; 0 otherwise.
+    mean_compensation, prior_correction : bool
+        Whether the export carries these levers.
+    content_sha256 : str
+        Digest of the whole file, checked when read; empty in files from before it existed.
+    slim : dict or None
+        Slim files (pruned units removed, infer only): source fingerprint, state CRC, kept units.
+    quantization : str
+        "" float; "int8-full-integer" or "int8-dynamic-range" (export/quantize.py).
+    normalization_layers : tuple
+        Relative AdaBN: (BatchNorm layer name, channels, offset) into the flat normalization vectors; () when
+        not exported.
+    classifier_head : tuple
+        Classifier prototypes (T3A): (final Dense layer name, features D, confidence τ); () when not exported.
+    """
+
     format_version: int
     fingerprint: str
     input_name: str
@@ -328,8 +379,26 @@ def fingerprint(weights_digest, layout):
 def read_model_metadata(data: bytes, source: str = "model", verify: bool = True) -> ModelMetadata:
     """Parse the embedded metadata of an exported model's bytes.
 
-    With `verify`, the whole file is hashed and compared with the digest
-    recorded at export (docs/performance.md: well under a second for ResNet50).
+    Parameters
+    ----------
+    data : bytes
+        The whole `.tflite` file.
+    source : str
+        How messages name the file.
+    verify : bool
+        Hash the whole file and compare with the digest recorded at export (docs/performance.md: well under a
+        second for ResNet50).
+
+    Returns
+    -------
+    ModelMetadata
+        The checked metadata.
+
+    Raises
+    ------
+    FinePruneError
+        When the bytes are not a TFLite flatbuffer, not a tflite-fineprune export, of an unsupported format
+        version, malformed, or do not match their recorded digest.
     """
     entries = read_metadata(data, source)
     if METADATA_NAME not in entries:

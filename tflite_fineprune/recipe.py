@@ -65,6 +65,36 @@ from .stopping import StoppingRule, binomial_cdf, measure, posteriors
 
 @dataclasses.dataclass(frozen=True)
 class AutoRule:
+    """The thresholds of `Personalizer.personalize` (the steps in this module's docstring; docs/personalization.md).
+
+    Attributes
+    ----------
+    min_samples : int
+        Step 1: with fewer observed samples the model stays dense.
+    class_share : float
+        Step 2: a class "really met" has a prior of at least `class_share` / K (K: the effective number of
+        predicted classes).
+    class_alpha : float
+        Step 2: a class is excluded when a user who really meets it would show it this rarely with probability
+        below `class_alpha`.
+    dormant_threshold : float
+        Step 3: hidden units active on less than this share of (sample, position) pairs are pruned.
+    normalization_strength : float
+        Step 4: the relative BatchNorm shift, in [0, 1] (0 turns the step off).
+    normalization_passes : int
+        Step 4: passes over the data, each measuring through the network the pass before adapted.
+    magnitude_agreement : float
+        Step 5: the share of samples on which the pruned model must predict the class the model before pruning
+        predicts (> 1 turns step 5 off).
+    stop_confidence : float
+        Step 5: the confidence of the upper bounds below.
+    stop_max_disagreement : float
+        Step 5: the largest accepted upper bound on the disagreement rate (≥ 1 turns the bound off).
+    stop_max_shift : float
+        Step 5: the largest accepted upper bound on the mean total variation between the two predicted
+        distributions (≥ 1 turns the bound off).
+    """
+
     min_samples: int = 10
     class_share: float = 0.5
     class_alpha: float = 0.02  # benchmarks/class_test.py: 0.01 kept CIFAR's confusable spurious classes
@@ -154,7 +184,37 @@ def class_test(counts, n, share, alpha):
 
 @dataclasses.dataclass
 class PersonalizationReport:
-    """What `personalize` chose, and the label-free evidence behind it."""
+    """What `personalize` chose, and the label-free evidence behind it (`str()` of it is the CLI's report).
+
+    Attributes
+    ----------
+    recipe : str
+        The steps taken, e.g. "exclude 7 classes + prune units active < 0.01", or why the model stayed dense.
+    samples : int
+        The unlabeled samples observed.
+    class_counts : dict
+        Class label → how many samples the model predicted as it (empty without an output group).
+    excluded_classes : tuple of str
+        The labels of the classes pruned.
+    class_test : str
+        The class test's outcome, in words.
+    units_pruned : dict
+        Hidden group name → units pruned.
+    unit_sparsity : float
+        Fraction of all units (hidden and output) pruned, in [0, 1].
+    weights_removed : float
+        Fraction of the weights removed, in [0, 1].
+    macs_removed : float
+        Fraction of the multiply-accumulates per inference removed, in [0, 1].
+    normalization_strength : float
+        The BatchNorm shift applied (0: the trained statistics).
+    notes : tuple of str
+        What the recipe could not do, and why.
+    total_units : int
+        Hidden and output units: what `unit_sparsity` is a fraction of.
+    sparsity_search : str
+        Step 5's outcome, in words.
+    """
 
     recipe: str
     samples: int

@@ -32,6 +32,9 @@ _PROGRESS_MIN_BATCHES = 20
 class Personalizer(*PERSONALIZER_METHODS):
     """One user's copy of an exported model: observe their data, prune, save.
 
+    Its attributes `model_path`, `metadata` (the checked `ModelMetadata`) and `backend` (the interpreter used)
+    describe what was opened.
+
     The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...)
     come from their modules in `tflite_fineprune/levers/`.
 
@@ -44,7 +47,13 @@ class Personalizer(*PERSONALIZER_METHODS):
     batch_size : int
         Samples per interpreter call in `predict` and `observe`.
     num_threads : int, optional
-        Interpreter threads.
+        Interpreter threads (default: the interpreter's own choice).
+
+    Raises
+    ------
+    FinePruneError
+        When `model_path` is not a path, the file is not a readable export of a supported format version, no
+        interpreter is installed, or a signature its metadata describes is missing.
     """
 
     def __init__(self, model_path: Union[str, os.PathLike], backend: str = "auto",
@@ -75,10 +84,12 @@ class Personalizer(*PERSONALIZER_METHODS):
 
     @property
     def labels(self) -> list:
+        """The class labels of the output, in output order (empty when the export was given none)."""
         return list(self.metadata.labels)
 
     @property
     def input_shape(self) -> tuple:
+        """The model's input shape, batch dimension first (None where the export left it free)."""
         return self.metadata.input_shape
 
     # -- running ---------------------------------------------------------
@@ -173,18 +184,51 @@ class Personalizer(*PERSONALIZER_METHODS):
             "was counted. Feed values in the range the model was trained on", index)
 
     def predict(self, x, batch_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
-        """Model outputs for a batch `x` of shape `(N,) + input_shape[1:]`."""
+        """Model outputs for the samples `x`, with the current masks and lever state.
+
+        Parameters
+        ----------
+        x : array_like or iterable of array_like
+            Samples of shape `(N,) + input_shape[1:]` and the model's input dtype, or an iterable of such
+            batches (consumed one batch at a time).
+        batch_size : int, optional
+            Samples per interpreter call when `x` is one array (default: the `Personalizer`'s `batch_size`).
+        progress : bool
+            Show a progress bar (tqdm, when installed).
+
+        Returns
+        -------
+        numpy.ndarray
+            The outputs, one row per sample: `(N, num_classes)` for a classifier.
+        """
         return self._run_batches(sig.INFER, x, batch_size, progress, "predict")
 
     def observe(self, x, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> np.ndarray:
-        """Run unlabeled samples forward, accumulating unit activity; returns the outputs.
+        """Run unlabeled samples forward, accumulating unit activity (and each lever's sums).
 
-        `x` is one array or an iterable of batches (consumed one batch at a
-        time). A progress bar is shown for long runs unless `progress=False`.
-        If any batch is refused, nothing of this call is counted: the state is
-        restored to what it was before. A batch that overflows inside the
-        model (finite values too large for it) is refused right after it
-        ran (`NonFiniteActivity`).
+        If any batch is refused, nothing of this call is counted: the state is restored to what it was before.
+
+        Parameters
+        ----------
+        x : array_like or iterable of array_like
+            Samples of shape `(N,) + input_shape[1:]`, or an iterable of such batches (consumed one batch at a
+            time, never held whole).
+        batch_size : int, optional
+            Samples per interpreter call when `x` is one array (default: the `Personalizer`'s `batch_size`).
+        progress : bool, optional
+            Show a progress bar; by default shown for an iterable or for 20 batches or more.
+
+        Returns
+        -------
+        numpy.ndarray
+            The model's outputs for the samples, one row per sample.
+
+        Raises
+        ------
+        FinePruneError
+            When a batch is refused (shape, dtype, values), the iterable is empty, or the model is slim.
+        NonFiniteActivity
+            When a batch overflows inside the model (a `FinePruneError`; its `batch` says which).
         """
         return self.observe_typicality(x, batch_size, progress)[0]
 
@@ -204,13 +248,36 @@ class Personalizer(*PERSONALIZER_METHODS):
             raise
 
     def reset(self, counts: bool = True, masks: bool = True) -> None:
-        """Clear the activity counters and/or restore every unit (and the class weights)."""
+        """Clear the activity counters and/or restore every unit.
+
+        Parameters
+        ----------
+        counts : bool
+            Clear the activity counters, the sample count and the levers' sums (moments, prototypes, ...).
+        masks : bool
+            Restore every unit (mask 1) and the levers' trained values (class weights, BatchNorm statistics,
+            classifier kernel): the dense model as exported.
+        """
         self._call(sig.RESET, **{sig.CLEAR_COUNTS: np.array(int(bool(counts)), np.int32),
                                    sig.CLEAR_MASKS: np.array(int(bool(masks)), np.int32)})
 
     # -- state -------------------------------------------------------------
 
     def get_state(self) -> State:
+        """The model's current personalization, read from its variables.
+
+        Returns
+        -------
+        State
+            Masks (1 kept, 0 pruned) and activity counters, one float32 entry per unit in mask-vector order
+            (`groups`), the number of samples observed, and the vectors of every lever's state block this
+            export carries (None for the others).
+
+        Raises
+        ------
+        ModelError
+            When the `get_state` signature does not return what the metadata describes (a damaged file).
+        """
         out = self._call(sig.GET_STATE, **{sig.TOKEN: np.array(0, np.int32)})
         # get_state names each lever's vectors after the State fields of its block.
         fields = [field for lever in used(self.metadata) if lever.block is not None for field in lever.block.fields]
@@ -227,6 +294,21 @@ class Personalizer(*PERSONALIZER_METHODS):
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)
 
     def set_state(self, state: State) -> None:
+        """Put a saved personalization back into the model (masks, counters and the levers' blocks).
+
+        A lever block that `state` lacks (a file of an older format version) leaves that lever as exported.
+
+        Parameters
+        ----------
+        state : State
+            From `get_state` of a model with the same units (typically the same export).
+
+        Raises
+        ------
+        FinePruneError
+            When `state` is not a `State`, its vectors do not fit this model's units, its masks are not 0/1
+            or prune every unit of a group, or its counters are negative, not finite or exceed the samples.
+        """
         if not isinstance(state, State):
             raise FinePruneError(f"expected a tflite_fineprune.State, got {type(state).__name__}")
         try:
@@ -255,22 +337,50 @@ class Personalizer(*PERSONALIZER_METHODS):
             self._call(name, **feed)
 
     def slim(self, path: Union[str, os.PathLike], quantize: Optional[str] = None):
-        """Write the current personalization as a plain `.tflite` without the pruned units (a `SlimReport`).
+        """Write the current personalization as a plain `.tflite` without the pruned units.
 
-        `quantize="int8"`: with int8 weights (dynamic range; docs/slim.md).
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The `.tflite` file to write (atomically).
+        quantize : {None, "int8"}
+            "int8": with int8 weights (dynamic range; docs/slim.md).
+
+        Returns
+        -------
+        SlimReport
+            What was written: sizes in bytes, units kept, weight and MAC sparsity.
         """
         from .slim import slim_model
 
         return slim_model(self.model_path, self.get_state(), path, quantize=quantize)
 
     def save_state(self, path: Union[str, os.PathLike]) -> None:
-        """Write masks and counters atomically (temp file, fsync, rename); never over the model file itself."""
+        """Write the current state to a file atomically (temp file, fsync, rename).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The state file (docs/state_format.md); never the model file itself.
+        """
         if os.path.exists(path) and os.path.samefile(path, self.model_path):
             raise FinePruneError(f"cannot save the state to {os.fspath(path)!r}: it is the model file itself")
         atomic_write(path, encode_state(self.metadata.fingerprint, self.get_state()))
 
     def load_state(self, path: Union[str, os.PathLike]) -> None:
-        """Load a state file; on any error the current state is left untouched."""
+        """Load a state file written by `save_state`; on any error the current state is left untouched.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A state file of this model (its fingerprint must match).
+
+        Raises
+        ------
+        FinePruneError
+            When the file cannot be read, is not a state file, belongs to another model or holds values
+            `set_state` refuses, or when the model is slim.
+        """
         self._runner(sig.SET_STATE)  # a slim model says so before the file is judged against it
         blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES)
         self.set_state(decode_model_state(blob, self.metadata, source=os.fspath(path)))
@@ -282,8 +392,29 @@ class Personalizer(*PERSONALIZER_METHODS):
 
         Starts from the dense model (earlier personalization is reverted). The
         choice (tflite_fineprune/recipe.py; docs/personalization.md) uses only
-        what this file's signatures offer. Returns a `PersonalizationReport`
-        saying what was chosen and on what evidence; `reset()` reverts it.
+        what this file's signatures offer; `reset()` reverts it.
+
+        Parameters
+        ----------
+        x : array_like or iterable of array_like
+            The user's unlabeled samples, as for `observe` (an iterator is read into a list: the recipe passes
+            over the data more than once).
+        rule : AutoRule, optional
+            The recipe's thresholds (default: `AutoRule()`).
+        batch_size : int, optional
+            Samples per interpreter call (default: the `Personalizer`'s `batch_size`).
+        progress : bool, optional
+            Show progress bars, as for `observe`.
+
+        Returns
+        -------
+        PersonalizationReport
+            What was chosen and on what evidence.
+
+        Raises
+        ------
+        FinePruneError
+            When the samples are refused, as for `observe`.
         """
         from .recipe import personalize
 
@@ -315,7 +446,13 @@ class Personalizer(*PERSONALIZER_METHODS):
         return {k: v.astype(np.uint8) for k, v in self._split(self.get_state().masks).items()}
 
     def sparsity(self) -> Sparsity:
-        """Unit, weight and MAC sparsity of the current masks (a `Sparsity`)."""
+        """Unit, weight and MAC sparsity of the current masks.
+
+        Returns
+        -------
+        Sparsity
+            Fractions in [0, 1] of the units, weights and multiply-accumulates removed, with their counts.
+        """
         return measure_sparsity(self.metadata, self.get_state().masks)
 
     def __repr__(self):

@@ -35,9 +35,23 @@ from .tflite.weight_quantization import DYNAMIC_RANGE, MIN_ELEMENTS, check_quant
 class SlimReport:
     """What `slim_model` wrote.
 
-    `kept_units` maps each unit group to the units left in the file;
-    `still_masked` maps groups whose pruned units could not be removed exactly
-    to the reason (they stay as a constant mask, so outputs are unchanged).
+    Attributes
+    ----------
+    path : str
+        The slim file.
+    dense_bytes, slim_bytes : int
+        File sizes in bytes of the export and of the slim file.
+    kept_units : dict
+        Unit group name → the units left in the file.
+    still_masked : dict
+        Unit group name → why its pruned units could not be removed exactly (they stay as a constant mask, so
+        the outputs are unchanged).
+    weight_sparsity, mac_sparsity : float
+        Fractions of the weights and of the multiply-accumulates removed, in [0, 1].
+    quantization : str
+        The file's: "" float, or "int8-dynamic-range" (its own export's or slim's).
+    quantized_tensors : tuple of str
+        The weight tensors slim itself stored as int8 (none for an int8 export).
     """
 
     path: str
@@ -214,7 +228,17 @@ def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | Stat
         does, without TensorFlow (`weight_quantization`). An int8 export's
         slim file is int8 either way.
 
-    Returns a `SlimReport`.
+    Returns
+    -------
+    SlimReport
+        What was written.
+
+    Raises
+    ------
+    FinePruneError
+        When the model is not an export (or is already slim), the state does not belong to it, LiteRT's
+        schema is missing, or `output_path` may not be written. A group whose pruned units cannot be removed
+        exactly is no error: it stays masked (`SlimReport.still_masked`).
     """
     load_schema()  # fail first, with what to install, where LiteRT is missing
     quantize = check_quantize(quantize)

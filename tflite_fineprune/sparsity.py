@@ -12,6 +12,21 @@ class Sparsity:
     `weights` and `macs` count a weight as removed when the unit it produces
     or the unit it reads is pruned; BatchNorm parameters and biases of a
     pruned unit are removed with it.
+
+    Attributes
+    ----------
+    units : float
+        Fraction of the units (hidden and output) pruned, in [0, 1].
+    weights : float
+        Fraction of the weights removed, in [0, 1].
+    macs : float
+        Fraction of the multiply-accumulates of one inference removed, in [0, 1].
+    pruned_units, total_units : int
+        Units pruned, and all units.
+    remaining_weights, total_weights : int
+        Weights left, and all weights of the layers with units.
+    remaining_macs, total_macs : int
+        Multiply-accumulates per inference left, and in the dense model.
     """
 
     units: float

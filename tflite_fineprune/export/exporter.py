@@ -35,7 +35,29 @@ from .quantize import (VERIFY_SAMPLES, check_quantize, check_quantized, check_re
 
 @dataclasses.dataclass(frozen=True)
 class ExportReport:
-    """What `export_model` wrote."""
+    """What `export_model` wrote (`str()` of it is the CLI's summary).
+
+    Attributes
+    ----------
+    path : str
+        The `.tflite` written.
+    groups, units : int
+        Prunable unit groups, and their units in all.
+    excluded : tuple
+        (layer name, reason) of the layers left unprunable.
+    file_bytes : int
+        The file's size in bytes.
+    seconds : float
+        Wall-clock seconds the export took.
+    max_abs_error : float or None
+        Largest |TFLite − Keras| output difference on a random batch (None when not checked).
+    metadata : ModelMetadata
+        The metadata embedded in the file.
+    logit_error : float or None
+        For softmax outputs, the same on the log-probabilities centred per sample (logits up to a constant).
+    output_spread : float or None
+        How much Keras' own outputs vary on that batch: below 1e-3 the check proves little.
+    """
 
     path: str
     groups: int
@@ -213,7 +235,28 @@ def export_model(model: Union[keras.Model, str, os.PathLike], path: Union[str, o
     `.keras`/`.h5` file. `options` (an `ExportOptions`, which documents each
     one) says how; keyword arguments change single fields of it, e.g.
     `export_model(model, "m.tflite", prune_outputs=False, quantize="int8")`.
-    Returns an `ExportReport`.
+
+    Parameters
+    ----------
+    model : keras.Model, str or os.PathLike
+        A built Sequential or functional Keras 3 classifier, or the path of a `.keras`/`.h5` file.
+    path : str or os.PathLike
+        The `.tflite` to write (atomically).
+    options : ExportOptions, optional
+        How to export (default: `ExportOptions()`).
+    **changes
+        Single fields of `options` to change (`ExportOptions`' names), e.g. `prune_outputs=False`.
+
+    Returns
+    -------
+    ExportReport
+        What was written, with the check of TFLite's outputs against Keras' on a random batch.
+
+    Raises
+    ------
+    FinePruneError
+        When an option is invalid, the model cannot be loaded or holds a layer the exporter does not know,
+        or `path` may not be written.
     """
     options = (options or ExportOptions()).with_changes(**changes)
     start = time.perf_counter()

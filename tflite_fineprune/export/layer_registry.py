@@ -25,6 +25,8 @@ from .keras_compat import ADD_OP, DIVIDE_OP, MULTIPLY_OP, SUBTRACT_OP, is_keras_
 
 
 class Role(enum.Enum):
+    """What a layer class means for pruning (the module docstring says each); public as `LayerRole`."""
+
     UNITS = "units"
     CHAIN = "chain"
     CHANNELWISE = "channelwise"
@@ -104,6 +106,18 @@ def register(layer_class: type, role: "Role") -> None:
     A fixed feature transform that does not keep channels independent is
     `Role.MIXING`: units before it are not prunable, and its output starts
     fresh channels for the layers after it.
+
+    Parameters
+    ----------
+    layer_class : type
+        The Keras layer class; its subclasses get the same role unless registered themselves.
+    role : Role
+        Any role but `Role.UNITS` (the exporter cannot mask a custom layer's own units).
+
+    Raises
+    ------
+    FinePruneError
+        When `role` is not a `Role`, or is `Role.UNITS`.
     """
     if not isinstance(role, Role) or role is Role.UNITS:
         raise FinePruneError(f"custom layers can take any role but UNITS, got {role!r}")

@@ -12,7 +12,24 @@ from .base import Lever
 
 class ClassExclusionMethods:
     def prune_outputs(self, min_fraction: float):
-        """Prune output classes predicted on less than `min_fraction` of the observed samples."""
+        """Prune output classes predicted on less than `min_fraction` of the observed samples.
+
+        Parameters
+        ----------
+        min_fraction : float
+            The share of observed samples, in [0, 1), a class must have been predicted on to stay.
+
+        Returns
+        -------
+        Sparsity
+            The sparsity of the masks now in use (`Personalizer.sparsity`).
+
+        Raises
+        ------
+        FinePruneError
+            When `min_fraction` is not in [0, 1), the export has no prunable output, or nothing was
+            observed yet.
+        """
         value = check_sparsity(min_fraction, "min_fraction")
         if not LEVER.in_model(self.metadata):
             # What and why only; the commands add how to re-export with their own flags.

@@ -14,7 +14,22 @@ class DormantPruningMethods:
     def prune_dormant(self, threshold: float):
         """Prune every hidden unit active on less than `threshold` of the observed (sample, position) pairs.
 
-        Each layer keeps at least its most active unit. Returns `sparsity()`.
+        Each layer keeps at least its most active unit.
+
+        Parameters
+        ----------
+        threshold : float
+            Activity frequency in [0, 1]: the share of (sample, position) pairs on which a unit was > 0.
+
+        Returns
+        -------
+        Sparsity
+            The sparsity of the masks now in use (`Personalizer.sparsity`).
+
+        Raises
+        ------
+        FinePruneError
+            When `threshold` is not in [0, 1] or nothing was observed yet.
         """
         value = check_unit_interval(threshold, "threshold")
         if self.samples == 0:

@@ -28,7 +28,23 @@ class MagnitudePruningMethods:
 
         Cumulative like `prune`: units pruned before stay pruned, and every
         layer keeps at least one unit. Needs observed data and a model
-        exported with magnitude pruning (the default). Returns `sparsity()`.
+        exported with magnitude pruning (the default).
+
+        Parameters
+        ----------
+        sparsity : float
+            The fraction of each hidden layer's units to prune, in [0, 1).
+
+        Returns
+        -------
+        Sparsity
+            The sparsity of the masks now in use (`Personalizer.sparsity`).
+
+        Raises
+        ------
+        FinePruneError
+            When `sparsity` is not in [0, 1), the export has no magnitude pruning, or nothing was
+            observed yet.
         """
         value = check_sparsity(sparsity)
         if not LEVER.in_model(self.metadata):

@@ -19,7 +19,24 @@ class NormalizationMethods:
 
         mean ← m₀ + strength·(μ_user − μ_ref), var ← v₀·(σ²_user/σ²_ref)^strength
         per channel, with the moments `observe` accumulated. Needs a model
-        exported with `reference_data`. Returns the (mean, variance) now used.
+        exported with `reference_data`.
+
+        Parameters
+        ----------
+        strength : float
+            In [0, 1]: 0 keeps the trained statistics, 1 moves them all the way to the user's.
+
+        Returns
+        -------
+        mean, variance : numpy.ndarray
+            The BatchNorm statistics now in use, every adapted layer's channels in one flat vector each
+            (`metadata.normalization_layers` gives each layer's offset).
+
+        Raises
+        ------
+        FinePruneError
+            When `strength` is not in [0, 1], the export has no normalization statistics, or nothing
+            was observed yet.
         """
         if not LEVER.in_model(self.metadata):
             raise FinePruneError(f"{self.model_path} was exported without normalization statistics "

@@ -21,7 +21,27 @@ class PriorCorrectionMethods:
 
         Each iteration observes `x` once (activity counters accumulate too) and
         runs one `update_priors` step. Needs a model exported with
-        `prior_correction=True`. Returns the class prior estimate.
+        `prior_correction=True`.
+
+        Parameters
+        ----------
+        x : array_like or iterable of array_like
+            The user's unlabeled samples, as for `observe` (held in memory: every iteration passes over them).
+        iterations : int
+            EM steps (each one pass over `x`).
+        batch_size : int, optional
+            Samples per interpreter call (default: the `Personalizer`'s `batch_size`).
+
+        Returns
+        -------
+        numpy.ndarray
+            The estimated class priors, one per class, summing to 1.
+
+        Raises
+        ------
+        FinePruneError
+            When the export has no prior correction, `iterations` is not a positive integer, or the
+            samples are refused.
         """
         if not LEVER.in_model(self.metadata):
             raise FinePruneError(f"{self.model_path} was exported without prior_correction")

@@ -31,7 +31,23 @@ class PrototypeMethods:
         the observed confidently pseudo-labelled features; the bias is kept.
         strength = 0 restores the trained kernel. Needs a model exported with
         `classifier_prototypes=True`; not part of `personalize` (see
-        docs/personalization.md, "T3A prototypes"). Returns the kernel [D, C].
+        docs/personalization.md, "T3A prototypes").
+
+        Parameters
+        ----------
+        strength : float
+            In [0, 1]: 0 restores the trained kernel, 1 uses the prototypes alone.
+
+        Returns
+        -------
+        numpy.ndarray
+            The kernel now in use, of shape (features D, classes C).
+
+        Raises
+        ------
+        FinePruneError
+            When `strength` is not in [0, 1], the export has no classifier prototypes, or nothing was
+            observed yet.
         """
         if not LEVER.in_model(self.metadata):
             raise FinePruneError(f"{self.model_path} was exported without classifier prototypes "

@@ -12,10 +12,25 @@ from .base import Lever
 
 class RatePruningMethods:
     def prune(self, sparsity: float):
-        """Prune the least active hidden units so each layer reaches `sparsity`.
+        """Prune the least active hidden units so each layer (or the model, by the export's policy) reaches `sparsity`.
 
         Cumulative: units pruned before stay pruned, and every layer keeps at
-        least one unit. Needs observed data. Returns `sparsity()`.
+        least one unit. Needs observed data.
+
+        Parameters
+        ----------
+        sparsity : float
+            The fraction of hidden units to prune, in [0, 1).
+
+        Returns
+        -------
+        Sparsity
+            The sparsity of the masks now in use (`Personalizer.sparsity`).
+
+        Raises
+        ------
+        FinePruneError
+            When `sparsity` is not in [0, 1) or nothing was observed yet.
         """
         value = check_sparsity(sparsity)
         if self.samples == 0:

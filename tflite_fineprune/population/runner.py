@@ -76,22 +76,62 @@ def evaluate_population(model_path, users, recipes=None, engine="local", workers
     model_path : path
         A `.tflite` written by `export_model`.
     users : {"folders", "speakers", "class-subsets", "manifest"} or list of UserSpec
-        Where the users come from (`data`, `manifest`, `class_subsets`, `count`, `per_class`, `skip_first`,
-        `min_files` and `others` describe them; docs/population.md), or users already made.
+        Where the users come from (the parameters below describe them; docs/population.md), or users already
+        made.
     recipes : sequence of str or recipe objects, optional
         Names such as "auto", "dense", "prune:0.5+classes:0.1" (default: auto and dense).
     engine : {"local", "ray"}
-        In this process, or on Ray: `workers` actors on this machine, or the cluster at `address`
-        (or $RAY_ADDRESS).
+        In this process, or on Ray.
+    workers : int, optional
+        Ray: actors, one CPU each (default: every CPU of the cluster).
+    address : str, optional
+        Ray: join this cluster (default $RAY_ADDRESS, else start Ray on this machine).
     out : path, optional
         Folder for users.csv (rows written as users finish; a rerun resumes), users.parquet, summary.json and
         gains.png.
+    data : path, optional
+        The users' folder: "folders" DATA/<user>/<label>/<files>, "speakers" DATA/<label>/<speaker>_nohash_<n>.wav,
+        "class-subsets" DATA/<label>/<files>.
+    manifest : path, optional
+        "manifest": a CSV with the columns path,user,label (paths relative to the CSV).
+    class_subsets : sequence of int
+        "class-subsets": how many classes each user meets, in turn.
+    count : int
+        "class-subsets": how many users.
+    per_class : int
+        "class-subsets": files per class and user, half to adapt, half to score.
+    skip_first : int
+        "class-subsets": the first files of each class (by name) that belong to nobody (e.g. the export's
+        normalization reference images).
+    min_files : int
+        Users with fewer files are left out (at least 2 are needed: one to adapt, one to score).
+    others : int
+        Also score each user's model on this many files of other users (what it forgets).
     seed : int
         Each user's split and draws come from (seed, user index).
+    backend : str
+        The TFLite interpreter ("auto" or one of `interpreters.BACKENDS`).
+    batch_size : int
+        Samples per interpreter call.
+    preprocess : str, optional
+        "module:function" turning a decoded file into samples.
+    users_per_task : int, optional
+        Ray: users per task (default: sized from the measured cost so that a task takes about 5 s).
+    progress : bool
+        Show a progress bar over the users.
+    on_note : callable, optional
+        Receives each one-line note about the users (default: `print`).
 
     Returns
     -------
     PopulationResult
+        The rows (one per user and recipe) and their summary.
+
+    Raises
+    ------
+    FinePruneError
+        When an argument is invalid, the model cannot be read, no user has enough files, or Ray is missing
+        for engine="ray".
     """
     if engine not in ENGINES:
         raise FinePruneError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
