@@ -31,3 +31,12 @@ class InputError(FinePruneError):
 
 class SlimError(FinePruneError):
     """A model (or a part of one) that `slim` cannot rewrite without the pruned units."""
+
+
+class NonFiniteActivity(InputError):
+    """A batch whose values, finite themselves, overflowed inside the model: the running sums that `observe`
+    keeps would be infinite or NaN (and the state could not be saved). `batch` is its index in the call."""
+
+    def __init__(self, message, batch):
+        super().__init__(message)
+        self.batch = batch

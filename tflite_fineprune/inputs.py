@@ -1,8 +1,10 @@
 """Validation of the arrays fed to an exported model."""
 
+import dataclasses
+
 import numpy as np
 
-from .errors import FinePruneError
+from .errors import FinePruneError, NonFiniteActivity
 
 
 def check_batch(x, input_shape, dtype="float32", what="input", int16_scale=0.0):
@@ -87,3 +89,17 @@ def check_sparsity(sparsity, name="sparsity"):
     if not 0.0 <= value < 1.0:
         raise FinePruneError(f"{name} must be in [0, 1), got {value}")
     return value
+
+
+def refuse_overflow(state, index, batch):
+    """After each observed batch: float32-max inputs are finite but can overflow inside the model, and the sums
+    would then be refused only when saved. Said here, naming the batch (`observe` rolls the call back)."""
+    values = [getattr(state, field.name) for field in dataclasses.fields(state)]
+    if all(np.all(np.isfinite(v)) for v in values if v is not None):
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = float(np.max(np.abs(np.asarray(batch).astype(np.float64))))
+    raise NonFiniteActivity(
+        f"batch {index} of the input (largest |value| {largest:.3g}) overflowed inside the model: the activity "
+        "sums it would add are infinite or NaN, so nothing of this observe call was counted. Feed values in the "
+        "range the model was trained on", index)

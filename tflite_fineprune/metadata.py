@@ -143,6 +143,8 @@ class ModelMetadata:
         not exported.
     classifier_head : tuple
         Classifier prototypes (T3A): (final Dense layer name, features D, confidence τ); () when not exported.
+    state_blocks : tuple
+        Each lever's state-block layout in this model (levers/layout.py); () in files exported before it.
     """
 
     format_version: int
@@ -172,7 +174,6 @@ class ModelMetadata:
     normalization_layers: tuple = ()
     # Classifier prototypes (T3A): (final Dense layer name, features D, confidence τ); () = not exported.
     classifier_head: tuple = ()
-    # Each lever's state-block layout in this model (levers/layout.py); () in files exported before it existed.
     state_blocks: tuple = ()
 
     @property

@@ -93,6 +93,9 @@ class AutoRule:
     stop_max_shift : float
         Step 5: the largest accepted upper bound on the mean total variation between the two predicted
         distributions (≥ 1 turns the bound off).
+    min_in_domain_share : float
+        The open-set guard: with a smaller share of in-domain samples (or fewer than `min_samples` of them) the
+        model stays dense; < 0 turns the guard off.
     """
 
     min_samples: int = 10
@@ -214,6 +217,10 @@ class PersonalizationReport:
         Hidden and output units: what `unit_sparsity` is a fraction of.
     sparsity_search : str
         Step 5's outcome, in words.
+    in_domain_share : float
+        The share of the samples the open-set guard counted as the model's world (1.0 when not measured).
+    open_set : str
+        The guard's measurement and what it changed, in words.
     """
 
     recipe: str

@@ -1,14 +1,13 @@
 """Personalize an exported model through a TFLite interpreter, without TensorFlow."""
 
-import dataclasses
 import os
 from typing import Optional, Union
 
 import numpy as np
 
 from . import signatures as sig
-from .errors import FinePruneError, ModelError
-from .inputs import check_batch, check_positive_int
+from .errors import FinePruneError, ModelError, NonFiniteActivity  # noqa: F401 (NonFiniteActivity: public here)
+from .inputs import check_batch, check_positive_int, refuse_overflow
 from .interpreters import open_interpreter
 from .levers import PERSONALIZER_METHODS, used
 from .metadata import read_model_file
@@ -19,13 +18,6 @@ from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_
 DEFAULT_BATCH_SIZE = 32
 
 
-class NonFiniteActivity(FinePruneError):
-    """A batch whose values, finite themselves, overflowed inside the model: the running sums that `observe`
-    keeps would be infinite or NaN (and the state could not be saved). `batch` is its index in the call."""
-
-    def __init__(self, message, batch):
-        super().__init__(message)
-        self.batch = batch
 _PROGRESS_MIN_BATCHES = 20
 
 
@@ -169,20 +161,6 @@ class Personalizer(*PERSONALIZER_METHODS):
         extra = [r.get(second) for r in results]
         return outputs, (None if any(e is None for e in extra) else np.concatenate(extra, axis=0))
 
-    def _check_finite_sums(self, index, batch):
-        """After each observed batch: float32-max inputs are finite but can overflow inside the model; the sums
-        would then be refused only when saved. Said here, naming the batch (`observe` rolls the call back)."""
-        state = self.get_state()
-        values = [getattr(state, field.name) for field in dataclasses.fields(state)]
-        if all(np.all(np.isfinite(v)) for v in values if v is not None):
-            return
-        with np.errstate(over="ignore", invalid="ignore"):
-            largest = float(np.max(np.abs(batch.astype(np.float64))))
-        raise NonFiniteActivity(
-            f"batch {index} of the input (largest |value| {largest:.3g}) overflowed "
-            "inside the model: the activity sums it would add are infinite or NaN, so nothing of this observe call "
-            "was counted. Feed values in the range the model was trained on", index)
-
     def predict(self, x, batch_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
         """Model outputs for the samples `x`, with the current masks and lever state.
 
@@ -233,16 +211,23 @@ class Personalizer(*PERSONALIZER_METHODS):
         return self.observe_typicality(x, batch_size, progress)[0]
 
     def observe_typicality(self, x, batch_size: Optional[int] = None, progress: Optional[bool] = None):
-        """`observe`, also returning each sample's typicality: (outputs, typicality or None).
+        """`observe`, also returning how far each sample's BatchNorm inputs sit from the export's reference pool.
 
-        Typicality (collect's `typicality` output, exports with normalization statistics since issue 22) is how
-        far a sample's BatchNorm inputs sit from the export's reference pool, as a multiple of the pool's 95th
-        percentile: above 1 the sample does not look like the model's world (tflite_fineprune/open_set.py).
+        Parameters
+        ----------
+        x, batch_size, progress
+            As for `observe`.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            The outputs, and each sample's typicality as a multiple of the reference pool's 95th percentile (above
+            1: not the model's world; tflite_fineprune/open_set.py), or None for an export without it.
         """
         before = self.get_state()
         try:
-            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe",
-                                     after_each=self._check_finite_sums, second=sig.TYPICALITY)
+            return self._run_batches(sig.COLLECT, x, batch_size, progress, "observe", second=sig.TYPICALITY,
+                                     after_each=lambda index, batch: refuse_overflow(self.get_state(), index, batch))
         except BaseException:
             self.set_state(before)
             raise
@@ -282,13 +267,10 @@ class Personalizer(*PERSONALIZER_METHODS):
         # get_state names each lever's vectors after the State fields of its block.
         fields = [field for lever in used(self.metadata) if lever.block is not None for field in lever.block.fields]
         missing = [name for name in (sig.MASKS, sig.COUNTS, sig.SAMPLES, *fields) if name not in out]
-        if missing:
-            raise ModelError(f"{self.model_path}: its get_state signature does not return {', '.join(missing)} "
-                             "(a damaged file, or not an export of this version)")
-        masks, n = np.array(out[sig.MASKS], np.float32), self.metadata.num_units
-        if masks.shape != (n,) or not np.all((masks == 0) | (masks == 1)) or np.ravel(out[sig.SAMPLES]).size < 1:
-            raise ModelError(f"{self.model_path}: its get_state signature returned masks of shape {masks.shape} "
-                             f"that are not 0 or 1 for the {n} units its metadata describes (a damaged file)")
+        masks, n = np.array(out.get(sig.MASKS, ()), np.float32), self.metadata.num_units
+        if missing or masks.shape != (n,) or not np.all((masks == 0) | (masks == 1)):
+            raise ModelError(f"{self.model_path}: its get_state signature returns no {missing} or masks of shape "
+                             f"{masks.shape} not 0/1 for the {n} units its metadata describes (a damaged file)")
         extra = {field: np.array(out[field], np.float32) for field in fields}
         return State(masks=masks, counts=np.array(out[sig.COUNTS], np.float32),
                      samples=float(np.ravel(out[sig.SAMPLES])[0]), **extra)

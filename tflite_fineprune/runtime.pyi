@@ -5,7 +5,7 @@ from typing import Iterable, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import FinePruneError
+from .errors import NonFiniteActivity as NonFiniteActivity
 from .metadata import ModelMetadata, UnitGroup
 from .recipe import AutoRule, PersonalizationReport
 from .slim import SlimReport
@@ -16,10 +16,6 @@ _Path = Union[str, os.PathLike]
 _Batches = Union[np.ndarray, Iterable[np.ndarray]]
 
 DEFAULT_BATCH_SIZE: int
-
-class NonFiniteActivity(FinePruneError):
-    batch: int
-    def __init__(self, message: str, batch: int) -> None: ...
 
 class Personalizer:
     model_path: str
