@@ -60,8 +60,9 @@ def cli_output(*args, **kwargs):
 
 def error_lines(stderr):
     """stderr without progress bars and LiteRT's delegate notice: what a failed command says."""
+    bar = re.compile(r"\[\d\d:\d\d.*(it|file|batch)/s\]")
     return [line for line in stderr.strip().splitlines()
-            if line.strip() and not line.startswith("INFO:") and not re.search(r"\[\d\d:\d\d.*(it|file|batch)/s\]", line)]
+            if line.strip() and not line.startswith("INFO:") and not bar.search(line)]
 
 
 def one_line_error(result):
