@@ -104,6 +104,25 @@ def test_personalize_stays_dense_on_five_samples(exports):
     assert p.sparsity().pruned_units == 0 and p.samples == 5
 
 
+def test_class_coverage_against_an_even_spread():
+    from tflite_fineprune.recipe import class_coverage
+
+    assert class_coverage([5] * 10) == pytest.approx(10 * (0.1 + 0.9 / 50))  # wider than 50 samples spread evenly
+    assert class_coverage([10, 10] + [0] * 8) == pytest.approx(2 * (0.1 + 0.9 / 20))
+    assert class_coverage([]) == class_coverage([7]) == class_coverage([0, 0]) == 1.0
+
+
+def test_personalize_keeps_the_statistics_for_few_samples_of_two_classes(mlperf_resnet8):
+    # 20 photos of cats and dogs: too few for the class test to exclude anything, yet a class subset, which the
+    # relative BN shift would read as a domain shift (benchmarks/normalization_gate.py).
+    x = cifar_images(per_class=10, classes=("cat", "dog")).astype(np.uint8)
+    p = Personalizer(mlperf_resnet8)
+    report = p.personalize(x, progress=False)
+    assert report.excluded_classes == () and report.normalization_strength == 0
+    assert "normalization kept: the predictions cover" in str(report)
+    assert p.personalize(x, AutoRule(normalization_min_coverage=0), progress=False).normalization_strength > 0
+
+
 @pytest.mark.parametrize("start", [0, 4, 8])
 def test_personalize_keeps_every_class_for_17_samples_over_10_classes(mlperf_resnet8, start):
     # A real classifier (the untrained zoo CNN predicts one class for everything, which is evidence of one class).

@@ -18,6 +18,8 @@ class AutoRule(
     val stopMaxShift: Double = 0.03,
     /** The open-set guard (OpenSet): a smaller in-domain share leaves the model dense; < 0 turns the guard off. */
     val minInDomainShare: Double = 0.1,
+    /** Step 4 shifts BN statistics only at this [AutoRecipe.classCoverage] or more; 0 turns the check off. */
+    val normalizationMinCoverage: Double = 0.8,
 ) {
     /** Step 5's [StoppingRule] with these fields (recipe.py `AutoRule.stopping_rule`). */
     fun stoppingRule(): StoppingRule = StoppingRule(magnitudeAgreement, stopConfidence, stopMaxDisagreement, stopMaxShift)
@@ -25,7 +27,8 @@ class AutoRule(
     companion object {
         /** Manifest keys, as the Python dataclass names them. */
         val KEYS = listOf("min_samples", "class_share", "class_alpha", "dormant_threshold", "normalization_strength", "normalization_passes", "magnitude_agreement",
-            "stop_confidence", "stop_max_disagreement", "stop_max_shift", "min_in_domain_share")
+            "stop_confidence", "stop_max_disagreement", "stop_max_shift", "min_in_domain_share",
+            "normalization_min_coverage")
 
         fun of(values: Map<String, Double>): AutoRule {
             val unknown = values.keys - KEYS.toSet()
@@ -37,7 +40,7 @@ class AutoRule(
                 values["normalization_strength"] ?: d.normalizationStrength, values["normalization_passes"]?.toInt() ?: d.normalizationPasses,
                 values["magnitude_agreement"] ?: d.magnitudeAgreement, values["stop_confidence"] ?: d.stopConfidence,
                 values["stop_max_disagreement"] ?: d.stopMaxDisagreement, values["stop_max_shift"] ?: d.stopMaxShift,
-                values["min_in_domain_share"] ?: d.minInDomainShare,
+                values["min_in_domain_share"] ?: d.minInDomainShare, values["normalization_min_coverage"] ?: d.normalizationMinCoverage,
             )
         }
     }
@@ -101,6 +104,14 @@ object AutoRecipe {
         var k = -1
         while (k + 1 < n && binomialCdf(k + 1, n, prior) < alpha) k += 1
         return k
+    }
+
+    /** recipe.py `class_coverage`: the raw counts' inverse Simpson index over its value for n samples spread evenly. */
+    fun classCoverage(counts: IntArray): Double {
+        val n = counts.sumOf { it.toDouble() }
+        val k = counts.size
+        if (n <= 0 || k < 2) return 1.0
+        return n * n / counts.sumOf { it.toDouble() * it } * (1.0 / k + (1.0 - 1.0 / k) / n)
     }
 
     /** 1 / Σ f², f = each class's share of the predictions plus one pseudo-count each. */
@@ -186,8 +197,11 @@ object AutoRecipe {
             notes.add("this model file has no prune_dormant signature (exported by an older version)")
         }
         if (ADAPT_NORMALIZATION in available && rule.normalizationStrength > 0) {
+            val coverage = if (counts.isNotEmpty()) classCoverage(counts) else 1.0
             if (excluded.isNotEmpty()) {
                 notes.add("normalization kept: classes were excluded, so the data's shift is one of classes")
+            } else if (coverage < rule.normalizationMinCoverage) {
+                notes.add("normalization kept: the predictions cover ${Math.round(coverage * 100)}% of the classes a user of every class would show, so the data's shift may be one of classes")
             } else {
                 session.callScalars(ADAPT_NORMALIZATION, mapOf("strength" to rule.normalizationStrength))
                 repeat(rule.normalizationPasses - 1) {
