@@ -124,7 +124,7 @@ class AutoRule:
     min_in_domain_share: float = 0.1
     # Step 4 shifts the BN statistics only when the predictions cover at least this share of the classes a user
     # of every class would show with as many samples (`class_coverage`); 0 turns the check off.
-    # benchmarks/normalization_gate.py: CIFAR users with 3–25 samples −3.5 → −0.1 points, speakers +2.3 → +1.8.
+    # benchmarks/normalization_gate.py: CIFAR users with 3–25 samples −3.5 → −0.2 points, speakers +2.3 → +1.8.
     normalization_min_coverage: float = 0.8
 
     def stopping_rule(self):
