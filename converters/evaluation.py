@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from tflite_fineprune.errors import FinePruneError
+from tflite_fineprune.population.recipes import random_masks
 from tflite_fineprune.progress import progress_bar
 from tflite_fineprune.state import atomic_write
 
@@ -59,7 +60,7 @@ class Recipe:
         personalizer.reset()
         if self.sparsity and self.random:
             personalizer.observe(adapt_x, progress=False)
-            _random_masks(personalizer, self.sparsity, seed)
+            random_masks(personalizer, self.sparsity, seed)
         elif self.sparsity:
             for step in range(1, self.steps + 1):
                 personalizer.reset(counts=True, masks=False)
@@ -74,22 +75,6 @@ class Recipe:
                 personalizer.reset(counts=True, masks=False)
                 personalizer.observe(adapt_x, progress=False)
             personalizer.prune_outputs(self.min_class_fraction)
-
-
-def _random_masks(personalizer, sparsity, seed):
-    state = personalizer.get_state()
-    masks = state.masks.copy()
-    rng = np.random.default_rng(seed)
-    for group in personalizer.groups:
-        if group.role != "hidden":
-            continue
-        count = min(group.units - 1, int(np.floor(sparsity * group.units + 0.5)))
-        dead = rng.choice(group.units, size=count, replace=False)
-        masks[group.offset + dead] = 0.0
-    fill = state.fill
-    if state.sums is not None:  # mean-compensated model: random units get their mean too
-        fill = np.where(masks == 0, state.sums / max(state.samples, 1.0), 0.0).astype(np.float32)
-    personalizer.set_state(dataclasses.replace(state, masks=masks, fill=fill))
 
 
 def _unprune(personalizer, layers):
