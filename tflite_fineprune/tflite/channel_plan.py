@@ -30,13 +30,13 @@ import math
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, SlimError
 from .ops import BINARY, COMPARISONS, POOLS, REDUCERS, SOURCES, SPATIAL, UNARY, fused
 from .types import FLOAT32
 
 
-class Unslimmable(Exception):
-    """Removing the channels of `groups` would change the outputs (`reason` says why)."""
+class Unslimmable(SlimError):
+    """Removing the channels of `groups` would change the outputs (`reason` says why); slim keeps them masked."""
 
     def __init__(self, groups, reason):
         super().__init__(reason)
