@@ -60,6 +60,15 @@ def test_in_domain_samples_keep_arrays_lists_of_samples_and_lists_of_batches():
     assert isinstance(samples, list) and len(samples) == 3
     np.testing.assert_array_equal(open_set.in_domain_samples([x[:4], x[4:]], mask), x[mask])
 
+    class Folder:  # a re-iterable of batches, like a streamed --data folder (folderdata.FolderData)
+        def __iter__(self):
+            yield from (x[:4], x[4:])
+
+    filtered = open_set.in_domain_samples(Folder(), mask)
+    assert not isinstance(filtered, (list, np.ndarray))  # still streamed, batch by batch, and re-iterable
+    for _ in range(2):
+        np.testing.assert_array_equal(np.concatenate(list(filtered)), x[mask])
+
 
 def test_the_class_test_over_in_vocabulary_counts_excludes_nothing_the_full_counts_would():
     # The finding's speaker: 21 clips over the words, 63 more predicted _unknown_.

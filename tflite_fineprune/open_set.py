@@ -117,9 +117,28 @@ def check(predicted, labels, min_samples, min_share, typicality=None):
 
 
 def in_domain_samples(x, mask):
-    """The samples of `x` (an array, a list of samples, or a list of batches) where `mask` is True."""
+    """The samples of `x` (an array, a list of samples, a list of batches, or a re-iterable of batches such as
+    a streamed `--data` folder) where `mask` is True; a re-iterable stays one, filtered batch by batch."""
     if isinstance(x, np.ndarray):
         return x[mask]
+    if not isinstance(x, (list, tuple)):
+        return _FilteredBatches(x, np.asarray(mask, bool))
     if len(x) == len(mask):  # a list of single samples (the app's session): keep its form
         return [sample for sample, keep in zip(x, mask) if keep]
     return np.concatenate([np.asarray(batch) for batch in x])[mask]
+
+
+class _FilteredBatches:
+    """The batches of a re-iterable, each without the samples `mask` leaves out (the data is never held whole)."""
+
+    def __init__(self, batches, mask):
+        self.batches, self.mask = batches, mask
+
+    def __iter__(self):
+        start = 0
+        for batch in self.batches:
+            batch = np.asarray(batch)
+            keep = self.mask[start:start + len(batch)]
+            start += len(batch)
+            if keep.any():
+                yield batch[keep]
