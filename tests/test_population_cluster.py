@@ -53,7 +53,8 @@ def population_workers():
 def test_two_node_cluster_with_a_killed_worker_equals_local(exports, tmp_path):
     from ray.cluster_utils import Cluster
 
-    data = user_folders(tmp_path / "users", 60, per_label=3)
+    users = 100
+    data = user_folders(tmp_path / "users", users, per_label=3)
     args = ["population", model_path(exports), "--data", data, "--users", "folders", "--recipe", "auto",
             "--recipe", "prune:0.1", "--no-progress"]
     local = run_cli(*args, "-o", tmp_path / "local")
@@ -66,17 +67,18 @@ def test_two_node_cluster_with_a_killed_worker_equals_local(exports, tmp_path):
         driver = subprocess.Popen([sys.executable, "-m", "tflite_fineprune", *map(str, args), "--engine", "ray",
                                    "--address", cluster.address, "--users-per-task", "2", "-o", str(out)],
                                   cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        killed, deadline = None, time.monotonic() + 400
+        killed, done_when_killed, deadline = None, None, time.monotonic() + 400
         while killed is None and time.monotonic() < deadline and driver.poll() is None:
             workers = population_workers()
-            if len(workers) == 2 and (out / "users.csv").exists() and len(read_rows(out / "users.csv")) >= 4:
+            rows = len(read_rows(out / "users.csv")) if (out / "users.csv").exists() else 0
+            if len(workers) == 2 and rows >= 4:
+                done_when_killed = rows // 2  # two recipes a user; counted at the kill, not after it
                 killed = workers[0]
                 os.kill(killed, signal.SIGKILL)
             time.sleep(0.1)
-        done_when_killed = len(read_rows(out / "users.csv")) // 2
         stdout, stderr = driver.communicate(timeout=600)
         assert driver.returncode == 0, stderr
-        assert killed is not None and done_when_killed < 60, "the worker was not killed mid-run"
+        assert killed is not None and done_when_killed < users, "the worker was not killed mid-run"
         assert killed not in population_workers()
         assert (out / "users.csv").read_bytes() == (tmp_path / "local" / "users.csv").read_bytes()
         assert "ray engine, 2 workers" in stdout
