@@ -39,9 +39,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
+from stopping_probe import host_masks  # noqa: E402 (this folder: the same layerwise policy from the host)
 from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
 
 SCORES = ("activity", "magnitude", "folded, before BN", "variation")
@@ -49,19 +51,6 @@ RULES = (("τ=0.99", 0.99, True), ("τ=0.98", 0.98, True), ("τ=0.95", 0.95, Tru
          ("any τ=0.99", 0.99, False), ("any τ=0.98", 0.98, False))
 REFERENCE_RULE = AutoRule(magnitude_agreement=2.0)  # > 1: step 5 off
 SCAN_FLOOR = 0.9
-
-
-def _host_masks(state, metadata, scores, rate):
-    """The layerwise policy from the host: each hidden layer's lowest live scores pruned to `rate`."""
-    masks = state.masks.copy()
-    for g in metadata.hidden_groups:
-        part = slice(g.offset, g.offset + g.units)
-        live = masks[part] > 0.5
-        count = min(max(int(g.units - live.sum()), int(np.floor(rate * g.units + 0.5))), g.units - 1)
-        order = np.argsort(np.where(live, scores[part], -1.0), kind="stable")
-        masks[part] = 1.0
-        masks[part][order[:count]] = 0.0
-    return masks
 
 
 def _bn_scale(model, name):
@@ -137,7 +126,7 @@ def measure_user(personalizer, model, user):
                 vector = np.zeros(total)
                 vector[:len(scores[score])] = scores[score]
                 personalizer.set_state(dataclasses.replace(
-                    base, masks=_host_masks(base, personalizer.metadata, vector, rate)))
+                    base, masks=host_masks(base, personalizer.metadata, vector, rate)))
             rows[score].append(row(rate))
             personalizer.set_state(base)
             if rows[score][-1][2] < SCAN_FLOOR:

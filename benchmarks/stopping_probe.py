@@ -35,7 +35,7 @@ THRESHOLDS = (0.97, 0.98, 0.99, 0.995, 1.0)
 REFERENCE_RULE = AutoRule(magnitude_agreement=2.0)  # > 1: step 5 off
 
 
-def _host_masks(state, metadata, scores, rate):
+def host_masks(state, metadata, scores, rate):
     """`prune`'s layerwise policy from the host: each hidden layer's lowest live scores pruned to `rate`."""
     masks = state.masks.copy()
     for g in metadata.hidden_groups:
@@ -69,7 +69,7 @@ def measure_user(personalizer, user):
                 personalizer.prune_magnitude(rate)
             else:
                 personalizer.set_state(dataclasses.replace(
-                    base, masks=_host_masks(base, personalizer.metadata, mean_activation, rate)))
+                    base, masks=host_masks(base, personalizer.metadata, mean_activation, rate)))
             rows[score].append(row(rate))
             personalizer.set_state(base)
     return rows
