@@ -20,7 +20,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from converters.android_assets import build_assets  # noqa: E402
+from tflite_fineprune.converters.android_assets import build_assets  # noqa: E402
 
 
 def main():

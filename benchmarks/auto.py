@@ -27,9 +27,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from converters import demo  # noqa: E402
+from tflite_fineprune.converters import demo  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
-from converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
+from tflite_fineprune.converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
                                          speaker_users, summarize, write_csv)
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
 
@@ -56,8 +56,8 @@ CIFAR_REFERENCE_PER_CLASS = 100
 
 
 def _speech(root, out, users_wanted, **export_options):
-    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-    from converters.speech import KWS_LABELS, export_mlperf
+    from tflite_fineprune.converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+    from tflite_fineprune.converters.speech import KWS_LABELS, export_mlperf
     from tflite_fineprune.datafiles import fit_audio, load_audio
 
     def load_clip(path):
@@ -65,14 +65,14 @@ def _speech(root, out, users_wanted, **export_options):
 
     test = root / demo.SPEECH_DATA[0]
     model = out / "kws_ds_cnn_auto.tflite"
-    # BN reference: converters.speech.reference_pool (speakers < 30 clips)
+    # BN reference: tflite_fineprune.converters.speech.reference_pool (speakers < 30 clips)
     print(export_mlperf(model, root, **export_options))
     users = speaker_users(test, list(KWS_LABELS), load_clip)[:users_wanted]
     return model, users, demo.SPEECH_RECIPES + LEVERS + NORMALIZATION
 
 
 def _cifar(root, out, users_wanted, **export_options):
-    from converters.vision import cifar_by_class, export_mlperf
+    from tflite_fineprune.converters.vision import cifar_by_class, export_mlperf
 
     by_class = cifar_by_class(root)
     reference = np.concatenate([images[:CIFAR_REFERENCE_PER_CLASS] for images in by_class])
@@ -83,7 +83,7 @@ def _cifar(root, out, users_wanted, **export_options):
 
 
 def _fashion(root, out, users_wanted):
-    from converters.fashion import export_fashion_mlp, load_fashion_mnist
+    from tflite_fineprune.converters.fashion import export_fashion_mlp, load_fashion_mnist
 
     model = out / "fashion_mlp_auto.tflite"
     report, _ = export_fashion_mlp(model, out / "fashion_mlp.keras")

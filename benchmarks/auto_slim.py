@@ -58,7 +58,7 @@ def main():
     runtime = os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON", ".venv-tflite214/bin/python")
     if not os.path.exists(runtime):
         sys.exit(f"no tflite-runtime Python at {runtime}: set FINEPRUNE_TFLITE_RUNTIME_PYTHON (.ci/run makes one)")
-    from converters import demo
+    from tflite_fineprune.converters import demo
     from tflite_fineprune import Personalizer
 
     out = pathlib.Path(args.out)

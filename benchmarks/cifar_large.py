@@ -4,12 +4,12 @@ The paper's numbers (Fine-Pruning: ResNet50 on ImageNet class subsets) live on m
 is the closest offline stand-in: a ResNet-18 at 32×32 (width `--base` channels in the first stage), trained on
 part of the only CIFAR-10 here (the test split as JPEGs), then exported like `converters.vision mlperf` exports
 ResNet-8 (uint8 pixels in, BatchNorm reference data, `prune_outputs`) and personalized for class-subset users
-through `converters.evaluation`'s harness.
+through `tflite_fineprune.converters.evaluation`'s harness.
 
 The images of each class are split by their file number n (`<class>/<n>.jpg`, n = 0..999), so no training
 image is ever a user's or the reference pool's:
 
-    n   0– 99   the export's BatchNorm reference pool (as `converters.vision` uses for ResNet-8)
+    n   0– 99   the export's BatchNorm reference pool (as `tflite_fineprune.converters.vision` uses for ResNet-8)
     n 100–299   users: adaptation and evaluation images, and the held-out accuracy `train` prints
     n 300–999   training (7,000 images)
 
@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from tflite_fineprune import Personalizer  # noqa: E402
-from converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
+from tflite_fineprune.converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
                                          summarize, write_csv)
 from tflite_fineprune.progress import print_stage  # noqa: E402
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
@@ -282,7 +282,7 @@ def export(out, split, reexport=False):
         return path
     import keras
 
-    from converters.vision import with_frontend
+    from tflite_fineprune.converters.vision import with_frontend
     from tflite_fineprune import export_model
 
     model = with_frontend(keras.models.load_model(keras_path, compile=False))
@@ -361,7 +361,7 @@ def activity_spread(personalizer, users):
 
 
 def personalize(args):
-    from converters.demo import per_user_table
+    from tflite_fineprune.converters.demo import per_user_table
 
     out = pathlib.Path(args.out)
     if not (out / f"{MODEL_NAME}.keras").exists():

@@ -33,7 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 import auto  # noqa: E402  (the same models and users as benchmarks/auto.py)
-from converters import demo  # noqa: E402
+from tflite_fineprune.converters import demo  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.recipe import class_test  # noqa: E402
 

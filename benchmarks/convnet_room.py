@@ -1,6 +1,7 @@
 """How much room a wide Fashion-MNIST convnet leaves to label-free pruning, per score and stopping rule.
 
-The model: `converters/fashion_cnn.py` (Conv 64 → Conv 128 → pool → Conv 128 → pool → Dense 256 → Dense 10,
+The model: `tflite_fineprune/converters/fashion_cnn.py`
+(Conv 64 → Conv 128 → pool → Conv 128 → pool → Dense 256 → Dense 10,
 trained 2 epochs on the 60,000 training images and cached; `bn`: BatchNorm after each conv, exported with 500
 training images as the reference pool; `plain`: without). Users: class-subset users of the test images (2, 3
 or 5 classes; `--per-class` adaptation + as many evaluation images a class).
@@ -170,9 +171,9 @@ def main():
     parser.add_argument("--per-class", type=int, default=40, help="adaptation (and evaluation) images a class")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args()
-    from converters.evaluation import class_subset_users
-    from converters.fashion import load_fashion_mnist
-    from converters.fashion_cnn import export_fashion_cnn, trained_fashion_cnn
+    from tflite_fineprune.converters.evaluation import class_subset_users
+    from tflite_fineprune.converters.fashion import load_fashion_mnist
+    from tflite_fineprune.converters.fashion_cnn import export_fashion_cnn, trained_fashion_cnn
     from tflite_fineprune import Personalizer
 
     out = pathlib.Path(args.out)

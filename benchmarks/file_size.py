@@ -35,7 +35,7 @@ def gather_framing():
     """The front-end as it was: frames by GATHER of a [49, 480] int32 index table."""
     import keras
 
-    from converters import frontend
+    from tflite_fineprune.converters import frontend
 
     def frame(signal):
         return keras.ops.take(signal, frontend.frame_indices(), axis=1)
@@ -50,16 +50,16 @@ def gather_framing():
 
 def export(name, path, data_root, **options):
     if name.startswith("kws"):
-        from converters.speech import export_mlperf
+        from tflite_fineprune.converters.speech import export_mlperf
 
         with gather_framing() if name == "kws-gather" else contextlib.nullcontext():
             export_mlperf(path, data_root, **options)
     elif name == "resnet8":
-        from converters.vision import export_mlperf
+        from tflite_fineprune.converters.vision import export_mlperf
 
         export_mlperf(path, data_root, **options)
     elif name == "fashion":
-        from converters.fashion import FASHION_LABELS, fashion_mlp
+        from tflite_fineprune.converters.fashion import FASHION_LABELS, fashion_mlp
         from tflite_fineprune import export_model
 
         export_model(fashion_mlp(), path, labels=FASHION_LABELS, **options)

@@ -8,7 +8,7 @@ v0.02 test split:
 - `dft matrix, mel matrix`: the old front-end, a 480x514 windowed-DFT matrix and the 257x40 mel matrix;
 - `dft matrix, mel blocks`: the old DFT matrix, the mel matrix as below;
 - `rfft, mel matrix`: builtin RFFT2D, the whole 257x40 mel matrix;
-- `rfft, mel blocks`: converters/frontend.py now, RFFT2D and the mel matrix cut to blocks under
+- `rfft, mel blocks`: tflite_fineprune/converters/frontend.py now, RFFT2D and the mel matrix cut to blocks under
   1024 elements, which dynamic-range quantization leaves float.
 
 usage: python benchmarks/frontend_quantization.py [--data DIR] [--clips N]
@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from converters import frontend  # noqa: E402
-from converters.kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: E402
+from tflite_fineprune.converters import frontend  # noqa: E402
+from tflite_fineprune.converters.kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: E402
 from tests.realdata import read_clip  # noqa: E402
 from tflite_fineprune.reference_data import MLPERF_KWS, data_root  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The speech `train` recipe on FSDD: train on 5 speakers' spoken digits, evaluate on the 6th.
 
 Builds DATA_DIR/<digit>/ folders (links) for the five training speakers, runs
-`python -m converters.speech train` on them, then scores the exported `.tflite`
+`python -m tflite_fineprune.converters.speech train` on them, then scores the exported `.tflite`
 on every clip of the held-out speaker through the TFLite interpreter. The recipe
 splits one of the five training speakers off for validation (early stopping).
 Options after `--` go to the train command (e.g. `-- --width 2` or
@@ -62,7 +62,8 @@ def main():
         if args.model:
             model = pathlib.Path(args.model)
         else:
-            command = [sys.executable, "-m", "converters.speech", "train", str(train_dir), "-o", str(model), *extra]
+            command = [sys.executable, "-m", "tflite_fineprune.converters.speech", "train", str(train_dir),
+                       "-o", str(model), *extra]
             print("$", " ".join(command[1:]), flush=True)
             subprocess.run(command, check=True, cwd=REPO)
         test = [f for f in files if f.stem.split("_")[1] in held_out]

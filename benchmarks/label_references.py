@@ -61,12 +61,12 @@ def keras_model(kind, root, out):
     import keras
 
     if kind == "speech":
-        from converters.speech import load_mlperf_ds_cnn, with_frontend
+        from tflite_fineprune.converters.speech import load_mlperf_ds_cnn, with_frontend
         from tflite_fineprune.reference_data import MLPERF_KWS
 
         return with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS))
     if kind == "cifar":
-        from converters.vision import load_mlperf_resnet8, with_frontend
+        from tflite_fineprune.converters.vision import load_mlperf_resnet8, with_frontend
 
         return with_frontend(load_mlperf_resnet8(root))
     return keras.models.load_model(out / "fashion_mlp.keras", compile=False)  # auto.py's _fashion trained it
@@ -127,9 +127,9 @@ def label_rows(kind, root, out, users_wanted, tfmot_users, run_tfmot):
     import numpy as np
 
     import auto
-    from converters import demo
+    from tflite_fineprune.converters import demo
     from tflite_fineprune import Personalizer
-    from converters.evaluation import evaluate_users, others_sets
+    from tflite_fineprune.converters.evaluation import evaluate_users, others_sets
 
     build, _ = auto.KINDS[kind]
     model_path, users, _ = build(root, out, users_wanted)  # the very users (and .tflite) of auto.py
@@ -247,7 +247,7 @@ def _legacy_classifier(spec, tfk):
         x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]))(x)
         x = layers.Flatten()(x)
         return tfk.Model(inputs, layers.Dense(12, activation="softmax")(x))
-    if kind == "fashion":  # converters.fashion.fashion_mlp
+    if kind == "fashion":  # tflite_fineprune.converters.fashion.fashion_mlp
         inputs = tfk.Input((28, 28))
         x = layers.Flatten()(layers.Rescaling(1 / 255.0)(inputs))
         for width in (1024, 1024):
@@ -312,8 +312,8 @@ def main():
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args()
 
-    from converters import demo
-    from converters.evaluation import format_summary, summarize, write_csv
+    from tflite_fineprune.converters import demo
+    from tflite_fineprune.converters.evaluation import format_summary, summarize, write_csv
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

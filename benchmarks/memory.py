@@ -34,10 +34,10 @@ WORKER = REPO / "tests" / "memory_worker.py"
 
 def build(kind, workdir, cache):
     """`(model path, the largest user's adaptation inputs)` for one kind of demo user."""
-    from converters import demo
+    from tflite_fineprune.converters import demo
 
     if kind == "fashion":
-        from converters.fashion import find_fashion_mnist
+        from tflite_fineprune.converters.fashion import find_fashion_mnist
 
         root = find_fashion_mnist(None)
         cached = pathlib.Path(cache) / "fashion_mlp.keras"

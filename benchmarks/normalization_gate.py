@@ -25,7 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 import stopping_rule  # noqa: E402
-from converters.evaluation import Recipe, evaluate_users  # noqa: E402
+from tflite_fineprune.converters.evaluation import Recipe, evaluate_users  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
 

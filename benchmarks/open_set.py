@@ -1,6 +1,6 @@
 """Users whose data is not the model's world: does `personalize` still never hurt them?
 
-Messy populations (converters/messy_users.py): each user's *adaptation* set
+Messy populations (tflite_fineprune/converters/messy_users.py): each user's *adaptation* set
 is mixed with out-of-vocabulary samples until they are a given share of it;
 evaluation is on the user's real classes only (the clean evaluation half).
 
@@ -33,9 +33,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from converters import demo  # noqa: E402
-from converters import messy_users as messy  # noqa: E402
-from converters.evaluation import Recipe, class_subset_users, evaluate_users, speaker_users  # noqa: E402
+from tflite_fineprune.converters import demo  # noqa: E402
+from tflite_fineprune.converters import messy_users as messy  # noqa: E402
+from tflite_fineprune.converters.evaluation import Recipe, class_subset_users, evaluate_users, speaker_users  # noqa: E402
 from tflite_fineprune import Personalizer, open_set  # noqa: E402
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
 
@@ -45,8 +45,8 @@ CIFAR_REFERENCE_PER_CLASS = 100
 
 
 def _speech(root, out, users_wanted):
-    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-    from converters.speech import KWS_LABELS, export_mlperf
+    from tflite_fineprune.converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+    from tflite_fineprune.converters.speech import KWS_LABELS, export_mlperf
     from tflite_fineprune.datafiles import fit_audio, load_audio
 
     def load_clip(path):
@@ -67,8 +67,8 @@ def _speech(root, out, users_wanted):
 
 
 def _cifar(root, out, users_wanted):
-    from converters.fashion import load_fashion_mnist
-    from converters.vision import cifar_by_class, export_mlperf
+    from tflite_fineprune.converters.fashion import load_fashion_mnist
+    from tflite_fineprune.converters.vision import cifar_by_class, export_mlperf
 
     by_class = cifar_by_class(root)
     reference = np.concatenate([images[:CIFAR_REFERENCE_PER_CLASS] for images in by_class])

@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from tflite_fineprune import Personalizer  # noqa: E402
-from converters.demo import _fashion, _speech, _vision, find_data  # noqa: E402
-from converters.evaluation import Recipe, evaluate_users, format_summary, summarize, write_csv  # noqa: E402
+from tflite_fineprune.converters.demo import _fashion, _speech, _vision, find_data  # noqa: E402
+from tflite_fineprune.converters.evaluation import Recipe, evaluate_users, format_summary, summarize, write_csv  # noqa: E402
 
 COMPACT = (
     Recipe("prune 2%", 0.02),
@@ -73,15 +73,15 @@ def main():
 
 def _export_variant(kind, out, path, root, **options):
     if kind == "speech":
-        from converters.speech import export_mlperf
+        from tflite_fineprune.converters.speech import export_mlperf
 
         export_mlperf(path, root, prune_outputs=True, **options)
     elif kind == "cifar":
-        from converters.vision import export_mlperf
+        from tflite_fineprune.converters.vision import export_mlperf
 
         export_mlperf(path, root, prune_outputs=True, **options)
     else:
-        from converters.fashion import export_fashion_mlp
+        from tflite_fineprune.converters.fashion import export_fashion_mlp
 
         export_fashion_mlp(path, out / "fashion_mlp.keras", prune_outputs=True, **options)
 

@@ -41,7 +41,7 @@ def _engines(text):
 def _model(path, data, folder):
     if path:
         return path
-    from converters.vision import export_mlperf  # needs TensorFlow: only when no --model is given
+    from tflite_fineprune.converters.vision import export_mlperf  # needs TensorFlow: only when no --model is given
 
     model = pathlib.Path(folder) / "resnet8.tflite"
     print(export_mlperf(model, data), flush=True)

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from tflite_fineprune import Personalizer  # noqa: E402
 from tests.references import em_priors  # noqa: E402
-from converters.demo import _fashion, _speech, _vision, find_data  # noqa: E402
+from tflite_fineprune.converters.demo import _fashion, _speech, _vision, find_data  # noqa: E402
 
 
 def probabilities(outputs, kind):

@@ -22,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from benchmarks import auto  # noqa: E402
-from converters import demo  # noqa: E402
+from tflite_fineprune.converters import demo  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
-from converters.evaluation import Recipe, evaluate_users, format_summary, summarize, write_csv  # noqa: E402
+from tflite_fineprune.converters.evaluation import Recipe, evaluate_users, format_summary, summarize, write_csv  # noqa: E402
 from tflite_fineprune.export.prototypes import DEFAULT_CONFIDENCE  # noqa: E402
 
 STRENGTHS = (0.2, 0.5, 1.0)

@@ -6,7 +6,7 @@ accuracy, agreement with the float export, file size. The on-device routine
 on the int8 file: activity counted by `collect` on 300 clips vs the float
 file's, the units a 5 % prune removes, a state round trip, and the float
 file's state refused. `--demo` adds the per-user speaker table
-(converters/demo.py's users and recipes) on both files.
+(tflite_fineprune/converters/demo.py's users and recipes) on both files.
 
 usage: python benchmarks/quantization.py [--data DIR] [--demo]
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from converters.speech import export_mlperf  # noqa: E402
+from tflite_fineprune.converters.speech import export_mlperf  # noqa: E402
 from tests.realdata import read_clip  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.errors import FinePruneError  # noqa: E402
@@ -112,11 +112,11 @@ def main():
 
 
 def demo_tables(root, paths):
-    from converters.demo import SPEECH_RECIPES, per_user_table
-    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-    from converters.kws_model import KWS_LABELS
+    from tflite_fineprune.converters.demo import SPEECH_RECIPES, per_user_table
+    from tflite_fineprune.converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+    from tflite_fineprune.converters.kws_model import KWS_LABELS
     from tflite_fineprune.datafiles import fit_audio, load_audio
-    from converters.evaluation import evaluate_users, format_summary, speaker_users, summarize
+    from tflite_fineprune.converters.evaluation import evaluate_users, format_summary, speaker_users, summarize
 
     users = speaker_users(root / "speech_commands_v0.02_test", list(KWS_LABELS),
                           lambda p: fit_audio(p, *load_audio(p), (CLIP_SAMPLES,), SAMPLE_RATE))

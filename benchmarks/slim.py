@@ -51,7 +51,7 @@ def time_calls(calls, repeats):
 
 
 def fashion(workdir, cache):
-    from converters.fashion import export_fashion_mlp, load_fashion_mnist
+    from tflite_fineprune.converters.fashion import export_fashion_mlp, load_fashion_mnist
 
     path = os.path.join(workdir, "fashion.tflite")
     export_fashion_mlp(path, keras_path=os.path.join(cache, "fashion_mlp.keras"), verify=False)
@@ -75,7 +75,7 @@ def mobilenet(workdir, cache):
 
 
 def resnet8(workdir, cache):
-    from converters.vision import export_mlperf
+    from tflite_fineprune.converters.vision import export_mlperf
     from tests.realdata import cifar_images
 
     path = os.path.join(workdir, "resnet8.tflite")
@@ -85,7 +85,7 @@ def resnet8(workdir, cache):
 
 
 def ds_cnn(workdir, cache):
-    from converters.speech import export_mlperf
+    from tflite_fineprune.converters.speech import export_mlperf
     from tests.realdata import speech_test_split
 
     path = os.path.join(workdir, "ds_cnn.tflite")

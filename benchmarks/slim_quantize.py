@@ -4,7 +4,7 @@
   converter: observes 300 random clips of the Speech Commands v0.02 test
   split, prunes each layer to the unit sparsity, slims float and int8;
   accuracy on all 4,890 clips (raw PCM, LiteRT).
-* Fashion-MNIST MLP (784-1024-1024-10, `converters/fashion.py`, trained once
+* Fashion-MNIST MLP (784-1024-1024-10, `tflite_fineprune/converters/fashion.py`, trained once
   and cached): a user who only sees tops (T-shirt, pullover, coat, shirt)
   observes 2,000 training images of those classes; accuracy on the 4,000 test
   images of those classes.
@@ -37,7 +37,7 @@ USER_CLASSES = (0, 2, 4, 6)
 
 
 def ds_cnn(workdir, args):
-    from converters.speech import export_mlperf
+    from tflite_fineprune.converters.speech import export_mlperf
     from tests.realdata import read_clip
 
     root = data_root(args.data)
@@ -54,7 +54,7 @@ def ds_cnn(workdir, args):
 
 
 def fashion_mlp(workdir, args):
-    from converters.fashion import export_fashion_mlp, load_fashion_mnist
+    from tflite_fineprune.converters.fashion import export_fashion_mlp, load_fashion_mnist
 
     path = os.path.join(workdir, "fashion.tflite")
     keras_path = os.path.join(args.cache, "fashion_mlp.keras")

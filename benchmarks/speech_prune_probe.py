@@ -1,6 +1,6 @@
 """Why per-layer Fine-Pruning collapses the trained speech model: the same pruning in Keras, varied one way at a time.
 
-For a model saved by `python -m converters.speech train --keras` (e.g. by
+For a model saved by `python -m tflite_fineprune.converters.speech train --keras` (e.g. by
 `benchmarks/speech_train.py --widths 2 --personalize -- --keras W2.keras`), on the
 12 held-out speakers of benchmarks/speech_train.py (same seed, same 50/50 split of
 each speaker's clips): observe the adaptation half, mask `--rate` of the units of
@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import converters.augment  # noqa: E402,F401  (registers the augmentation layers of saved models)
+import tflite_fineprune.converters.augment  # noqa: E402,F401  (registers the augmentation layers of saved models)
 from benchmarks.speech_train import TRAINING_SPEAKERS, dataset, load  # noqa: E402
-from converters.speech_training import mfcc_features, pretrained_classifier  # noqa: E402
+from tflite_fineprune.converters.speech_training import mfcc_features, pretrained_classifier  # noqa: E402
 from tflite_fineprune.reference_data import data_root  # noqa: E402
 
 

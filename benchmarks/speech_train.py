@@ -5,7 +5,8 @@ speakers with the most clips of them (ties broken by id); 18 speakers (chosen wi
 `--seed`) are the training data — the recipe splits its validation speakers off
 those — and 12 are held out. For each `--widths` value it runs
 
-    python -m converters.speech train DIR -o MODEL.tflite --holdout-speakers <12 ids> --width W [EXTRA...]
+    python -m tflite_fineprune.converters.speech train DIR -o MODEL.tflite --holdout-speakers <12 ids> \
+        --width W [EXTRA...]
 
 (which prints its own report) and scores the exported `.tflite` on the held-out
 speakers' clips through the TFLite interpreter. Options after `--` go to the
@@ -114,7 +115,7 @@ def personalize(model, speakers, rates=(0.3, 0.5), load=load):
 
 def pretrained_baseline(saved_model, pcm, truth):
     """The pretrained 12-class MLPerf model, not fine-tuned, on the held-out clips (Keras, same MFCC front-end)."""
-    from converters.speech import KWS_LABELS, load_mlperf_ds_cnn, with_frontend
+    from tflite_fineprune.converters.speech import KWS_LABELS, load_mlperf_ds_cnn, with_frontend
 
     probabilities = with_frontend(load_mlperf_ds_cnn(saved_model)).predict(pcm, batch_size=256, verbose=0)
     all_classes = np.array(KWS_LABELS)[probabilities.argmax(1)]
@@ -155,7 +156,7 @@ def main():
                 os.symlink(path, data / path.parent.name / path.name)
         for width in args.widths:
             model = pathlib.Path(workdir) / f"kws-w{width:g}.tflite"
-            command = [sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(model),
+            command = [sys.executable, "-m", "tflite_fineprune.converters.speech", "train", str(data), "-o", str(model),
                        "--holdout-speakers", ",".join(held_out), "--width", f"{width:g}", "--seed", str(args.seed),
                        *extra]
             print("$", " ".join(command[1:]), flush=True)

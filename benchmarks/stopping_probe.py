@@ -107,25 +107,25 @@ def summarize(per_user):
 
 def _users(kind, out):
     """The exported model and the demo's users of this kind (the same splits as `tflite-fineprune demo`)."""
-    from converters import demo
-    from converters.evaluation import class_subset_users
+    from tflite_fineprune.converters import demo
+    from tflite_fineprune.converters.evaluation import class_subset_users
 
     if kind == "fashion":
-        from converters.fashion import export_fashion_mlp, load_fashion_mnist
+        from tflite_fineprune.converters.fashion import export_fashion_mlp, load_fashion_mnist
 
         path = out / "stopping_fashion.tflite"
         export_fashion_mlp(path, out / "fashion_mlp.keras")
         x, y = load_fashion_mnist("test")
         return path, class_subset_users([x[y == c] for c in range(10)], adapt_per_class=100, eval_per_class=100)
     if kind == "cifar":
-        from converters.vision import cifar_by_class, export_mlperf
+        from tflite_fineprune.converters.vision import cifar_by_class, export_mlperf
 
         root = demo.find_data(None, True)
         path = out / "stopping_resnet8.tflite"
         export_mlperf(path, root)
         return path, demo.vision_users(cifar_by_class(root))
-    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-    from converters.speech import KWS_LABELS, export_mlperf
+    from tflite_fineprune.converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+    from tflite_fineprune.converters.speech import KWS_LABELS, export_mlperf
     from tflite_fineprune.datafiles import fit_audio, load_audio
 
     root = demo.find_data(None, False)

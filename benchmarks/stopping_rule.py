@@ -37,7 +37,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from converters.evaluation import Recipe, User, class_subset_users, evaluate_users  # noqa: E402
+from tflite_fineprune.converters.evaluation import Recipe, User, class_subset_users, evaluate_users  # noqa: E402
 from tflite_fineprune.recipe import AutoRule  # noqa: E402
 
 NO_STEP_5 = Recipe("no step 5", rule=AutoRule(magnitude_agreement=2.0))  # > 1: step 5 off
@@ -84,10 +84,10 @@ def imbalanced_users(images_by_class, users=10, classes=5, major=0.9, adapt=200,
 
 def _model_and_users(kind, out):
     """The demo's export of this kind's model, its users, and its images by class (None for speakers)."""
-    from converters import demo
+    from tflite_fineprune.converters import demo
 
     if kind == "fashion":
-        from converters.fashion import export_fashion_mlp, load_fashion_mnist
+        from tflite_fineprune.converters.fashion import export_fashion_mlp, load_fashion_mnist
 
         path = out / "stopping_rule_fashion.tflite"
         export_fashion_mlp(path, out / "fashion_mlp.keras", prune_outputs=True)
@@ -95,15 +95,15 @@ def _model_and_users(kind, out):
         by_class = [x[y == c] for c in range(10)]
         return path, class_subset_users(by_class, adapt_per_class=100, eval_per_class=100), by_class, 100
     if kind == "cifar":
-        from converters.vision import REFERENCE_PER_CLASS, cifar_by_class, export_mlperf
+        from tflite_fineprune.converters.vision import REFERENCE_PER_CLASS, cifar_by_class, export_mlperf
 
         root = demo.find_data(None, True)
         path = out / "stopping_rule_resnet8.tflite"
         export_mlperf(path, root, prune_outputs=True)
         by_class = [images[REFERENCE_PER_CLASS:] for images in cifar_by_class(root)]
         return path, demo.vision_users(cifar_by_class(root)), by_class, 50
-    from converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
-    from converters.speech import KWS_LABELS, export_mlperf
+    from tflite_fineprune.converters.frontend import CLIP_SAMPLES, SAMPLE_RATE
+    from tflite_fineprune.converters.speech import KWS_LABELS, export_mlperf
     from tflite_fineprune.datafiles import fit_audio, load_audio
 
     root = demo.find_data(None, False)

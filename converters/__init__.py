@@ -1,11 +1,5 @@
-"""Converters: real speech and vision models → personalizable `.tflite` with their front-end inside."""
+"""The converters moved into the package: `tflite_fineprune.converters` (installed with it).
 
-import sys
-
-# `python -m converters.speech|vision ...`: the converter module imports TensorFlow at its top, before its
-# argument parser runs, so TensorFlow's start-up lines are quieted here (the package is imported first;
-# Python sets sys.argv[0] to "-m" while it locates the module). `--verbose` keeps them.
-if sys.argv[:1] == ["-m"] and "--verbose" not in sys.argv:
-    from tflite_fineprune.quiet import silence_tensorflow
-
-    silence_tensorflow()
+This folder stays in the checkout (it is not installed) so that the old `python -m converters.speech …` and
+`python -m converters.vision …` commands still run, after one line on stderr saying where they went.
+"""

@@ -36,7 +36,7 @@ USE_IMAGENET = None                # None: ResNet50/Imagenette when the network 
     md("## Model and class-subset users"),
     code(r'''
 import numpy as np
-from converters.evaluation import class_subset_users
+from tflite_fineprune.converters.evaluation import class_subset_users
 
 os.makedirs(WORKDIR, exist_ok=True)
 MODEL = os.path.join(WORKDIR, "model.tflite")
@@ -49,7 +49,7 @@ if not USE_IMAGENET:
 if USE_IMAGENET:
     import tensorflow as tf
     import tensorflow_datasets as tfds
-    from converters.vision import export_keras_app
+    from tflite_fineprune.converters.vision import export_keras_app
 
     # Imagenette's 10 classes (tfds label order) as ImageNet-1k class indices.
     IMAGENETTE_TO_IMAGENET = np.array([0, 217, 482, 491, 497, 566, 569, 571, 574, 701])
@@ -73,7 +73,7 @@ if USE_IMAGENET:
     DESCRIPTION = "ResNet50 (ImageNet weights), Imagenette class subsets"
 else:
     from PIL import Image
-    from converters.vision import export_mlperf
+    from tflite_fineprune.converters.vision import export_mlperf
     from tflite_fineprune.reference_data import CIFAR10_LABELS, CIFAR10_TEST, data_root
 
     # Skip each class's first 100 images: the export may use them as its BatchNorm reference pool.
@@ -95,7 +95,7 @@ print(f"{len(users)} users: " + ", ".join(u.name for u in users))
     md("## Dense vs personalized, per user, for each recipe"),
     code(r'''
 from tflite_fineprune import Personalizer
-from converters.evaluation import Recipe, evaluate_users, format_summary, summarize
+from tflite_fineprune.converters.evaluation import Recipe, evaluate_users, format_summary, summarize
 from tflite_fineprune.recipe import AutoRule
 
 recipes = ([Recipe(f"prune {s:.0%} of units", sparsity=s) for s in SPARSITIES]

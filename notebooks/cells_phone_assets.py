@@ -13,7 +13,7 @@ MLPerf Tiny ResNet-8 behind a uint8 front-end), one bundled user per model and `
 recipe, expected numbers). The bundled users are picked by a stated rule from the users of `tflite-fineprune demo`
 (Speech Commands speakers; CIFAR-10 users who meet 2, 3 or 5 classes): the demo's per-user evaluation runs over
 all of them and the user whose gain is closest to the mean gain is bundled. We read the manifest, then run the app's
-exact call sequence (`converters.android_session.AppSession`: one sample per
+exact call sequence (`tflite_fineprune.converters.android_session.AppSession`: one sample per
 signature call, as the Kotlin `PersonalizationSession` issues them) through LiteRT, and show the numbers the
 phone must reproduce.
 
@@ -29,7 +29,7 @@ RECORD = None                       # a folder for recordings of every signature
     md("## Build the assets"),
     code(r'''
 import json
-from converters.android_assets import build_assets
+from tflite_fineprune.converters.android_assets import build_assets
 from tflite_fineprune.reference_data import data_root
 
 print("reference data:", data_root(DATA))
@@ -58,7 +58,7 @@ for u in manifest["users"]:
     code(r'''
 import numpy as np
 from PIL import Image
-from converters.android_session import AppSession, Recorder
+from tflite_fineprune.converters.android_session import AppSession, Recorder
 from tflite_fineprune.datafiles import fit_audio, load_audio
 from tflite_fineprune.interpreters import open_interpreter
 from tflite_fineprune.metadata import read_model_metadata

@@ -42,13 +42,13 @@ def load_fashion():
             print(f"download failed ({exc}); using the local copy")
     else:
         print("offline: download skipped; reading the local Fashion-MNIST")
-    from converters.fashion import load_fashion_mnist
+    from tflite_fineprune.converters.fashion import load_fashion_mnist
     (x, y), (tx, ty) = load_fashion_mnist("train"), load_fashion_mnist("test")
     return x, y, tx, ty, "local files"
 
 
 train_x, train_y, test_x, test_y, source = load_fashion()
-from converters.fashion import FASHION_LABELS
+from tflite_fineprune.converters.fashion import FASHION_LABELS
 print(f"{len(train_x)} training and {len(test_x)} test images from {source}")
 
 rng = np.random.default_rng(0)
@@ -66,7 +66,7 @@ print("user meets:", ", ".join(FASHION_LABELS[c] for c in USER_CLASSES),
     md("## Train and export"),
     code(r'''
 import keras
-from converters.fashion import fashion_mlp
+from tflite_fineprune.converters.fashion import fashion_mlp
 from tflite_fineprune import export_model
 
 keras.utils.set_random_seed(0)

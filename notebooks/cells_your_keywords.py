@@ -9,7 +9,8 @@ YOUR_KEYWORDS = [
 
 **What this shows.** Bring labelled keyword clips — a folder `<label>/<clip>.wav` (any sample rate; resampled
 to 16 kHz and cut or padded to 1 s), uploaded as a zip in Colab, or recorded in the browser. The speech
-recipe (`python -m converters.speech train`, [docs/training.md](../docs/training.md)) trains a DS-CNN behind
+recipe (`python -m tflite_fineprune.converters.speech train`, [docs/training.md](../docs/training.md)) trains a DS-CNN
+behind
 the in-graph MFCC front-end with speaker-disjoint validation and prints a held-out report; the export takes
 raw PCM. One speaker is kept out of training entirely; their unlabeled clips personalize the model
 (`Personalizer.personalize`), and their other clips measure it. Finally the `.tflite` is downloaded.
@@ -135,7 +136,8 @@ print(f"{sum(map(len, files.values()))} clips, labels {labels}; held-out speaker
     md("## Train with the speech recipe (held-out report), export with the MFCC front-end"),
     code(r'''
 MODEL = os.path.join(WORKDIR, "keywords.tflite")
-command = [sys.executable, "-m", "converters.speech", "train", DATA_DIR, "-o", MODEL, "--width", str(WIDTH),
+command = [sys.executable, "-m", "tflite_fineprune.converters.speech", "train", DATA_DIR, "-o", MODEL,
+           "--width", str(WIDTH),
            "--epochs", str(EPOCHS), "--holdout-speakers", holdout, "--prune-outputs"]
 env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT or ""), os.environ.get("PYTHONPATH")])))
 start = time.time()
@@ -150,7 +152,7 @@ print(f"({time.time() - start:.0f} s)")
     code(r'''
 from tflite_fineprune import Personalizer
 from tflite_fineprune.datafiles import fit_audio, load_audio
-from converters.evaluation import split_adapt_eval
+from tflite_fineprune.converters.evaluation import split_adapt_eval
 
 p = Personalizer(MODEL)
 print(p, "| input", p.metadata.input_dtype, p.input_shape, f"at {p.metadata.sample_rate} Hz | labels", p.labels)

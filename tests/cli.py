@@ -24,7 +24,7 @@ def run_cli(*args, module="tflite_fineprune", env=None, cwd=None, timeout=600, t
         The command's arguments; bytes pass through unchanged (file names that are not UTF-8), anything else
         as `str`.
     module : str
-        The module run with `-m` (`"converters.speech"` for a converter's own command).
+        The module run with `-m` (`"tflite_fineprune.converters.speech"` for a converter's own command).
     env : dict, optional
         The environment (default: this process's); the checkout is put first on its `PYTHONPATH`.
     cwd : str or os.PathLike, optional

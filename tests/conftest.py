@@ -12,9 +12,10 @@ import pytest  # noqa: E402
 # importing TensorFlow.
 TENSORFLOW_FIXTURES = {"exports", "mlperf_kws", "mlperf_resnet8"}
 TENSORFLOW_SOURCE = re.compile(
-    r"^\s*(?:import|from)\s+(?:keras|tensorflow|converters|tflite_fineprune\.export|tests\.zoo|tests\.kws_reference|"
-    r"tests\.references)\b|^\s*from\s+tests\s+import\s+.*\b(?:zoo|kws_reference|references)\b|\bexport_model\b|"
-    r"\bexport_mlperf\b|\"export\",|-m\",\s*\"converters",
+    r"^\s*(?:import|from)\s+(?:keras|tensorflow|tflite_fineprune\.converters|converters|tflite_fineprune\.export|"
+    r"tests\.zoo|tests\.kws_reference|tests\.references)\b|"
+    r"^\s*from\s+tests\s+import\s+.*\b(?:zoo|kws_reference|references)\b|\bexport_model\b|"
+    r"\bexport_mlperf\b|\"export\",|-m\",\s*\"(?:tflite_fineprune\.)?converters",
     re.M)
 
 
@@ -98,7 +99,7 @@ def inputs(request):
 @pytest.fixture(scope="session")
 def mlperf_kws(tmp_path_factory):
     """The MLPerf Tiny DS-CNN exported by the speech converter with its defaults (MFCC front-end inside)."""
-    from converters.speech import export_mlperf
+    from tflite_fineprune.converters.speech import export_mlperf
     from tests.realdata import require
 
     require("mlperf_tiny/keyword_spotting/kws_ref_model")
@@ -110,7 +111,7 @@ def mlperf_kws(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mlperf_resnet8(tmp_path_factory):
     """The MLPerf Tiny ResNet-8 exported by the vision converter with its defaults (uint8 front-end inside)."""
-    from converters.vision import export_mlperf
+    from tflite_fineprune.converters.vision import export_mlperf
     from tests.realdata import require
 
     require("mlperf_tiny/image_classification/pretrainedResnet.h5")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from converters.evaluation import class_subset_users, speaker_users
+from tflite_fineprune.converters.evaluation import class_subset_users, speaker_users
 
 
 def test_class_subset_users_know_their_adaptation_labels():

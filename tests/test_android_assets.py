@@ -30,7 +30,7 @@ def generated(tmp_path_factory):
     """`android-assets` with its default models, plus the recordings of the app's session."""
     require("speech_commands_v0.02_test")
     require("cifar10_test")
-    from converters.android_assets import build_assets
+    from tflite_fineprune.converters.android_assets import build_assets
 
     folder = tmp_path_factory.mktemp("android")
     manifest = build_assets(folder / "assets", data=data_root(), record=folder / "recordings")
@@ -50,7 +50,7 @@ def check_sh(*args, cwd=REPO):
 
 
 def _load(kind, path, manifest_model):
-    from converters.android_assets import _load_sample
+    from tflite_fineprune.converters.android_assets import _load_sample
 
     return _load_sample(kind, path, manifest_model)
 
@@ -86,8 +86,8 @@ def test_manifest_files_and_numbers(generated):
 def test_bundled_users_are_the_demos_representative_users(generated):
     """Each bundled user is the one `REPRESENTATIVE_RULE` picks from the demo's own per-user table, which the
     manifest records; the phone's expected numbers are that table's row; the users show the recipe's gain."""
-    from converters import demo
-    from converters.android_assets import REPRESENTATIVE_RULE, _demo_users, representative_user
+    from tflite_fineprune.converters import demo
+    from tflite_fineprune.converters.android_assets import REPRESENTATIVE_RULE, _demo_users, representative_user
 
     _, _, manifest = generated
     gains = []
@@ -121,7 +121,7 @@ def test_bundled_users_are_the_demos_representative_users(generated):
 
 
 def test_representative_rule():
-    from converters.android_assets import representative_user
+    from tflite_fineprune.converters.android_assets import representative_user
 
     def row(user, dense, accuracy, recipe="auto"):
         return {"user": user, "recipe": recipe, "dense_accuracy": dense, "accuracy": accuracy}
@@ -260,7 +260,7 @@ def _tiny_state():
 
 
 def test_clear_errors(tmp_path, exports, generated):
-    from converters.android_assets import build_assets
+    from tflite_fineprune.converters.android_assets import build_assets
 
     with pytest.raises(FinePruneError, match="does not exist"):
         build_assets(tmp_path / "out", data=tmp_path / "no-data")

@@ -1,7 +1,7 @@
 """The recorded app session sets each state block through the setter the model's metadata names (as the app
 does), and falls back to the lever table for a manifest whose metadata predates `state_blocks`."""
 
-from converters.android_session import AppSession
+from tflite_fineprune.converters.android_session import AppSession
 from tflite_fineprune import levers
 
 

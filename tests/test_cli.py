@@ -125,7 +125,7 @@ def test_audio_files_are_resampled_for_audio_models(tmp_path):
     """FSDD (8 kHz, variable length) and FLAC clips feed the 16 kHz KWS model; bad audio is refused clearly."""
     import soundfile
 
-    from converters.speech import export_mlperf
+    from tflite_fineprune.converters.speech import export_mlperf
     from tests.realdata import require
 
     fsdd = require("fsdd/recordings")

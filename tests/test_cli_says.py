@@ -279,15 +279,15 @@ def test_every_command_shows_each_default_once():
             default = action.default
             if action.option_strings and default not in (None, False, (), "==SUPPRESS=="):
                 assert f"(default: {default})" in " ".join(helps[f"tflite-fineprune {name}"].split()), (name, action)
-    for module, command in (("converters.speech", "mlperf"), ("converters.speech", "train"),
-                            ("converters.vision", "mlperf"), ("converters.vision", "keras-app"),
-                            ("converters.vision", "fashion-mlp")):
+    speech, vision = "tflite_fineprune.converters.speech", "tflite_fineprune.converters.vision"
+    for module, command in ((speech, "mlperf"), (speech, "train"), (vision, "mlperf"), (vision, "keras-app"),
+                            (vision, "fashion-mlp")):
         result = run_cli(command, "--help", module=module, timeout=300)
         assert result.returncode == 0, result.stderr
         helps[f"{module} {command}"] = result.stdout
-    from converters.speech_training import TrainingRecipe
+    from tflite_fineprune.converters.speech_training import TrainingRecipe
 
-    train, recipe = _option_helps(helps["converters.speech train"]), TrainingRecipe()
+    train, recipe = _option_helps(helps["tflite_fineprune.converters.speech train"]), TrainingRecipe()
     for option, default in (("--epochs", recipe.max_epochs), ("--patience", recipe.patience),
                             ("--width", recipe.width), ("--seed", recipe.seed)):
         shown = next(text for text in train if text.startswith(option))
@@ -295,7 +295,7 @@ def test_every_command_shows_each_default_once():
     # --prune-outputs defaults to None (ExportOptions): its help says what that means, once.
     shown = next(text for text in train if text.startswith("--prune-outputs"))
     assert "(default: wherever the output layer allows it" in " ".join(shown.split()), shown
-    assert "(default: 5)" in helps["converters.vision fashion-mlp"]
+    assert "(default: 5)" in helps["tflite_fineprune.converters.vision fashion-mlp"]
     assert "(default: android_demo/app/src/main/assets)" in " ".join(helps["tflite-fineprune android-assets"].split())
     for where, text in helps.items():
         for option in _option_helps(text):

@@ -9,7 +9,8 @@ import pytest
 from tests.cli import run_cli
 from tests.realdata import require
 from tflite_fineprune import FinePruneError
-from converters.evaluation import class_subset_users, speech_commands_speaker, split_adapt_eval, summarize
+from tflite_fineprune.converters.evaluation import class_subset_users, speech_commands_speaker, split_adapt_eval, \
+    summarize
 
 
 def test_speaker_ids():

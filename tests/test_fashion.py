@@ -18,7 +18,7 @@ def require_fashion():
 
 
 def test_missing_fashion_mnist_is_explained(tmp_path):
-    from converters.fashion import load_fashion_mnist
+    from tflite_fineprune.converters.fashion import load_fashion_mnist
 
     with pytest.raises(FinePruneError, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist("test", tmp_path)
@@ -27,7 +27,7 @@ def test_missing_fashion_mnist_is_explained(tmp_path):
 @pytest.mark.slow
 def test_small_mlp_trains_and_exports(tmp_path):
     require_fashion()
-    from converters.fashion import FASHION_LABELS, load_fashion_mnist, train_fashion_mlp
+    from tflite_fineprune.converters.fashion import FASHION_LABELS, load_fashion_mnist, train_fashion_mlp
     from tflite_fineprune import export_model
 
     model, accuracy = train_fashion_mlp(epochs=1, hidden=(64, 64), limit=6000, verbose=0)

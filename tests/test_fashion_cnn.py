@@ -11,7 +11,7 @@ from tflite_fineprune import FinePruneError, Personalizer
 
 
 def test_cache_name_holds_every_training_setting(tmp_path):
-    from converters.fashion_cnn import cached_model_path
+    from tflite_fineprune.converters.fashion_cnn import cached_model_path
 
     names = {cached_model_path(bn, tmp_path, epochs, widths, 256, limit).name
              for bn in (True, False) for epochs in (1, 2) for widths in ((64, 128, 128), (8, 16, 16))
@@ -21,7 +21,7 @@ def test_cache_name_holds_every_training_setting(tmp_path):
 
 
 def test_missing_data_is_explained_before_any_training(tmp_path):
-    from converters.fashion_cnn import trained_fashion_cnn
+    from tflite_fineprune.converters.fashion_cnn import trained_fashion_cnn
 
     with pytest.raises(FinePruneError, match="apt-get install dataset-fashion-mnist"):
         trained_fashion_cnn(True, cache_dir=tmp_path, root=tmp_path / "nowhere", limit=10)
@@ -37,8 +37,8 @@ def test_demo_without_data_says_where_to_get_it(tmp_path):
 @pytest.mark.slow
 def test_small_convnet_is_cached_and_exports_with_batchnorm(tmp_path):
     require_fashion()
-    from converters.fashion import FASHION_LABELS, load_fashion_mnist
-    from converters.fashion_cnn import cached_model_path, reference_images, trained_fashion_cnn
+    from tflite_fineprune.converters.fashion import FASHION_LABELS, load_fashion_mnist
+    from tflite_fineprune.converters.fashion_cnn import cached_model_path, reference_images, trained_fashion_cnn
     from tflite_fineprune import export_model
 
     settings = dict(cache_dir=tmp_path, epochs=1, widths=(8, 16, 16), dense=32, limit=6000, verbose=0)

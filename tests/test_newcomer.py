@@ -46,7 +46,7 @@ def test_every_option_has_help_and_examples_are_the_measured_ones():
     plain = "tflite-fineprune personalize model.tflite --data my_photos/ --state me.state"
     assert first_example.split() == plain.split()
     export = run("export", "--help").stdout
-    assert "(default: layerwise)" in export and "converters.vision keras-app" in export
+    assert "(default: layerwise)" in export and "tflite_fineprune.converters.vision keras-app" in export
 
 
 # -- personalize: reruns, dropped classes, changed predictions ---------------------------------------------
@@ -138,7 +138,7 @@ def test_export_is_quiet_staged_and_warns_about_keras_applications(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "converting to TFLite" in result.stdout and "checking the .tflite" in result.stdout
     assert "looks like a keras.applications model" in result.stderr
-    assert "python -m converters.vision keras-app" in result.stderr
+    assert "python -m tflite_fineprune.converters.vision keras-app" in result.stderr
     assert not TF_NOISE.search(result.stderr), result.stderr
 
 
@@ -179,7 +179,7 @@ def test_export_check_is_inconclusive_on_flat_outputs(tmp_path):
 
 
 def test_converters_are_quiet(tmp_path):
-    result = run("--help", module="converters.vision")
+    result = run("--help", module="tflite_fineprune.converters.vision")
     assert result.returncode == 0 and "keras-app" in result.stdout
     assert result.stderr == ""
 
@@ -188,7 +188,7 @@ def test_converters_are_quiet(tmp_path):
 
 
 def test_fashion_data_lookup_honours_the_given_folder(tmp_path, monkeypatch):
-    from converters.fashion import FILES, find_fashion_mnist
+    from tflite_fineprune.converters.fashion import FILES, find_fashion_mnist
 
     monkeypatch.delenv("FASHION_MNIST", raising=False)
     folder = tmp_path / "data" / "fashion-mnist"

@@ -83,7 +83,7 @@ def test_notebook_runs_offline_in_quick_mode(name, kernel_name, tmp_path):
     if not data_root().is_dir():
         pytest.skip(f"reference data folder {data_root()} is absent (set FINEPRUNE_DATA)")
     if name == "quickstart":
-        from converters.fashion import find_fashion_mnist
+        from tflite_fineprune.converters.fashion import find_fashion_mnist
         from tflite_fineprune.errors import FinePruneError
 
         try:

@@ -213,7 +213,7 @@ def test_speaker_users_from_file_names(tmp_path):
 
 
 def test_the_summary_table_is_the_demos_table():
-    from converters.evaluation import format_summary as demo_format, summarize as demo_summarize
+    from tflite_fineprune.converters.evaluation import format_summary as demo_format, summarize as demo_summarize
     from tflite_fineprune.population import format_summary, summarize
 
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs` doesn'
 @pytest.fixture(scope="module")
 def resnet8():
     require("mlperf_tiny/image_classification/pretrainedResnet.h5")
-    from converters.vision import load_mlperf_resnet8
+    from tflite_fineprune.converters.vision import load_mlperf_resnet8
 
     return load_mlperf_resnet8()
 

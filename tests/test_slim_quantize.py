@@ -31,7 +31,7 @@ MIN_AGREEMENT = 0.98
 
 
 def require_fashion():
-    from converters.fashion import find_fashion_mnist
+    from tflite_fineprune.converters.fashion import find_fashion_mnist
 
     try:
         find_fashion_mnist(os.environ.get("FASHION_MNIST") or FASHION)
@@ -62,7 +62,7 @@ def fashion_cnn():
 def fashion():
     """(train images, train labels, test images) of Fashion-MNIST."""
     require_fashion()
-    from converters.fashion import load_fashion_mnist
+    from tflite_fineprune.converters.fashion import load_fashion_mnist
 
     x, y = load_fashion_mnist("train")
     return x[:6000], y[:6000], load_fashion_mnist("test")[0]
@@ -99,7 +99,7 @@ def cnn_int8_export(cnn_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlp_export(fashion, tmp_path_factory):
-    from converters.fashion import train_fashion_mlp
+    from tflite_fineprune.converters.fashion import train_fashion_mlp
     from tflite_fineprune import export_model
 
     model, _ = train_fashion_mlp(epochs=1, hidden=(256, 128), limit=6000, verbose=0)

@@ -25,14 +25,14 @@ def kws(mlperf_kws):
 
 
 def frontend(pcm):
-    from converters.frontend import MlperfMfcc
+    from tflite_fineprune.converters.frontend import MlperfMfcc
 
     return np.asarray(MlperfMfcc()(pcm))[..., 0]
 
 
 def test_ds_cnn_import_reproduces_savedmodel(clips):
-    from converters.kws_model import load_mlperf_ds_cnn
-    from converters.speech import MLPERF_KWS
+    from tflite_fineprune.converters.kws_model import load_mlperf_ds_cnn
+    from tflite_fineprune.converters.speech import MLPERF_KWS
 
     saved = require(MLPERF_KWS)
     features = kws_reference.tf_signal_mfcc(clips[0])[..., None]
@@ -50,7 +50,7 @@ def test_framing_is_exactly_the_sample_index_table(clips):
     """Slices and reshapes frame the clip exactly as indexing it by frame_indices() (the GATHER it replaced)."""
     import tensorflow as tf
 
-    from converters.frontend import frame, frame_indices
+    from tflite_fineprune.converters.frontend import frame, frame_indices
 
     pcm = clips[0][:16]
     np.testing.assert_array_equal(np.asarray(frame(tf.constant(pcm))), pcm[:, frame_indices()])
@@ -97,7 +97,7 @@ def test_frontend_matches_librosa_within_documented_tolerance(clips):
 
 
 def test_exported_model_takes_raw_pcm(kws, clips):
-    from converters.speech import MLPERF_KWS
+    from tflite_fineprune.converters.speech import MLPERF_KWS
 
     pcm, words = clips
     personalizer = Personalizer(kws)
@@ -126,8 +126,8 @@ def test_int16_pcm_and_silence(kws, clips):
 
 def test_int8_export_keeps_the_frontend_exact(kws, clips, tmp_path):
     """Dynamic-range quantization must leave the front-end float: an int8 mel matmul once cost 12 points."""
-    from converters.frontend import FLOAT_WEIGHT_LIMIT, MlperfMfcc
-    from converters.speech import export_mlperf
+    from tflite_fineprune.converters.frontend import FLOAT_WEIGHT_LIMIT, MlperfMfcc
+    from tflite_fineprune.converters.speech import export_mlperf
 
     layer = MlperfMfcc()
     assert max(block.size for block in layer._mel_blocks) < FLOAT_WEIGHT_LIMIT
@@ -142,7 +142,7 @@ def test_int8_export_keeps_the_frontend_exact(kws, clips, tmp_path):
 
 @pytest.mark.slow
 def test_train_recipe_on_fsdd_folders(tmp_path):
-    """`converters.speech train` on DATA_DIR/<label>/*.wav (8 kHz FSDD clips, resampled)."""
+    """`tflite_fineprune.converters.speech train` on DATA_DIR/<label>/*.wav (8 kHz FSDD clips, resampled)."""
     import os
     import subprocess
     import sys
@@ -154,13 +154,15 @@ def test_train_recipe_on_fsdd_folders(tmp_path):
         for path in sorted(fsdd.glob(f"{digit}_jackson_*.wav"))[:12]:
             os.symlink(path, data / digit / path.name)
     out = tmp_path / "digits.tflite"
-    result = subprocess.run([sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(out),
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune.converters.speech", "train", str(data), "-o",
+                             str(out),
                              "--epochs", "2"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     personalizer = Personalizer(out)
     assert personalizer.labels == ["0", "1"] and personalizer.metadata.sample_rate == 16000
     assert len(personalizer.metadata.hidden_groups) == 9  # stem, 4 depthwise and 4 pointwise layers (+ classes)
     (data / "1").rename(tmp_path / "moved")
-    result = subprocess.run([sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(out)],
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune.converters.speech", "train", str(data), "-o",
+                             str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 2 and "at least two <label>/ folders" in result.stderr

@@ -22,7 +22,7 @@ def fsdd_clips(speakers, digits=("0", "1"), per_speaker=4):
 
 
 def test_speaker_ids_from_speech_commands_and_fsdd_names():
-    from converters.speakers import speaker_of, speaker_regex
+    from tflite_fineprune.converters.speakers import speaker_of, speaker_regex
 
     regex = speaker_regex()
     speech = require("speech_commands_v0.02_test")
@@ -38,7 +38,7 @@ def test_speaker_ids_from_speech_commands_and_fsdd_names():
 
 
 def test_validation_speakers_are_disjoint_and_held_out_apart():
-    from converters.speakers import speaker_of, speaker_regex, split_clips
+    from tflite_fineprune.converters.speakers import speaker_of, speaker_regex, split_clips
 
     stems = [p.stem for p in sorted(require("fsdd/recordings").glob("*.wav"))]
     speakers = [speaker_of(s, speaker_regex()) for s in stems]
@@ -54,7 +54,7 @@ def test_validation_speakers_are_disjoint_and_held_out_apart():
 
 
 def test_split_falls_back_to_random_without_speaker_ids():
-    from converters.speakers import speaker_of, speaker_regex, split_clips
+    from tflite_fineprune.converters.speakers import speaker_of, speaker_regex, split_clips
 
     speakers = [speaker_of(f"take{i}", speaker_regex()) for i in range(50)]
     split = split_clips(speakers, 0.2, seed=0)
@@ -63,8 +63,8 @@ def test_split_falls_back_to_random_without_speaker_ids():
 
 
 def test_augmentation_is_identity_at_inference_and_export_matches(tmp_path):
-    from converters.speech import export_pcm_model
-    from converters.speech_training import TrainingRecipe, keyword_model
+    from tflite_fineprune.converters.speech import export_pcm_model
+    from tflite_fineprune.converters.speech_training import TrainingRecipe, keyword_model
 
     pcm, _, _ = fsdd_clips(("jackson",), per_speaker=3)
     model, _ = keyword_model(2, TrainingRecipe(width=0.25, augment=True))
@@ -81,7 +81,7 @@ def test_augmentation_is_identity_at_inference_and_export_matches(tmp_path):
 
 
 def test_width_multiplies_channels():
-    from converters.speech_training import TrainingRecipe, keyword_model
+    from tflite_fineprune.converters.speech_training import TrainingRecipe, keyword_model
 
     for width, channels in ((1, 64), (2, 128), (0.5, 32)):
         _, classifier = keyword_model(10, TrainingRecipe(width=width))
@@ -94,7 +94,9 @@ def test_width_multiplies_channels():
 def test_early_stopping_keeps_best_weights_and_recalibrates_batchnorm():
     import keras
 
-    from converters.speech_training import TrainingRecipe, mfcc_features, predict, recalibrate_batchnorm, train
+    from tflite_fineprune.converters.speech_training import (
+
+        TrainingRecipe, mfcc_features, predict, recalibrate_batchnorm, train)
 
     pcm, labels, _ = fsdd_clips(("jackson", "nicolas", "theo"), per_speaker=6)
     theo = np.r_[12:18, 30:36]  # clips are ordered digit, speaker: 6 each
@@ -117,7 +119,7 @@ def test_early_stopping_keeps_best_weights_and_recalibrates_batchnorm():
 
 
 def test_cli_train_prints_held_out_report(tmp_path, capsys):
-    from converters.speech import main
+    from tflite_fineprune.converters.speech import main
 
     fsdd = require("fsdd/recordings")
     data = tmp_path / "data"
@@ -128,7 +130,8 @@ def test_cli_train_prints_held_out_report(tmp_path, capsys):
                 os.symlink(path, data / digit / path.name)
     out = tmp_path / "digits.tflite"
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    result = subprocess.run([sys.executable, "-m", "converters.speech", "train", str(data), "-o", str(out),
+    result = subprocess.run([sys.executable, "-m", "tflite_fineprune.converters.speech", "train", str(data), "-o",
+                             str(out),
                              "--epochs", "2", "--width", "0.5", "--holdout-speakers", "theo"],
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -152,8 +155,9 @@ def test_cli_train_prints_held_out_report(tmp_path, capsys):
 def test_init_from_mlperf_savedmodel_and_keras_file_transfers_weights(tmp_path):
     import keras
 
-    from converters.kws_model import KWS_LABELS
-    from converters.speech_training import TrainingRecipe, keyword_model, pretrained_classifier, train, transfer_weights
+    from tflite_fineprune.converters.kws_model import KWS_LABELS
+    from tflite_fineprune.converters.speech_training import (
+        TrainingRecipe, keyword_model, pretrained_classifier, train, transfer_weights)
 
     mlperf = pretrained_classifier(require("mlperf_tiny/keyword_spotting/kws_ref_model"))
     _, classifier = keyword_model(3, TrainingRecipe(seed=1))
@@ -210,8 +214,9 @@ def test_pruned_export_of_trained_model_matches_keras_with_the_same_masks(tmp_pa
     """
     import keras
 
-    from converters.speech import export_pcm_model
-    from converters.speech_training import TrainingRecipe, keyword_model, mfcc_features, predict, recalibrate_batchnorm
+    from tflite_fineprune.converters.speech import export_pcm_model
+    from tflite_fineprune.converters.speech_training import (
+        TrainingRecipe, keyword_model, mfcc_features, predict, recalibrate_batchnorm)
 
     pcm, _, _ = fsdd_clips(("jackson", "theo"), digits=("0", "1", "2"), per_speaker=4)
     model, classifier = keyword_model(3, TrainingRecipe(width=0.25, seed=3))

@@ -14,7 +14,7 @@ def resnet8(mlperf_resnet8):
 
 
 def test_resnet8_takes_uint8_and_matches_keras(resnet8):
-    from converters.vision import load_mlperf_resnet8
+    from tflite_fineprune.converters.vision import load_mlperf_resnet8
 
     pixels = cifar_images(5).astype(np.uint8)
     personalizer = Personalizer(resnet8)
@@ -30,7 +30,7 @@ def test_resnet8_takes_uint8_and_matches_keras(resnet8):
 @pytest.mark.slow
 def test_keras_app_offline_with_resize(tmp_path):
     """`weights=auto` never downloads; a 64x64 uint8 input is resized in-graph to the model's 96x96."""
-    from converters.vision import KERAS_APPS, ImageFrontEnd, export_keras_app, keras_app, with_frontend
+    from tflite_fineprune.converters.vision import KERAS_APPS, ImageFrontEnd, export_keras_app, keras_app, with_frontend
 
     report, used = export_keras_app("MobileNetV2", tmp_path / "mnv2.tflite", weights="none", size=96)
     assert used is None and report.metadata.input_dtype == "uint8"
@@ -49,7 +49,7 @@ def test_keras_app_offline_with_resize(tmp_path):
 
 def test_in_graph_prior_correction_matches_numpy_em(tmp_path):
     """EM class priors estimated inside the graph equal a numpy EM over the same outputs."""
-    from converters.vision import export_mlperf
+    from tflite_fineprune.converters.vision import export_mlperf
 
     require("mlperf_tiny/image_classification/pretrainedResnet.h5")
     report = export_mlperf(tmp_path / "r8em.tflite", prior_correction=True)
@@ -83,7 +83,7 @@ def test_frontend_matches_keras_preprocessing(name):
     """The in-graph scaling equals keras.applications' own preprocess_input on real photos."""
     import keras
 
-    from converters.vision import KERAS_APPS, ImageFrontEnd
+    from tflite_fineprune.converters.vision import KERAS_APPS, ImageFrontEnd
 
     pixels = cifar_images(2, size=32)
     module, options = KERAS_APPS[name]

@@ -93,7 +93,7 @@ def build_parser():
 EXAMPLES = {
     "export": """example:
   tflite-fineprune export model.keras -o model.tflite --labels labels.txt --prune-outputs
-  (keras.applications models: python -m converters.vision keras-app NAME -o X.tflite --prune-outputs,
+  (keras.applications models: python -m tflite_fineprune.converters.vision keras-app NAME -o X.tflite --prune-outputs,
    which adds the model's own pixel scaling)""",
     "personalize": _personalize_examples,
 }

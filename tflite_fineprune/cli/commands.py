@@ -50,7 +50,8 @@ def _warn_if_keras_application(model):
         return
     _warn(f"{model.name} looks like a keras.applications model: the exported .tflite will feed its input (e.g. "
           "raw 0–255 pixels) to the model unchanged, but it expects its own preprocess_input scaling. Export it "
-          "with `python -m converters.vision keras-app NAME -o X.tflite`, which puts that scaling in the graph")
+          "with `python -m tflite_fineprune.converters.vision keras-app NAME -o X.tflite`, which puts that scaling in "
+          "the graph")
 
 
 def cmd_inspect(args):
@@ -142,13 +143,13 @@ def cmd_slim(args):
 
 
 def cmd_demo(args):
-    from converters.demo import run_demo
+    from tflite_fineprune.converters.demo import run_demo
 
     run_demo(args.data, args.out, args.vision, args.fashion, args.fashion_cnn)
 
 
 def cmd_android_assets(args):
-    from converters.android_assets import build_assets  # needs the converters (TensorFlow) only here
+    from tflite_fineprune.converters.android_assets import build_assets  # needs the converters (TensorFlow) only here
 
     build_assets(args.output, args.speech, args.vision, args.data, args.record)
 
@@ -166,11 +167,11 @@ def _silence_unless_verbose(args):
 
 def _check_demo_data(args):
     if args.fashion or args.fashion_cnn:
-        from converters.fashion import find_fashion_mnist
+        from tflite_fineprune.converters.fashion import find_fashion_mnist
 
         find_fashion_mnist(args.data)
     else:
-        from converters.demo import find_data
+        from tflite_fineprune.converters.demo import find_data
 
         find_data(args.data, args.vision)
 

@@ -1,6 +1,6 @@
 """`ExportOptions`: the one definition of what an export can be asked for, and of the command-line flags for it.
 
-`export_model`, `tflite-fineprune export` and the converters (converters/)
+`export_model`, `tflite-fineprune export` and the converters (tflite_fineprune/converters/)
 share it; no TensorFlow here, so the commands parse their arguments before
 loading it.
 """

@@ -18,7 +18,7 @@ kernel use the first scale for every unit (garbage outputs, measured). One
 scale keeps slim files runnable wherever the float ones run.
 
 Every other constant stays float. The speech front-end's constants (mel
-blocks, DCT) are all under 1024 elements, by design of `converters/frontend.py`,
+blocks, DCT) are all under 1024 elements, by design of `tflite_fineprune/converters/frontend.py`,
 because a quantized mel matrix costs accuracy (docs/quantization.md): the same
 rule as the converter's leaves them float here too, so a slim int8 file has
 int8 exactly where an int8 export has.

@@ -8,7 +8,7 @@ import java.io.File
 
 class ReplayMismatch(message: String) : AssertionError(message)
 
-/** One recorded signature call (converters/android_session.py): inputs sent, outputs the interpreter returned. */
+/** One recorded signature call (tflite_fineprune/converters/android_session.py): inputs sent, outputs the interpreter returned. */
 class RecordedCall(val signature: String, val inputs: Map<String, Tensor>, val outputs: Map<String, Tensor>)
 
 class Recording(val calls: List<RecordedCall>, val results: JsonObject) {

@@ -12,7 +12,7 @@ import pathlib
 
 import numpy as np
 
-from tflite_fineprune.errors import FinePruneError
+from ..errors import FinePruneError
 
 FASHION_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                   "ankle-boot")
@@ -106,7 +106,7 @@ def export_fashion_mlp(output, keras_path=None, epochs=5, root=None, options=Non
     """Train (or load from `keras_path` when it exists) and export; saves the Keras model to `keras_path`."""
     import keras
 
-    from tflite_fineprune import export_model
+    from .. import export_model
 
     if keras_path and os.path.exists(keras_path):
         model = keras.models.load_model(keras_path, compile=False)

@@ -16,10 +16,10 @@ import re
 
 import numpy as np
 
-from tflite_fineprune.errors import FinePruneError
-from tflite_fineprune.population.recipes import random_masks
-from tflite_fineprune.progress import progress_bar
-from tflite_fineprune.state import atomic_write
+from ..errors import FinePruneError
+from ..population.recipes import random_masks
+from ..progress import progress_bar
+from ..state import atomic_write
 
 SPEAKER_PATTERN = re.compile(r"([0-9a-f]{8})_nohash_")
 

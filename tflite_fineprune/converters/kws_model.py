@@ -1,7 +1,7 @@
 """The MLPerf Tiny keyword-spotting DS-CNN in Keras 3, and its weights read from the MLPerf SavedModel checkpoint.
 
-Shared by the speech converter (`converters.speech mlperf`) and the training
-recipe (`converters.speech_training`, which starts from this architecture).
+Shared by the speech converter (`tflite_fineprune.converters.speech mlperf`) and the training
+recipe (`tflite_fineprune.converters.speech_training`, which starts from this architecture).
 """
 
 import os
@@ -9,8 +9,8 @@ import os
 import keras
 from keras import layers
 
-from converters.frontend import NUM_FRAMES, NUM_MFCC
-from tflite_fineprune.errors import FinePruneError
+from .frontend import NUM_FRAMES, NUM_MFCC
+from ..errors import FinePruneError
 
 KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
 DS_CNN_FILTERS = 64

@@ -112,7 +112,7 @@ class SpecAugment(_TrainingOnly):
 
 
 def register_with_exporter():
-    from tflite_fineprune.export.layer_registry import Role, register
+    from ..export.layer_registry import Role, register
 
     # The identity at inference: channels stay independent.
     for layer_class in (RandomTimeShift, RandomNoise, SpecAugment):

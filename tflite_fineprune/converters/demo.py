@@ -6,7 +6,7 @@ user per Speech Commands speaker with at least 30 test clips. Vision
 only meet 2, 3 or 5 CIFAR-10 classes. Fashion (`--fashion`): an
 over-parameterized 784-1024-1024 MLP trained here on Fashion-MNIST (about a
 minute), with class-subset users of its test set; `--fashion-cnn`: a wide
-BatchNorm convnet (converters/fashion_cnn.py, trained once and cached) with
+BatchNorm convnet (tflite_fineprune/converters/fashion_cnn.py, trained once and cached) with
 15 such users. Each user's adaptation half is observed
 without labels through the TFLite interpreter; the evaluation half is never
 observed. Every demo's users are file paths (Fashion-MNIST's test images
@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from tflite_fineprune.progress import print_stage
-from converters.evaluation import Recipe, class_subset_users, plot_users, speaker_users, write_csv
-from tflite_fineprune.population import format_summary, summarize
-from tflite_fineprune.recipe import AutoRule
-from tflite_fineprune.reference_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data
+from ..progress import print_stage
+from .evaluation import Recipe, class_subset_users, plot_users, speaker_users, write_csv
+from ..population import format_summary, summarize
+from ..recipe import AutoRule
+from ..reference_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data
 
 SPEECH_DATA = (SPEECH_COMMANDS_TEST, MLPERF_KWS)
 VISION_DATA = (CIFAR10_TEST, MLPERF_RESNET8)
@@ -84,13 +84,13 @@ def vision_users(images_by_class):
     `images_by_class`: the CIFAR-10 test images (or their paths) of each class in file-name order; the first
     `REFERENCE_PER_CLASS` of each are the export's BatchNorm reference pool, never a user's.
     """
-    from converters.vision import REFERENCE_PER_CLASS
+    from .vision import REFERENCE_PER_CLASS
 
     return class_subset_users([images[REFERENCE_PER_CLASS:] for images in images_by_class])
 
 
 def _speech(root, out):
-    from converters.speech import KWS_LABELS, export_mlperf
+    from .speech import KWS_LABELS, export_mlperf
 
     model = out / "kws_ds_cnn.tflite"
     print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))
@@ -99,8 +99,8 @@ def _speech(root, out):
 
 
 def _vision(root, out):
-    from converters.vision import export_mlperf
-    from tflite_fineprune.reference_data import CIFAR10_LABELS
+    from .vision import export_mlperf
+    from ..reference_data import CIFAR10_LABELS
 
     model = out / "resnet8_uint8.tflite"
     print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))  # BN reference: first images/class
@@ -124,8 +124,8 @@ def _sample_files(x, y, folder):
 def engine_rows(model, users, recipes, others_per_user=200, seed=0):
     """Rows of `evaluate_users` for users whose samples are file paths, from the population engine
     (tflite_fineprune/population): the demo's users, splits and others, evaluated by the one harness."""
-    from converters.evaluation import others_sets
-    from tflite_fineprune.population import UserSpec, evaluate_population
+    from .evaluation import others_sets
+    from ..population import UserSpec, evaluate_population
 
     others = others_sets(users, others_per_user, seed)
     # seed + i: the random control's masks per user, as `evaluate_users` draws them
@@ -140,7 +140,7 @@ def _loaded(personalizer, user):
     """`user` with its adaptation and evaluation samples read from their files (when they are paths)."""
     import dataclasses
 
-    from tflite_fineprune.datafiles import load_samples
+    from ..datafiles import load_samples
 
     if user.adapt_x.dtype.kind not in "US":
         return user
@@ -154,7 +154,7 @@ def _loaded(personalizer, user):
 
 
 def _fashion(root, out):
-    from converters.fashion import export_fashion_mlp, load_fashion_mnist
+    from .fashion import export_fashion_mlp, load_fashion_mnist
 
     model = out / "fashion_mlp.tflite"
     report, accuracy = export_fashion_mlp(model, out / "fashion_mlp.keras", root=root, prune_outputs=True,
@@ -168,8 +168,8 @@ def _fashion(root, out):
 
 
 def _fashion_cnn(root, out, batchnorm=True):
-    from converters.fashion import load_fashion_mnist
-    from converters.fashion_cnn import export_fashion_cnn
+    from .fashion import load_fashion_mnist
+    from .fashion_cnn import export_fashion_cnn
 
     model = out / f"fashion_cnn_{'bn' if batchnorm else 'plain'}.tflite"
     report, accuracy = export_fashion_cnn(model, batchnorm=batchnorm, root=root, prune_outputs=True,
@@ -213,7 +213,7 @@ def _seconds_per_sample(personalizer, x, repeats=5):
 
 def slim_summary(model, users, rows, auto, path):
     """What `auto` removed, and what the slimmed file of the median user (by MACs removed) measures."""
-    from tflite_fineprune.runtime import Personalizer
+    from ..runtime import Personalizer
 
     removed = {r["user"]: r["mac_sparsity"] for r in rows if r["recipe"] == auto.name}
     order = sorted(removed, key=lambda name: (removed[name], name))
@@ -237,7 +237,7 @@ def slim_summary(model, users, rows, auto, path):
 def run_demo(data=None, out="fineprune-demo", vision=False, fashion=False, fashion_cnn=False):
     start = time.perf_counter()
     if fashion or fashion_cnn:
-        from converters.fashion import find_fashion_mnist
+        from .fashion import find_fashion_mnist
 
         root = find_fashion_mnist(data)  # --data is honoured: the folder (or DATA/fashion-mnist) with the files
     else:

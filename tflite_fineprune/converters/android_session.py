@@ -18,12 +18,12 @@ import os
 
 import numpy as np
 
-from tflite_fineprune import levers
-from tflite_fineprune import recipe as auto
-from tflite_fineprune import signatures as sig
-from tflite_fineprune.errors import FinePruneError
-from tflite_fineprune.sparsity import measure_sparsity
-from tflite_fineprune.state import State, atomic_write
+from .. import levers
+from .. import recipe as auto
+from .. import signatures as sig
+from ..errors import FinePruneError
+from ..sparsity import measure_sparsity
+from ..state import State, atomic_write
 
 AUTO = "auto"
 

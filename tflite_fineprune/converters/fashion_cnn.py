@@ -1,6 +1,6 @@
 """A wide Fashion-MNIST convnet (Conv 64 → Conv 128 → pool → Conv 128 → pool → Dense 256 → Dense 10).
 
-The convnet counterpart of `converters/fashion.py`'s MLP: far more capacity
+The convnet counterpart of `tflite_fineprune/converters/fashion.py`'s MLP: far more capacity
 than a user who meets two to five of the ten classes needs, which is the
 paper's regime (`../shared/findings/room-to-prune.md`). `batchnorm=True` puts a
 BatchNormalization after each conv, as nearly every real convnet has; the
@@ -17,7 +17,7 @@ import pathlib
 
 import numpy as np
 
-from converters.fashion import FASHION_LABELS, load_fashion_mnist
+from .fashion import FASHION_LABELS, load_fashion_mnist
 
 CONV_WIDTHS = (64, 128, 128)
 DENSE_WIDTH = 256
@@ -79,7 +79,7 @@ def trained_fashion_cnn(batchnorm=True, cache_dir=None, epochs=2, root=None, wid
     """(model, test accuracy or None when loaded): the cached model, else trained now and saved to the cache."""
     import keras
 
-    from tflite_fineprune.state import atomic_write
+    from ..state import atomic_write
 
     path = cached_model_path(batchnorm, cache_dir, epochs, widths, dense, limit)
     if path.exists():
@@ -103,7 +103,7 @@ def reference_images(root=None, count=500):
 
 def export_fashion_cnn(output, batchnorm=True, cache_dir=None, epochs=2, root=None, options=None, **changes):
     """Export the (cached or newly trained) convnet; returns (export report, test accuracy or None)."""
-    from tflite_fineprune import export_model
+    from .. import export_model
 
     model, accuracy = trained_fashion_cnn(batchnorm, cache_dir, epochs, root)
     if batchnorm:

@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from tflite_fineprune.errors import FinePruneError
-from tflite_fineprune.export.options import FLAGS as EXPORT_FLAGS, ExportOptions, add_export_arguments, \
+from ..errors import FinePruneError
+from ..export.options import FLAGS as EXPORT_FLAGS, ExportOptions, add_export_arguments, \
     options_from_arguments
 
 
@@ -26,7 +26,7 @@ def command_parser(prog, doc):
 
 def add_export_command(commands, name, help):
     """A sub-command that writes one `.tflite`: -o/--output and the export flags of `tflite-fineprune export`."""
-    from tflite_fineprune.help_formatter import HelpFormatter  # shows each option's default
+    from ..help_formatter import HelpFormatter  # shows each option's default
 
     command = commands.add_parser(name, help=help, formatter_class=HelpFormatter)
     command.add_argument("-o", "--output", required=True, help="the .tflite to write")
@@ -38,7 +38,7 @@ def add_export_command(commands, name, help):
 
 def export_options(args):
     """The `ExportOptions` of a converter command's flags, printing a line per stage."""
-    from tflite_fineprune.progress import print_stage
+    from ..progress import print_stage
 
     return options_from_arguments(args, on_stage=print_stage)
 

@@ -20,7 +20,7 @@ Writes into DIR (default `android_demo/app/src/main/assets`):
   reproduce — and `chosen_by`: the rule, the per-user table it was applied to and the means.
 
 `--record FOLDER` also writes, per user, a recording of every signature call of the app's session
-(`converters.android_session`) for the JVM replay test.
+(`tflite_fineprune.converters.android_session`) for the JVM replay test.
 """
 
 import dataclasses
@@ -32,16 +32,16 @@ import tempfile
 
 import numpy as np
 
-from converters import demo
-from converters.android_session import AUTO, AppSession, Recorder, auto_recipe, auto_rule, check_recipe
-from tflite_fineprune import reference_data
-from tflite_fineprune import signatures as sig
-from tflite_fineprune.datafiles import fit_audio, load_audio
-from tflite_fineprune.errors import FinePruneError
-from converters.evaluation import Recipe, evaluate_users
-from tflite_fineprune.interpreters import open_interpreter
-from tflite_fineprune.metadata import read_model_file
-from tflite_fineprune.state import atomic_write
+from . import demo
+from .android_session import AUTO, AppSession, Recorder, auto_recipe, auto_rule, check_recipe
+from .. import reference_data
+from .. import signatures as sig
+from ..datafiles import fit_audio, load_audio
+from ..errors import FinePruneError
+from .evaluation import Recipe, evaluate_users
+from ..interpreters import open_interpreter
+from ..metadata import read_model_file
+from ..state import atomic_write
 
 MANIFEST_FORMAT = "tflite-fineprune-android-assets"
 MANIFEST_VERSION = 1
@@ -148,7 +148,7 @@ def _demo_users(kind, root, labels):
     """The demo's users of `kind` as `evaluation.User`s whose samples are file paths (same users, same splits)."""
     if kind == "speech":
         return demo.speech_users(root, labels, str)
-    from converters.vision import REFERENCE_PER_CLASS
+    from .vision import REFERENCE_PER_CLASS
 
     files = []
     for name in labels:
@@ -162,7 +162,7 @@ def _demo_users(kind, root, labels):
 
 def _choose_user(kind, source, entry, root, labels):
     """Run the demo's per-user evaluation over every user of `kind`; the representative user and its table."""
-    from tflite_fineprune.runtime import Personalizer
+    from ..runtime import Personalizer
 
     users = _demo_users(kind, root, labels)
 
@@ -221,9 +221,9 @@ def _load_sample(kind, path, entry):
 def _export_default(kind, folder, data_root):
     path = os.path.join(folder, f"{kind}.tflite")
     if kind == "speech":
-        from converters.speech import export_mlperf
+        from .speech import export_mlperf
     else:
-        from converters.vision import export_mlperf
+        from .vision import export_mlperf
     report = export_mlperf(path, data_root, prune_outputs=True)
     # The scratch path is gone once the assets are written: name the asset the model becomes instead.
     check = "" if report.max_abs_error is None else f", max |TFLite - Keras| {report.max_abs_error:.1e}"

@@ -1,7 +1,7 @@
 """Populations of messy users: adaptation data that is partly not the model's world.
 
 On a phone a user records whatever they say and keeps whatever photos they
-have. These builders take a clean population (`converters.evaluation.User`s)
+have. These builders take a clean population (`tflite_fineprune.converters.evaluation.User`s)
 and mix out-of-vocabulary samples into each user's *adaptation* set only, so
 that they make up a given share of it; the evaluation set stays the user's
 real classes. What gets mixed in:
@@ -13,7 +13,7 @@ real classes. What gets mixed in:
 - images: Fashion-MNIST upscaled to 32×32 RGB (another dataset) or uniform
   noise.
 
-`benchmarks/open_set.py` evaluates them with `converters.evaluation`.
+`benchmarks/open_set.py` evaluates them with `tflite_fineprune.converters.evaluation`.
 """
 
 import dataclasses
@@ -21,7 +21,7 @@ import pathlib
 
 import numpy as np
 
-from tflite_fineprune.errors import FinePruneError
+from ..errors import FinePruneError
 
 from .evaluation import speech_commands_speaker
 

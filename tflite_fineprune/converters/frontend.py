@@ -125,7 +125,7 @@ class MlperfMfcc(keras.layers.Layer):
 
 
 def register_with_exporter():
-    from tflite_fineprune.export.layer_registry import Role, register
+    from ..export.layer_registry import Role, register
 
     register(MlperfMfcc, Role.MIXING)
 

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from tflite_fineprune.errors import FinePruneError
+from ..errors import FinePruneError
 
 # Searched in the file name without its extension:
 #   Speech Commands  <speaker>_nohash_<n>       (8 hex digits; `_unknown_` clips: <word>_<speaker>_nohash_<n>)

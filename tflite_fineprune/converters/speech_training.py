@@ -25,9 +25,9 @@ import time
 import keras
 import numpy as np
 
-from converters.augment import RandomNoise, RandomTimeShift, SpecAugment
-from converters.frontend import CLIP_SAMPLES, MlperfMfcc
-from tflite_fineprune.errors import FinePruneError
+from .augment import RandomNoise, RandomTimeShift, SpecAugment
+from .frontend import CLIP_SAMPLES, MlperfMfcc
+from ..errors import FinePruneError
 
 BATCH_SIZE = 32
 LEARNING_RATE = 2e-3
@@ -50,7 +50,7 @@ class TrainingRecipe:
 
 def keyword_model(num_classes, recipe):
     """PCM → [augmentation] → MFCC → [SpecAugment] → DS-CNN; returns (model, classifier)."""
-    from converters.kws_model import DS_CNN_FILTERS, ds_cnn
+    from .kws_model import DS_CNN_FILTERS, ds_cnn
 
     if recipe.width <= 0:
         raise FinePruneError(f"--width must be positive, got {recipe.width}")
@@ -69,7 +69,7 @@ def keyword_model(num_classes, recipe):
 
 def pretrained_classifier(path):
     """The DS-CNN of a local MLPerf Tiny KWS SavedModel folder, or the classifier inside a saved `.keras` model."""
-    from converters.kws_model import load_mlperf_ds_cnn
+    from .kws_model import load_mlperf_ds_cnn
 
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -77,14 +77,14 @@ def pretrained_classifier(path):
     if not path.endswith(".keras") or not os.path.isfile(path):
         raise FinePruneError(f"--init-from expects an MLPerf Tiny KWS SavedModel folder or a .keras file saved by "
                              f"`train --keras`, got {path!r}")
-    import converters.augment  # noqa: F401  (registers the augmentation layers the saved model may hold)
+    from . import augment  # noqa: F401  (registers the augmentation layers the saved model may hold)
 
     model = keras.models.load_model(path, compile=False)
     inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     candidates = [m for m in inner + [model] if any(layer.name == "stem_conv" for layer in m.layers)]
     if not candidates:
         raise FinePruneError(f"{path} holds no DS-CNN (no layer named 'stem_conv'); expected a model saved by "
-                             "`python -m converters.speech train --keras`")
+                             "`python -m tflite_fineprune.converters.speech train --keras`")
     return candidates[0]
 
 
@@ -209,7 +209,7 @@ def train(pcm, labels, num_classes, train_index, val_index, recipe, verbose=0, l
     keras.utils.set_random_seed(recipe.seed)
     model, classifier = keyword_model(num_classes, recipe)
     if recipe.init_from:
-        from converters.kws_model import KWS_LABELS
+        from .kws_model import KWS_LABELS
 
         if recipe.reuse_outputs and not os.path.isdir(recipe.init_from):
             raise FinePruneError("--reuse-outputs needs --init-from to name an MLPerf Tiny KWS SavedModel folder "
