@@ -62,7 +62,7 @@ from tflite_fineprune.converters.android_session import AppSession, Recorder
 from tflite_fineprune.datafiles import fit_audio, load_audio
 from tflite_fineprune.interpreters import open_interpreter
 from tflite_fineprune.metadata import read_model_metadata
-from tflite_fineprune.state import read_file
+from tflite_fineprune.safe_io import read_file
 
 
 def sample(model, relative):

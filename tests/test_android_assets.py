@@ -20,7 +20,8 @@ from tflite_fineprune import Personalizer
 from tflite_fineprune.cli import main
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.recipe import AutoRule
-from tflite_fineprune.state import encode_state, read_file
+from tflite_fineprune.state import encode_state
+from tflite_fineprune.safe_io import read_file
 
 CHECK = REPO / "android_demo" / "check.sh"
 

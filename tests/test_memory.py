@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tflite_fineprune import FinePruneError
-from tflite_fineprune.state import read_file
+from tflite_fineprune.safe_io import read_file
 from tests.synthetic import synthetic_inputs
 
 WORKER = pathlib.Path(__file__).with_name("memory_worker.py")

@@ -425,7 +425,7 @@ MAX_MODEL_BYTES = 1 << 34
 def read_model_file(path, verify=True):
     """`(bytes, ModelMetadata)` of an exported model file, refusing non-TFLite files before reading them whole."""
     from .tflite.flatbuffer import TFLITE_IDENTIFIER
-    from .state import read_file
+    from .safe_io import read_file
 
     data = read_file(path, "model", max_bytes=MAX_MODEL_BYTES,
                      expect_prefix=(4, TFLITE_IDENTIFIER, "is not a TFLite file"))

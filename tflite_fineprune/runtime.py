@@ -13,7 +13,8 @@ from .levers import PERSONALIZER_METHODS, used
 from .metadata import read_model_file
 from .progress import progress_bar
 from .sparsity import Sparsity, measure_sparsity
-from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
+from .state import MAX_STATE_BYTES, State, check_counters, decode_model_state, encode_state
+from .safe_io import atomic_write, read_file
 
 DEFAULT_BATCH_SIZE = 32
 

@@ -21,7 +21,8 @@ from .errors import FinePruneError
 from .levers import LEVERS, used
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
-from .state import MAX_STATE_BYTES, State, atomic_write, check_counters, decode_model_state, encode_state, read_file
+from .state import MAX_STATE_BYTES, State, check_counters, decode_model_state, encode_state
+from .safe_io import atomic_write, read_file
 from .tflite.channel_plan import ChannelPlan, Unslimmable, trace_source
 from .tflite.compaction import compact_buffers, drop_unused, remove_identities
 from .tflite.flatbuffer import UNSEALED_DIGEST, seal

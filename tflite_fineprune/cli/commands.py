@@ -15,7 +15,7 @@ def _check_export_output(args):
 def cmd_export(args):
     labels = None
     if args.labels:
-        from ..state import read_file
+        from ..safe_io import read_file
 
         try:
             text = read_file(args.labels, "labels file", max_bytes=1 << 24).decode("utf-8")

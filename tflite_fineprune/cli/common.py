@@ -52,7 +52,7 @@ def check_output(path, flag, inputs, kind):
     """Before any work: refuse an output `path` that is one of the command's `inputs` (flag → path) or an
     existing file that is not of the `kind` (`(what, offset, prefix)`) the command writes; its folder must
     exist and be writable. Nothing a user owns is replaced by mistake."""
-    from ..state import check_output_folder, starts_with
+    from ..safe_io import check_output_folder, starts_with
 
     what, offset, prefix = kind
     if os.path.exists(path):

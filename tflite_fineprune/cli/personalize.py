@@ -75,7 +75,8 @@ def _check_state_path(args):
     """Before the model and the data are read: --state may name only a state file (of any model) or a new
     file, in a folder that can be written. The model itself, or any other file, is never replaced, --fresh
     or not."""
-    from ..state import check_output_folder, is_state_file
+    from ..state import is_state_file
+    from ..safe_io import check_output_folder
 
     if os.path.exists(args.state):
         if os.path.exists(args.model) and os.path.samefile(args.state, args.model):

@@ -41,7 +41,7 @@ from ..errors import FinePruneError
 from .evaluation import Recipe, evaluate_users
 from ..interpreters import open_interpreter
 from ..metadata import read_model_file
-from ..state import atomic_write
+from ..safe_io import atomic_write
 
 MANIFEST_FORMAT = "tflite-fineprune-android-assets"
 MANIFEST_VERSION = 1

@@ -23,7 +23,8 @@ from .. import recipe as auto
 from .. import signatures as sig
 from ..errors import FinePruneError
 from ..sparsity import measure_sparsity
-from ..state import State, atomic_write
+from ..state import State
+from ..safe_io import atomic_write
 
 AUTO = "auto"
 

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import FinePruneError
 from ..population.recipes import random_masks
 from ..progress import progress_bar
-from ..state import atomic_write
+from ..safe_io import atomic_write
 
 SPEAKER_PATTERN = re.compile(r"([0-9a-f]{8})_nohash_")
 

@@ -79,7 +79,7 @@ def trained_fashion_cnn(batchnorm=True, cache_dir=None, epochs=2, root=None, wid
     """(model, test accuracy or None when loaded): the cached model, else trained now and saved to the cache."""
     import keras
 
-    from ..state import atomic_write
+    from ..safe_io import atomic_write
 
     path = cached_model_path(batchnorm, cache_dir, epochs, widths, dense, limit)
     if path.exists():

@@ -21,7 +21,7 @@ from ..levers import describe as describe_levers_blocks
 from ..tflite.flatbuffer import UNSEALED_DIGEST, seal
 from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
 from ..sparsity import layer_cost
-from ..state import atomic_write
+from ..safe_io import atomic_write
 from .embed import STEPS as COMPACT_STEPS, add_metadata
 from .graph import flatten_model
 from .levers import EXPORT_LEVERS, configure as configure_levers

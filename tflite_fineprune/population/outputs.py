@@ -14,7 +14,7 @@ import json
 import os
 
 from ..errors import FinePruneError
-from ..state import atomic_write
+from ..safe_io import atomic_write
 
 INTEGER_COLUMNS = ("adapt", "eval", "index")
 FLOAT_COLUMNS = ("dense_accuracy", "accuracy", "unit_sparsity", "weight_sparsity", "mac_sparsity", "dense_others",

@@ -217,7 +217,7 @@ def _run(model_path, users, recipes, settings, columns, run, out, engine, worker
 def _write_outputs(out, rows, columns, info, title):
     if out is None:
         return {}, []
-    from ..state import atomic_write
+    from ..safe_io import atomic_write
 
     files, notes = {"csv": os.path.join(out, "users.csv")}, []
     atomic_write(files["csv"], csv_text(rows, columns).encode("utf-8"))  # in user order, whatever finished first

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from ..state import atomic_write
+from ..safe_io import atomic_write
 
 
 def _numbers(part, key):
