@@ -26,7 +26,7 @@ from tflite_fineprune.converters.android_assets import build_assets  # noqa: E40
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", help="asset folder to keep (default: a temporary folder)")
-    parser.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA)")
+    parser.add_argument("--data", help="demo data folder (default: $FINEPRUNE_DATA)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from tflite_fineprune.converters import frontend  # noqa: E402
 from tflite_fineprune.converters.kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: E402
 from tests.realdata import read_clip  # noqa: E402
-from tflite_fineprune.reference_data import MLPERF_KWS, data_root  # noqa: E402
+from tflite_fineprune.demo_data import MLPERF_KWS, data_root  # noqa: E402
 
 
 def dft_matrix():

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from tflite_fineprune.reference_data import data_root  # noqa: E402
+from tflite_fineprune.demo_data import data_root  # noqa: E402
 from tflite_fineprune.converters.speech import MLPERF_KWS, export_mlperf  # noqa: E402
 from tests import kws_reference  # noqa: E402
 from tests.realdata import read_clip  # noqa: E402

@@ -62,7 +62,7 @@ def keras_model(kind, root, out):
 
     if kind == "speech":
         from tflite_fineprune.converters.speech import load_mlperf_ds_cnn, with_frontend
-        from tflite_fineprune.reference_data import MLPERF_KWS
+        from tflite_fineprune.demo_data import MLPERF_KWS
 
         return with_frontend(load_mlperf_ds_cnn(root / MLPERF_KWS))
     if kind == "cifar":
@@ -208,7 +208,7 @@ def run_tfmot_worker(kind, root, split, jobs, users, out):
     spec = {"kind": kind, "weights": len(split.classifier.get_weights()), "users": len(jobs),
             "softmax": split.softmax, "sparsity": TFMOT_SPARSITY[kind], **TFMOT}
     if kind == "cifar":
-        from tflite_fineprune.reference_data import MLPERF_RESNET8, data_root
+        from tflite_fineprune.demo_data import MLPERF_RESNET8, data_root
 
         spec["h5"] = str(data_root(root) / MLPERF_RESNET8)
     start = time.perf_counter()

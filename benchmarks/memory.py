@@ -5,7 +5,7 @@ personalized in a fresh process that imports no TensorFlow (tests/memory_worker.
 `personalize` (the automatic routine), save the state, load it into a fresh Personalizer, slim it. The worker
 prints its peak address space (VmPeak: what `ulimit -v` / RLIMIT_AS limits) and peak resident memory (VmHWM).
 Each model is then run again under an address-space limit of the measured peak plus `--margin` MiB, to show that
-this much is enough. Exporting needs TensorFlow and the reference data (docs/data.md); that part is not measured.
+this much is enough. Exporting needs TensorFlow and the demo data (docs/data.md); that part is not measured.
 
 usage: python benchmarks/memory.py [--only speech,vision,fashion] [--cache DIR] [--python PYTHON] [--margin 32]
                                   [--arena-max N]

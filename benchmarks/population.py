@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from tflite_fineprune.quiet import silence_interpreters  # noqa: E402
-from tflite_fineprune.reference_data import CIFAR10_TEST, require_data  # noqa: E402
+from tflite_fineprune.demo_data import CIFAR10_TEST, require_data  # noqa: E402
 
 REFERENCE_PER_CLASS = 100  # converters/vision.py: the export's BatchNorm reference images, never a user's
 
@@ -75,7 +75,7 @@ def main(argv=None):
                         help="comma-separated: local, ray:N (default local,ray:1,ray:2)")
     parser.add_argument("--recipe", action="append", dest="recipes", help="default: auto")
     parser.add_argument("--model", help="an exported ResNet-8 (default: export it with the vision converter)")
-    parser.add_argument("--data", help="the reference data folder (default $FINEPRUNE_DATA)")
+    parser.add_argument("--data", help="the demo data folder (default $FINEPRUNE_DATA)")
     parser.add_argument("--users-per-task", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="keep the runs' folders here (default: a temporary folder)")

@@ -28,7 +28,7 @@ from tflite_fineprune.converters.speech import export_mlperf  # noqa: E402
 from tests.realdata import read_clip  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.errors import FinePruneError  # noqa: E402
-from tflite_fineprune.reference_data import data_root  # noqa: E402
+from tflite_fineprune.demo_data import data_root  # noqa: E402
 
 
 def routine_check(float_model, quantized, clips, workdir):

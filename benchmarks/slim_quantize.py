@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from tflite_fineprune import Personalizer  # noqa: E402
-from tflite_fineprune.reference_data import data_root  # noqa: E402
+from tflite_fineprune.demo_data import data_root  # noqa: E402
 from tflite_fineprune.slim import slim_model  # noqa: E402
 from tflite_fineprune.state import State  # noqa: E402
 
@@ -101,7 +101,7 @@ def measure(name, builder, sparsities, workdir, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA)")
+    parser.add_argument("--data", help="demo data folder (default: $FINEPRUNE_DATA)")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/tflite-fineprune"),
                         help="where the trained Fashion-MNIST MLP is kept between runs")
     parser.add_argument("--only", choices=tuple(MODELS), action="append")

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import tflite_fineprune.converters.augment  # noqa: E402,F401  (registers the augmentation layers of saved models)
 from benchmarks.speech_train import TRAINING_SPEAKERS, dataset, load  # noqa: E402
 from tflite_fineprune.converters.speech_training import mfcc_features, pretrained_classifier  # noqa: E402
-from tflite_fineprune.reference_data import data_root  # noqa: E402
+from tflite_fineprune.demo_data import data_root  # noqa: E402
 
 
 class MaskedChain:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from tflite_fineprune.reference_data import data_root  # noqa: E402
+from tflite_fineprune.demo_data import data_root  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.datafiles import fit_audio, load_audio  # noqa: E402
 

@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO))
 from tflite_fineprune import Personalizer, export_model  # noqa: E402
 from tflite_fineprune.datafiles import load_image  # noqa: E402
 from tflite_fineprune.errors import FinePruneError  # noqa: E402
-from tflite_fineprune.reference_data import CIFAR10_LABELS as CLASSES  # noqa: E402
-from tflite_fineprune.reference_data import CIFAR10_TEST, MLPERF_RESNET8 as MODEL, require_data  # noqa: E402
+from tflite_fineprune.demo_data import CIFAR10_LABELS as CLASSES  # noqa: E402
+from tflite_fineprune.demo_data import CIFAR10_TEST, MLPERF_RESNET8 as MODEL, require_data  # noqa: E402
 
 
 def find_data(given):

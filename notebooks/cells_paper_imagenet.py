@@ -17,7 +17,7 @@ data never predicts), both together, and the automatic label-free choice (`perso
 slimmed file (pruned channels removed, `Personalizer.slim`): size and latency. A table and a plot at the end.
 
 **Offline** (no network; this repository's tests) the same experiment runs on the MLPerf Tiny **ResNet-8 with
-CIFAR-10 class subsets** from the reference data folder, so every cell still executes; the numbers are then
+CIFAR-10 class subsets** from the demo data folder, so every cell still executes; the numbers are then
 ResNet-8's, not the paper's. `docs/notebooks.md` says which runs were made where.
 '''),
     code(PARAMS_HEAD + r'''
@@ -74,7 +74,7 @@ if USE_IMAGENET:
 else:
     from PIL import Image
     from tflite_fineprune.converters.vision import export_mlperf
-    from tflite_fineprune.reference_data import CIFAR10_LABELS, CIFAR10_TEST, data_root
+    from tflite_fineprune.demo_data import CIFAR10_LABELS, CIFAR10_TEST, data_root
 
     # Skip each class's first 100 images: the export may use them as its BatchNorm reference pool.
     folder = data_root() / CIFAR10_TEST

@@ -17,11 +17,11 @@ exact call sequence (`tflite_fineprune.converters.android_session.AppSession`: o
 signature call, as the Kotlin `PersonalizationSession` issues them) through LiteRT, and show the numbers the
 phone must reproduce.
 
-Needs the reference data folder (`$FINEPRUNE_DATA`, else `../shared/data`; in Colab upload or mount it and set
-`DATA` below; `tflite_fineprune/reference_data.py` lists what it must hold).
+Needs the demo data folder (`$FINEPRUNE_DATA`, else `../shared/data`; in Colab upload or mount it and set
+`DATA` below; `tflite_fineprune/demo_data.py` lists what it must hold).
 '''),
     code(PARAMS_HEAD + r'''
-DATA = None                         # reference data folder; None: $FINEPRUNE_DATA, else ../shared/data
+DATA = None                         # demo data folder; None: $FINEPRUNE_DATA, else ../shared/data
 OUTPUT = "fineprune-android-assets" # copy this folder to android_demo/app/src/main/assets/
 RECORD = None                       # a folder for recordings of every signature call (the JVM replay tests)
 '''),
@@ -30,9 +30,9 @@ RECORD = None                       # a folder for recordings of every signature
     code(r'''
 import json
 from tflite_fineprune.converters.android_assets import build_assets
-from tflite_fineprune.reference_data import data_root
+from tflite_fineprune.demo_data import data_root
 
-print("reference data:", data_root(DATA))
+print("demo data:", data_root(DATA))
 start = time.time()
 manifest = build_assets(OUTPUT, data=DATA, record=RECORD)
 print(f"({time.time() - start:.0f} s)")

@@ -38,7 +38,7 @@ WORKDIR = "fineprune-keywords"
     md("## Your clips (upload, record, or the local sample)"),
     code(r'''
 import re, shutil, zipfile
-from tflite_fineprune.reference_data import SPEECH_COMMANDS_TEST, data_root
+from tflite_fineprune.demo_data import SPEECH_COMMANDS_TEST, data_root
 
 SPEAKER = re.compile(r"([0-9a-f]{8})_nohash_|^\d+_([A-Za-z]+)_\d+$")  # Speech Commands, FSDD
 os.makedirs(WORKDIR, exist_ok=True)
@@ -74,7 +74,7 @@ SPEECH_COMMANDS_URL = "https://download.tensorflow.org/data/speech_commands_test
 
 
 def speech_commands_test():
-    """The Speech Commands v0.02 test split: the reference data folder's copy, else (online) downloaded."""
+    """The Speech Commands v0.02 test split: the demo data folder's copy, else (online) downloaded."""
     local = data_root() / SPEECH_COMMANDS_TEST
     if local.is_dir() or not ONLINE:
         return local

@@ -1,4 +1,4 @@
-"""Real test inputs from the reference data folder (the library's one lookup, reference_data.data_root)."""
+"""Real test inputs from the demo data folder (the library's one lookup, demo_data.data_root)."""
 
 import pathlib
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tflite_fineprune.datafiles import fit_audio, load_audio
-from tflite_fineprune.reference_data import CIFAR10_LABELS, data_root
+from tflite_fineprune.demo_data import CIFAR10_LABELS, data_root
 
 CLIP_SAMPLES = 16000
 REPO = pathlib.Path(__file__).resolve().parents[1]

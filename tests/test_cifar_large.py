@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tflite_fineprune.reference_data import CIFAR10_TEST
+from tflite_fineprune.demo_data import CIFAR10_TEST
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "cifar_large.py"
 spec = importlib.util.spec_from_file_location("cifar_large", SCRIPT)

@@ -24,7 +24,7 @@ import pytest
 import soundfile
 
 from tests.cli import run_cli
-from tflite_fineprune import FinePruneError, data_fetch, reference_data
+from tflite_fineprune import FinePruneError, data_fetch, demo_data
 from tflite_fineprune.cli import main
 from tflite_fineprune.data_sources import DATASETS, FSDD_TAG, tree_sha256
 
@@ -202,12 +202,12 @@ def test_full_fetch_lays_out_what_the_demos_read(server, files, tmp_path):
     fetched = data_fetch.fetch(root, datasets=table(server, files), log=quiet)
     assert fetched == [d.name for d in DATASETS]
     assert sorted(os.listdir(root)) == ["cifar10_test", "fsdd", "mlperf_tiny", "speech_commands_v0.02_test"]
-    speech = root / reference_data.SPEECH_COMMANDS_TEST
+    speech = root / demo_data.SPEECH_COMMANDS_TEST
     assert sorted(p.name for p in speech.iterdir()) == sorted(LABELS + ("LICENSE", "README.md"))
     assert (speech / "down" / "0a000000_nohash_0.wav").read_bytes() == wav_bytes(0)
-    kws = root / reference_data.MLPERF_KWS
+    kws = root / demo_data.MLPERF_KWS
     assert (kws / "variables" / "variables.index").read_bytes() == files["kws/kws_ref_model/variables/variables.index"]
-    assert (root / reference_data.MLPERF_RESNET8).read_bytes() == files["ic/pretrainedResnet.h5"]
+    assert (root / demo_data.MLPERF_RESNET8).read_bytes() == files["ic/pretrainedResnet.h5"]
     assert (root / "mlperf_tiny" / "image_classification" / "LICENSE.md").is_file()
     # CIFAR-10: one folder per class, images in batch order, the pixels of the pickled batch (JPEG, so close).
     from PIL import Image
@@ -221,8 +221,8 @@ def test_full_fetch_lays_out_what_the_demos_read(server, files, tmp_path):
         assert np.abs(np.asarray(image.convert("RGB"), float) - original).mean() < 60  # noise compresses badly
     assert sorted(os.listdir(root / "fsdd" / "recordings")) == sorted(fsdd_recordings())
     # What the demo, the converters and android-assets check for is there; nothing else is left behind.
-    reference_data.require_data([reference_data.SPEECH_COMMANDS_TEST, reference_data.MLPERF_KWS,
-                                 reference_data.CIFAR10_TEST, reference_data.MLPERF_RESNET8, reference_data.FSDD], root)
+    demo_data.require_data([demo_data.SPEECH_COMMANDS_TEST, demo_data.MLPERF_KWS,
+                                 demo_data.CIFAR10_TEST, demo_data.MLPERF_RESNET8, demo_data.FSDD], root)
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
     # A second run fetches nothing.
     requests = len(server.requests)
@@ -317,7 +317,7 @@ def test_the_table_is_complete():
             assert download.sha256 or dataset.content_sha256, download.name
             assert download.sha256 is None or len(download.sha256) == 64
     assert {p for d in DATASETS for p in d.provides} >= {
-        reference_data.SPEECH_COMMANDS_TEST, reference_data.CIFAR10_TEST, reference_data.FSDD}
+        demo_data.SPEECH_COMMANDS_TEST, demo_data.CIFAR10_TEST, demo_data.FSDD}
 
 
 @pytest.mark.parametrize("command", [["demo"], ["demo", "--vision"], ["demo", "--fashion"], ["android-assets"]])

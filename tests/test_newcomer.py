@@ -10,7 +10,7 @@ import pytest
 from tests.cli import run_cli
 from tests.synthetic import clips, images
 from tflite_fineprune import FinePruneError, Personalizer
-from tflite_fineprune.reference_data import CIFAR10_LABELS
+from tflite_fineprune.demo_data import CIFAR10_LABELS
 
 TF_NOISE = re.compile(r"cuda|cuInit|oneDNN|absl|XNNPACK|cpu_feature_guard", re.IGNORECASE)
 

@@ -1,6 +1,6 @@
 """The Colab notebooks (notebooks/*.ipynb): executed headless, offline and in quick mode; committed stripped.
 
-Executing them needs nbclient, nbformat and ipykernel (the `test` extra) and the reference data
+Executing them needs nbclient, nbformat and ipykernel (the `test` extra) and the demo data
 ($FINEPRUNE_DATA or ../shared/data; the quickstart also Fashion-MNIST from Debian's
 dataset-fashion-mnist). The kernel is the interpreter running pytest, so the checkout's packages are
 the ones the notebooks import. FINEPRUNE_OFFLINE=1 keeps them from downloading anything.
@@ -78,10 +78,10 @@ def test_notebook_runs_offline_in_quick_mode(name, kernel_name, tmp_path):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    from tflite_fineprune.reference_data import data_root
+    from tflite_fineprune.demo_data import data_root
 
     if not data_root().is_dir():
-        pytest.skip(f"reference data folder {data_root()} is absent (set FINEPRUNE_DATA)")
+        pytest.skip(f"demo data folder {data_root()} is absent (set FINEPRUNE_DATA)")
     if name == "quickstart":
         from tflite_fineprune.converters.fashion import find_fashion_mnist
         from tflite_fineprune.errors import FinePruneError

@@ -1,7 +1,7 @@
 """`evaluate_population` and `tflite-fineprune population` on the local engine: real exports, real image files.
 
 Users come from generated PNG files (class folders `0`…`9`, each class its own colour plus noise), so these
-tests run without the reference data; the Ray engine's tests (test_population_ray.py) reuse the helpers here.
+tests run without the demo data; the Ray engine's tests (test_population_ray.py) reuse the helpers here.
 """
 
 import csv

@@ -1,4 +1,4 @@
-"""`tflite-fineprune data fetch`: download the reference data, verify it, lay it out atomically.
+"""`tflite-fineprune data fetch`: download the demo data, verify it, lay it out atomically.
 
 For each dataset of `data_sources.DATASETS` not already under the data folder: download its files into the private
 folder `DATA/.downloads/<dataset>/` (fetch_transfer.py: size and time bounded, a `.part` file resumes with an HTTP
@@ -154,10 +154,10 @@ def _unpack(dataset, paths, staging):
 
 def add_parser(commands):
     """`data fetch` under the CLI's sub-commands; returns the command function."""
-    data = commands.add_parser("data", help="get the reference data the demos, converters and tests use")
+    data = commands.add_parser("data", help="get the demo data the demos, converters and tests use")
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION",
                                   help="fetch (the only action)")
-    p = actions.add_parser("fetch", help="download, verify (SHA-256) and lay out the public reference data")
+    p = actions.add_parser("fetch", help="download, verify (SHA-256) and lay out the public demo data")
     p.add_argument("-o", "--output", metavar="DIR",
                    help="the data folder (default: $FINEPRUNE_DATA, else the per-user data folder)")
     p.add_argument("--only", action="append", metavar="NAME",
@@ -173,7 +173,7 @@ def add_parser(commands):
 
 
 def cmd_data(args):
-    from .reference_data import default_data_root
+    from .demo_data import default_data_root
 
     if args.list:
         for dataset in DATASETS:
@@ -189,4 +189,4 @@ def cmd_data(args):
                              "seconds and a rate of 0 bytes/s or more")
     limits = Limits(min_rate=args.min_rate, deadline=args.deadline)
     fetched = fetch(root, args.only, args.mirror, limits=limits)
-    print(f"reference data in {root}" + (f" (fetched now: {', '.join(fetched)})" if fetched else ""))
+    print(f"demo data in {root}" + (f" (fetched now: {', '.join(fetched)})" if fetched else ""))

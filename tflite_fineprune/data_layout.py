@@ -1,6 +1,6 @@
-"""What the reference data folder holds: its parts' relative paths, what each is, and CIFAR-10's labels.
+"""What the demo data folder holds: its parts' relative paths, what each is, and CIFAR-10's labels.
 
-Shared by reference_data.py (where the folder is) and data_sources.py (where each part is downloaded from).
+Shared by demo_data.py (where the folder is) and data_sources.py (where each part is downloaded from).
 """
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

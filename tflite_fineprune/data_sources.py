@@ -1,4 +1,4 @@
-"""Where each part of the reference data comes from publicly, its SHA-256, and how it is laid out.
+"""Where each part of the demo data comes from publicly, its SHA-256, and how it is laid out.
 
 One table (`DATASETS`) for `tflite-fineprune data fetch` (data_fetch.py). Each dataset is one or more
 downloads, each pinned by URL, size and SHA-256, and a layout function that turns the verified downloads into

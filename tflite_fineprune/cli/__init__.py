@@ -59,7 +59,7 @@ def build_parser():
     p = commands.add_parser("demo",
                             help="personalize real pretrained models for real users (speech, --vision, --fashion or "
                             "--fashion-cnn)")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills); "
+    p.add_argument("--data", help="demo data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills); "
                    "with --fashion or --fashion-cnn, the folder with the four Fashion-MNIST *-ubyte.gz files (or its "
                    "fashion-mnist/)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -77,7 +77,7 @@ def build_parser():
                    help="asset folder")
     p.add_argument("--speech", help="speech model .tflite (default: export the MLPerf Tiny DS-CNN)")
     p.add_argument("--vision", help="vision model .tflite (default: export the MLPerf Tiny ResNet-8)")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills)")
+    p.add_argument("--data", help="demo data folder (default: $FINEPRUNE_DATA, else the one `data fetch` fills)")
     p.add_argument("--record", help="also write recordings of the app's signature calls here (JVM replay tests)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
 

@@ -177,7 +177,7 @@ def _check_demo_data(args):
 
 
 def _check_asset_data(args):
-    from .. import reference_data as rd
+    from .. import demo_data as rd
 
     needed = [rd.SPEECH_COMMANDS_TEST, rd.CIFAR10_TEST] + ([rd.MLPERF_KWS] if not args.speech else []) + (
         [rd.MLPERF_RESNET8] if not args.vision else [])

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import demo
 from .android_session import AUTO, AppSession, Recorder, auto_recipe, auto_rule, check_recipe
-from .. import reference_data
+from .. import demo_data
 from .. import signatures as sig
 from ..datafiles import fit_audio, load_audio
 from ..errors import FinePruneError
@@ -235,7 +235,7 @@ def _export_default(kind, folder, data_root):
 
 def build_assets(output=DEFAULT_OUTPUT, speech=None, vision=None, data=None, record=None):
     """Generate the app's assets (see module docstring); returns the manifest dict."""
-    root = reference_data.data_root(data, [SPEECH_DATA, VISION_DATA])
+    root = demo_data.data_root(data, [SPEECH_DATA, VISION_DATA])
     kinds = ("speech", "vision")
     _check_data(root, kinds)
     for kind, given in (("speech", speech), ("vision", vision)):

@@ -23,7 +23,7 @@ from ..progress import print_stage
 from .evaluation import Recipe, class_subset_users, plot_users, speaker_users, write_csv
 from ..population import format_summary, summarize
 from ..recipe import AutoRule
-from ..reference_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data
+from ..demo_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data
 
 SPEECH_DATA = (SPEECH_COMMANDS_TEST, MLPERF_KWS)
 VISION_DATA = (CIFAR10_TEST, MLPERF_RESNET8)
@@ -65,7 +65,7 @@ FASHION_CNN_RECIPES = (
 
 
 def find_data(given=None, vision=False):
-    """The reference data folder holding what the speech (or vision) demo needs."""
+    """The demo data folder holding what the speech (or vision) demo needs."""
     return require_data(VISION_DATA if vision else SPEECH_DATA, given,
                         "tflite-fineprune demo" + (" --vision" if vision else ""))
 
@@ -100,7 +100,7 @@ def _speech(root, out):
 
 def _vision(root, out):
     from .vision import export_mlperf
-    from ..reference_data import CIFAR10_LABELS
+    from ..demo_data import CIFAR10_LABELS
 
     model = out / "resnet8_uint8.tflite"
     print(export_mlperf(model, root, prune_outputs=True, on_stage=print_stage))  # BN reference: first images/class

@@ -20,8 +20,8 @@ import numpy as np
 from .common import add_export_command, as_options, command_parser, export_options, run_command
 from .frontend import CLIP_SAMPLES, SAMPLE_RATE, MlperfMfcc
 from .kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: F401 (KWS_LABELS: part of this converter's API)
-from .. import reference_data
-from ..reference_data import MLPERF_KWS
+from .. import demo_data
+from ..demo_data import MLPERF_KWS
 from ..errors import FinePruneError
 
 def with_frontend(classifier, name="kws"):
@@ -50,7 +50,7 @@ def reference_pool(data_root=None, limit=800, seed=0):
     from ..datafiles import fit_audio, load_audio
     from .evaluation import speech_commands_speaker
 
-    test = reference_data.data_root(data_root) / reference_data.SPEECH_COMMANDS_TEST
+    test = demo_data.data_root(data_root) / demo_data.SPEECH_COMMANDS_TEST
     if not test.is_dir():
         return None
     by_speaker = {}
@@ -66,7 +66,7 @@ def reference_pool(data_root=None, limit=800, seed=0):
 
 def export_mlperf(output, data_root=None, options=None, **changes):
     """The MLPerf DS-CNN; BN reference statistics from `reference_pool` unless `reference_data` is given."""
-    root = reference_data.require_data([MLPERF_KWS], data_root, "the MLPerf Tiny DS-CNN")
+    root = demo_data.require_data([MLPERF_KWS], data_root, "the MLPerf Tiny DS-CNN")
     options = as_options(options, **changes)
     if options.reference_data is None:
         options = options.with_changes(reference_data=reference_pool(data_root))
@@ -181,7 +181,7 @@ def recipe_from(args):
 def main(argv=None):
     parser, commands = command_parser("python -m tflite_fineprune.converters.speech", __doc__)
     p = add_export_command(commands, "mlperf", "MLPerf Tiny DS-CNN with the MFCC front-end")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one "
+    p.add_argument("--data", help="demo data folder (default: $FINEPRUNE_DATA, else the one "
                    "`tflite-fineprune data fetch` fills)")
     p = add_export_command(commands, "train", "train a DS-CNN-style model on DATA_DIR/<label>/*.wav and export it "
                            "(recipe: docs/training.md)")

@@ -19,9 +19,9 @@ import keras
 import numpy as np
 
 from .common import add_export_command, as_options, command_parser, export_options, run_command
-from .. import reference_data
+from .. import demo_data
 from ..errors import FinePruneError
-from ..reference_data import CIFAR10_LABELS, MLPERF_RESNET8
+from ..demo_data import CIFAR10_LABELS, MLPERF_RESNET8
 
 
 # keras.applications constructors: their module, and the ImageFrontEnd options that reproduce the
@@ -87,7 +87,7 @@ def with_frontend(classifier, input_size=None, scale=1.0, offset=0.0, mode="line
 
 
 def load_mlperf_resnet8(data_root=None):
-    path = reference_data.require_data([MLPERF_RESNET8], data_root, "the MLPerf Tiny ResNet-8") / MLPERF_RESNET8
+    path = demo_data.require_data([MLPERF_RESNET8], data_root, "the MLPerf Tiny ResNet-8") / MLPERF_RESNET8
     return keras.models.load_model(path, compile=False)
 
 
@@ -98,8 +98,8 @@ def cifar_by_class(data_root=None):
     """The CIFAR-10 test JPEGs as one uint8 array per class (file-name order)."""
     from PIL import Image
 
-    root = reference_data.require_data([reference_data.CIFAR10_TEST], data_root, "the CIFAR-10 test images")
-    return [np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted((root / reference_data.CIFAR10_TEST
+    root = demo_data.require_data([demo_data.CIFAR10_TEST], data_root, "the CIFAR-10 test images")
+    return [np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted((root / demo_data.CIFAR10_TEST
                                                                                  / name).glob("*.jpg"))])
             for name in CIFAR10_LABELS]
 
@@ -114,8 +114,8 @@ def export_mlperf(output, data_root=None, options=None, **changes):
     from .. import export_model
 
     options = as_options(options, **changes)
-    if options.reference_data is None and (reference_data.data_root(data_root, [reference_data.CIFAR10_TEST])
-                                           / reference_data.CIFAR10_TEST).is_dir():
+    if options.reference_data is None and (demo_data.data_root(data_root, [demo_data.CIFAR10_TEST])
+                                           / demo_data.CIFAR10_TEST).is_dir():
         options = options.with_changes(
             reference_data=np.concatenate([c[:REFERENCE_PER_CLASS] for c in cifar_by_class(data_root)]))
     model = with_frontend(load_mlperf_resnet8(data_root))
@@ -156,7 +156,7 @@ def export_keras_app(name, output, weights="auto", size=224, options=None, **cha
 def main(argv=None):
     parser, commands = command_parser("python -m tflite_fineprune.converters.vision", __doc__)
     p = add_export_command(commands, "mlperf", "MLPerf Tiny ResNet-8 (CIFAR-10) with a uint8 front-end")
-    p.add_argument("--data", help="reference data folder (default: $FINEPRUNE_DATA, else the one "
+    p.add_argument("--data", help="demo data folder (default: $FINEPRUNE_DATA, else the one "
                    "`tflite-fineprune data fetch` fills)")
     p = add_export_command(commands, "keras-app", "a keras.applications model with a uint8 front-end")
     p.add_argument("name", choices=sorted(KERAS_APPS), help="the keras.applications constructor")

@@ -1,4 +1,4 @@
-"""Where the reference data lives, and the label sets it uses.
+"""Where the demo data lives, and the label sets it uses.
 
 One lookup for the library, the converters, the demo, the benchmarks and the
 tests: an explicit folder, else `$FINEPRUNE_DATA`, else the per-user data
@@ -53,7 +53,7 @@ def _candidates(given):
 
 
 def data_root(given=None, needs=()):
-    """The reference data folder: `given`, else `$FINEPRUNE_DATA`, else the per-user folder, else (in a source
+    """The demo data folder: `given`, else `$FINEPRUNE_DATA`, else the per-user folder, else (in a source
     checkout) `../shared/data`; of the last two, the first that holds all of `needs` (relative paths), else the
     first that exists, else the per-user folder."""
     candidates = _candidates(given)
@@ -77,7 +77,7 @@ def require_data(relative_paths, given=None, what="this command"):
         names = datasets_for(missing)
         target = f" -o {root}" if given else ""
         raise FinePruneError(
-            f"{what} needs {wanted} under the reference data folder {root} (from {source}); get it with: "
+            f"{what} needs {wanted} under the demo data folder {root} (from {source}); get it with: "
             f"tflite-fineprune data fetch{target}" + "".join(f" --only {n}" for n in names)
             + f" (or pass --data DIR / set {ENVIRONMENT_VARIABLE}; docs/data.md)"
         )
