@@ -31,7 +31,7 @@ from tflite_fineprune.converters import demo  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
                                          speaker_users, summarize, write_csv)
-from tflite_fineprune.recipe import AutoRule  # noqa: E402
+from tflite_fineprune.auto_recipe import AutoRule  # noqa: E402
 
 AUTO = AutoRule()
 NO_SEARCH = 2.0  # magnitude_agreement > 1: step 5 (how far to prune) off

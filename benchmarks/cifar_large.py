@@ -47,7 +47,7 @@ from tflite_fineprune import Personalizer  # noqa: E402
 from tflite_fineprune.converters.evaluation import (Recipe, class_subset_users, evaluate_users, format_summary,  # noqa: E402
                                          summarize, write_csv)
 from tflite_fineprune.progress import print_stage  # noqa: E402
-from tflite_fineprune.recipe import AutoRule  # noqa: E402
+from tflite_fineprune.auto_recipe import AutoRule  # noqa: E402
 from tflite_fineprune.demo_data import CIFAR10_LABELS, CIFAR10_TEST, require_data  # noqa: E402
 
 REFERENCE = range(0, 100)

@@ -1,6 +1,6 @@
 """How strict should the class test be? The choice of `AutoRule.class_alpha` (and `class_share`), measured.
 
-Step 2 of the automatic recipe (tflite_fineprune/recipe.py) excludes a class
+Step 2 of the automatic recipe (tflite_fineprune/auto_recipe.py) excludes a class
 when it was predicted so rarely that a user who really meets it would almost
 surely have shown it. Excluding a class only removes it from the argmax, so
 its effect on accuracy follows from the dense model's outputs alone: this
@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import auto  # noqa: E402  (the same models and users as benchmarks/auto.py)
 from tflite_fineprune.converters import demo  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
-from tflite_fineprune.recipe import class_test  # noqa: E402
+from tflite_fineprune.auto_recipe import class_test  # noqa: E402
 
 SAMPLE_SIZES = (17, 30, 50, 100, 200)
 DRAWS = 200

@@ -7,7 +7,7 @@ training images as the reference pool; `plain`: without). Users: class-subset us
 or 5 classes; `--per-class` adaptation + as many evaluation images a class).
 
 Per user: `personalize` with step 5 off (class test, dormant units, BN shift: the reference), then, on top of
-its masks, each hidden layer's lowest-scoring live units are pruned to each rate of `recipe.SPARSITY_STEPS`,
+its masks, each hidden layer's lowest-scoring live units are pruned to each rate of `auto_recipe.SPARSITY_STEPS`,
 by four scores (each on the user's unlabeled adaptation images):
 
 * activity — how often a unit is > 0, counted after BN and ReLU (`prune`);
@@ -45,7 +45,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from stopping_probe import host_masks  # noqa: E402 (this folder: the same layerwise policy from the host)
-from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
+from tflite_fineprune.auto_recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
 
 SCORES = ("activity", "magnitude", "folded, before BN", "variation")
 RULES = (("τ=0.99", 0.99, True), ("τ=0.98", 0.98, True), ("τ=0.95", 0.95, True),

@@ -3,7 +3,7 @@
 The relative BN shift corrects a change of speaker or microphone, but a user who meets only a few classes also
 moves the statistics, and with too few samples for the class test to exclude anything the shift reads that class
 subset as a domain shift. `AutoRule.normalization_min_coverage` shifts only when the predictions spread over at
-least that share of the classes a user of every class would show with as many samples (`recipe.class_coverage`).
+least that share of the classes a user of every class would show with as many samples (`auto_recipe.class_coverage`).
 
 For each kind (`cifar`: the vision demo's class-subset users; `speech`: the demo's speakers) and population
 (`small`: 3–25 adaptation samples, `medium`: 50–150, `demo`: the demo's own; benchmarks/stopping_rule.py builds
@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import stopping_rule  # noqa: E402
 from tflite_fineprune.converters.evaluation import Recipe, evaluate_users  # noqa: E402
 from tflite_fineprune import Personalizer  # noqa: E402
-from tflite_fineprune.recipe import AutoRule  # noqa: E402
+from tflite_fineprune.auto_recipe import AutoRule  # noqa: E402
 
 RECIPES = (
     Recipe("gate (default)", rule=AutoRule(magnitude_agreement=2.0)),

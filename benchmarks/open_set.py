@@ -37,7 +37,7 @@ from tflite_fineprune.converters import demo  # noqa: E402
 from tflite_fineprune.converters import messy_users as messy  # noqa: E402
 from tflite_fineprune.converters.evaluation import Recipe, class_subset_users, evaluate_users, speaker_users  # noqa: E402
 from tflite_fineprune import Personalizer, open_set  # noqa: E402
-from tflite_fineprune.recipe import AutoRule  # noqa: E402
+from tflite_fineprune.auto_recipe import AutoRule  # noqa: E402
 
 BEFORE = Recipe("auto before the guard", rule=AutoRule(min_in_domain_share=-1.0))
 GUARDED = Recipe("auto with the guard", rule=AutoRule())

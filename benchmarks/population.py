@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from tflite_fineprune.quiet import silence_interpreters  # noqa: E402
+from tflite_fineprune.native_logs import silence_interpreters  # noqa: E402
 from tflite_fineprune.demo_data import CIFAR10_TEST, require_data  # noqa: E402
 
 REFERENCE_PER_CLASS = 100  # converters/vision.py: the export's BatchNorm reference images, never a user's

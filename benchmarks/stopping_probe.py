@@ -2,7 +2,7 @@
 
 Per user: `personalize` with step 5 off (class test, dormant units, BN shift: the reference), then, on top of
 its masks, each hidden layer's lowest-scoring live units are pruned to a rate r, for every rate of
-`recipe.SPARSITY_STEPS`, by three scores:
+`auto_recipe.SPARSITY_STEPS`, by three scores:
 
 * activity — how often a unit is active (the paper's criterion; the `prune` signature);
 * mean |activation| — from the `magnitudes` the model counts (masks set from the host);
@@ -28,7 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
+from tflite_fineprune.auto_recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
 
 SCORES = ("activity", "mean |activation|", "magnitude")
 THRESHOLDS = (0.97, 0.98, 0.99, 0.995, 1.0)

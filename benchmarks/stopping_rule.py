@@ -38,7 +38,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from tflite_fineprune.converters.evaluation import Recipe, User, class_subset_users, evaluate_users  # noqa: E402
-from tflite_fineprune.recipe import AutoRule  # noqa: E402
+from tflite_fineprune.auto_recipe import AutoRule  # noqa: E402
 
 NO_STEP_5 = Recipe("no step 5", rule=AutoRule(magnitude_agreement=2.0))  # > 1: step 5 off
 OLD_RULE = Recipe("old rule (99 % agreement)", rule=AutoRule(stop_max_disagreement=1.0, stop_max_shift=1.0))

@@ -96,7 +96,7 @@ print(f"{len(users)} users: " + ", ".join(u.name for u in users))
     code(r'''
 from tflite_fineprune import Personalizer
 from tflite_fineprune.converters.evaluation import Recipe, evaluate_users, format_summary, summarize
-from tflite_fineprune.recipe import AutoRule
+from tflite_fineprune.auto_recipe import AutoRule
 
 recipes = ([Recipe(f"prune {s:.0%} of units", sparsity=s) for s in SPARSITIES]
            + [Recipe(f"classes <{MIN_CLASS_FRACTION:.0%}", min_class_fraction=MIN_CLASS_FRACTION),

@@ -19,7 +19,7 @@ from tests.realdata import REPO, data_root, require
 from tflite_fineprune import Personalizer
 from tflite_fineprune.cli import main
 from tflite_fineprune.errors import FinePruneError
-from tflite_fineprune.recipe import AutoRule
+from tflite_fineprune.auto_recipe import AutoRule
 from tflite_fineprune.state import encode_state
 from tflite_fineprune.safe_io import read_file
 

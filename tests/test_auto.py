@@ -16,7 +16,7 @@ from tflite_fineprune import signatures as sig
 from tflite_fineprune import state as state_format
 from tflite_fineprune.export.embed import add_metadata
 from tflite_fineprune.metadata import METADATA_NAME, read_model_metadata
-from tflite_fineprune.recipe import AutoRule, binomial_cdf, class_test, excludable_count
+from tflite_fineprune.auto_recipe import AutoRule, binomial_cdf, class_test, excludable_count
 
 
 @pytest.mark.parametrize("n,p", [(17, 0.1), (100, 0.1), (60, 0.05), (500, 0.02), (3, 0.5)])
@@ -105,7 +105,7 @@ def test_personalize_stays_dense_on_five_samples(exports):
 
 
 def test_class_coverage_against_an_even_spread():
-    from tflite_fineprune.recipe import class_coverage
+    from tflite_fineprune.auto_recipe import class_coverage
 
     assert class_coverage([5] * 10) == pytest.approx(10 * (0.1 + 0.9 / 50))  # wider than 50 samples spread evenly
     assert class_coverage([10, 10] + [0] * 8) == pytest.approx(2 * (0.1 + 0.9 / 20))

@@ -118,7 +118,7 @@ def test_a_real_models_state_in_another_real_model_is_named_as_such(mlperf_kws, 
 def test_quoted_numbers_come_from_the_readme_rows(exports, tmp_path):
     import re
 
-    from tflite_fineprune.measured import DEMO_ROWS, newcomer_section, row
+    from tflite_fineprune.readme_numbers import DEMO_ROWS, newcomer_section, row
 
     root = os.path.join(os.path.dirname(__file__), "..")
     with open(os.path.join(root, "README.md"), encoding="utf-8") as f:

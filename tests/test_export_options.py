@@ -5,7 +5,7 @@ import inspect
 
 import pytest
 
-from tflite_fineprune.converters.common import add_export_command, command_parser, export_options
+from tflite_fineprune.converters.command_line import add_export_command, command_parser, export_options
 from tflite_fineprune import ExportOptions, FinePruneError
 from tflite_fineprune.cli import build_parser
 from tflite_fineprune.export.options import options_from_arguments

@@ -154,7 +154,7 @@ RULES = {  # (agreement, max disagreement bound, max shift bound)
 def test_personalize_prunes_as_far_as_the_stopping_rule_accepts(exported, name):
     import dataclasses
 
-    from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule
+    from tflite_fineprune.auto_recipe import SPARSITY_STEPS, AutoRule
 
     _, path, _, x = exported
     agreement, disagreement, shift = RULES[name]
@@ -199,7 +199,7 @@ def test_the_kotlin_port_tries_the_same_rates():
     import pathlib
     import re
 
-    from tflite_fineprune.recipe import SPARSITY_STEPS
+    from tflite_fineprune.auto_recipe import SPARSITY_STEPS
 
     source = (pathlib.Path(__file__).resolve().parents[1] / "android_demo/core/src/main/kotlin/org/tflitefineprune/core"
               / "AutoRecipe.kt").read_text()
@@ -212,7 +212,7 @@ def test_one_class_in_play_is_no_evidence_for_step_5(exported, classes):
     """A rule that accepts anything prunes to the last rate with two classes in play, and not at all with one."""
     import dataclasses
 
-    from tflite_fineprune.recipe import SPARSITY_STEPS, search_sparsity
+    from tflite_fineprune.auto_recipe import SPARSITY_STEPS, search_sparsity
     from tflite_fineprune.stopping import StoppingRule
 
     _, path, _, x = exported

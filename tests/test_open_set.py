@@ -5,7 +5,7 @@ import pytest
 
 from tests.realdata import cifar_images, read_clip, require
 from tflite_fineprune import Personalizer, open_set
-from tflite_fineprune.recipe import AutoRule, class_test
+from tflite_fineprune.auto_recipe import AutoRule, class_test
 
 LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
 SPEAKER = "0cb74144"  # a Speech Commands test-split speaker with 49 clips

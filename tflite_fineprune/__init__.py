@@ -9,7 +9,7 @@ tflite_fineprune` stays light on a device).
 from .errors import FinePruneError, InputError, ModelError, SlimError, StateError
 from .export.options import ExportOptions
 from .metadata import ModelMetadata, UnitGroup, read_model_metadata
-from .recipe import AutoRule, PersonalizationReport
+from .auto_recipe import AutoRule, PersonalizationReport
 from .runtime import Personalizer
 from .sparsity import Sparsity
 from .state import State

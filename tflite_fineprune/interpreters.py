@@ -11,7 +11,7 @@ import warnings
 from importlib import metadata
 
 from .errors import FinePruneError
-from .quiet import native_stderr
+from .native_logs import native_stderr
 
 _INTERPRETERS = {  # backend -> (module, attribute path of the Interpreter class)
     "litert": ("ai_edge_litert.interpreter", "Interpreter"),
@@ -88,7 +88,7 @@ def open_interpreter(model_path, backend="auto", num_threads=None, content=None)
             continue
         try:
             source = {"model_content": bytes(content)} if content is not None else {"model_path": str(model_path)}
-            with native_stderr():  # held back only after quiet.silence_interpreters / silence_tensorflow
+            with native_stderr():  # held back only after native_logs.silence_interpreters / silence_tensorflow
                 interpreter = cls(**source, num_threads=num_threads)
                 if name != "tflite_runtime":  # 2.14 crashes later when the main graph was allocated first
                     _allocate(interpreter)

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import signatures as sig
 from .errors import FinePruneError, ModelError, NonFiniteActivity  # noqa: F401 (NonFiniteActivity: public here)
-from .inputs import check_batch, check_positive_int, refuse_overflow
+from .input_checks import check_batch, check_positive_int, refuse_overflow
 from .interpreters import open_interpreter
 from .levers import PERSONALIZER_METHODS, used
 from .metadata import read_model_file
@@ -374,7 +374,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         """Observe the user's unlabeled `x` and apply the recipe chosen for it, without labels.
 
         Starts from the dense model (earlier personalization is reverted). The
-        choice (tflite_fineprune/recipe.py; docs/personalization.md) uses only
+        choice (tflite_fineprune/auto_recipe.py; docs/personalization.md) uses only
         what this file's signatures offer; `reset()` reverts it.
 
         Parameters
@@ -399,7 +399,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         FinePruneError
             When the samples are refused, as for `observe`.
         """
-        from .recipe import personalize
+        from .auto_recipe import personalize
 
         return personalize(self, x, rule, batch_size=batch_size, progress=progress)
 

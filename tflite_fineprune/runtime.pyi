@@ -7,7 +7,7 @@ import numpy as np
 
 from .errors import NonFiniteActivity as NonFiniteActivity
 from .metadata import ModelMetadata, UnitGroup
-from .recipe import AutoRule, PersonalizationReport
+from .auto_recipe import AutoRule, PersonalizationReport
 from .slim import SlimReport
 from .sparsity import Sparsity
 from .state import State

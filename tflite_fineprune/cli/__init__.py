@@ -10,7 +10,7 @@ from ..export.options import add_export_arguments
 from ..help_formatter import HelpFormatter
 from .commands import (_check_asset_data, _check_demo_data, _check_export_output, _silence_unless_verbose,
                        cmd_android_assets, cmd_demo, cmd_evaluate, cmd_export, cmd_inspect, cmd_slim)
-from .common import _fraction, _runtime_args, printable
+from .model_and_data import _fraction, _runtime_args, printable
 from .personalize import RERUN, _personalize_examples, cmd_personalize
 from .population import add_parser as add_population_parser
 

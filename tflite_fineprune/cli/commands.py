@@ -4,7 +4,7 @@ import numpy as np
 
 from ..errors import FinePruneError
 from ..export.options import options_from_arguments
-from .common import TFLITE_FILE, _load_data, _open, _warn, check_output, printable
+from .model_and_data import TFLITE_FILE, _load_data, _open, _warn, check_output, printable
 
 
 def _check_export_output(args):
@@ -157,7 +157,7 @@ def cmd_android_assets(args):
 def _silence_unless_verbose(args):
     """Commands that load TensorFlow (those with --verbose) keep its log lines out unless asked; the others
     keep the interpreters' native notes out (without importing TensorFlow)."""
-    from ..quiet import silence_interpreters, silence_tensorflow
+    from ..native_logs import silence_interpreters, silence_tensorflow
 
     if hasattr(args, "verbose"):
         silence_tensorflow(args.verbose)

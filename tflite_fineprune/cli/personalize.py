@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from ..errors import FinePruneError
-from .common import _load_data, _open, _warn, naming_files, printable
+from .model_and_data import _load_data, _open, _warn, naming_files, printable
 
 
 # What a second `personalize` with the same --state does; --help, docs/cli.md, docs/newcomer.md and the run's
@@ -14,7 +14,7 @@ RERUN = "every run starts from the dense model on the data given and replaces th
 
 
 def _personalize_examples():
-    from ..measured import README_SECTION, row
+    from ..readme_numbers import README_SECTION, row
 
     classes, auto = row("vision", "classes <10%"), row("vision", "auto (default)")
     mlp = row("fashion", "prune 50% + classes <10%")
@@ -32,7 +32,7 @@ def _personalize_examples():
 
 
 def cmd_personalize(args):
-    from ..inputs import check_sparsity
+    from ..input_checks import check_sparsity
 
     if args.sparsity is not None:
         check_sparsity(args.sparsity)
@@ -113,7 +113,7 @@ CHANGED_PREDICTIONS_WARNING = 0.10
 
 def _warn_if_speech(personalizer, sparsity, min_class_fraction):
     """The README's speaker measurements (DS-CNN, 53 speakers) found every expert pruning setting harmful."""
-    from ..measured import README_SECTION, row
+    from ..readme_numbers import README_SECTION, row
 
     if personalizer.metadata.sample_rate <= 0:
         return
@@ -150,7 +150,7 @@ def _print_dropped_classes(personalizer, kept_before):
 
 
 def _personalize_auto(args, personalizer):
-    """The default: the label-free automatic choice (recipe.py), from the dense model."""
+    """The default: the label-free automatic choice (auto_recipe.py), from the dense model."""
     data = _load_data(args, personalizer)
     with naming_files(data):
         report = personalizer.personalize(data, progress=False)

@@ -6,6 +6,6 @@ import sys
 # before its argument parser runs, so TensorFlow's start-up lines are quieted here (the package is imported first;
 # Python sets sys.argv[0] to "-m" while it locates the module). `--verbose` keeps them.
 if sys.argv[:1] == ["-m"] and "--verbose" not in sys.argv:
-    from ..quiet import silence_tensorflow
+    from ..native_logs import silence_tensorflow
 
     silence_tensorflow()

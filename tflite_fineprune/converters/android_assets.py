@@ -51,7 +51,7 @@ VISION_DATA = "cifar10_test"
 REPRESENTATIVE_RULE = ("of the demo's users of this kind, the one whose gain (personalized minus dense accuracy "
                        "on its held-out half, automatic recipe) is closest to the mean gain; ties: first by name")
 
-# Both users run what `Personalizer.personalize` runs (tflite_fineprune/recipe.py, default `AutoRule`): the app
+# Both users run what `Personalizer.personalize` runs (tflite_fineprune/auto_recipe.py, default `AutoRule`): the app
 # decides from the model's own counters which classes to exclude, which units to prune and whether to shift
 # the BatchNorm statistics. (The app still reads fixed `steps` recipes too.)
 RECIPES = {"speech": auto_recipe(), "vision": auto_recipe()}

@@ -3,7 +3,7 @@
 `AppSession` issues exactly the signature calls that the app's `PersonalizationSession`
 (android_demo/core/.../PersonalizationSession.kt) issues for the Personalize button: one sample per
 call, every input typed and shaped as the model's signature declares it. The automatic recipe is
-`tflite_fineprune.recipe.personalize` itself, run on `AppPersonalizer` (the few `Personalizer`
+`tflite_fineprune.auto_recipe.personalize` itself, run on `AppPersonalizer` (the few `Personalizer`
 methods it uses, each one signature call); the app's `AutoRecipe.kt` is its port. A `Recorder` keeps every
 call's inputs and outputs; the JVM replay test feeds the recorded outputs back to the Kotlin session
 and requires byte-identical inputs in the same order, so it stands in for the interpreter there.
@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from .. import levers
-from .. import recipe as auto
+from .. import auto_recipe as auto
 from .. import signatures as sig
 from ..errors import FinePruneError
 from ..sparsity import measure_sparsity
@@ -163,7 +163,7 @@ class AppSession:
 
 
 class AppPersonalizer:
-    """What `recipe.personalize` asks of a `Personalizer`, each answer one signature call of the app's session.
+    """What `auto_recipe.personalize` asks of a `Personalizer`, each answer one signature call of the app's session.
 
     AutoRecipe.kt makes the same calls in the same order: every `get_state` here is one there too.
     """
@@ -211,7 +211,7 @@ class AppPersonalizer:
 
 
 def auto_recipe(rule=None):
-    """The manifest's automatic recipe: `recipe.personalize` with these `AutoRule` parameters."""
+    """The manifest's automatic recipe: `auto_recipe.personalize` with these `AutoRule` parameters."""
     rule = rule or auto.AutoRule()
     return {"name": "automatic (label-free: class test, dormant units, relative BN shift, how far to prune)",
             "kind": AUTO,

@@ -22,7 +22,7 @@ import numpy as np
 from ..progress import print_stage
 from .evaluation import Recipe, class_subset_users, plot_users, speaker_users, write_csv
 from ..population import format_summary, summarize
-from ..recipe import AutoRule
+from ..auto_recipe import AutoRule
 from ..demo_data import CIFAR10_TEST, MLPERF_KWS, MLPERF_RESNET8, SPEECH_COMMANDS_TEST, require_data
 
 SPEECH_DATA = (SPEECH_COMMANDS_TEST, MLPERF_KWS)

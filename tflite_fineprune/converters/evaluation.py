@@ -42,7 +42,7 @@ class Recipe:
     predicted on fewer than `min_class_fraction` of the adaptation samples.
     `random=True` prunes the same number of units per layer at random (a
     control); `protect` names layers left dense. With `rule` (a
-    `recipe.AutoRule`) the label-free automatic choice runs instead.
+    `auto_recipe.AutoRule`) the label-free automatic choice runs instead.
     """
 
     name: str

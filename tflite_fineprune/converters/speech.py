@@ -17,7 +17,7 @@ import sys
 import keras
 import numpy as np
 
-from .common import add_export_command, as_options, command_parser, export_options, run_command
+from .command_line import add_export_command, as_options, command_parser, export_options, run_command
 from .frontend import CLIP_SAMPLES, SAMPLE_RATE, MlperfMfcc
 from .kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: F401 (KWS_LABELS: part of this converter's API)
 from .. import demo_data

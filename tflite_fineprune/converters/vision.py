@@ -18,7 +18,7 @@ import sys
 import keras
 import numpy as np
 
-from .common import add_export_command, as_options, command_parser, export_options, run_command
+from .command_line import add_export_command, as_options, command_parser, export_options, run_command
 from .. import demo_data
 from ..errors import FinePruneError
 from ..demo_data import CIFAR10_LABELS, MLPERF_RESNET8

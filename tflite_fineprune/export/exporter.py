@@ -200,7 +200,7 @@ def _verify(path, model, input_shape, input_dtype, output_name, output_kind="log
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return None, None, None
-    from ..quiet import native_stderr
+    from ..native_logs import native_stderr
 
     rng = np.random.default_rng(seed)
     if samples is not None:
@@ -268,7 +268,7 @@ def export_model(model: Union[keras.Model, str, os.PathLike], path: Union[str, o
     traced = _trace(model, options)
     module = FinePruneModule(traced.parts, traced.levers)
     _stage(options.on_stage, "convert", start)
-    from ..quiet import native_stderr
+    from ..native_logs import native_stderr
 
     with tempfile.TemporaryDirectory(prefix="fineprune-export-") as workdir, native_stderr():
         flatbuffer, names, quantization = _convert(module, workdir, traced.quantize)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import FinePruneError
 from .options import DEFAULT_PROTOTYPE_CONFIDENCE
-from ..inputs import check_unit_interval
+from ..input_checks import check_unit_interval
 
 DEFAULT_CONFIDENCE = DEFAULT_PROTOTYPE_CONFIDENCE  # one definition, with the other options
 NORM_FLOOR = 1e-12  # a zero feature vector or kernel column stays zero instead of dividing by zero

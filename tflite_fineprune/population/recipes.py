@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import FinePruneError
-from ..recipe import AutoRule
+from ..auto_recipe import AutoRule
 
 GRAMMAR = ("auto, auto:FIELD=V[,FIELD=V], dense, or LEVER:V[+LEVER:V...] with LEVER one of prune, magnitude, "
            "random, classes, dormant, normalize (docs/population.md)")

@@ -6,7 +6,7 @@ import os
 import time
 
 from ..errors import FinePruneError
-from ..inputs import check_positive_int
+from ..input_checks import check_positive_int
 from ..metadata import read_model_file
 from ..progress import Counter
 from . import users as user_kinds

@@ -4,7 +4,7 @@ import kotlin.math.exp
 import kotlin.math.ln
 import kotlin.math.ln1p
 
-/** The parameters of the automatic recipe (tflite_fineprune/recipe.py `AutoRule`), read from the manifest. */
+/** The parameters of the automatic recipe (tflite_fineprune/auto_recipe.py `AutoRule`), read from the manifest. */
 class AutoRule(
     val minSamples: Int = 10,
     val classShare: Double = 0.5,
@@ -21,7 +21,7 @@ class AutoRule(
     /** Step 4 shifts BN statistics only at this [AutoRecipe.classCoverage] or more; 0 turns the check off. */
     val normalizationMinCoverage: Double = 0.8,
 ) {
-    /** Step 5's [StoppingRule] with these fields (recipe.py `AutoRule.stopping_rule`). */
+    /** Step 5's [StoppingRule] with these fields (auto_recipe.py `AutoRule.stopping_rule`). */
     fun stoppingRule(): StoppingRule = StoppingRule(magnitudeAgreement, stopConfidence, stopMaxDisagreement, stopMaxShift)
 
     companion object {
@@ -69,7 +69,7 @@ class AutoReport(val samples: Int, val classCounts: IntArray, val classTest: Cla
 }
 
 /**
- * A port of `tflite_fineprune.recipe.personalize`: the same thresholds, binomial tail, effective class
+ * A port of `tflite_fineprune.auto_recipe.personalize`: the same thresholds, binomial tail, effective class
  * count and iteration, and the same signature calls in the same order with the same inputs (every
  * `get_state` of the Python function is one here too), so a replay of Python's recorded session matches
  * byte for byte.
@@ -80,7 +80,7 @@ object AutoRecipe {
     const val ADAPT_NORMALIZATION = "adapt_normalization"
     const val PRUNE_MAGNITUDE = "prune_magnitude"
 
-    /** The rates step 5 tries, in order: tflite_fineprune/recipe.py `SPARSITY_STEPS` (tests/test_auto.py compares). */
+    /** The rates step 5 tries, in order: tflite_fineprune/auto_recipe.py `SPARSITY_STEPS` (tests/test_auto.py compares). */
     val SPARSITY_STEPS = listOf(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
     /** P(Binomial(n, p) ≤ k), summed in log space. ln C(n, i) is built up term by term (Java has no lgamma). */
@@ -106,7 +106,7 @@ object AutoRecipe {
         return k
     }
 
-    /** recipe.py `class_coverage`: the raw counts' inverse Simpson index over its value for n samples spread evenly. */
+    /** auto_recipe.py `class_coverage`: the raw counts' inverse Simpson index over its value for n samples spread evenly. */
     fun classCoverage(counts: IntArray): Double {
         val n = counts.sumOf { it.toDouble() }
         val k = counts.size
@@ -231,7 +231,7 @@ object AutoRecipe {
     }
 
     /**
-     * Step 5 (recipe.py `search_sparsity`): the largest rate of [SPARSITY_STEPS] that [rule] accepts on [samples],
+     * Step 5 (auto_recipe.py `search_sparsity`): the largest rate of [SPARSITY_STEPS] that [rule] accepts on [samples],
      * each rate measured against the unpruned model ([Stopping.measure]); the first rate it does not accept ends
      * the search. With fewer than two classes in play nothing is tried. The model is left pruned at the rate kept.
      */

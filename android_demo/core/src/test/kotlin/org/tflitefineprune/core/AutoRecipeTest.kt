@@ -135,7 +135,7 @@ class AutoRecipeTest {
 
     @Test
     fun classCoverageIsTheInverseSimpsonIndexOverAnEvenSpread() {
-        // recipe.py class_coverage (tests/test_auto.py checks the same values)
+        // auto_recipe.py class_coverage (tests/test_auto.py checks the same values)
         assertEquals(10 * (0.1 + 0.9 / 50), AutoRecipe.classCoverage(IntArray(10) { 5 }), 1e-12)
         assertEquals(2 * (0.1 + 0.9 / 20), AutoRecipe.classCoverage(intArrayOf(10, 10, 0, 0, 0, 0, 0, 0, 0, 0)), 1e-12)
         assertEquals(1.0, AutoRecipe.classCoverage(intArrayOf(7)), 0.0)

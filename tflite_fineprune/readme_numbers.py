@@ -1,9 +1,9 @@
-"""The measured numbers the command line quotes, in one place.
+"""The README's demo table as the command line quotes it: the measured numbers, in one place.
 
 Each row is copied verbatim from a table of the README ("What it does for each
 kind of user"), which `tflite-fineprune demo` printed; a test checks that the
 README still holds every row, and that the generated block of
-docs/newcomer.md is what `python -m tflite_fineprune.measured` prints now.
+docs/newcomer.md is what `python -m tflite_fineprune.readme_numbers` prints now.
 The CLI's warnings and `personalize --help` format their numbers from here.
 """
 

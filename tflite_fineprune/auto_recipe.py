@@ -1,4 +1,8 @@
-"""The label-free choice behind `Personalizer.personalize`: host-side glue small enough to port to Kotlin.
+"""The automatic recipe behind `Personalizer.personalize`: the label-free choice of levers and thresholds,
+host-side glue small enough to port to Kotlin (`AutoRecipe.kt`). `AutoRule` holds its parameters.
+
+"Recipe" means one way to personalize a user's copy of the model throughout: this automatic one, the named ones
+of `population/recipes.py` and of the converters' evaluation, the Android manifest's.
 
 Every step is an in-graph signature; this module only decides which to call
 and with which threshold, from numbers the model itself counted:
