@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.test_population import REPO, model_path, read_rows, run_cli, user_folders
+from tests.population.test_population import REPO, model_path, read_rows, run_cli, user_folders
 
 pytest.importorskip("ray", reason="the ray extra: pip install 'tflite-fineprune[ray]'")
 

@@ -21,7 +21,7 @@ from tflite_fineprune import FinePruneError, evaluate_population
 from tflite_fineprune.population import COLUMNS, parse_recipe
 from tflite_fineprune.population.users import make_users, split_files, user_rng
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def write_images(folder, label, count, seed):

@@ -17,9 +17,9 @@ from tflite_fineprune import state as codec
 from tflite_fineprune.errors import FinePruneError
 from tflite_fineprune.metadata import ModelMetadata, UnitGroup
 
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).parents[1] / "data"
 FP = "5a" * 32
-UNITS, CLASSES, CHANNELS, FEATURES = 6, 3, 4, 2  # the golden state files' model (tests/test_state_codec.py)
+UNITS, CLASSES, CHANNELS, FEATURES = 6, 3, 4, 2  # the golden state files' model (tests/state/test_state_codec.py)
 
 
 def _metadata(**fields):

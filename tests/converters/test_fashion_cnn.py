@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.cli import run_cli
-from tests.test_fashion import require_fashion
+from tests.converters.test_fashion import require_fashion
 from tflite_fineprune import FinePruneError, Personalizer
 
 

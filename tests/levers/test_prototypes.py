@@ -257,7 +257,7 @@ def test_kotlin_writes_the_same_version_3_bytes(exported, user, tmp_path):
     """The Android codec (android_demo/check.sh encode-state) writes exactly Python's bytes, and they load here."""
     import json
 
-    from tests.test_android_assets import check_sh, needs_maven
+    from tests.converters.test_android_assets import check_sh, needs_maven
 
     needs_maven()
     p = Personalizer(exported)

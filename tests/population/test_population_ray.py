@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.test_population import class_folder, model_path, user_folders
+from tests.population.test_population import class_folder, model_path, user_folders
 from tflite_fineprune import evaluate_population
 
 ray = pytest.importorskip("ray", reason="the ray extra: pip install 'tflite-fineprune[ray]'")

@@ -18,7 +18,7 @@ from tflite_fineprune import levers
 from tflite_fineprune import state as codec
 from tflite_fineprune.errors import FinePruneError
 
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).parents[1] / "data"
 FP = "5a" * 32
 UNITS, CLASSES, CHANNELS, FEATURES = 6, 3, 4, 2
 SHAPES = {"mean_compensation": (), "prior_correction": (CLASSES,), "normalization_shift": (CHANNELS,),

@@ -201,7 +201,7 @@ def test_the_kotlin_port_tries_the_same_rates():
 
     from tflite_fineprune.auto_recipe import SPARSITY_STEPS
 
-    source = (pathlib.Path(__file__).resolve().parents[1] / "android_demo/core/src/main/kotlin/org/tflitefineprune/core"
+    source = (pathlib.Path(__file__).resolve().parents[2] / "android_demo/core/src/main/kotlin/org/tflitefineprune/core"
               / "AutoRecipe.kt").read_text()
     listed = re.search(r"val SPARSITY_STEPS = listOf\(([^)]*)\)", source).group(1)
     assert tuple(float(v) for v in listed.split(",")) == SPARSITY_STEPS
