@@ -184,6 +184,13 @@ def test_converters_are_quiet(tmp_path):
     assert result.stderr == ""
 
 
+def test_the_old_converter_commands_say_where_they_went():
+    # The checkout's converters/ (not installed) still runs `python -m converters.vision`, after one line.
+    result = run("--help", module="converters.vision")
+    assert result.returncode == 0 and "keras-app" in result.stdout
+    assert result.stderr.splitlines() == ["converters.vision moved: run python -m tflite_fineprune.converters.vision"]
+
+
 # -- demo --fashion: --data is honoured, and a missing data set says how to get it ------------------------
 
 
