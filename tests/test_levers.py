@@ -71,7 +71,8 @@ def test_the_levers_name_every_signature_but_the_core_ones():
     core = {sig.INFER, sig.COLLECT, sig.RESET, sig.GET_STATE, sig.SET_STATE}
     all_signatures = {v for k, v in vars(sig).items() if k.isupper() and isinstance(v, str)
                       and (k.startswith(("SET_", "UPDATE_", "ADAPT_", "PRUNE")) or v in core)}
-    assert named | core == all_signatures and not named & core
+    # signatures.py's lever names all belong to a lever; a newer lever may keep its names in its own folder
+    assert all_signatures - core <= named and not named & core
 
 
 def test_which_levers_an_export_carries_follows_its_metadata():
