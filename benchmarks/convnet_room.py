@@ -20,7 +20,7 @@ by four scores (each on the user's unlabeled adaptation images):
 
 The last two are computed from the Keras model's activations (the dense model: the reference's dormant
 masks are not applied there) and set as masks from the host; outgoing norms are computed here from the Keras
-weights for this architecture, as `export/outgoing_norms.py` does in the export. Each pruned model is the
+weights for this architecture, as `levers/magnitude/outgoing_norms.py` does in the export. Each pruned model is the
 TFLite model. A score's scan ends once agreement falls below 0.9 (no rule printed goes past it).
 
 Printed per score: each stopping rule's mean accuracy, change vs dense and vs the reference, users below

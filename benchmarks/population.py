@@ -85,6 +85,7 @@ def main(argv=None):
     silence_interpreters()
     data = require_data([CIFAR10_TEST], args.data, "benchmarks/population.py") / CIFAR10_TEST
     folder = args.out or tempfile.mkdtemp(prefix="population-bench-")
+    os.makedirs(folder, exist_ok=True)
     model = _model(args.model, data.parent, folder)
     print(f"{args.count} CIFAR-10 class-subset users, {args.per_class} files per class, recipes "
           f"{', '.join(args.recipes)}, model {model}, {os.cpu_count()} CPUs", flush=True)

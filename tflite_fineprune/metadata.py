@@ -16,6 +16,7 @@ import re
 from . import signatures as sig
 from .errors import FinePruneError
 from .levers import LEVERS
+from .levers.activity import POLICY_NAMES  # the in-graph pruning policies an export may carry
 from .levers.layout import check_descriptions
 from .tflite.flatbuffer import content_digest, read_metadata
 from .tflite.structure import check_structure
@@ -32,9 +33,6 @@ OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_PROBABILITIES)
 INPUT_DTYPES = ("float32", "uint8", "int8", "int16")
 WEIGHT_LAYER_KINDS = ("dense", "depthwise")
-
-# The in-graph pruning policies an export may carry (export/pruning_policy.py implements them).
-POLICY_NAMES = ("layerwise", "global")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +225,7 @@ class ModelMetadata:
                 for w in body["weight_layers"]
             )
             body["input_shape"] = tuple(body["input_shape"])
-            for key in ("labels", "signatures", "excluded", "normalization_layers", "classifier_head"):
+            for key in ("labels", "signatures", "excluded", *_LEVER_TUPLE_FIELDS):
                 body[key] = tuple(tuple(v) if isinstance(v, list) else v for v in body.get(key) or ())
             body["state_blocks"] = tuple(body.get("state_blocks") or ())
             meta = cls(**body)
@@ -271,13 +269,10 @@ class ModelMetadata:
             check.text(self.content_sha256, "content_sha256", pattern=r"[0-9a-f]{64}")
         check.text(self.quantization, "quantization", allow_empty=True)
         check_descriptions(self.state_blocks, source)
-        for lever in LEVERS:  # the fields each lever owns (normalization_layers, classifier_head)
+        for lever in LEVERS:  # the fields each lever owns (`Lever.metadata_fields`)
             lever.validate_metadata(self, check)
         if self.slim is not None and not isinstance(self.slim, dict):
             check.fail("slim", self.slim, "an object describing the slimming, or null")
-        for flag in ("mean_compensation", "prior_correction"):
-            if not isinstance(getattr(self, flag), bool):
-                check.fail(flag, getattr(self, flag), "true or false")
         if not self.groups:
             check.fail("groups", "none", "at least one unit group")
         offset = 0
@@ -329,6 +324,11 @@ class ModelMetadata:
         if layer.kind == "depthwise" and in_channels * layer.depth_multiplier != layer.out_channels:
             check.fail(f"out_channels of {what}", layer.out_channels,
                        f"{in_channels * layer.depth_multiplier} (input channels × depth_multiplier)")
+
+
+# The levers' metadata fields that JSON holds as lists of lists (read back as tuples of tuples).
+_LEVER_TUPLE_FIELDS = tuple(field for lever in LEVERS for field in lever.metadata_fields
+                            if isinstance(ModelMetadata.__dataclass_fields__[field].default, tuple))
 
 
 class MetadataChecker:

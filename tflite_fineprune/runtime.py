@@ -29,7 +29,7 @@ class Personalizer(*PERSONALIZER_METHODS):
     describe what was opened.
 
     The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...)
-    come from their modules in `tflite_fineprune/levers/`.
+    come from their folders in `tflite_fineprune/levers/`.
 
     Parameters
     ----------

@@ -9,7 +9,7 @@ offset   size   field
 8        2      format version (uint16: the lowest that carries the file's
                 blocks, at least 2; `READABLE_VERSIONS` are read)
 10       2      flags: one bit per lever state block that follows (its
-                `StateBlock.flag` in `levers.LEVERS`; bit 0 mean compensation)
+                `StateBlock.flag` in its lever's descriptor, `levers.LEVERS`)
 12       4      number of units N (uint32)
 16       32     model fingerprint (SHA-256 bytes from the model metadata)
 48       8      samples observed (float64)
@@ -38,7 +38,7 @@ MAGIC = b"FPSTATE\0"
 STATE_VERSION = 2  # written when no block of a later version is present (so such files stay readable by v2 readers)
 _HEADER = struct.Struct("<8sHHI32sd")
 
-# The optional blocks, in file order, come from the lever registry (tflite_fineprune/levers/).
+# The optional blocks, in file order, come from the lever table (tflite_fineprune/levers/__init__.py).
 _BLOCKS = levers.blocks()
 READABLE_VERSIONS = tuple(range(1, max(STATE_VERSION, *(b.since for _, b in _BLOCKS)) + 1))
 # Samples are counted in float32 inside the model: exact integers up to 2**24, and finite below this.

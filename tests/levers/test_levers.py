@@ -5,11 +5,14 @@ test_state and test_fidelity (real conversions); here only what needs no convers
 """
 
 import dataclasses
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from tflite_fineprune import FinePruneError, Personalizer, State, levers
+from tflite_fineprune import ExportOptions, FinePruneError, Personalizer, State, levers
 from tflite_fineprune import signatures as sig
 from tflite_fineprune.metadata import ModelMetadata, UnitGroup
 
@@ -34,6 +37,28 @@ FULL = dict(mean_compensation=True, prior_correction=True, normalization_layers=
             signatures=sig.REQUIRED + (sig.PRUNE_OUTPUTS, sig.PRUNE_DORMANT, sig.PRUNE_MAGNITUDE, sig.SET_MAGNITUDES))
 
 
+def test_each_lever_is_one_folder_with_one_descriptor():
+    option_fields = {f.name for f in dataclasses.fields(ExportOptions)}
+    metadata_fields = {f.name for f in dataclasses.fields(ModelMetadata)}
+    owned = [field for lever in levers.LEVERS for field in lever.metadata_fields]
+    for lever in levers.LEVERS:
+        folder = pathlib.Path(sys.modules[type(lever).__module__].__file__).parent
+        assert folder.parent.name == "levers" and folder.name != "levers", f"{lever.name} is not in a folder"
+        assert "\nGRAPH = " in (folder / f"{lever.graph}.py").read_text(encoding="utf-8"), lever.name
+        assert lever.option is None or lever.option in option_fields, (lever.name, lever.option)
+        assert lever.flag is None or lever.option is not None, lever.name
+        assert set(lever.metadata_fields) <= metadata_fields, lever.name
+    assert len(owned) == len(set(owned)), "a metadata field is owned by two levers"
+    assert [lever.name for lever in levers.LEVERS] == list(levers.BY_NAME), "two levers share a name"
+
+
+def test_the_runtime_side_of_the_levers_imports_no_graph_side():
+    code = ("import sys, tflite_fineprune, tflite_fineprune.levers, tflite_fineprune.export.options; "
+            "print(sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')) or m.endswith('.graph')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
 def test_every_lever_method_is_a_personalizer_method():
     for lever in levers.LEVERS:
         for name in vars(lever.methods or object):
@@ -46,11 +71,12 @@ def test_the_levers_name_every_signature_but_the_core_ones():
     core = {sig.INFER, sig.COLLECT, sig.RESET, sig.GET_STATE, sig.SET_STATE}
     all_signatures = {v for k, v in vars(sig).items() if k.isupper() and isinstance(v, str)
                       and (k.startswith(("SET_", "UPDATE_", "ADAPT_", "PRUNE")) or v in core)}
-    assert named | core == all_signatures and not named & core
+    # signatures.py's lever names all belong to a lever; a newer lever may keep its names in its own folder
+    assert all_signatures - core <= named and not named & core
 
 
 def test_which_levers_an_export_carries_follows_its_metadata():
-    assert [lever.name for lever in levers.used(_metadata())] == ["rate_pruning", "class_exclusion",
+    assert [lever.name for lever in levers.used(_metadata())] == ["activity_pruning", "class_exclusion",
                                                                   "dormant_pruning"]
     assert [lever.name for lever in levers.used(_metadata(**FULL))] == [lever.name for lever in levers.LEVERS]
     assert levers.block_shapes(_metadata(**FULL)) == {"mean_compensation": (), "prior_correction": (CLASSES,),
@@ -100,6 +126,8 @@ def test_slim_variables_freeze_what_each_lever_holds_in_use():
     ("normalization_layers", (("bn", 0, 0),), "channels of normalization layer"),
     ("classifier_head", ("dense", 2, 1.5), "classifier_head confidence"),
     ("classifier_head", ("dense", 2), "classifier_head"),
+    ("mean_compensation", 1, "mean_compensation is 1; expected true or false"),
+    ("prior_correction", "yes", "prior_correction is 'yes'; expected true or false"),
 ])
 def test_metadata_fields_of_levers_are_checked_by_their_levers(field, value, message):
     meta = dataclasses.replace(_metadata(), **{field: value})

@@ -222,3 +222,44 @@ def test_the_summary_table_is_the_demos_table():
              "weight_sparsity": 0.2, "mac_sparsity": 0.3}
             for i, dense in enumerate(rng.uniform(0.3, 0.9, 23)) for recipe, gain in (("auto", 0.05), ("x", -0.1))]
     assert format_summary(summarize(rows)) == demo_format(demo_summarize(rows))
+
+
+def test_in_memory_users_share_the_engine_with_users_on_disk(exports, tmp_path):
+    """`converters.evaluation.evaluate_users` (the benchmarks' in-memory users) runs the engine's per-user code:
+    its rows equal the population's rows for the same samples read from files, recipe by recipe."""
+    from tflite_fineprune.converters.evaluation import User, evaluate_users
+    from tflite_fineprune import Personalizer
+    from tflite_fineprune.population import UserSpec
+    from tflite_fineprune.population.worker import load_files
+
+    data = user_folders(tmp_path / "users", 3, per_label=4)
+    model = model_path(exports)
+    personalizer = Personalizer(model)
+    specs, in_memory = [], []
+    for index, name in enumerate(sorted(os.listdir(data))):
+        files = sorted(str(p) for p in (data / name).rglob("*.png"))
+        adapt, evaluate = files[::2], files[1::2]
+        labels = tuple(int(os.path.basename(os.path.dirname(p))) for p in evaluate)
+        specs.append(UserSpec(index, name, tuple(adapt), tuple(evaluate), labels, seed=index))
+        in_memory.append(User(name, load_files(adapt, personalizer, None)[0],
+                              load_files(evaluate, personalizer, None)[0], np.array(labels)))
+    recipes = [parse_recipe("auto"), parse_recipe("prune:0.2+classes:0.1"), parse_recipe("random:0.3")]
+    on_disk = evaluate_population(model, specs, recipes=recipes, out=tmp_path / "disk", progress=False).rows
+    rows = evaluate_users(personalizer, in_memory, recipes, others_per_user=0, seed=0, progress=False)
+    assert len(rows) == len(on_disk) == 9
+    for mine, theirs in zip(rows, on_disk):
+        assert mine["user"] == theirs["user"] and mine["recipe"] == theirs["recipe"]
+        for key in ("adapt", "eval", "dense_accuracy", "accuracy", "unit_sparsity", "weight_sparsity", "mac_sparsity"):
+            assert float(mine[key]) == float(theirs[key]), (mine["user"], mine["recipe"], key)
+    assert any(float(r["unit_sparsity"]) > 0 for r in rows)
+
+
+def test_in_memory_users_raise_what_the_engine_would_write_as_a_failed_row(exports):
+    from tflite_fineprune.converters.evaluation import Recipe, User, evaluate_users
+    from tflite_fineprune import Personalizer
+
+    personalizer = Personalizer(model_path(exports))
+    shape = personalizer.metadata.input_shape[1:]
+    user = User("u", np.zeros((4, *shape), np.float32), np.zeros((4, *shape), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(FinePruneError, match="sparsity"):
+        evaluate_users(personalizer, [user], [Recipe("bad", sparsity=1.5)], others_per_user=0, progress=False)

@@ -150,24 +150,25 @@ def others_sets(users, per_user, seed=0):
 def evaluate_users(personalizer, users, recipes, others_per_user=200, seed=0, progress=True):
     """Rows (dicts) of per-user results for each recipe; see module docstring.
 
-    `others_per_user=0` leaves out what the personalized model forgets (no `dense_others` / `others` columns).
+    Each user is evaluated by the population engine's `worker.evaluate_user` (the local engine's loop over
+    `SampleUser`s), so the benchmarks' in-memory users and `tflite-fineprune population` share one harness.
+    A user's error is raised, not written as a row. `others_per_user=0` leaves out what the personalized model
+    forgets (no `dense_others` / `others` columns).
     """
+    from tflite_fineprune.population.users import SampleUser
+    from tflite_fineprune.population.worker import Settings, evaluate_batch
+
     others = others_sets(users, others_per_user, seed) if others_per_user else None
-    iterator = progress_bar(list(enumerate(users)), "users", "user", progress)
+    # seed + i: each user's random control, as this harness always drew it
+    samples = [SampleUser(i, user.name, user.adapt_x, user.eval_x, user.eval_y,
+                          *(others[i] if others else (None, None)), seed=seed + i) for i, user in enumerate(users)]
+    settings = Settings(batch_size=personalizer.batch_size, seed=seed, strict=True)
+    keys = ("user", "recipe", "adapt", "eval", "dense_accuracy", "accuracy") + (
+        ("dense_others", "others") if others else ()) + ("unit_sparsity", "weight_sparsity", "mac_sparsity")
     rows = []
-    for i, user in iterator:
-        personalizer.reset()
-        dense = _accuracy(personalizer, user.eval_x, user.eval_y)
-        dense_others = _accuracy(personalizer, *others[i]) if others else None
-        for recipe in recipes:
-            recipe.apply(personalizer, user.adapt_x, seed=seed + i)
-            s = personalizer.sparsity()
-            row = {"user": user.name, "recipe": recipe.name, "adapt": len(user.adapt_x), "eval": len(user.eval_y),
-                   "dense_accuracy": dense, "accuracy": _accuracy(personalizer, user.eval_x, user.eval_y)}
-            if others:
-                row.update(dense_others=dense_others, others=_accuracy(personalizer, *others[i]))
-            rows.append({**row, "unit_sparsity": s.units, "weight_sparsity": s.weights, "mac_sparsity": s.macs})
-    personalizer.reset()
+    for user in progress_bar(samples, "users", "user", progress):
+        (_, user_rows), = evaluate_batch(personalizer, [user], recipes, settings)
+        rows.extend({key: row[key] for key in keys} for row in user_rows)
     return rows
 
 

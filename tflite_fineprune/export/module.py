@@ -2,7 +2,7 @@
 
 The module holds the frozen weights and the core state (masks, activity
 counters, samples) and runs the masked forward pass; each lever the export
-carries (export/levers/) adds its variables, hooks and signatures.
+carries (its graph side, levers/<name>/graph.py) adds its variables, hooks and signatures.
 """
 
 import dataclasses

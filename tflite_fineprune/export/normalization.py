@@ -111,7 +111,7 @@ def layer_typicality(sample_means, nodes, mean, var):
 def typicality_limits(sample_means, nodes, mean, var):
     """The constants of the in-graph typicality: each layer's and the combined score's `TYPICALITY_QUANTILE`.
 
-    A sample's typicality (what `collect` returns, export/levers/normalization.py) is
+    A sample's typicality (what `collect` returns, levers/normalization/graph.py) is
     max over layers of (layer score / that layer's limit), divided by the combined limit: the reference pool
     itself has 5 % above 1. The maximum over layers, not the mean: an image of another dataset often stands out
     in one deep layer only (docs/personalization.md, "Users whose data is not the model's world").

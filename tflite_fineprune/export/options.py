@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import FinePruneError
-from ..metadata import POLICY_NAMES
+from ..levers import export_flags
 
 # τ of classifier prototypes: a sample's top posterior must reach this for it to count as support. 0.95
 # measured better than 0.8 for CIFAR class-subset users (docs/personalization.md, "T3A prototypes").
@@ -135,29 +135,19 @@ def _shape(text):
 
 
 # The command-line flags of the export options: field → (flag, argparse keywords). The default of each is
-# ExportOptions' own (--no-verify's is left out, so that --help does not show "default: True" for it).
-FLAGS = {
+# ExportOptions' own (--no-verify's is left out, so that --help does not show "default: True" for it). The flags
+# of the levers' options come from their descriptors (tflite_fineprune/levers/<name>/: `Lever.flag`).
+_CORE_FLAGS = {
     "input_shape": ("--input-shape", dict(type=_shape, help="input shape without batch, e.g. 96,96,3")),
-    "prune_outputs": ("--prune-outputs", dict(
-        action=argparse.BooleanOptionalAction,
-        help="make output classes prunable (default: wherever the output layer allows it; --prune-outputs "
-             "requires it, --no-prune-outputs keeps the classes fixed)")),
-    "policy": ("--policy", dict(choices=POLICY_NAMES,
-                                help="how the in-graph prune step ranks units: within each layer, or across all "
-                                     "layers")),
     "verify": ("--no-verify", dict(action="store_false", help="skip the Keras-vs-TFLite check")),
     "quantize": ("--quantize", dict(choices=("int8",), help="int8 weights (dynamic range; docs/quantization.md)")),
     "representative_data": ("--representative-data",
                             dict(help=".npy samples [N, *input_shape] to check the int8 export on")),
-    "classifier_prototypes": ("--classifier-prototypes", dict(
-        action="store_true", help="add T3A classifier prototypes (adapt_classifier; docs/personalization.md)")),
-    "magnitude_pruning": ("--no-magnitude-pruning", dict(
-        action="store_false", help="leave out magnitude pruning (prune_magnitude; a smaller state, a cheaper "
-                                   "collect)")),
     "couple_depthwise": ("--couple-depthwise", dict(
         action="store_true", help="one unit group for a layer and the depthwise layer it feeds (faster on "
                                   "MobileNets; docs/performance.md)")),
 }
+FLAGS = {**_CORE_FLAGS, **{field: (flag.flag, flag.keywords) for field, flag in export_flags().items()}}
 
 
 def add_export_arguments(parser: argparse.ArgumentParser, fields: Sequence[str] = tuple(FLAGS)) -> None:

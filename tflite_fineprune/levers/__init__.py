@@ -1,40 +1,35 @@
-"""The levers, one room each, found through one table (`LEVERS`).
+"""The levers, one folder each, found through one table (`LEVERS`) for both sides.
 
-A lever's runtime side is a module here (its state block, metadata fields,
-`Personalizer` methods, how `set_state` restores it); its export side is the
-module of the same name in `export/levers/`, which builds its variables and
-signatures. The state codec (`state.py`), the metadata checks and
-`Personalizer` read the table instead of naming levers.
+A lever's folder, `levers/<name>/`, holds:
+- `__init__.py`: its descriptor `LEVER` (a `Lever`: signatures, state block,
+  export option and flag, the metadata fields it owns), its runtime
+  behaviour (whether an export carries it, how `set_state` restores its
+  block, what `slim` freezes) and its `Personalizer` methods as a mixin;
+- `graph.py`: its graph side, an `ExportLever` (`GRAPH`) that builds its
+  variables and signatures. It imports TensorFlow, so only `export/` loads
+  it, through `Lever.graph_side` (export/levers/__init__.py);
+- any helper only its graph side needs (magnitude/outgoing_norms.py).
+
+The state codec (`state.py`), the metadata checks, the export options' flags,
+`Personalizer`, `slim` and the export read this table instead of naming
+levers; the export records each block's layout in the model's metadata
+(`layout.py`), which the phone's codec and the recorded session read.
 
 Order matters and is part of the file formats: a state file carries the blocks
 in this order, and an export adds the signatures in this order. A new lever
 goes at the end (its block, if any, after the others; its `since` the new
-state format version).
-
-Adding one, e.g. a pruning score accumulated by `collect`:
-- here, `levers/score.py`: a `Lever` with `signatures`, a `StateBlock` (next
-  flag bit, `since` = next version, `lengths` from the file's unit count),
-  `in_model`, `feed` and `slim_variables`, and its `Personalizer` methods as a
-  mixin class; a line in `LEVERS`; its field in `State` and its names in
-  `signatures.py`;
-- `export/levers/score.py`: an `ExportLever` whose `configure` reads its
-  `ExportOptions` field, whose `__init__` creates its variable (its constants,
-  such as outgoing weight norms, from `parts`), `observe_group` computes the
-  per-group score, `collect` adds it, `reset`/`state` clear and return it,
-  `signatures` adds its set signature; a line in `EXPORT_LEVERS`;
-- its fields in `state.pyi` and its methods in `runtime.pyi` (tests/test_stubs.py says so);
-- nothing on the phone's state side: the export records the block's layout in the metadata (`layout.py`), which
-  the Kotlin codec reads.
+state format version). docs/architecture.md ("Add a lever") lists the files
+a new lever touches.
 """
 
 from __future__ import annotations
 
-from . import class_exclusion, compensation, dormant, magnitude, normalization, priors, prototypes, rate
-from .base import Lever, StateBlock
+from . import activity, class_exclusion, compensation, dormant, magnitude, normalization, priors, prototypes
+from .base import ExportFlag, Lever, MetadataChecks, StateBlock
 from .layout import describe_blocks
 
 LEVERS: tuple = (
-    rate.LEVER,
+    activity.LEVER,
     compensation.LEVER,
     priors.LEVER,
     class_exclusion.LEVER,
@@ -76,5 +71,10 @@ def described_blocks(metadata) -> dict:
     return {entry["lever"]: entry for entry in getattr(metadata, "state_blocks", ()) or ()}
 
 
-__all__ = ["BY_NAME", "LEVERS", "Lever", "PERSONALIZER_METHODS", "StateBlock", "block_shapes", "blocks", "describe",
-           "described_blocks", "used"]
+def export_flags() -> dict:
+    """`ExportOptions` field → the `ExportFlag` of each lever option that has one, in table order."""
+    return {lever.option: lever.flag for lever in LEVERS if lever.flag is not None}
+
+
+__all__ = ["BY_NAME", "ExportFlag", "LEVERS", "Lever", "MetadataChecks", "PERSONALIZER_METHODS", "StateBlock",
+           "block_shapes", "blocks", "describe", "described_blocks", "export_flags", "used"]

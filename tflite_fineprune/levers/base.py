@@ -1,15 +1,21 @@
-"""What every lever's runtime side is: its state block, its export's signatures, its `Personalizer` methods.
+"""What every lever is: one descriptor (`Lever`) naming its signatures, state block, export option and metadata
+fields, and the runtime behaviour that goes with them.
 
-A lever is one way of personalizing a model (prune units by rate, shift the
-normalization statistics, ...). Its export side (`export/levers/`) builds the
-graph; this side knows what the `.tflite` offers: whether an export carries it
-(from the metadata), the vectors it keeps in a state file, how `set_state`
-restores them, and the methods it adds to `Personalizer`. No TensorFlow here.
+A lever is one way of personalizing a model (prune units by activity, shift
+the normalization statistics, ...) and lives in one folder, `levers/<name>/`:
+its `__init__.py` holds the descriptor (`LEVER`, an instance of a `Lever`
+subclass) and its `Personalizer` methods; its `graph.py` holds the graph side
+(an `ExportLever`, found through `Lever.graph_side`), which imports TensorFlow
+and which only `export/` loads. This side knows what the `.tflite` offers:
+whether an export carries the lever (from the metadata), the vectors it keeps
+in a state file, how `set_state` restores them, and the methods it adds to
+`Personalizer`. No TensorFlow here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
@@ -75,13 +81,45 @@ class MetadataChecks(Protocol):
         """Refuse a value not in `choices`."""
 
 
-class Lever:
-    """A lever's runtime side; subclasses set the attributes and override what they use.
+@dataclasses.dataclass(frozen=True)
+class ExportFlag:
+    """The command-line flag of a lever's export option (`export/options.py` adds it to every export command).
 
-    `name` keys the registry and the codec's `blocks`; `signatures` are the
-    names its export adds (in the order it adds them); `block` its state
-    block, if it keeps one; `set_signature` the signature that restores the
-    block; `methods` a mixin class of `Personalizer` methods.
+    Attributes
+    ----------
+    flag : str
+        The flag, e.g. "--no-magnitude-pruning".
+    keywords : dict
+        Its `argparse` keywords (`action`, `choices`, `help`, ...); the default is `ExportOptions`' own.
+    """
+
+    flag: str
+    keywords: dict
+
+
+class Lever:
+    """A lever's descriptor and runtime side; subclasses set the attributes and override what they use.
+
+    Attributes
+    ----------
+    name : str
+        Keys the table (`BY_NAME`), the codec's `blocks` and the metadata's `state_blocks`.
+    signatures : tuple of str
+        The signatures its export adds, in the order it adds them.
+    block : StateBlock or None
+        Its state block, if it keeps one.
+    set_signature : str or None
+        The signature that restores the block.
+    methods : type or None
+        A mixin class of `Personalizer` methods.
+    option : str or None
+        The `ExportOptions` field that asks for it; None when every export that can carry it does.
+    flag : ExportFlag or None
+        The command-line flag of `option`, if it has one.
+    metadata_fields : tuple of str
+        The `ModelMetadata` fields it owns (and checks in `validate_metadata`).
+    graph : str
+        The module of its folder that holds its graph side (`graph_side`).
     """
 
     name: str = ""
@@ -89,6 +127,15 @@ class Lever:
     block: Optional[StateBlock] = None
     set_signature: Optional[str] = None
     methods: Optional[type] = None
+    option: Optional[str] = None
+    flag: Optional[ExportFlag] = None
+    metadata_fields: tuple = ()
+    graph: str = "graph"
+
+    def graph_side(self) -> type:
+        """The lever's `ExportLever` class (`GRAPH` of its folder's graph module): imports TensorFlow, so only
+        the export calls it."""
+        return importlib.import_module(f"{type(self).__module__}.{self.graph}").GRAPH
 
     def in_model(self, metadata) -> bool:
         """Whether an export with this metadata carries the lever."""

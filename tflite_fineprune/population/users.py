@@ -51,6 +51,26 @@ class UserSpec:
     seed: int = None
 
 
+@dataclasses.dataclass(frozen=True)
+class SampleUser:
+    """One user whose samples are already arrays (a benchmark's synthesized or mixed users): `adapt_x` observed
+    without labels, `eval_x` scored with `eval_y`; `others_x`/`others_y` other users' samples (None: not scored).
+
+    Evaluated by the same `worker.evaluate_user` as a `UserSpec`, so a benchmark that makes its users in memory
+    and a population read from disk share one harness. Meant for the local engine (a cluster would ship the
+    arrays through the driver).
+    """
+
+    index: int
+    name: str
+    adapt_x: np.ndarray
+    eval_x: np.ndarray
+    eval_y: np.ndarray
+    others_x: np.ndarray = None
+    others_y: np.ndarray = None
+    seed: int = None
+
+
 def user_rng(seed, index, stream=0):
     """The user's own random generator: the same for (seed, index) on every machine and in every order."""
     key = (index,) if stream == 0 else (index, stream)  # stream 0, the split: SeedSequence(seed, spawn_key=(i,))

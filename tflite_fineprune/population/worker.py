@@ -16,6 +16,7 @@ import numpy as np
 
 from ..datafiles import load_samples, resolve_hook
 from ..errors import FinePruneError
+from .users import SampleUser
 
 # users.csv: the columns the issue fixes, in its order, then what a reader needs to group and explain rows.
 COLUMNS = ("user", "recipe", "adapt", "eval", "dense_accuracy", "accuracy", "unit_sparsity", "weight_sparsity",
@@ -32,6 +33,7 @@ class Settings:
     threads: int = 1
     preprocess: str = None
     seed: int = 0
+    strict: bool = False  # raise a user's error instead of writing a failed row (benchmarks: a bug must stop them)
 
 
 def open_model(model_path, settings):
@@ -88,20 +90,16 @@ def user_seed(seed, index):
 def evaluate_user(personalizer, user, recipes, settings):
     """Rows (dicts with `COLUMNS`) for one `UserSpec` and every recipe; errors become rows, never exceptions."""
     base = {"user": user.name, "adapt": "", "eval": "", "dense_accuracy": "", "index": user.index}
-    others = bool(user.others)
+    others = user.others_x is not None if isinstance(user, SampleUser) else bool(user.others)
     try:
-        hook = resolve_hook(settings.preprocess)
-        adapt_x, _ = load_files(user.adapt, personalizer, hook)
-        eval_x, counts = load_files(user.evaluate, personalizer, hook)
-        eval_y = _labels(counts, user.labels)
-        if others:
-            others_x, other_counts = load_files(user.others, personalizer, hook)
-            others_y = _labels(other_counts, user.other_labels)
+        adapt_x, eval_x, eval_y, others_x, others_y = _samples(user, personalizer, settings)
         personalizer.reset()
         base.update(adapt=len(adapt_x), eval=len(eval_y), dense_accuracy=_accuracy(personalizer, eval_x, eval_y))
         if others:
             base["dense_others"] = _accuracy(personalizer, others_x, others_y)
     except Exception as exc:  # noqa: BLE001 -- a user's broken file must not stop a population's run
+        if settings.strict:
+            raise
         return [_failed(base, recipe, exc, others) for recipe in recipes]
     rows = []
     for recipe in recipes:
@@ -116,9 +114,25 @@ def evaluate_user(personalizer, user, recipes, settings):
                 row["others"] = _accuracy(personalizer, others_x, others_y)
             rows.append(row)
         except Exception as exc:  # noqa: BLE001 -- a recipe (possibly a plug-in) failing on one user
+            if settings.strict:
+                raise
             rows.append(_failed(base, recipe, exc, others))
     personalizer.reset()
     return rows
+
+
+def _samples(user, personalizer, settings):
+    """`(adapt_x, eval_x, eval_y, others_x, others_y)` of a `SampleUser` as given, of a `UserSpec` read from disk."""
+    if isinstance(user, SampleUser):
+        return user.adapt_x, user.eval_x, np.asarray(user.eval_y), user.others_x, user.others_y
+    hook = resolve_hook(settings.preprocess)
+    adapt_x, _ = load_files(user.adapt, personalizer, hook)
+    eval_x, counts = load_files(user.evaluate, personalizer, hook)
+    others_x = others_y = None
+    if user.others:
+        others_x, other_counts = load_files(user.others, personalizer, hook)
+        others_y = _labels(other_counts, user.other_labels)
+    return adapt_x, eval_x, _labels(counts, user.labels), others_x, others_y
 
 
 def _failed(base, recipe, exc, others):

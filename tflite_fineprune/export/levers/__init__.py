@@ -1,35 +1,17 @@
-"""The levers' export side, one class a lever, in the order of the runtime table (`tflite_fineprune.levers`).
+"""The levers' graph sides, in the order of the one lever table (`tflite_fineprune.levers.LEVERS`).
 
-Adding a lever: its runtime module in `tflite_fineprune/levers/` and a line
-in `LEVERS` there; its `ExportLever` subclass here and a line in
-`EXPORT_LEVERS` below, at the same position. The order is part of the file
-format (variables are created, hooks run and signatures are added in it).
+Each lever's graph side is the `ExportLever` in the `graph.py` of its folder
+(`tflite_fineprune/levers/<name>/`); the table's descriptors find it
+(`Lever.graph_side`), so a new lever adds no line here. They are imported
+when the export loads, never by the runtime (they import TensorFlow). The
+order is part of the file format (variables are created, hooks run and
+signatures are added in it).
 """
 
 from ... import levers as runtime
 from .base import ExportLever
-from .class_exclusion import ClassExclusion
-from .compensation import MeanCompensation
-from .dormant import DormantPruning
-from .magnitude import MagnitudePruning
-from .normalization import NormalizationShift
-from .priors import PriorCorrection
-from .prototypes import ClassifierPrototypes
-from .rate import RatePruning
 
-EXPORT_LEVERS = (
-    RatePruning,
-    MeanCompensation,
-    PriorCorrection,
-    ClassExclusion,
-    DormantPruning,
-    NormalizationShift,
-    ClassifierPrototypes,
-    MagnitudePruning,
-)
-
-assert [cls.lever.name for cls in EXPORT_LEVERS] == [lever.name for lever in runtime.LEVERS], \
-    "export/levers and tflite_fineprune/levers list the levers in different orders"
+EXPORT_LEVERS = tuple(lever.graph_side() for lever in runtime.LEVERS)
 
 
 def configure(graph, options, input_dtype):

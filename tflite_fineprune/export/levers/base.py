@@ -1,8 +1,9 @@
-"""What every lever's export side is: the variables it adds to the module, its hooks, its signatures.
+"""What every lever's graph side is: the variables it adds to the module, its hooks, its signatures.
 
 The module (export/module.py) runs the masked forward pass and the core
 routine (masks, counters, samples); each lever the export carries is one
-object here that
+object of an `ExportLever` subclass (the `GRAPH` of its folder's graph.py,
+`tflite_fineprune/levers/<name>/graph.py`) that
 
 - creates its variables on the module, under the names the file keeps
   (`_variable`; the module must own them for the SavedModel to track them);
@@ -28,7 +29,7 @@ def function(method, *specs):
 
 
 class ExportLever:
-    """Base: a lever that adds nothing. `lever` is its runtime side (tflite_fineprune/levers/)."""
+    """Base: a lever that adds nothing. `lever` is its descriptor (`LEVER` of `tflite_fineprune/levers/<name>/`)."""
 
     lever = None
 

@@ -1,17 +1,17 @@
-"""Magnitude pruning's export side: `magnitudes` counted by `collect`, the outgoing norms, `prune_magnitude`."""
+"""Magnitude pruning's graph side: `magnitudes` counted by `collect`, the outgoing norms, `prune_magnitude`."""
 
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...levers import magnitude
+from . import LEVER
 from ...metadata import ROLE_HIDDEN
-from ..outgoing_norms import outgoing_norms
-from ..pruning_policy import layerwise
-from .base import ExportLever, function
+from .outgoing_norms import outgoing_norms
+from ...export.pruning_policy import layerwise
+from ...export.levers.base import ExportLever, function
 
 
 class MagnitudePruning(ExportLever):
-    lever = magnitude.LEVER
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -65,3 +65,6 @@ class MagnitudePruning(ExportLever):
     def signatures(self, specs):
         return [(sig.PRUNE_MAGNITUDE, function(self._prune_magnitude, specs.scalar)),
                 (sig.SET_MAGNITUDES, function(self._set_magnitudes, specs.vector))]
+
+
+GRAPH = MagnitudePruning

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import signatures as sig
-from ..errors import FinePruneError
-from .base import Lever, StateBlock, run_adapt, vector
+from ... import signatures as sig
+from ...errors import FinePruneError
+from ..base import Lever, StateBlock, run_adapt, vector
 
 FIELDS = (sig.NORM_SUMS, sig.NORM_SQUARES, sig.NORM_COUNT, sig.NORM_MEAN, sig.NORM_VAR)  # file order
 BLOCK = StateBlock(flag=4, fields=FIELDS, since=2, what="normalization",
@@ -52,6 +52,8 @@ class NormalizationShift(Lever):
     signatures = (sig.ADAPT_NORMALIZATION, sig.SET_NORMALIZATION)
     block = BLOCK
     set_signature = sig.SET_NORMALIZATION
+    option = "reference_data"
+    metadata_fields = ("normalization_layers",)
     methods = NormalizationMethods
 
     def in_model(self, metadata):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import signatures as sig
-from .base import Lever, StateBlock, vector
+from ... import signatures as sig
+from ..base import Lever, StateBlock, vector
 
 BLOCK = StateBlock(flag=1, fields=(sig.SUMS, sig.FILL), since=1, what="mean-compensation",
                    lengths=lambda units, shape: (units, units))
@@ -18,6 +18,8 @@ class MeanCompensation(Lever):
     signatures = (sig.SET_COMPENSATION,)
     block = BLOCK
     set_signature = sig.SET_COMPENSATION
+    option = "mean_compensation"
+    metadata_fields = ("mean_compensation",)
 
     def in_model(self, metadata):
         return bool(metadata.mean_compensation)
@@ -26,6 +28,10 @@ class MeanCompensation(Lever):
         zeros = np.zeros(metadata.num_units, np.float32)
         fill = np.asarray(state.fill if state.fill is not None else zeros, np.float32) * (1 - masks)
         return {sig.FILL: fill, sig.SUMS: np.asarray(state.sums if state.sums is not None else zeros, np.float32)}
+
+    def validate_metadata(self, metadata, check):
+        if not isinstance(metadata.mean_compensation, bool):
+            check.fail("mean_compensation", metadata.mean_compensation, "true or false")
 
     def feed(self, metadata, state):
         n = metadata.num_units

@@ -15,8 +15,8 @@ never prunes).
 import numpy as np
 from keras import layers
 
-from ..metadata import ROLE_HIDDEN
-from .layer_registry import Role, UnitKind, rule_for
+from ...metadata import ROLE_HIDDEN
+from ...export.layer_registry import Role, UnitKind, rule_for
 
 
 def _following_batchnorm(node, consumers, graph):

@@ -1,15 +1,15 @@
-"""Rate pruning's export side: the `prune` signature, through the in-graph policy (export/pruning_policy.py)."""
+"""Activity pruning's graph side: the `prune` signature, through the in-graph policy (export/pruning_policy.py)."""
 
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...levers import rate
-from ..pruning_policy import POLICIES
-from .base import ExportLever, function
+from . import LEVER
+from ...export.pruning_policy import POLICIES
+from ...export.levers.base import ExportLever, function
 
 
-class RatePruning(ExportLever):
-    lever = rate.LEVER
+class ActivityPruning(ExportLever):
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -22,3 +22,6 @@ class RatePruning(ExportLever):
 
     def signatures(self, specs):
         return [(sig.PRUNE, function(self._prune, specs.scalar))]
+
+
+GRAPH = ActivityPruning

@@ -1,4 +1,4 @@
-"""Prior correction's export side: per-class log weights on the output, EM sums in `collect`, two signatures.
+"""Prior correction's graph side: per-class log weights on the output, EM sums in `collect`, two signatures.
 
 The output is reweighted by w = user prior / training prior (uniform),
 estimated label-free by EM (Saerens et al. 2002): `collect` sums the reweighted
@@ -9,15 +9,15 @@ import tensorflow as tf
 
 from ... import signatures as sig
 from ...errors import FinePruneError
-from ...levers import priors
+from . import LEVER
 from ...metadata import OUTPUT_PROBABILITIES
-from .base import ExportLever, function
+from ...export.levers.base import ExportLever, function
 
 PRIOR_FLOOR = 1e-6  # smallest class prior EM may estimate (keeps log weights finite)
 
 
 class PriorCorrection(ExportLever):
-    lever = priors.LEVER
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -72,3 +72,6 @@ class PriorCorrection(ExportLever):
         classes = tf.TensorSpec([self.module.num_classes], tf.float32)
         return [(sig.UPDATE_PRIORS, function(self._update_priors, specs.flag)),
                 (sig.SET_PRIORS, function(self._set_priors, classes, classes))]
+
+
+GRAPH = PriorCorrection

@@ -4,7 +4,7 @@ Activity frequency (`prune`) treats a unit that fires often but weakly, into
 weights the next layer scales to almost nothing, as important. This score
 weighs what a unit actually passes on: its mean absolute activation over the
 observed data times the L2 norm of its outgoing weights, the next layer's
-BatchNorm scale folded in (export/outgoing_norms.py). Measured on Fashion-MNIST
+BatchNorm scale folded in (outgoing_norms.py, in this folder). Measured on Fashion-MNIST
 class-subset users it keeps accuracy at much higher sparsity than activity
 frequency (docs/personalization.md, "Magnitude pruning").
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import signatures as sig
-from ..errors import FinePruneError
-from ..inputs import check_sparsity
-from .base import Lever, StateBlock, vector
+from ... import signatures as sig
+from ...errors import FinePruneError
+from ...inputs import check_sparsity
+from ..base import ExportFlag, Lever, StateBlock, vector
 
 BLOCK = StateBlock(flag=16, fields=(sig.MAGNITUDES,), since=4, what="activation-magnitude",
                    lengths=lambda units, shape: (units,))
@@ -65,6 +65,9 @@ class MagnitudePruning(Lever):
     block = BLOCK
     set_signature = sig.SET_MAGNITUDES
     methods = MagnitudePruningMethods
+    option = "magnitude_pruning"
+    flag = ExportFlag("--no-magnitude-pruning", dict(
+        action="store_false", help="leave out magnitude pruning (prune_magnitude; a smaller state, a cheaper collect)"))
 
     def feed(self, metadata, state):
         if state.magnitudes is None:

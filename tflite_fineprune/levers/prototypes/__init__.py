@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import signatures as sig
-from ..errors import FinePruneError
-from .base import Lever, StateBlock, run_adapt, vector
+from ... import signatures as sig
+from ...errors import FinePruneError
+from ..base import ExportFlag, Lever, StateBlock, run_adapt, vector
 
 FIELDS = (sig.PROTO_COUNTS, sig.PROTO_SUMS, sig.HEAD_KERNEL)  # file order
 
@@ -64,6 +64,10 @@ class ClassifierPrototypes(Lever):
     block = BLOCK
     set_signature = sig.SET_PROTOTYPES
     methods = PrototypeMethods
+    option = "classifier_prototypes"
+    flag = ExportFlag("--classifier-prototypes", dict(
+        action="store_true", help="add T3A classifier prototypes (adapt_classifier; docs/personalization.md)"))
+    metadata_fields = ("classifier_head",)
 
     def in_model(self, metadata):
         return bool(metadata.classifier_head)

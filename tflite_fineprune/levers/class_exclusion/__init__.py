@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
-from .. import signatures as sig
-from ..errors import FinePruneError
-from ..inputs import check_sparsity
-from .base import Lever
+from ... import signatures as sig
+from ...errors import FinePruneError
+from ...inputs import check_sparsity
+from ..base import ExportFlag, Lever
 
 
 class ClassExclusionMethods:
@@ -48,6 +50,11 @@ class ClassExclusion(Lever):
     name = "class_exclusion"
     signatures = (sig.PRUNE_OUTPUTS,)
     methods = ClassExclusionMethods
+    option = "prune_outputs"
+    flag = ExportFlag("--prune-outputs", dict(
+        action=argparse.BooleanOptionalAction,
+        help="make output classes prunable (default: wherever the output layer allows it; --prune-outputs "
+             "requires it, --no-prune-outputs keeps the classes fixed)"))
 
     def in_model(self, metadata):
         return metadata.output_group is not None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import signatures as sig
-from ..errors import FinePruneError
-from ..inputs import check_unit_interval
-from .base import Lever
+from ... import signatures as sig
+from ...errors import FinePruneError
+from ...inputs import check_unit_interval
+from ..base import Lever
 
 
 class DormantPruningMethods:

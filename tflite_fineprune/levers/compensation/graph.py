@@ -1,4 +1,4 @@
-"""Mean compensation's export side: `sums` and `fill`, the fill added to masked hidden units, `set_compensation`.
+"""Mean compensation's graph side: `sums` and `fill`, the fill added to masked hidden units, `set_compensation`.
 
 A pruned hidden unit outputs its mean activation over the observed data
 (frozen when it is pruned) instead of 0: still a constant, so it folds into the
@@ -8,13 +8,13 @@ next layer's bias, but the next layer keeps its expected input.
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...levers import compensation
+from . import LEVER
 from ...metadata import ROLE_OUTPUT
-from .base import ExportLever, function
+from ...export.levers.base import ExportLever, function
 
 
 class MeanCompensation(ExportLever):
-    lever = compensation.LEVER
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -68,3 +68,6 @@ class MeanCompensation(ExportLever):
 
     def signatures(self, specs):
         return [(sig.SET_COMPENSATION, function(self._set_compensation, specs.vector, specs.vector))]
+
+
+GRAPH = MeanCompensation

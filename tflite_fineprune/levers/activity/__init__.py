@@ -1,16 +1,24 @@
-"""Rate pruning: prune the least active hidden units until each layer (or the model) reaches a sparsity."""
+"""Activity pruning: prune the least active hidden units until each layer (or the model) reaches a sparsity.
+
+A unit's activity is the share of (sample, position) pairs on which it was
+> 0 (what `collect` counts, export/activity.py); the in-graph policy ranks
+units by it within each layer or across the model (`POLICY_NAMES`,
+export/pruning_policy.py).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import signatures as sig
-from ..errors import FinePruneError
-from ..inputs import check_sparsity
-from .base import Lever
+from ... import signatures as sig
+from ...errors import FinePruneError
+from ...inputs import check_sparsity
+from ..base import ExportFlag, Lever
+
+POLICY_NAMES = ("layerwise", "global")  # the in-graph policies of `prune` (ModelMetadata.policy)
 
 
-class RatePruningMethods:
+class ActivityPruningMethods:
     def prune(self, sparsity: float):
         """Prune the least active hidden units so each layer (or the model, by the export's policy) reaches `sparsity`.
 
@@ -39,15 +47,18 @@ class RatePruningMethods:
         return self.sparsity()
 
 
-class RatePruning(Lever):
+class ActivityPruning(Lever):
     """Every export carries it (the in-graph policy of `metadata.policy`); its state is the core masks/counters."""
 
-    name = "rate_pruning"
+    name = "activity_pruning"
     signatures = (sig.PRUNE,)
-    methods = RatePruningMethods
+    methods = ActivityPruningMethods
+    option = "policy"
+    flag = ExportFlag("--policy", dict(choices=POLICY_NAMES, help="how the in-graph prune step ranks units: within "
+                                                                   "each layer, or across all layers"))
 
     def in_model(self, metadata):
         return True
 
 
-LEVER = RatePruning()
+LEVER = ActivityPruning()

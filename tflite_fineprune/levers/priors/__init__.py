@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 
-from .. import signatures as sig
-from ..errors import FinePruneError
-from ..inputs import check_positive_int
-from .base import Lever, StateBlock, vector
+from ... import signatures as sig
+from ...errors import FinePruneError
+from ...inputs import check_positive_int
+from ..base import Lever, StateBlock, vector
 
 BLOCK = StateBlock(flag=2, fields=(sig.LOG_WEIGHTS, sig.SOFT_COUNTS), since=1, what="class-prior",
                    lengths=lambda units, shape: (shape[0], shape[0]))
@@ -64,6 +64,8 @@ class PriorCorrection(Lever):
     signatures = (sig.UPDATE_PRIORS, sig.SET_PRIORS)
     block = BLOCK
     set_signature = sig.SET_PRIORS
+    option = "prior_correction"
+    metadata_fields = ("prior_correction",)
     methods = PriorCorrectionMethods
 
     def in_model(self, metadata):
@@ -76,6 +78,10 @@ class PriorCorrection(Lever):
         classes = np.zeros(metadata.num_classes, np.float32)
         weights = state.log_weights if state.log_weights is not None else classes
         return {sig.LOG_WEIGHTS: np.asarray(weights, np.float32), sig.SOFT_COUNTS: classes}
+
+    def validate_metadata(self, metadata, check):
+        if not isinstance(metadata.prior_correction, bool):
+            check.fail("prior_correction", metadata.prior_correction, "true or false")
 
     def feed(self, metadata, state):
         c = metadata.num_classes

@@ -9,13 +9,13 @@ pseudo-labelled, normalised features into `proto_sums`/`proto_counts`.
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...levers import prototypes
-from ..prototypes import NORM_FLOOR, check_confidence, classifier_head
-from .base import ExportLever, function
+from . import LEVER
+from ...export.prototypes import NORM_FLOOR, check_confidence, classifier_head
+from ...export.levers.base import ExportLever, function
 
 
 class ClassifierPrototypes(ExportLever):
-    lever = prototypes.LEVER
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -101,3 +101,6 @@ class ClassifierPrototypes(ExportLever):
         vector = lambda n: tf.TensorSpec([n], tf.float32)  # noqa: E731
         return [(sig.ADAPT_CLASSIFIER, function(self._adapt_classifier, specs.scalar)),
                 (sig.SET_PROTOTYPES, function(self._set_prototypes, vector(c * d), vector(c), vector(d * c)))]
+
+
+GRAPH = ClassifierPrototypes

@@ -1,15 +1,15 @@
-"""Dormant pruning's export side: the `prune_dormant` signature."""
+"""Dormant pruning's graph side: the `prune_dormant` signature."""
 
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...levers import dormant
+from . import LEVER
 from ...metadata import ROLE_HIDDEN
-from .base import ExportLever, function
+from ...export.levers.base import ExportLever, function
 
 
 class DormantPruning(ExportLever):
-    lever = dormant.LEVER
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -37,3 +37,6 @@ class DormantPruning(ExportLever):
 
     def signatures(self, specs):
         return [(sig.PRUNE_DORMANT, function(self._prune_dormant, specs.scalar))]
+
+
+GRAPH = DormantPruning

@@ -1,4 +1,4 @@
-"""Normalization shift's export side (relative AdaBN; the formulas in export/normalization.py).
+"""Normalization shift's graph side (relative AdaBN; the formulas in export/normalization.py).
 
 Adaptable BatchNorm layers read their statistics from `norm_mean`/`norm_var`;
 `collect` accumulates each BN input's moments relative to the trained mean.
@@ -9,14 +9,14 @@ import tensorflow as tf
 
 from ... import signatures as sig
 from ...errors import FinePruneError
-from ...levers import normalization
-from ..normalization import (VARIANCE_FLOOR, normalization_layers, reference_moments, trained_statistics,
+from . import LEVER
+from ...export.normalization import (VARIANCE_FLOOR, normalization_layers, reference_moments, trained_statistics,
                              typicality_limits)
-from .base import ExportLever, function
+from ...export.levers.base import ExportLever, function
 
 
 class NormalizationShift(ExportLever):
-    lever = normalization.LEVER
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -137,3 +137,6 @@ class NormalizationShift(ExportLever):
         channels = tf.TensorSpec([self.channels], tf.float32)
         return [(sig.ADAPT_NORMALIZATION, function(self._adapt_normalization, specs.scalar)),
                 (sig.SET_NORMALIZATION, function(self._set_normalization, *[channels] * 5))]
+
+
+GRAPH = NormalizationShift

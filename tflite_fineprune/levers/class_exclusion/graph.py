@@ -1,12 +1,12 @@
-"""Class exclusion's export side: the output group's masks and the `prune_outputs` signature."""
+"""Class exclusion's graph side: the output group's masks and the `prune_outputs` signature."""
 
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...levers import class_exclusion
+from . import LEVER
 from ...metadata import OUTPUT_PROBABILITIES, ROLE_OUTPUT
-from ..pruning_policy import output_by_frequency
-from .base import ExportLever, function
+from ...export.pruning_policy import output_by_frequency
+from ...export.levers.base import ExportLever, function
 
 EXCLUDED_LOGIT = -1e9  # a pruned class's logit: far below any real logit
 
@@ -14,7 +14,7 @@ EXCLUDED_LOGIT = -1e9  # a pruned class's logit: far below any real logit
 class ClassExclusion(ExportLever):
     """On when the plan made the output layer's units a group (export option prune_outputs)."""
 
-    lever = class_exclusion.LEVER
+    lever = LEVER
 
     @classmethod
     def configure(cls, graph, options, input_dtype):
@@ -41,3 +41,6 @@ class ClassExclusion(ExportLever):
 
     def signatures(self, specs):
         return [(sig.PRUNE_OUTPUTS, function(self._prune_outputs, specs.scalar))]
+
+
+GRAPH = ClassExclusion
