@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tests.synthetic import synthetic_inputs
 from tflite_fineprune import FinePruneError, Personalizer, State
-from tflite_fineprune import state as state_format
+from tflite_fineprune import safe_io, state as state_format
 from tflite_fineprune.levers import normalization as normalization_lever
 
 
@@ -92,7 +92,7 @@ def test_failed_save_keeps_previous_file(personalized, monkeypatch):
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(state_format.os, "replace", broken_replace)
+    monkeypatch.setattr(safe_io.os, "replace", broken_replace)
     with pytest.raises(FinePruneError, match="No space left"):
         personalizer.save_state(path)
     monkeypatch.undo()
