@@ -210,6 +210,7 @@ class MainActivityPlatformTest : ActivityTestBase() {
         activity.click("Use Me")
         activity.click("Personalize")
         activity.click("Discard")
+        settle()
         assertEquals("discarded: the model is unchanged", activity.statusLine())
         assertEquals(emptyList<String>(), ProfileStore(activity.filesDir).profiles(spec))
         activity.click("Personalize for me")
@@ -220,6 +221,99 @@ class MainActivityPlatformTest : ActivityTestBase() {
         assertEquals(listOf("me"), ProfileStore(activity.filesDir).profiles(spec))
         assertRunning("personalized ('me')")
         activity.assertShows("classes excluded: ${report.excluded.joinToString()}")
+    }
+
+    /** Me's photos (the bundled CIFAR user's adaptation half) personalized: the consent question on screen. */
+    private fun askMe(): Consent {
+        switchTo("vision")
+        pick(assets.user("vision").adapt.map { File(assets.folder, it) })
+        settle()
+        activity.click("Use Me")
+        activity.click("Personalize")
+        activity.click("Personalize for me")
+        settle()
+        activity.assertShows("Switch this profile on?")
+        return DemoState.consent!!
+    }
+
+    /** The consent screen's read-outs: what the model made of the samples, what it would exclude, the guard, the cost. */
+    private fun consentLines(): List<String> = activity.texts().filter { line ->
+        listOf("Your samples, as the model classifies them now: ", "Classes it would exclude", "In-domain share: ", "recipe: ", "removed: ")
+            .any { line.startsWith(it) }
+    }
+
+    @Test
+    fun aQuestionWaitingWhenTheProcessEndsIsAskedAgainAndAppliedOnlyOnAYes() {
+        launch()
+        val spec = assets.model("vision")
+        val asked = askMe()
+        val lines = consentLines()
+        assertEquals(lines.toString(), 5, lines.size)
+        val profile = org.tflitefineprune.core.StateCodec.encode(spec.layout.fingerprint, asked.result.state)
+        val saved = Bundle()
+        controller!!.saveInstanceState(saved)
+        restartProcess(saved)
+        // The new process asks the same question, with the same numbers, and has switched nothing on.
+        assertEquals(Screen.PERSONALIZE, DemoState.screen)
+        assertNull("Me is still the chosen user", DemoState.user)
+        activity.assertShows("What personalizing found")
+        assertEquals(lines, consentLines())
+        activity.assertShows("Switch this profile on?")
+        assertNull(DemoState.activeProfile)
+        assertEquals(emptyList<String>(), ProfileStore(activity.filesDir).profiles(spec))
+        activity.assertShows("Model running: dense")
+        assertNull(DemoState.held!!.profile)
+        // Yes: the profile switched on is the one computed before the process ended, byte for byte.
+        activity.click("Switch it on")
+        settle()
+        assertEquals("me", DemoState.activeProfile)
+        assertArrayEquals(profile, ProfileStore(activity.filesDir).file(spec, "me").readBytes())
+        assertFalse("the answered question is gone from storage", ConsentStore(activity.filesDir).file(spec).exists())
+        assertRunning("personalized ('me')")
+        activity.assertShows("classes excluded: ${asked.excluded.joinToString()}")
+        // And the interpreter runs it: the bundled user's held-out accuracy equals an independent session's with it.
+        val user = assets.user("vision")
+        val expected = independently("vision") { s ->
+            s.setState(asked.result.state)
+            s.accuracy(user.eval.map { DemoState.assets!!.sample(spec, it.file) }, user.eval.map { it.label }.toIntArray())
+        }
+        activity.click("Users")
+        activity.click("Use ${user.name}")
+        activity.click("Personalize")
+        activity.click("Evaluate the model shown")
+        settle()
+        activity.assertShows("personalized ('me') model on ${user.name}'s held-out samples: ${pct(expected)}")
+        restartProcess(saved)
+        activity.assertDoesNotShow("Switch this profile on?")
+    }
+
+    @Test
+    fun aDiscardedOrDamagedQuestionIsNotAskedAgain() {
+        launch()
+        val spec = assets.model("vision")
+        askMe()
+        val saved = Bundle()
+        controller!!.saveInstanceState(saved)
+        restartProcess(saved)
+        activity.assertShows("Switch this profile on?")
+        activity.click("Discard")
+        settle()
+        assertEquals("discarded: the model is unchanged", activity.statusLine())
+        assertFalse(ConsentStore(activity.filesDir).file(spec).exists())
+        restartProcess(saved)
+        activity.assertDoesNotShow("Switch this profile on?")
+        assertEquals(emptyList<String>(), ProfileStore(activity.filesDir).profiles(spec))
+        // A question file cut short (a damaged disk): said on the status line, nothing applied, the file removed.
+        activity.click("Personalize for me")
+        settle()
+        val file = ConsentStore(activity.filesDir).file(spec)
+        file.writeBytes(file.readBytes().copyOf(file.length().toInt() / 2))
+        restartProcess(saved)
+        assertTrue(activity.statusLine(), activity.statusLine().startsWith("could not read the question that was waiting (personalize again): "))
+        activity.assertDoesNotShow("Switch this profile on?")
+        activity.assertShows("Model running: dense")
+        assertNull(DemoState.activeProfile)
+        assertFalse(file.exists())
     }
 
     @Test
