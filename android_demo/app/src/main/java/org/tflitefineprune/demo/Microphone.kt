@@ -19,15 +19,15 @@ interface AudioInput : Closeable {
 /**
  * The phone's microphone: one AudioRecord for the whole recording, so consecutive reads leave no gaps.
  * VOICE_RECOGNITION rather than MIC: no automatic gain or noise suppression, closer to the unprocessed
- * clips the speech model was trained on.
+ * clips the speech model was trained on. [newRecorder] makes the AudioRecord (sample rate, buffer bytes): the
+ * tests hand in one whose start fails, as a microphone held by another app does.
  */
-object AudioRecordMicrophone : Microphone {
+class AudioRecordMicrophone(private val newRecorder: (Int, Int) -> AudioRecord = ::voiceRecognition) : Microphone {
     override fun open(sampleRate: Int): AudioInput {
         val minimum = AudioRecord.getMinBufferSize(sampleRate, AudioFormat.CHANNEL_IN_MONO, AudioFormat.ENCODING_PCM_16BIT)
         if (minimum <= 0) throw UserFacingException(R.string.mic_unsupported, sampleRate)
         val recorder = try {
-            AudioRecord(MediaRecorder.AudioSource.VOICE_RECOGNITION, sampleRate, AudioFormat.CHANNEL_IN_MONO,
-                AudioFormat.ENCODING_PCM_16BIT, maxOf(minimum, sampleRate)) // half a second of headroom
+            newRecorder(sampleRate, maxOf(minimum, sampleRate)) // half a second of headroom
         } catch (e: SecurityException) {
             throw UserFacingException(R.string.mic_permission_missing, cause = e)
         }
@@ -59,6 +59,10 @@ object AudioRecordMicrophone : Microphone {
         }
     }
 }
+
+/** Mono 16-bit PCM from the VOICE_RECOGNITION source (the caller holds RECORD_AUDIO). */
+fun voiceRecognition(sampleRate: Int, bufferBytes: Int) = AudioRecord(MediaRecorder.AudioSource.VOICE_RECOGNITION, sampleRate,
+    AudioFormat.CHANNEL_IN_MONO, AudioFormat.ENCODING_PCM_16BIT, bufferBytes)
 
 /** Reads exactly [count] samples, in chunks of [chunk], reporting each chunk (for the level meter). */
 fun AudioInput.readFully(count: Int, chunk: Int, onChunk: (ShortArray, Int, Int) -> Unit = { _, _, _ -> }): ShortArray {

@@ -375,6 +375,47 @@ class MainActivityPlatformTest : ActivityTestBase() {
         activity.assertShows("Open Settings")
     }
 
+    @org.junit.After
+    fun noAudioSource() = org.robolectric.shadows.ShadowAudioRecord.clearSource()
+
+    @Test
+    fun aMicrophoneThatCannotStartIsReleasedAndTheNextRecordingWorks() {
+        launch()
+        switchTo("speech")
+        shadowOf(activity.application).grantPermissions(Manifest.permission.RECORD_AUDIO)
+        val spec = assets.model("speech")
+        val stream = assets.user("speech").eval.flatMap { assets.pcm(it.file).toList() }.toShortArray()
+        var position = 0
+        org.robolectric.shadows.ShadowAudioRecord.setSourceProvider { _ -> object : org.robolectric.shadows.ShadowAudioRecord.AudioRecordSource {
+            override fun readInShortArray(buffer: ShortArray, offset: Int, length: Int, blocking: Boolean): Int {
+                for (i in 0 until length) buffer[offset + i] = stream[position++ % stream.size]
+                return length
+            }
+        } }
+        val recorders = Recorders(1) // the first recorder does not start: another app holds the microphone
+        DemoServices.microphone = AudioRecordMicrophone(recorders::make)
+        activity.click("Users")
+        activity.click("Record a clip")
+        settle()
+        assertEquals("recording 1 clip failed: the microphone is in use by another app; the model is back to the dense model", activity.statusLine())
+        assertEquals("the recorder is released", android.media.AudioRecord.STATE_UNINITIALIZED, recorders.made.single().state)
+        assertEquals(0, position)
+        assertNull(DemoState.job)
+        assertEquals(-1, DemoState.level) // the level meter is gone
+        assertEquals(0, DemoState.meSamples.size)
+        assertFalse(MeStore(activity.filesDir).file(spec).exists())
+        activity.assertShows("Me: 0 unlabeled samples of your own")
+        // Tapped again: a new recorder, the clip recorded from the start of what the microphone hears.
+        activity.click("Record a clip")
+        settle()
+        assertTrue(activity.statusLine(), activity.statusLine().startsWith("recorded 1 of 1 clip; loudest 0.1 s: "))
+        assertEquals(2, recorders.made.size)
+        assertEquals(android.media.AudioRecord.STATE_UNINITIALIZED, recorders.made[1].state)
+        val clip = SpeechWindow.centred(org.tflitefineprune.core.WavReader.fromPcm16(stream.copyOf(24000), 16000).samples, spec.input.elements)
+        assertArrayEquals(clip, DemoState.meSamples.single().floats(), 0f)
+        assertEquals(1, MeStore(activity.filesDir).load(spec).size)
+    }
+
     @Test
     fun aClipOfExactZerosIsLeftOutAndTheBatchKept() {
         launch()
