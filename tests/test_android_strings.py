@@ -185,5 +185,11 @@ def test_every_resource_the_code_names_exists_and_plurals_have_one_and_other():
         assert name in plurals, f"R.plurals.{name} is not in strings.xml"
     for name, quantities in plurals.items():
         assert {"one", "other"} <= quantities, f"plurals {name} has {sorted(quantities)}"
+    # aapt2 collapses runs of white space and trims the ends of a text that is not in double quotes.
+    for element in [*root.iter("string"), *root.iter("item")]:
+        text = element.text or ""
+        if not (text.startswith('"') and text.endswith('"')):
+            where = element.get("name") or repr(text)
+            assert "  " not in text and text == text.strip(), f"{where}: spaces aapt2 would drop"
     unused = {n for n in strings | set(plurals) if n != "app_name" and f".{n}" not in code}
     assert not unused, f"strings.xml declares resources no Kotlin source uses: {sorted(unused)}"

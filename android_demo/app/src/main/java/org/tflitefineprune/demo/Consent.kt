@@ -20,16 +20,18 @@ class Consent(
     val inDomainShare: Double?,
     /** False when the recipe changed nothing: there is nothing to switch on. */
     val changes: Boolean,
+    /** How many of Me's samples it was computed on (Me may have more by the time the user answers). */
+    val samples: Int,
 ) {
     companion object {
-        fun of(spec: ModelSpec, result: PersonalizationResult): Consent {
+        fun of(spec: ModelSpec, result: PersonalizationResult, samples: Int): Consent {
             val report = result.auto
             val labels = spec.layout.labels
             val counts = report?.classCounts ?: IntArray(0)
             val predicted = counts.indices.filter { counts[it] > 0 }.sortedByDescending { counts[it] }
                 .map { labels.getOrElse(it) { it.toString() } to counts[it] }
             return Consent(result, predicted, result.excludedClasses, report?.recipe ?: spec.recipe.name,
-                report?.notes ?: emptyList(), report?.let { inDomainShare(it) }, report?.steps?.isNotEmpty() ?: true)
+                report?.notes ?: emptyList(), report?.let { inDomainShare(it) }, report?.steps?.isNotEmpty() ?: true, samples)
         }
 
         /**

@@ -29,6 +29,7 @@ class ConsentStore(root: File) {
             out.writeInt(MAGIC)
             out.writeInt(VERSION)
             out.writeBoolean(consent.changes)
+            out.writeInt(consent.samples)
             out.writeUTF(consent.recipe)
             out.writeInt(consent.notes.size)
             consent.notes.forEach { out.writeUTF(it) }
@@ -58,6 +59,7 @@ class ConsentStore(root: File) {
                 val version = input.readInt()
                 if (version != VERSION) throw FinePruneException("${f.name} has version $version; this app reads $VERSION")
                 val changes = input.readBoolean()
+                val samples = count(input)
                 val recipe = input.readUTF()
                 val notes = List(count(input)) { input.readUTF() }
                 val predicted = List(count(input)) { input.readUTF() to input.readInt() }
@@ -74,7 +76,7 @@ class ConsentStore(root: File) {
                 val decoded = stateFile.state
                 val result = PersonalizationResult(Double.NaN, Double.NaN, Sparsity.measure(model.layout, decoded.masks),
                     model.layout.excludedClasses(decoded.masks), decoded, millis)
-                return Consent(result, predicted, excluded, recipe, notes, if (hasShare) share else null, changes)
+                return Consent(result, predicted, excluded, recipe, notes, if (hasShare) share else null, changes, samples)
             }
         } catch (e: EOFException) {
             throw FinePruneException("${f.name} is cut short")

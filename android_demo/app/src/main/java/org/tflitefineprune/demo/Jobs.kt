@@ -250,7 +250,7 @@ object Jobs {
         state.start(app.getString(R.string.job_personalizing)) {
             val result = personalizeSamples(s, samples, progress(app))
             DemoState.rollBack()
-            val consent = Consent.of(spec, result)
+            val consent = Consent.of(spec, result, samples.size)
             // Saved before it is shown: a process ended while the question waits asks it again.
             ConsentStore(app.filesDir).save(spec, consent);
             {

@@ -384,6 +384,9 @@ class MainActivity : Activity() {
         line(getString(R.string.model_recipe, consent.recipe) + notes(consent.notes))
         line(removed(consent.result.sparsity))
         line(getString(R.string.model_shown, Jobs.heldLabel(this, state.held)))
+        if (state.meSamples.size != consent.samples) {
+            line(plural(R.plurals.consent_stale, consent.samples, consent.samples, state.meSamples.size))
+        }
         if (consent.changes) {
             line(getString(R.string.consent_question))
             button(getString(R.string.consent_apply)) { Jobs.applyConsent(applicationContext, consent) }

@@ -296,6 +296,13 @@ class MainActivityPlatformTest : ActivityTestBase() {
         controller!!.saveInstanceState(saved)
         restartProcess(saved)
         activity.assertShows("Switch this profile on?")
+        activity.assertDoesNotShow("personalize again to use them all")
+        // A photo added while the question waits: the screen says the answer is about the samples before it.
+        val n = DemoState.meSamples.size
+        pick(listOf(File(assets.folder, assets.user("vision").eval[0].file)))
+        settle()
+        activity.click("Personalize")
+        activity.assertShows("This was found on $n samples; Me has ${n + 1} now: personalize again to use them all.")
         activity.click("Discard")
         settle()
         assertEquals("discarded: the model is unchanged", activity.statusLine())
