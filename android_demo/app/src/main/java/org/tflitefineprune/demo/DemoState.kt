@@ -63,6 +63,8 @@ object DemoState {
     /** A user chosen before the process died, restored once its model is loaded (MainActivity's saved state). */
     var restoreUser: String? = null
     var job: String? = null
+    /** The running job is Listen's loop (which the Stop button and leaving the screen end). */
+    var listening = false
     var status = ""
     var progressDone = 0
     var progressTotal = 0
@@ -94,7 +96,7 @@ object DemoState {
      */
     fun start(what: String, work: () -> (() -> Unit)): Boolean {
         job?.let { running ->
-            status = activity?.getString(R.string.busy, running) ?: "busy $running"
+            status = appContext?.getString(R.string.busy, running) ?: running
             activity?.renderStatus()
             return false
         }
@@ -110,9 +112,9 @@ object DemoState {
             val change: () -> Unit = try {
                 work()
             } catch (e: Exception) {
-                failed(what, e.message ?: e.javaClass.simpleName)
+                failed(what, UserFacingException.describe(appContext, e))
             } catch (e: OutOfMemoryError) {
-                failed(what, "out of memory")
+                failed(what, appContext?.getString(R.string.out_of_memory) ?: e.javaClass.simpleName)
             } catch (e: LinkageError) {
                 failed(what, e.message ?: e.javaClass.simpleName) // e.g. the interpreter's native library
             }
@@ -121,6 +123,7 @@ object DemoState {
             onMain {
                 if (mine != generation) return@onMain
                 job = null
+                listening = false
                 level = -1
                 if (status == what) status = ""
                 profileNames = names
@@ -138,12 +141,13 @@ object DemoState {
             rollBack()
             null
         } catch (e: Exception) {
-            e.message ?: e.javaClass.simpleName
+            UserFacingException.describe(appContext, e)
         }
-        val back = held?.profile?.let { "profile '$it'" } ?: "the dense model"
+        val app = appContext ?: return { status = message }
+        val back = held?.profile?.let { app.getString(R.string.back_to_profile, it) } ?: app.getString(R.string.back_to_dense)
         return {
-            status = "$what failed: $message; " +
-                if (restored == null) "the model is back to $back" else "and putting back $back failed too: $restored"
+            status = if (restored == null) app.getString(R.string.job_failed, what, message, back)
+                else app.getString(R.string.job_failed_twice, what, message, back, restored)
         }
     }
 
@@ -210,6 +214,7 @@ object DemoState {
         screen = Screen.START
         restoreUser = null
         job = null
+        listening = false
         status = ""
         level = -1
         heard = ""

@@ -81,15 +81,24 @@ object Jobs {
                 session.setState(profiles.load(spec, it))
                 it
             } catch (e: Exception) {
-                notes.add("could not load profile '$it': ${e.message}")
+                notes.add(app.getString(R.string.note_profile_unreadable, it, e.message))
                 null
             }
         }
         val me = try {
             MeStore(app.filesDir).load(spec)
         } catch (e: Exception) {
-            notes.add("could not read Me's saved samples: ${e.message}")
+            notes.add(app.getString(R.string.note_samples_unreadable, e.message))
             emptyList()
+        }
+        // A question that waited when the process ended is asked again (never applied without the user's yes).
+        val consents = ConsentStore(app.filesDir)
+        val consent = try {
+            consents.load(spec)
+        } catch (e: Exception) {
+            consents.delete(spec)
+            notes.add(app.getString(R.string.note_question_unreadable, e.message))
+            null
         }
         val names = profiles.profiles(spec)
         state.held = Held(spec.key, active)
@@ -109,9 +118,9 @@ object Jobs {
             if (!keepQueued) state.queuedPhotos.clear()
             state.lastResult = null
             state.evaluation = null
-            state.consent = null
+            state.consent = consent
             state.activeProfile = active
-            state.status = notes.joinToString("; ").ifEmpty { active?.let { app.getString(R.string.status_profile_active, it) } ?: "" }
+            state.status = notes.joinToString(app.getString(R.string.notes_separator)).ifEmpty { active?.let { app.getString(R.string.status_profile_active, it) } ?: "" }
             preferences(app).edit().putString(LAST_MODEL, spec.key).apply()
         }
     }
@@ -148,7 +157,7 @@ object Jobs {
                     val pcm = mic.readFully((rate * CLIP_SECONDS).toInt(), rate / 10) { b, o, n -> peak = maxOf(peak, meter(b, o, n)) }
                     if (pcm.all { it.toInt() == 0 }) { zeroClips++; continue }
                     val window = SpeechWindow.centred(WavReader.fromPcm16(pcm, rate).samples, spec.input.elements)
-                    val samples = WavReader.fit(Audio(window, rate), spec.input.elements, rate, "microphone clip $i")
+                    val samples = WavReader.fit(Audio(window, rate), spec.input.elements, rate, app.getString(R.string.clip_name, i))
                     clips.add(BundledAssets.audioSample(spec, samples))
                 }
             }
@@ -158,9 +167,9 @@ object Jobs {
             val res = app.resources
             val text = StringBuilder(res.getQuantityString(R.plurals.status_recorded, count, clips.size, count))
             if (attempted < count) text.append(app.getString(R.string.status_stopped))
-            text.append(String.format(Locale.US, "; loudest 0.1 s: %.0f dBFS", AudioLevel.dbfs(peak)))
+            text.append(app.getString(R.string.status_loudest, AudioLevel.dbfs(peak)))
             if (zeroClips > 0) {
-                text.append("; ").append(res.getQuantityString(R.plurals.status_zero_clips, zeroClips, zeroClips))
+                text.append(res.getQuantityString(R.plurals.status_zero_clips, zeroClips, zeroClips))
             } else if (AudioLevel.dbfs(peak) < AudioLevel.SILENCE_DBFS) {
                 text.append(app.getString(R.string.status_too_quiet))
             }
@@ -184,15 +193,15 @@ object Jobs {
                 try {
                     added.add(BundledAssets.imageSample(spec, PhotoDecoder.decode(app.contentResolver, uri, app.cacheDir, size[1], size[0])))
                 } catch (e: Exception) {
-                    failed.add("${uri.lastPathSegment}: ${e.message}")
+                    failed.add(app.getString(R.string.named_failure, uri.lastPathSegment, UserFacingException.describe(app, e)))
                 } catch (e: OutOfMemoryError) {
-                    failed.add("${uri.lastPathSegment}: out of memory")
+                    failed.add(app.getString(R.string.named_failure, uri.lastPathSegment, app.getString(R.string.out_of_memory)))
                 }
             }
             val all = before + added
             if (added.isNotEmpty()) MeStore(app.filesDir).save(spec, all)
             val text = res.getQuantityString(R.plurals.status_photos_added, added.size, added.size) +
-                if (failed.isEmpty()) "" else app.getString(R.string.status_not_added, failed.joinToString("; "));
+                if (failed.isEmpty()) "" else app.getString(R.string.status_not_added, failed.joinToString(app.getString(R.string.notes_separator)));
             {
                 state.meSamples = all
                 state.status = text
@@ -201,7 +210,8 @@ object Jobs {
     }
 
     fun clearMe(app: Context, spec: ModelSpec) = state.start(app.getString(R.string.job_clearing)) {
-        MeStore(app.filesDir).save(spec, emptyList());
+        MeStore(app.filesDir).save(spec, emptyList())
+        ConsentStore(app.filesDir).delete(spec);
         { state.meSamples = emptyList(); state.consent = null; state.status = app.getString(R.string.status_me_cleared) }
     }
 
@@ -211,7 +221,7 @@ object Jobs {
         val s = state.session ?: return
         state.start(app.getString(R.string.job_personalizing)) {
             val result = s.personalize(u.adapt.map { assets.sample(spec, it) }, u.eval.map { assets.sample(spec, it.file) },
-                u.eval.map { it.label }.toIntArray(), progress())
+                u.eval.map { it.label }.toIntArray(), progress(app))
             // A recipe that changed nothing leaves the model as it was (dense or the profile held before).
             val changed = result.auto?.steps?.isNotEmpty() ?: true
             val stored = if (changed) ProfileStore(app.filesDir).save(spec, u.name, result.state) else null
@@ -238,9 +248,11 @@ object Jobs {
         val spec = state.model ?: return
         val s = state.session ?: return
         state.start(app.getString(R.string.job_personalizing)) {
-            val result = personalizeSamples(s, samples, progress())
+            val result = personalizeSamples(s, samples, progress(app))
             DemoState.rollBack()
-            val consent = Consent.of(spec, result);
+            val consent = Consent.of(spec, result, samples.size)
+            // Saved before it is shown: a process ended while the question waits asks it again.
+            ConsentStore(app.filesDir).save(spec, consent);
             {
                 state.consent = consent
                 state.lastResult = null
@@ -272,13 +284,26 @@ object Jobs {
         state.start(app.getString(R.string.job_applying)) {
             val stored = ProfileStore(app.filesDir).save(spec, ME, consent.result.state)
             s.setState(consent.result.state)
-            state.held = Held(spec.key, stored);
+            state.held = Held(spec.key, stored)
+            ConsentStore(app.filesDir).delete(spec);
             {
                 state.consent = null
                 state.lastResult = consent.result
                 state.activeProfile = stored
                 remember(app, spec, stored)
                 state.status = app.getString(R.string.status_profile_saved, stored)
+            }
+        }
+    }
+
+    /** The user said no (or took note that nothing would change): the question is gone, here and in storage. */
+    fun dismissConsent(app: Context, statusId: Int?) {
+        val spec = state.model ?: return
+        state.start(app.getString(R.string.job_discarding)) {
+            ConsentStore(app.filesDir).delete(spec);
+            {
+                state.consent = null
+                if (statusId != null) state.status = app.getString(statusId)
             }
         }
     }
@@ -301,7 +326,7 @@ object Jobs {
         state.start(app.getString(R.string.job_evaluating)) {
             // The label is read on the worker, from what the interpreter holds while it runs.
             val shown = heldLabel(app, state.held)
-            val accuracy = s.accuracy(u.eval.map { assets.sample(spec, it.file) }, u.eval.map { it.label }.toIntArray(), progress());
+            val accuracy = s.accuracy(u.eval.map { assets.sample(spec, it.file) }, u.eval.map { it.label }.toIntArray(), progress(app));
             { state.evaluation = app.getString(R.string.evaluation, shown, u.name, pct(accuracy)) }
         }
     }
@@ -351,7 +376,7 @@ object Jobs {
         val spec = state.model ?: return
         val s = state.session ?: return
         val threshold = state.listenThreshold
-        state.start(LISTENING) {
+        val started = state.start(app.getString(R.string.job_listening)) {
             val rate = spec.sampleRate
             val windows = SlidingWindow(spec.input.elements, spec.input.elements / 2)
             val recent = ArrayDeque<DoubleArray>()
@@ -375,6 +400,7 @@ object Jobs {
             };
             { state.status = app.getString(R.string.status_listening_stopped) }
         }
+        if (started) state.listening = true
     }
 
     /** The mean of the windows' class probabilities. */
@@ -388,17 +414,23 @@ object Jobs {
     fun heard(app: Context, spec: ModelSpec, p: DoubleArray, threshold: Double): String {
         val best = p.indices.maxByOrNull { p[it] }!!
         val word = spec.layout.labels.getOrElse(best) { best.toString() }
-        return if (p[best] >= threshold) "$word ${pct(p[best])}" else app.getString(R.string.heard_unsure, word, pct(p[best]))
+        return app.getString(if (p[best] >= threshold) R.string.heard_word else R.string.heard_unsure, word, pct(p[best]))
     }
 
     fun heldLabel(app: Context, held: Held?): String =
         held?.profile?.let { app.getString(R.string.label_personalized, it) } ?: app.getString(R.string.label_dense)
 
-    private fun progress() = PersonalizationSession.Progress { stage, done, total -> DemoState.report("$stage $done/$total", done, total) }
+    private fun progress(app: Context) = PersonalizationSession.Progress { stage, done, total ->
+        val name = when (stage) {
+            "observe" -> app.getString(R.string.stage_observe)
+            "evaluate" -> app.getString(R.string.stage_evaluate)
+            else -> stage
+        }
+        DemoState.report(app.getString(R.string.progress, name, done, total), done, total)
+    }
 
     fun pct(value: Double) = if (value.isNaN()) "–" else String.format(Locale.US, "%.1f%%", 100 * value)
 
-    const val LISTENING = "listening"
     /** Windows averaged by Listen (1.5 s of speech at a half-second hop). */
     const val LISTEN_SMOOTHING = 3
     /** The profile name Me's personalization is saved under. */

@@ -24,7 +24,7 @@ import android.widget.ScrollView
 import android.widget.TextView
 import org.tflitefineprune.core.BundledUser
 import org.tflitefineprune.core.ModelSpec
-import java.util.Locale
+import org.tflitefineprune.core.Sparsity
 
 /**
  * The demo: Start, Users (with Me), Personalize (before / after, or Me's consent), Profiles and Listen screens,
@@ -127,7 +127,7 @@ class MainActivity : Activity() {
     }
 
     private fun show(screen: Screen) {
-        if (state.job == Jobs.LISTENING) state.stopRequested = true
+        if (state.listening) state.stopRequested = true
         state.screen = screen
         render()
     }
@@ -204,30 +204,52 @@ class MainActivity : Activity() {
         title(getString(R.string.model_details))
         val layout = spec.layout
         line(spec.name)
-        line("file ${spec.file}: ${String.format(Locale.US, "%.2f", spec.fileBytes / 1e6)} MB; tflite-fineprune format ${layout.formatVersion}")
-        line("labels (${layout.numClasses}): ${layout.labels.joinToString()}")
-        line("prunable units: ${layout.numUnits} in ${layout.groups.size} layers; ${layout.totalWeights} weights, ${layout.totalMacs} MACs per sample")
-        line("signatures: ${spec.signatures.keys.sorted().joinToString()}")
-        line("input: ${spec.input.dtype.jsonName} ${spec.input.shape.contentToString()}" +
-            if (spec.sampleRate > 0) ", ${spec.sampleRate} Hz" else spec.imageSize?.let { ", ${it[0]}x${it[1]} pixels" } ?: "")
-        line("recipe: ${spec.recipe.name}")
+        line(getString(R.string.model_file, spec.file, spec.fileBytes / 1e6, layout.formatVersion))
+        line(plural(R.plurals.model_labels, layout.numClasses, layout.numClasses, list(layout.labels)))
+        line(getString(R.string.model_units, layout.numUnits, count(R.plurals.count_layers, layout.groups.size),
+            count(R.plurals.count_weights, layout.totalWeights), count(R.plurals.count_macs, layout.totalMacs)))
+        line(getString(R.string.model_signatures, list(spec.signatures.keys.sorted())))
+        val dtype = spec.input.dtype.jsonName
+        val shape = spec.input.shape.contentToString()
+        val image = spec.imageSize
+        line(when {
+            spec.sampleRate > 0 -> getString(R.string.model_input_audio, dtype, shape, spec.sampleRate)
+            image != null -> getString(R.string.model_input_image, dtype, shape, image[0], image[1])
+            else -> getString(R.string.model_input, dtype, shape)
+        })
+        line(getString(R.string.model_recipe, spec.recipe.name))
         for (other in assets.manifest.models) if (other !== spec) {
             button(getString(R.string.switch_model, other.name)) { Jobs.switchModel(applicationContext, assets, other) }
         }
     }
 
+    private fun plural(id: Int, quantity: Number, vararg args: Any): String =
+        resources.getQuantityString(id, quantity.toLong().coerceIn(0, Int.MAX_VALUE.toLong()).toInt(), *args)
+
+    /** "3 layers", "1 weight": a count with its noun (plurals whose one argument is the count). */
+    private fun count(id: Int, n: Number) = plural(id, n, n)
+
+    private fun list(items: Collection<String>) = items.joinToString(getString(R.string.list_separator))
+
+    private fun excludedText(classes: List<String>) = if (classes.isEmpty()) getString(R.string.none) else list(classes)
+
+    private fun notes(notes: List<String>) = notes.joinToString("") { getString(R.string.notes_separator) + it }
+
+    private fun removed(s: Sparsity) = plural(R.plurals.removed, s.totalUnits, s.prunedUnits, s.totalUnits, Jobs.pct(s.units),
+        Jobs.pct(s.weights), Jobs.pct(s.macs))
+
     private fun showUsers() {
         val spec = state.model!!
         title(getString(R.string.users_title))
         for (u in state.assets!!.manifest.users.filter { it.model == spec.key }) {
-            line("${u.name}: ${u.description}; ${u.adapt.size} adaptation samples (unlabeled), ${u.eval.size} held out")
-            button(if (u === state.user) "✓ ${u.name}" else getString(R.string.use_named, u.name)) { choose(u) }
+            line(getString(R.string.user_line, u.name, u.description, count(R.plurals.count_adaptation_samples, u.adapt.size), u.eval.size))
+            button(if (u === state.user) getString(R.string.chosen, u.name) else getString(R.string.use_named, u.name)) { choose(u) }
         }
         title(getString(R.string.me_title))
         if (spec.kind == "speech") {
-            line(getString(R.string.me_vocabulary, Jobs.vocabulary(spec).joinToString(", ")))
+            line(getString(R.string.me_vocabulary, list(Jobs.vocabulary(spec))))
         } else {
-            line(getString(R.string.me_classes, spec.layout.labels.joinToString(", ")))
+            line(getString(R.string.me_classes, list(spec.layout.labels)))
         }
         line(resources.getQuantityString(R.plurals.me_samples, state.meSamples.size, state.meSamples.size))
         if (spec.kind == "speech") {
@@ -239,7 +261,7 @@ class MainActivity : Activity() {
             button(getString(R.string.pick_photos)) { pickPhotos() }
         }
         if (state.meSamples.isNotEmpty()) button(getString(R.string.clear_me)) { Jobs.clearMe(applicationContext, spec) }
-        button(if (state.user == null) "✓ ${getString(R.string.me_title)}" else getString(R.string.use_me)) { choose(null) }
+        button(if (state.user == null) getString(R.string.chosen, getString(R.string.me_title)) else getString(R.string.use_me)) { choose(null) }
     }
 
     private fun microphoneBlockedNotice() {
@@ -309,11 +331,12 @@ class MainActivity : Activity() {
         val spec = state.model!!
         val u = state.user
         title(getString(R.string.personalize_title))
-        line(if (u != null) "user ${u.name}: ${u.adapt.size} unlabeled samples to adapt, ${u.eval.size} labeled to score"
+        line(if (u != null) getString(R.string.user_samples, u.name, count(R.plurals.count_unlabeled_samples, u.adapt.size),
+                count(R.plurals.count_labeled_samples, u.eval.size))
             else resources.getQuantityString(R.plurals.me_samples, state.meSamples.size, state.meSamples.size))
         u?.let {
-            line("expected (Python run): dense ${Jobs.pct(it.expected.denseAccuracy)} → ${Jobs.pct(it.expected.accuracy)}, " +
-                "${it.expected.prunedUnits} units pruned, classes excluded: ${it.expected.excludedClasses.ifEmpty { listOf("none") }.joinToString()}")
+            line(getString(R.string.expected, Jobs.pct(it.expected.denseAccuracy), Jobs.pct(it.expected.accuracy),
+                count(R.plurals.count_units, it.expected.prunedUnits), excludedText(it.expected.excludedClasses)))
         }
         val consent = state.consent
         if (u == null && consent != null) {
@@ -321,12 +344,11 @@ class MainActivity : Activity() {
             return
         }
         state.lastResult?.let { r ->
-            if (!r.denseAccuracy.isNaN()) line("before: ${Jobs.pct(r.denseAccuracy)}   after: ${Jobs.pct(r.accuracy)}")
-            line("removed: ${r.sparsity.prunedUnits}/${r.sparsity.totalUnits} units (${Jobs.pct(r.sparsity.units)}), " +
-                "weights ${Jobs.pct(r.sparsity.weights)}, MACs ${Jobs.pct(r.sparsity.macs)}")
-            line("classes excluded: ${r.excludedClasses.ifEmpty { listOf("none") }.joinToString()}")
-            r.auto?.let { a -> line("recipe chosen: ${a.recipe}" + a.notes.joinToString("") { "; $it" }) }
-            line("observe + recipe took ${r.millis} ms on this phone")
+            if (!r.denseAccuracy.isNaN()) line(getString(R.string.before_after, Jobs.pct(r.denseAccuracy), Jobs.pct(r.accuracy)))
+            line(removed(r.sparsity))
+            line(getString(R.string.classes_excluded, excludedText(r.excludedClasses)))
+            r.auto?.let { a -> line(getString(R.string.recipe_chosen, a.recipe) + notes(a.notes)) }
+            line(getString(R.string.took, r.millis))
         }
         state.evaluation?.let { line(it) }
         line(getString(R.string.model_shown, Jobs.heldLabel(this, state.held)))
@@ -355,21 +377,23 @@ class MainActivity : Activity() {
     /** What personalizing Me found, and the question: nothing is switched on without a yes. */
     private fun showConsent(consent: Consent) {
         title(getString(R.string.consent_title))
-        line(getString(R.string.consent_predicted, consent.predicted.joinToString(", ") { (name, n) -> "$name $n" }))
+        line(getString(R.string.consent_predicted, list(consent.predicted.map { (name, n) -> getString(R.string.class_count, name, n) })))
         line(if (consent.excluded.isEmpty()) getString(R.string.consent_excludes_none)
-            else getString(R.string.consent_excludes, consent.excluded.size, consent.excluded.joinToString(", ")))
+            else plural(R.plurals.consent_excludes, consent.excluded.size, consent.excluded.size, list(consent.excluded)))
         line(consent.inDomainShare?.let { getString(R.string.consent_in_domain, Jobs.pct(it)) } ?: getString(R.string.consent_in_domain_unknown))
-        line("recipe: ${consent.recipe}" + consent.notes.joinToString("") { "; $it" })
-        val s = consent.result.sparsity
-        line("removed: ${s.prunedUnits}/${s.totalUnits} units (${Jobs.pct(s.units)}), weights ${Jobs.pct(s.weights)}, MACs ${Jobs.pct(s.macs)}")
+        line(getString(R.string.model_recipe, consent.recipe) + notes(consent.notes))
+        line(removed(consent.result.sparsity))
         line(getString(R.string.model_shown, Jobs.heldLabel(this, state.held)))
+        if (state.meSamples.size != consent.samples) {
+            line(plural(R.plurals.consent_stale, consent.samples, consent.samples, state.meSamples.size))
+        }
         if (consent.changes) {
             line(getString(R.string.consent_question))
             button(getString(R.string.consent_apply)) { Jobs.applyConsent(applicationContext, consent) }
-            button(getString(R.string.consent_discard)) { state.consent = null; state.status = getString(R.string.status_discarded); render() }
+            button(getString(R.string.consent_discard)) { Jobs.dismissConsent(applicationContext, R.string.status_discarded) }
         } else {
             line(getString(R.string.consent_nothing))
-            button(getString(R.string.ok)) { state.consent = null; render() }
+            button(getString(R.string.ok)) { Jobs.dismissConsent(applicationContext, null) }
         }
     }
 
@@ -399,8 +423,8 @@ class MainActivity : Activity() {
         val send = Intent(Intent.ACTION_SEND)
             .setType(ProfileProvider.MIME_TYPE)
             .putExtra(Intent.EXTRA_STREAM, uri)
-            .putExtra(Intent.EXTRA_SUBJECT, "tflite-fineprune profile $name (${spec.name})")
-            .putExtra(Intent.EXTRA_TEXT, "Personalization state for ${spec.name}: load it with tflite_fineprune's load_state.")
+            .putExtra(Intent.EXTRA_SUBJECT, getString(R.string.share_subject, name, spec.name))
+            .putExtra(Intent.EXTRA_TEXT, getString(R.string.share_text, spec.name))
             .addFlags(Intent.FLAG_GRANT_READ_URI_PERMISSION)
         send.clipData = ClipData.newRawUri(name, uri)
         startActivity(Intent.createChooser(send, getString(R.string.share, name)))
@@ -421,8 +445,8 @@ class MainActivity : Activity() {
         }
         content.addView(heardView)
         line(getString(R.string.model_shown, Jobs.heldLabel(this, state.held)))
-        button(getString(if (state.job == Jobs.LISTENING) R.string.stop else R.string.start)) {
-            if (state.job == Jobs.LISTENING) state.stopRequested = true else withMicrophone(MIC_LISTEN)
+        button(getString(if (state.listening) R.string.stop else R.string.start)) {
+            if (state.listening) state.stopRequested = true else withMicrophone(MIC_LISTEN)
         }
         microphoneBlockedNotice()
     }

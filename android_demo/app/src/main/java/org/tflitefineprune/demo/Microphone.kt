@@ -3,7 +3,6 @@ package org.tflitefineprune.demo
 import android.media.AudioFormat
 import android.media.AudioRecord
 import android.media.MediaRecorder
-import org.tflitefineprune.core.FinePruneException
 import java.io.Closeable
 
 /** A source of mono 16-bit PCM; the caller holds RECORD_AUDIO. */
@@ -20,43 +19,50 @@ interface AudioInput : Closeable {
 /**
  * The phone's microphone: one AudioRecord for the whole recording, so consecutive reads leave no gaps.
  * VOICE_RECOGNITION rather than MIC: no automatic gain or noise suppression, closer to the unprocessed
- * clips the speech model was trained on.
+ * clips the speech model was trained on. [newRecorder] makes the AudioRecord (sample rate, buffer bytes): the
+ * tests hand in one whose start fails, as a microphone held by another app does.
  */
-object AudioRecordMicrophone : Microphone {
+class AudioRecordMicrophone(private val newRecorder: (Int, Int) -> AudioRecord = ::voiceRecognition) : Microphone {
     override fun open(sampleRate: Int): AudioInput {
         val minimum = AudioRecord.getMinBufferSize(sampleRate, AudioFormat.CHANNEL_IN_MONO, AudioFormat.ENCODING_PCM_16BIT)
-        if (minimum <= 0) throw FinePruneException("this phone cannot record $sampleRate Hz mono 16-bit audio")
+        if (minimum <= 0) throw UserFacingException(R.string.mic_unsupported, sampleRate)
         val recorder = try {
-            AudioRecord(MediaRecorder.AudioSource.VOICE_RECOGNITION, sampleRate, AudioFormat.CHANNEL_IN_MONO,
-                AudioFormat.ENCODING_PCM_16BIT, maxOf(minimum, sampleRate)) // half a second of headroom
+            newRecorder(sampleRate, maxOf(minimum, sampleRate)) // half a second of headroom
         } catch (e: SecurityException) {
-            throw FinePruneException("the microphone permission is missing (${e.message})")
+            throw UserFacingException(R.string.mic_permission_missing, cause = e)
         }
         if (recorder.state != AudioRecord.STATE_INITIALIZED) {
             recorder.release()
-            throw FinePruneException("the microphone could not be opened")
+            throw UserFacingException(R.string.mic_not_opened)
         }
         try {
             recorder.startRecording()
-            if (recorder.recordingState != AudioRecord.RECORDSTATE_RECORDING) throw FinePruneException("the microphone is in use by another app")
+            if (recorder.recordingState != AudioRecord.RECORDSTATE_RECORDING) throw UserFacingException(R.string.mic_busy)
         } catch (e: Exception) {
             recorder.release() // a recorder that never started is not left holding the microphone
-            throw if (e is FinePruneException) e else FinePruneException("the microphone could not start: ${e.message}")
+            throw e as? UserFacingException ?: UserFacingException(R.string.mic_not_started, e.message ?: e.javaClass.simpleName, cause = e)
         }
         return object : AudioInput {
             override fun read(buffer: ShortArray, offset: Int, length: Int): Int {
                 val n = recorder.read(buffer, offset, length)
-                if (n <= 0) throw FinePruneException("microphone read failed (error $n)")
+                if (n <= 0) throw UserFacingException(R.string.mic_read_failed, n)
                 return n
             }
 
             override fun close() {
-                recorder.stop()
-                recorder.release()
+                try {
+                    recorder.stop()
+                } finally {
+                    recorder.release() // also when stop() throws: the microphone is always given back
+                }
             }
         }
     }
 }
+
+/** Mono 16-bit PCM from the VOICE_RECOGNITION source (the caller holds RECORD_AUDIO). */
+fun voiceRecognition(sampleRate: Int, bufferBytes: Int) = AudioRecord(MediaRecorder.AudioSource.VOICE_RECOGNITION, sampleRate,
+    AudioFormat.CHANNEL_IN_MONO, AudioFormat.ENCODING_PCM_16BIT, bufferBytes)
 
 /** Reads exactly [count] samples, in chunks of [chunk], reporting each chunk (for the level meter). */
 fun AudioInput.readFully(count: Int, chunk: Int, onChunk: (ShortArray, Int, Int) -> Unit = { _, _, _ -> }): ShortArray {

@@ -18,7 +18,7 @@ interface OpenedModel : SignatureRunner, Closeable {
 object DemoServices {
     @Volatile var openModel: (File) -> OpenedModel = { LiteRtRunner(it) }
     @Volatile var assets: (Context) -> AssetSource = { context -> AssetSource { context.assets.open(it) } }
-    @Volatile var microphone: Microphone = AudioRecordMicrophone
+    @Volatile var microphone: Microphone = AudioRecordMicrophone()
     /** Seconds counted down before a batch of clips is recorded (time to get ready to speak). */
     @Volatile var countdownSeconds: Int = 3
 }

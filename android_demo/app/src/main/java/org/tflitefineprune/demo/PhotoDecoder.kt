@@ -6,7 +6,6 @@ import android.graphics.BitmapFactory
 import android.graphics.Matrix
 import android.media.ExifInterface
 import android.net.Uri
-import org.tflitefineprune.core.FinePruneException
 import java.io.File
 import java.io.IOException
 
@@ -25,10 +24,10 @@ object PhotoDecoder {
     fun decode(resolver: ContentResolver, uri: Uri, cache: File, targetWidth: Int, targetHeight: Int): Bitmap {
         val copy = File.createTempFile("photo", ".img", cache)
         try {
-            (resolver.openInputStream(uri) ?: throw FinePruneException("$uri cannot be opened")).use { input ->
+            (resolver.openInputStream(uri) ?: throw UserFacingException(R.string.photo_not_opened, uri.lastPathSegment ?: uri.toString())).use { input ->
                 copy.outputStream().use { input.copyTo(it) }
             }
-            return decode(copy, uri.toString(), targetWidth, targetHeight)
+            return decode(copy, uri.lastPathSegment ?: uri.toString(), targetWidth, targetHeight)
         } finally {
             copy.delete()
         }
@@ -37,12 +36,12 @@ object PhotoDecoder {
     fun decode(file: File, name: String, targetWidth: Int, targetHeight: Int): Bitmap {
         val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
         BitmapFactory.decodeFile(file.path, bounds)
-        if (bounds.outWidth <= 0 || bounds.outHeight <= 0) throw FinePruneException("$name is not an image this phone can decode")
+        if (bounds.outWidth <= 0 || bounds.outHeight <= 0) throw UserFacingException(R.string.photo_not_image, name)
         val options = BitmapFactory.Options().apply {
             inSampleSize = sampleSize(bounds.outWidth, bounds.outHeight, targetWidth, targetHeight)
             inPreferredConfig = Bitmap.Config.ARGB_8888
         }
-        val bitmap = BitmapFactory.decodeFile(file.path, options) ?: throw FinePruneException("$name could not be decoded")
+        val bitmap = BitmapFactory.decodeFile(file.path, options) ?: throw UserFacingException(R.string.photo_not_decoded, name)
         val orientation = try {
             ExifInterface(file.path).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL)
         } catch (_: IOException) {

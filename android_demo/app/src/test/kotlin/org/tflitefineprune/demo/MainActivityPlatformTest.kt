@@ -210,6 +210,7 @@ class MainActivityPlatformTest : ActivityTestBase() {
         activity.click("Use Me")
         activity.click("Personalize")
         activity.click("Discard")
+        settle()
         assertEquals("discarded: the model is unchanged", activity.statusLine())
         assertEquals(emptyList<String>(), ProfileStore(activity.filesDir).profiles(spec))
         activity.click("Personalize for me")
@@ -220,6 +221,106 @@ class MainActivityPlatformTest : ActivityTestBase() {
         assertEquals(listOf("me"), ProfileStore(activity.filesDir).profiles(spec))
         assertRunning("personalized ('me')")
         activity.assertShows("classes excluded: ${report.excluded.joinToString()}")
+    }
+
+    /** Me's photos (the bundled CIFAR user's adaptation half) personalized: the consent question on screen. */
+    private fun askMe(): Consent {
+        switchTo("vision")
+        pick(assets.user("vision").adapt.map { File(assets.folder, it) })
+        settle()
+        activity.click("Use Me")
+        activity.click("Personalize")
+        activity.click("Personalize for me")
+        settle()
+        activity.assertShows("Switch this profile on?")
+        return DemoState.consent!!
+    }
+
+    /** The consent screen's read-outs: what the model made of the samples, what it would exclude, the guard, the cost. */
+    private fun consentLines(): List<String> = activity.texts().filter { line ->
+        listOf("Your samples, as the model classifies them now: ", "Classes it would exclude", "In-domain share: ", "recipe: ", "removed: ")
+            .any { line.startsWith(it) }
+    }
+
+    @Test
+    fun aQuestionWaitingWhenTheProcessEndsIsAskedAgainAndAppliedOnlyOnAYes() {
+        launch()
+        val spec = assets.model("vision")
+        val asked = askMe()
+        val lines = consentLines()
+        assertEquals(lines.toString(), 5, lines.size)
+        val profile = org.tflitefineprune.core.StateCodec.encode(spec.layout.fingerprint, asked.result.state)
+        val saved = Bundle()
+        controller!!.saveInstanceState(saved)
+        restartProcess(saved)
+        // The new process asks the same question, with the same numbers, and has switched nothing on.
+        assertEquals(Screen.PERSONALIZE, DemoState.screen)
+        assertNull("Me is still the chosen user", DemoState.user)
+        activity.assertShows("What personalizing found")
+        assertEquals(lines, consentLines())
+        activity.assertShows("Switch this profile on?")
+        assertNull(DemoState.activeProfile)
+        assertEquals(emptyList<String>(), ProfileStore(activity.filesDir).profiles(spec))
+        activity.assertShows("Model running: dense")
+        assertNull(DemoState.held!!.profile)
+        // Yes: the profile switched on is the one computed before the process ended, byte for byte.
+        activity.click("Switch it on")
+        settle()
+        assertEquals("me", DemoState.activeProfile)
+        assertArrayEquals(profile, ProfileStore(activity.filesDir).file(spec, "me").readBytes())
+        assertFalse("the answered question is gone from storage", ConsentStore(activity.filesDir).file(spec).exists())
+        assertRunning("personalized ('me')")
+        activity.assertShows("classes excluded: ${asked.excluded.joinToString()}")
+        // And the interpreter runs it: the bundled user's held-out accuracy equals an independent session's with it.
+        val user = assets.user("vision")
+        val expected = independently("vision") { s ->
+            s.setState(asked.result.state)
+            s.accuracy(user.eval.map { DemoState.assets!!.sample(spec, it.file) }, user.eval.map { it.label }.toIntArray())
+        }
+        activity.click("Users")
+        activity.click("Use ${user.name}")
+        activity.click("Personalize")
+        activity.click("Evaluate the model shown")
+        settle()
+        activity.assertShows("personalized ('me') model on ${user.name}'s held-out samples: ${pct(expected)}")
+        restartProcess(saved)
+        activity.assertDoesNotShow("Switch this profile on?")
+    }
+
+    @Test
+    fun aDiscardedOrDamagedQuestionIsNotAskedAgain() {
+        launch()
+        val spec = assets.model("vision")
+        askMe()
+        val saved = Bundle()
+        controller!!.saveInstanceState(saved)
+        restartProcess(saved)
+        activity.assertShows("Switch this profile on?")
+        activity.assertDoesNotShow("personalize again to use them all")
+        // A photo added while the question waits: the screen says the answer is about the samples before it.
+        val n = DemoState.meSamples.size
+        pick(listOf(File(assets.folder, assets.user("vision").eval[0].file)))
+        settle()
+        activity.click("Personalize")
+        activity.assertShows("This was found on $n samples; Me has ${n + 1} now: personalize again to use them all.")
+        activity.click("Discard")
+        settle()
+        assertEquals("discarded: the model is unchanged", activity.statusLine())
+        assertFalse(ConsentStore(activity.filesDir).file(spec).exists())
+        restartProcess(saved)
+        activity.assertDoesNotShow("Switch this profile on?")
+        assertEquals(emptyList<String>(), ProfileStore(activity.filesDir).profiles(spec))
+        // A question file cut short (a damaged disk): said on the status line, nothing applied, the file removed.
+        activity.click("Personalize for me")
+        settle()
+        val file = ConsentStore(activity.filesDir).file(spec)
+        file.writeBytes(file.readBytes().copyOf(file.length().toInt() / 2))
+        restartProcess(saved)
+        assertTrue(activity.statusLine(), activity.statusLine().startsWith("could not read the question that was waiting (personalize again): "))
+        activity.assertDoesNotShow("Switch this profile on?")
+        activity.assertShows("Model running: dense")
+        assertNull(DemoState.activeProfile)
+        assertFalse(file.exists())
     }
 
     @Test
@@ -279,6 +380,47 @@ class MainActivityPlatformTest : ActivityTestBase() {
         assertEquals("package:${activity.packageName}", settings.data.toString())
         activity.click("Listen")
         activity.assertShows("Open Settings")
+    }
+
+    @org.junit.After
+    fun noAudioSource() = org.robolectric.shadows.ShadowAudioRecord.clearSource()
+
+    @Test
+    fun aMicrophoneThatCannotStartIsReleasedAndTheNextRecordingWorks() {
+        launch()
+        switchTo("speech")
+        shadowOf(activity.application).grantPermissions(Manifest.permission.RECORD_AUDIO)
+        val spec = assets.model("speech")
+        val stream = assets.user("speech").eval.flatMap { assets.pcm(it.file).toList() }.toShortArray()
+        var position = 0
+        org.robolectric.shadows.ShadowAudioRecord.setSourceProvider { _ -> object : org.robolectric.shadows.ShadowAudioRecord.AudioRecordSource {
+            override fun readInShortArray(buffer: ShortArray, offset: Int, length: Int, blocking: Boolean): Int {
+                for (i in 0 until length) buffer[offset + i] = stream[position++ % stream.size]
+                return length
+            }
+        } }
+        val recorders = Recorders(1) // the first recorder does not start: another app holds the microphone
+        DemoServices.microphone = AudioRecordMicrophone(recorders::make)
+        activity.click("Users")
+        activity.click("Record a clip")
+        settle()
+        assertEquals("recording 1 clip failed: the microphone is in use by another app; the model is back to the dense model", activity.statusLine())
+        assertEquals("the recorder is released", android.media.AudioRecord.STATE_UNINITIALIZED, recorders.made.single().state)
+        assertEquals(0, position)
+        assertNull(DemoState.job)
+        assertEquals(-1, DemoState.level) // the level meter is gone
+        assertEquals(0, DemoState.meSamples.size)
+        assertFalse(MeStore(activity.filesDir).file(spec).exists())
+        activity.assertShows("Me: 0 unlabeled samples of your own")
+        // Tapped again: a new recorder, the clip recorded from the start of what the microphone hears.
+        activity.click("Record a clip")
+        settle()
+        assertTrue(activity.statusLine(), activity.statusLine().startsWith("recorded 1 of 1 clip; loudest 0.1 s: "))
+        assertEquals(2, recorders.made.size)
+        assertEquals(android.media.AudioRecord.STATE_UNINITIALIZED, recorders.made[1].state)
+        val clip = SpeechWindow.centred(org.tflitefineprune.core.WavReader.fromPcm16(stream.copyOf(24000), 16000).samples, spec.input.elements)
+        assertArrayEquals(clip, DemoState.meSamples.single().floats(), 0f)
+        assertEquals(1, MeStore(activity.filesDir).load(spec).size)
     }
 
     @Test

@@ -259,6 +259,8 @@ class MainActivityTest : ActivityTestBase() {
         activity.assertShows("Nothing would change")
         assertEquals("the recipe changed nothing; no profile saved", activity.statusLine())
         activity.click("OK")
+        settle()
+        assertNull(DemoState.consent)
 
         activity.click("Users")
         DemoServices.countdownSeconds = 1
@@ -399,7 +401,8 @@ class MainActivityTest : ActivityTestBase() {
         val best = p.indices.maxByOrNull { p[it] }!!
         activity.click("Listen")
         activity.click("Start listening")
-        assertEquals(Jobs.LISTENING, DemoState.job)
+        assertEquals("listening", DemoState.job)
+        assertTrue(DemoState.listening)
         // The first window is the clip itself (16000 samples): the model's word and probability.
         waitFor("a word") { DemoState.heard.isNotEmpty() }
         // One window so far: its probabilities are the average; shown as a word only above the threshold.

@@ -5,9 +5,11 @@ import android.media.MediaRecorder
 import org.junit.After
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertThrows
 import org.junit.Test
 import org.junit.runner.RunWith
 import org.robolectric.RobolectricTestRunner
+import org.robolectric.RuntimeEnvironment
 import org.robolectric.annotation.Config
 import org.robolectric.shadows.ShadowAudioRecord
 
@@ -31,7 +33,7 @@ class MicrophoneTest {
                 }
             }
         }
-        val input = AudioRecordMicrophone.open(16000)
+        val input = AudioRecordMicrophone().open(16000)
         val clip = input.readFully(4000, 1600)
         assertArrayEquals(ShortArray(4000) { it.toShort() }, clip)
         input.drain(1600, 1600)
@@ -42,6 +44,37 @@ class MicrophoneTest {
         assertEquals(AudioRecord.RECORDSTATE_RECORDING, record.recordingState)
         input.close()
         assertEquals(AudioRecord.STATE_UNINITIALIZED, record.state) // released: the microphone is free for other apps
+    }
+
+    @Test
+    fun aRecorderThatCannotStartIsReleasedAndTheNextOneRecords() {
+        var next: Short = 0
+        ShadowAudioRecord.setSourceProvider { _ -> object : ShadowAudioRecord.AudioRecordSource {
+            override fun readInShortArray(buffer: ShortArray, offset: Int, length: Int, blocking: Boolean): Int {
+                for (i in 0 until length) buffer[offset + i] = next++
+                return length
+            }
+        } }
+        val app = RuntimeEnvironment.getApplication()
+        for (throwing in listOf(false, true)) {
+            next = 0
+            val recorders = Recorders(1, throwing)
+            val microphone = AudioRecordMicrophone(recorders::make)
+            val refused = assertThrows(UserFacingException::class.java) { microphone.open(16000) }
+            assertEquals(if (throwing) "the microphone could not start: startRecording() called on an uninitialized AudioRecord."
+                else "the microphone is in use by another app", refused.text(app))
+            val first = recorders.made.single()
+            assertEquals("released: the microphone is not held", AudioRecord.STATE_UNINITIALIZED, first.state)
+            assertEquals(0, next.toInt()) // nothing was read from it
+            // The next recording gets a recorder of its own, which starts and reads.
+            val input = microphone.open(16000)
+            val second = recorders.made[1]
+            assertEquals(AudioRecord.RECORDSTATE_RECORDING, second.recordingState)
+            assertArrayEquals(ShortArray(3200) { it.toShort() }, input.readFully(3200, 1600))
+            input.close()
+            assertEquals(AudioRecord.STATE_UNINITIALIZED, second.state)
+            assertEquals(2, recorders.made.size)
+        }
     }
 
     @Test

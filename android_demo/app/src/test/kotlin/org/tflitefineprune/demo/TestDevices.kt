@@ -1,5 +1,8 @@
 package org.tflitefineprune.demo
 
+import android.media.AudioFormat
+import android.media.AudioRecord
+import android.media.MediaRecorder
 import org.tflitefineprune.core.FinePruneException
 import org.tflitefineprune.core.SignatureRunner
 import org.tflitefineprune.core.Tensor
@@ -87,5 +90,30 @@ class Gate {
             return model.run(signature, inputs)
         }
         override fun close() = model.close()
+    }
+}
+
+/**
+ * Real AudioRecords (on Robolectric's AudioRecord) for [AudioRecordMicrophone], each kept in [made]; the first
+ * [refusals] do not start, as a microphone held by another app: `startRecording()` returns with the recorder still
+ * stopped (what AudioRecord does when its native start fails), or, [throwing], throws as a recorder in a bad state does.
+ */
+class Recorders(private var refusals: Int, private val throwing: Boolean = false) {
+    val made = ArrayList<AudioRecord>()
+
+    fun make(sampleRate: Int, bufferBytes: Int): AudioRecord {
+        val refuse = refusals-- > 0
+        val record = object : AudioRecord(MediaRecorder.AudioSource.VOICE_RECOGNITION, sampleRate, AudioFormat.CHANNEL_IN_MONO,
+            AudioFormat.ENCODING_PCM_16BIT, bufferBytes) {
+            override fun startRecording() {
+                if (!refuse) {
+                    super.startRecording()
+                } else if (throwing) {
+                    throw IllegalStateException("startRecording() called on an uninitialized AudioRecord.")
+                }
+            }
+        }
+        synchronized(made) { made.add(record) }
+        return record
     }
 }
