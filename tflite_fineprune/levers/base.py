@@ -180,7 +180,7 @@ def vector(values, length: int, name: str) -> np.ndarray:
 def run_adapt(personalizer, signature: str, strength, method: str) -> dict:
     """Run an adapt_* signature after the checks they share: strength in [0, 1], data observed."""
     from .. import signatures as sig
-    from ..inputs import check_unit_interval
+    from ..input_checks import check_unit_interval
 
     value = check_unit_interval(strength, "strength")
     if personalizer.samples == 0:

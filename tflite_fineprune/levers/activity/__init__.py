@@ -12,7 +12,7 @@ import numpy as np
 
 from ... import signatures as sig
 from ...errors import FinePruneError
-from ...inputs import check_sparsity
+from ...input_checks import check_sparsity
 from ..base import ExportFlag, Lever
 
 POLICY_NAMES = ("layerwise", "global")  # the in-graph policies of `prune` (ModelMetadata.policy)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ... import signatures as sig
 from ...errors import FinePruneError
-from ...inputs import check_unit_interval
+from ...input_checks import check_unit_interval
 from ..base import Lever
 
 

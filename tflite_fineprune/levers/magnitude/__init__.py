@@ -15,7 +15,7 @@ import numpy as np
 
 from ... import signatures as sig
 from ...errors import FinePruneError
-from ...inputs import check_sparsity
+from ...input_checks import check_sparsity
 from ..base import ExportFlag, Lever, StateBlock, vector
 
 BLOCK = StateBlock(flag=16, fields=(sig.MAGNITUDES,), since=4, what="activation-magnitude",

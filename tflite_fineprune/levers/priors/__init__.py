@@ -8,7 +8,7 @@ import numpy as np
 
 from ... import signatures as sig
 from ...errors import FinePruneError
-from ...inputs import check_positive_int
+from ...input_checks import check_positive_int
 from ..base import Lever, StateBlock, vector
 
 BLOCK = StateBlock(flag=2, fields=(sig.LOG_WEIGHTS, sig.SOFT_COUNTS), since=1, what="class-prior",
