@@ -257,7 +257,10 @@ def test_one_class_in_play_or_few_samples_are_no_evidence():
     rule = StoppingRule()
     clean = Evidence(0.5, 15, 0, 0.0, 0.0)
     assert not rule.accepts(clean, classes_in_play=10)  # 0 of 15 bounds the rate by 18 %
-    assert rule.accepts(Evidence(0.5, 200, 0, 0.0, 0.0), classes_in_play=10)
+    assert not rule.accepts(Evidence(0.5, 298, 0, 0.0, 0.0), classes_in_play=10)  # 0 of 298: 1.0002 %
+    assert rule.accepts(Evidence(0.5, 299, 0, 0.0, 0.0), classes_in_play=10)  # 0 of 299: 0.997 % ≤ 1 %
+    assert rule.accepts(Evidence(0.5, 500, 1, 0.0, 0.0), classes_in_play=10)  # 1 of 500: 0.95 %
+    assert not rule.accepts(Evidence(0.5, 500, 2, 0.0, 0.0), classes_in_play=10)  # 2 of 500: 1.25 %
     assert not rule.accepts(Evidence(0.5, 500, 0, 0.0, 0.0), classes_in_play=1)  # a one-class model always agrees
     assert not rule.accepts(Evidence(0.5, 500, 0, 0.025, 0.005), classes_in_play=10)  # 0.025 + 1.645 × 0.005 > 0.03
 

@@ -41,7 +41,7 @@ and with which threshold, from numbers the model itself counted:
    predicts the reference's class on ≥ `magnitude_agreement` of the samples,
    the 95 % Clopper–Pearson upper bound on its disagreement rate is
    ≤ `stop_max_disagreement` (0 of 15 samples bound it by 18 % only, so a user
-   with fewer than 99 samples is not pruned here), and the mean total
+   with fewer than 299 samples is not pruned here), and the mean total
    variation between the two predicted distributions plus 1.645 standard
    errors is ≤ `stop_max_shift`. The first rate it rejects ends the search.
    With one class in play (every other excluded) any model agrees: nothing is
@@ -121,7 +121,7 @@ class AutoRule:
     # bound off: the rule before them, benchmarks/stopping_probe.py).
     magnitude_agreement: float = 0.99
     stop_confidence: float = 0.95
-    stop_max_disagreement: float = 0.03
+    stop_max_disagreement: float = 0.01
     stop_max_shift: float = 0.03
     # The open-set guard (open_set.py): below this share of in-domain samples (or fewer than min_samples of
     # them) the model stays dense; < 0 turns the guard off (every sample counts, as before issue 22).

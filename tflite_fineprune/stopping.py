@@ -120,7 +120,7 @@ class StoppingRule:
 
     agreement: float = 0.99
     confidence: float = 0.95
-    max_disagreement: float = 0.03
+    max_disagreement: float = 0.01
     max_shift: float = 0.03
     shift_deviations: float = 1.645
 

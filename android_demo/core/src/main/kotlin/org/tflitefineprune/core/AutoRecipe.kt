@@ -14,7 +14,7 @@ class AutoRule(
     val normalizationPasses: Int = 3,
     val magnitudeAgreement: Double = 0.99,
     val stopConfidence: Double = 0.95,
-    val stopMaxDisagreement: Double = 0.03,
+    val stopMaxDisagreement: Double = 0.01,
     val stopMaxShift: Double = 0.03,
     /** The open-set guard (OpenSet): a smaller in-domain share leaves the model dense; < 0 turns the guard off. */
     val minInDomainShare: Double = 0.1,

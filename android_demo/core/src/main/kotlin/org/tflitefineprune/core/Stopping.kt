@@ -18,7 +18,7 @@ class Evidence(val rate: Double, val samples: Int, val disagreements: Int, val s
 class StoppingRule(
     val agreement: Double = 0.99,
     val confidence: Double = 0.95,
-    val maxDisagreement: Double = 0.03,
+    val maxDisagreement: Double = 0.01,
     val maxShift: Double = 0.03,
     val shiftDeviations: Double = 1.645,
 ) {
