@@ -26,6 +26,7 @@ over infer's in the same round (steadier on a shared machine).
 usage: python benchmarks/overhead.py [--threads 2] [--repeats 50] [--batches 1,8] [--models mobilenet_v2,...]
        python benchmarks/overhead.py --export-only DIR [--models ...]   # needs TensorFlow
        python benchmarks/overhead.py --time-only DIR [--threads ...]    # needs only LiteRT and numpy
+       python benchmarks/overhead.py --time-only DIR --baseline OLD_DIR  # old and new exports, interleaved
 
 The two halves let the timing run on a quiet machine (or a phone-class board)
 that has no TensorFlow: DIR holds each model's masked and plain `.tflite` and a
@@ -154,7 +155,18 @@ def export_pair(name, model, workdir, forms):
                    "forms": [[suffix, label] for suffix, label, _ in forms]}, f)
 
 
-def measure(name, workdir, threads, repeats, batches):
+def forms_in(workdir, name, label_suffix=""):
+    """(suffix, label, path) of each masked form of `name` in `workdir` (its JSON lists them)."""
+    with open(os.path.join(workdir, f"{name}.json")) as f:
+        info = json.load(f)
+    # Directories written before the forms were recorded hold the separate and coupled forms.
+    labels = info.get("forms", [[suffix, label] for suffix, label, _ in SEPARATE_AND_COUPLED])
+    forms = [(suffix, label + label_suffix, os.path.join(workdir, f"{name}{suffix}.tflite"))
+             for suffix, label in labels]
+    return [form for form in forms if os.path.exists(form[2])]
+
+
+def measure(name, workdir, threads, repeats, batches, baseline=None):
     plain_path = os.path.join(workdir, f"{name}-plain.tflite")
     with open(os.path.join(workdir, f"{name}.json")) as f:
         info = json.load(f)
@@ -162,10 +174,10 @@ def measure(name, workdir, threads, repeats, batches):
     plain_key = next(iter(plain.get_signature_list()))
     plain_input = plain.get_signature_list()[plain_key]["inputs"][0]
     plain_runner = plain.get_signature_runner(plain_key)
-    # Directories written before the forms were recorded hold the separate and coupled forms.
-    labels = info.get("forms", [[suffix, label] for suffix, label, _ in SEPARATE_AND_COUPLED])
-    forms = [(suffix, label, os.path.join(workdir, f"{name}{suffix}.tflite")) for suffix, label in labels]
-    forms = [form for form in forms if os.path.exists(form[2])]
+    forms = forms_in(workdir, name)
+    if baseline and os.path.exists(os.path.join(baseline, f"{name}.json")):
+        # The same forms exported by other code (another commit): timed in the same rounds, interleaved.
+        forms += forms_in(baseline, name, " (baseline)")
     interpreters = [Interpreter(model_path=path, num_threads=threads) for _, _, path in forms]
     rows = []
     rng = np.random.default_rng(0)
@@ -199,6 +211,8 @@ def main():
     phase = parser.add_mutually_exclusive_group()
     phase.add_argument("--export-only", metavar="DIR", help="write the models to DIR and stop (needs TensorFlow)")
     phase.add_argument("--time-only", metavar="DIR", help="time the models in DIR (no TensorFlow)")
+    parser.add_argument("--baseline", metavar="DIR", help="with --time-only: also time the forms that another "
+                                                          "version's --export-only wrote to DIR, interleaved")
     args = parser.parse_args()
     names = [MODELS[key][0] for key in args.models.split(",")]
     if args.export_only:
@@ -212,7 +226,7 @@ def main():
     if args.time_only:
         names = [n for n in names if os.path.exists(os.path.join(args.time_only, f"{n}.json"))]
         for name in names:
-            measure(name, args.time_only, args.threads, args.repeats, batches)
+            measure(name, args.time_only, args.threads, args.repeats, batches, args.baseline)
         return
     with tempfile.TemporaryDirectory() as workdir:
         for key in args.models.split(","):

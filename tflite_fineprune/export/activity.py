@@ -7,18 +7,19 @@ MobileNets (benchmarks/collect_profile.py), stays in one place.
 import tensorflow as tf
 
 
-def is_positive(value, non_negative=False):
+def is_positive(value, above_minus_one=False):
     """1 where value > 0, else 0, exact for every value > 0.
 
-    For a tensor known to be >= 0 (a ReLU/ReLU6 chain's end) that is CEIL(min(value, 1)),
-    otherwise CEIL(clip(value, 0, 1)): unary ops XNNPACK runs fast. The clamp's lower
-    bound costs a pass of its own (the converter writes MINIMUM then RELU); dropping it
-    where it cannot matter took the zoo MobileNetV2's batch-8 `collect` from 2.0x to
-    1.6x `infer` (benchmarks/collect_profile.py). RELU6(value * 2**100), the form
-    before, counted values below about 5e-30 only partially and was no faster;
-    GREATER + CAST falls outside XNNPACK.
+    For a tensor known to be > -1 (the end of a ReLU, ReLU6, hard-swish, ... chain) that is
+    CEIL(min(value, 1)): on (-1, 0] CEIL gives 0. Otherwise CEIL(clip(value, 0, 1)): unary
+    ops XNNPACK runs fast. The clamp's lower bound costs an op of its own (the converter
+    writes MINIMUM then RELU); dropping it where it cannot matter took the zoo MobileNetV2's
+    batch-8 `collect` from 2.0x to 1.6x `infer` (benchmarks/collect_profile.py), and on
+    MobileNetV3's hard-swish chains saves one op a group. RELU6(value * 2**100), the form
+    before, counted values below about 5e-30 only partially and was no faster; GREATER +
+    CAST and SIGN fall outside XNNPACK.
     """
-    if non_negative:
+    if above_minus_one:
         return tf.math.ceil(tf.minimum(value, 1.0))
     return tf.math.ceil(tf.clip_by_value(value, 0.0, 1.0))
 
@@ -37,9 +38,9 @@ def per_sample_mean(value, units):
     return value
 
 
-def count_active(value, units, non_negative=False):
+def count_active(value, units, above_minus_one=False):
     """Per sample and unit, the fraction of positions where it is > 0 ([batch, 1, 1, units]; `batch_sums`)."""
-    return per_sample_mean(is_positive(value, non_negative), units)
+    return per_sample_mean(is_positive(value, above_minus_one), units)
 
 
 def batch_sums(pieces):

@@ -170,7 +170,7 @@ class FinePruneModule(tf.Module):
                 lever.observe_group(group, value)
             if group.role != ROLE_OUTPUT:
                 # plan.groups and the layout share their order
-                deltas.append(count_active(value, group.units, self._plan.groups[index].non_negative))
+                deltas.append(count_active(value, group.units, self._plan.groups[index].above_minus_one))
         self.counts.assign_add(batch_sums(deltas))
         extra = {}
         for lever in self._levers:
