@@ -15,8 +15,9 @@ units: one mask and one count per pair instead of two).
 `mobilenet_v3_64` (MobileNetV3-Small at 64x64, random weights) measures the
 cost of counting (issue 22, goal `collect` <= 1.20x `infer`): the default
 export (magnitude statistics on), the same without magnitude statistics (the
-export before them), and every lever (the default plus reference data, hence
-the normalization moments and the per-sample typicality output, mean
+export before them), the default with reference data (as the converters
+export: the normalization moments and the per-sample typicality output), and
+every lever (the default plus reference data, mean
 compensation and prior correction; classifier prototypes need a Dense
 classifier, which MobileNetV3 does not have).
 
@@ -110,6 +111,7 @@ SEPARATE_AND_COUPLED = (("", "separate units", lambda model: {}),
                         ("-coupled", "couple_depthwise", lambda model: {"couple_depthwise": True}))
 COUNTING = (("", "default export", lambda model: {}),
             ("-nomagnitude", "no magnitude", lambda model: {"magnitude_pruning": False}),
+            ("-reference", "reference data", lambda model: {"reference_data": every_lever(model)["reference_data"]}),
             ("-levers", "every lever", every_lever))
 
 MODELS = {"mobilenet_v2": ("mobilenet_v2_0.35_224", mobilenet_v2, SEPARATE_AND_COUPLED),
