@@ -34,28 +34,28 @@ from tflite_fineprune import export_model  # noqa: E402
 from tflite_fineprune.export import activity, module  # noqa: E402
 
 
-def no_count(value, units, non_negative=False):
+def no_count(value, units, above_minus_one=False):
     return tf.zeros([units])
 
 
-def clip_count(value, units, non_negative=False):
+def clip_count(value, units, above_minus_one=False):
     """CEIL(clip(value, 0, 1)) whatever the chain: a MINIMUM, a RELU and a CEIL."""
-    return activity.count_active(value, units, non_negative=False)
+    return activity.count_active(value, units, above_minus_one=False)
 
 
-def relu6_count(value, units, non_negative=False):
+def relu6_count(value, units, above_minus_one=False):
     """The count before export/activity.py's CEIL form: RELU6(value * 2**100) / 6."""
     spatial = list(range(1, len(value.shape) - 1))
     active = tf.reduce_mean(tf.nn.relu6(value * 2.0 ** 100), axis=spatial, keepdims=True)
     return tf.reduce_sum(tf.reshape(active, [-1, units]), axis=0) / 6.0
 
 
-def sampled_count(value, units, non_negative=False):
+def sampled_count(value, units, above_minus_one=False):
     """The CEIL count on every 4th position of each spatial axis (an approximation)."""
-    return activity.count_active(value[:, 2::4, 2::4, :], units, non_negative)
+    return activity.count_active(value[:, 2::4, 2::4, :], units, above_minus_one)
 
 
-def mean_only(value, units, non_negative=False):
+def mean_only(value, units, above_minus_one=False):
     spatial = list(range(1, len(value.shape) - 1))
     return tf.reduce_sum(tf.reshape(tf.reduce_mean(value, axis=spatial, keepdims=True), [-1, units]), axis=0)
 

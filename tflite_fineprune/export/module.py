@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from .. import signatures as sig
 from ..metadata import OUTPUT_PROBABILITIES, ROLE_OUTPUT
-from .activity import count_active
+from .activity import batch_sums, count_active
 from .keras_compat import takes_training_argument
 from .levers import EXPORT_LEVERS
 from .levers.base import function
@@ -170,8 +170,8 @@ class FinePruneModule(tf.Module):
                 lever.observe_group(group, value)
             if group.role != ROLE_OUTPUT:
                 # plan.groups and the layout share their order
-                deltas.append(count_active(value, group.units, self._plan.groups[index].non_negative))
-        self.counts.assign_add(tf.concat(deltas, axis=0))
+                deltas.append(count_active(value, group.units, self._plan.groups[index].above_minus_one))
+        self.counts.assign_add(batch_sums(deltas))
         extra = {}
         for lever in self._levers:
             extra.update(lever.collect(y, taps) or {})  # a lever may add per-sample outputs (typicality)

@@ -37,7 +37,8 @@ class PlannedGroup:
     unit_tensor: int
     chain: list  # the nodes after the first unit layer, up to the masked tensor
     members: tuple = ()  # names of the unit layers whose channels are the units (coupled: two)
-    non_negative: bool = False  # the masked tensor is >= 0 (ends in ReLU/ReLU6): a cheaper activity count
+    non_negative: bool = False  # the masked tensor is >= 0 (ends in ReLU/ReLU6): magnitude needs no |x|
+    above_minus_one: bool = False  # the masked tensor is > -1 (ReLU, hard-swish, ...): a cheaper activity count
 
     def __post_init__(self):
         if not self.members:
@@ -154,6 +155,19 @@ def _ends_non_negative(layer):
     return activation_name(layer) in ("relu", "relu6")
 
 
+# Activations whose output is > -1 whatever their input (hard-swish's minimum is -0.375, swish's about -0.28,
+# GELU's about -0.17, mish's about -0.31); not ELU or tanh, which reach -1 in float32.
+ABOVE_MINUS_ONE = ("relu", "relu6", "hard_swish", "hard_silu", "swish", "silu", "gelu", "mish", "sigmoid",
+                   "hard_sigmoid", "softplus")
+
+
+def _ends_above_minus_one(layer):
+    """Whether the layer's output is > -1 whatever its input: there CEIL(min(x, 1)) is the exact positivity test."""
+    if isinstance(layer, layers.ReLU):  # a leaky ReLU is a ReLU layer too (activation_name says "relu")
+        return _ends_non_negative(layer)
+    return activation_name(layer) in ABOVE_MINUS_ONE
+
+
 def plan_model(graph, prune_outputs=False, couple_depthwise=False):
     """Return the `Plan` for a flattened graph.
 
@@ -223,8 +237,9 @@ def plan_model(graph, prune_outputs=False, couple_depthwise=False):
             continue
         if len(members) > 1:
             layer_class = f"{layer_class}+{type(coupled[1].layer).__name__}"
+        end_layer = chain[-1].layer if chain else node.layer
         groups.append(PlannedGroup(name, layer_class, units, positions, ROLE_HIDDEN, tensor, chain, members,
-                                   _ends_non_negative(chain[-1].layer if chain else node.layer)))
+                                   _ends_non_negative(end_layer), _ends_above_minus_one(end_layer)))
     if output_kind == OUTPUT_PROBABILITIES or prune_outputs:
         _check_output(graph, graph.outputs[0], groups, prune_outputs)
     # Output group last, so hidden groups occupy the start of the mask vector.

@@ -10,6 +10,7 @@ import tensorflow as tf
 from ... import signatures as sig
 from . import LEVER
 from ...metadata import ROLE_OUTPUT
+from ...export.activity import batch_sums, per_sample_mean
 from ...export.levers.base import ExportLever, function
 
 
@@ -39,12 +40,10 @@ class MeanCompensation(ExportLever):
         if group.role == ROLE_OUTPUT:
             self._group_sums.append(tf.zeros([group.units]))
             return
-        spatial = list(range(1, len(value.shape) - 1))
-        mean = tf.reduce_mean(value, axis=spatial, keepdims=True) if spatial else value
-        self._group_sums.append(tf.reduce_sum(tf.reshape(mean, [-1, group.units]), axis=0))
+        self._group_sums.append(per_sample_mean(value, group.units))
 
     def collect(self, y, taps):
-        self.sums.assign_add(tf.concat(self._group_sums, axis=0))
+        self.sums.assign_add(batch_sums(self._group_sums))
         self._group_sums = []
 
     def before_commit(self, new_masks):

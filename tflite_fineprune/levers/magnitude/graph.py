@@ -6,6 +6,7 @@ from ... import signatures as sig
 from . import LEVER
 from ...metadata import ROLE_HIDDEN
 from .outgoing_norms import outgoing_norms
+from ...export.activity import batch_sums, per_sample_mean
 from ...export.pruning_policy import layerwise
 from ...export.levers.base import ExportLever, function
 
@@ -37,13 +38,10 @@ class MagnitudePruning(ExportLever):
             self._pieces.append(tf.zeros([group.units]))
             return
         magnitude = value if self._non_negative[group.name] else tf.abs(value)
-        spatial = list(range(1, len(value.shape) - 1))
-        if spatial:
-            magnitude = tf.reduce_mean(magnitude, axis=spatial, keepdims=True)
-        self._pieces.append(tf.reduce_sum(tf.reshape(magnitude, [-1, group.units]), axis=0))
+        self._pieces.append(per_sample_mean(magnitude, group.units))
 
     def collect(self, y, taps):
-        self.magnitudes.assign_add(tf.concat(self._pieces, axis=0))
+        self.magnitudes.assign_add(batch_sums(self._pieces))
         self._pieces = []
 
     def reset(self, zero_counts, restore):

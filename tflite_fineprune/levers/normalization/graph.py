@@ -54,6 +54,7 @@ class NormalizationShift(ExportLever):
         as_f32 = lambda v: tf.constant(np.asarray(v, np.float32))  # noqa: E731
         self._trained_mean, self._trained_var = map(as_f32, config["trained"])
         self._reference_mean, self._reference_var = map(as_f32, config["reference"])
+        self._reference_var_np = np.asarray(config["reference"][1], np.float64)
         self._typicality_limits = config.get("typicality_limits")
         # The statistics infer/collect use (start as the trained ones), and the user's moments of each
         # BN input, accumulated relative to the trained mean so that E[x²] - E[x]² keeps its precision.
@@ -72,33 +73,69 @@ class NormalizationShift(ExportLever):
     def before_layer(self, node, args, taps):
         norm = self._norm_of.get(id(node))
         if norm is not None:
-            taps.setdefault("moments", {})[norm.name] = self._input_moments(args[0], norm)
-            taps.setdefault("typicality", []).append(self._typicality(args[0], norm))
+            taps.setdefault("moments", {})[norm.name] = self._per_sample_moments(args[0], norm)
 
-    def _typicality(self, value, norm):
-        """Per sample: mean over channels of (its channel mean − μ_ref)² / σ²_ref (`layer_typicality`)."""
-        part = slice(norm.offset, norm.offset + norm.channels)
-        means = tf.reduce_mean(tf.reshape(value, [tf.shape(value)[0], -1, norm.channels]), axis=1)
-        gap = means - self._reference_mean[part]
-        return tf.reduce_mean(gap * gap / tf.maximum(self._reference_var[part], VARIANCE_FLOOR), axis=1)
+    def _per_sample_moments(self, value, norm):
+        """Per sample and channel of a BN input, over its positions: the mean, and the mean square about the
+        trained mean (each [batch, 1, 1, channels]); and the number of positions.
 
-    def _input_moments(self, value, norm):
-        """Per-channel sum, sum of squares (both relative to the trained mean) and count of a BN input."""
-        flat = tf.reshape(value, [-1, norm.channels])
-        centered = flat - self._trained_mean[norm.offset:norm.offset + norm.channels]
-        count = tf.cast(tf.shape(flat)[0], tf.float32) * tf.ones([norm.channels])
-        return tf.reduce_sum(centered, axis=0), tf.reduce_sum(centered * centered, axis=0), count
+        The only passes over the whole tensor: two spatial MEANs (keepdims, the form XNNPACK delegates) and a
+        SQUARED_DIFFERENCE. The moments and the typicality are computed in `collect`, once for all layers
+        (benchmarks/overhead.py, docs/performance.md).
+        """
+        trained = self._trained_mean[norm.offset:norm.offset + norm.channels]
+        static = [int(d) if d is not None else None for d in value.shape[1:-1]]
+        positions = int(np.prod(static)) if None not in static else tf.cast(
+            tf.reduce_prod(tf.shape(value)[1:-1]), tf.float32)
+        squares = tf.math.squared_difference(value, trained)
+        spatial = list(range(1, len(value.shape) - 1))
+        if spatial:
+            value = tf.reduce_mean(value, axis=spatial, keepdims=True)
+            squares = tf.reduce_mean(squares, axis=spatial, keepdims=True)
+        if len(value.shape) != 4:  # every layer's moments in one rank, to concatenate them in one op
+            value, squares = (tf.reshape(v, [-1, 1, 1, norm.channels]) for v in (value, squares))
+        return value, squares, positions
+
+    def _positions(self, parts):
+        """Per channel (flat order), the number of positions its layer's input has per sample."""
+        if all(isinstance(p[2], int) for p in parts):
+            return tf.constant(np.repeat([float(p[2]) for p in parts], [n.channels for n, _ in self.nodes])
+                               .astype(np.float32))
+        return tf.concat([tf.fill([norm.channels], tf.cast(p[2], tf.float32))
+                          for (norm, _), p in zip(self.nodes, parts)], axis=0)
 
     def collect(self, y, taps):
+        """Σ (x − m₀), Σ (x − m₀)² and the count over batch and positions, from the per-sample moments."""
         parts = [taps["moments"][norm.name] for norm, _ in self.nodes]
-        self.norm_sums.assign_add(tf.concat([p[0] for p in parts], axis=0))
-        self.norm_squares.assign_add(tf.concat([p[1] for p in parts], axis=0))
-        self.norm_count.assign_add(tf.concat([p[2] for p in parts], axis=0))
+        flat = [-1, self.channels]
+        means = tf.reshape(tf.concat([p[0] for p in parts], axis=-1), flat)  # per-sample channel means
+        squares = tf.reshape(tf.concat([p[1] for p in parts], axis=-1), flat)
+        positions = self._positions(parts)
+        batch = tf.cast(tf.shape(means)[0], tf.float32)
+        # Σ over positions of (x − m₀) = positions × (mean − m₀), summed over the batch.
+        self.norm_sums.assign_add(positions * tf.reduce_sum(means - self._trained_mean, axis=0))
+        self.norm_squares.assign_add(positions * tf.reduce_sum(squares, axis=0))
+        self.norm_count.assign_add(batch * positions)
         if self._typicality_limits is None:  # configured without limits: no extra output
             return {}
+        return {sig.TYPICALITY: self._typicality(means)}
+
+    def _typicality(self, means):
+        """Per sample: max over layers of the mean over channels of (channel mean − μ_ref)² / σ²_ref, divided by
+        the layer's limit, divided by the combined limit (`layer_typicality`, `typicality_limits`).
+
+        The constant divisors are folded into one weight per channel, and the per-layer sums are one
+        SEGMENT_SUM over the channels (of the transposed [channels, batch] matrix).
+        """
         per_layer, combined = self._typicality_limits
-        scores = tf.stack(taps["typicality"], axis=1) / tf.constant(np.asarray(per_layer, np.float32))
-        return {sig.TYPICALITY: tf.reduce_max(scores, axis=1) / combined}
+        channels = [norm.channels for norm, _ in self.nodes]
+        divisor = (np.maximum(self._reference_var_np, VARIANCE_FLOOR) * np.repeat(channels, channels)
+                   * np.repeat(np.asarray(per_layer, np.float64), channels) * float(combined))
+        weighted = tf.math.squared_difference(means, self._reference_mean) * tf.constant(
+            (1.0 / divisor).astype(np.float32))
+        layer_of = tf.constant(np.repeat(np.arange(len(channels), dtype=np.int32), channels))
+        scores = tf.math.segment_sum(tf.transpose(weighted), layer_of)  # [layers, batch]
+        return tf.reduce_max(scores, axis=0)
 
     def reset(self, zero_counts, restore):
         for variable in (self.norm_sums, self.norm_squares, self.norm_count):
