@@ -27,7 +27,15 @@ dense, mean / min MACs removed. Rules: `τ=…` the current rule (the largest ra
 agreement with the reference's predictions on the adaptation images falls below τ; 0.99 is the default), and
 `any τ=…` the largest rate of the scan whose agreement is ≥ τ, failures before it allowed.
 
-usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40] [--out DIR]
+`--search` compares the searches instead (step 5 as a whole, its stopping rule as shipped): *uniform* —
+`recipe.search_sparsity`, one magnitude rate for every layer; *layerwise* — `layer_search.search_layerwise`,
+each layer its own rate, greedy by MACs per unit of distribution shift, on the magnitude ladder; *layerwise,
+folded* — the same search on the ladder of the folded score (host masks). Printed per search: mean accuracy,
+change vs dense and vs the reference, users below dense, users more than 1 point below the reference (issue
+22's promise), MACs removed (mean, min, median), the median user's ideal speed-up 1 / (1 − MACs) and the mean
+number of inference passes the search made.
+
+usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40] [--search] [--out DIR]
 """
 
 import argparse
@@ -44,7 +52,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from stopping_probe import host_masks  # noqa: E402 (this folder: the same layerwise policy from the host)
-from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
+from tflite_fineprune.layer_search import search_layerwise  # noqa: E402
+from tflite_fineprune.recipe import SPARSITY_STEPS, AutoRule, search_sparsity  # noqa: E402
+from tflite_fineprune.stopping import StoppingRule  # noqa: E402
 
 SCORES = ("activity", "magnitude", "folded, before BN", "variation")
 RULES = (("τ=0.99", 0.99, True), ("τ=0.98", 0.98, True), ("τ=0.95", 0.95, True),
@@ -134,6 +144,52 @@ def measure_user(personalizer, model, user):
     return rows
 
 
+SEARCHES = ("uniform", "layerwise", "layerwise, folded")
+
+
+def measure_searches(personalizer, model, user, rule=None):
+    """{search: (accuracy, macs removed, passes, per-layer rates)} for one user, plus the reference's accuracy."""
+    rule = rule or StoppingRule()
+    personalizer.personalize(user.adapt_x, REFERENCE_RULE, progress=False)
+    base = personalizer.get_state()
+
+    def accuracy():
+        return float(np.mean(np.argmax(personalizer.predict(user.eval_x), -1) == user.eval_y))
+
+    results = {"reference": (accuracy(), personalizer.sparsity().macs, 0, ())}
+    rate, _ = search_sparsity(personalizer, user.adapt_x, rule)
+    results["uniform"] = (accuracy(), personalizer.sparsity().macs, None, (rate,))
+    personalizer.set_state(base)
+    found = search_layerwise(personalizer, user.adapt_x, rule)
+    results["layerwise"] = (accuracy(), found.macs, found.passes, found.rates)
+    personalizer.set_state(base)
+    vector = np.zeros(len(base.masks))
+    folded = host_scores(model, personalizer.metadata.hidden_groups, user.adapt_x)["folded, before BN"]
+    vector[:len(folded)] = folded
+    ladder = [host_masks(base, personalizer.metadata, vector, r) for r in SPARSITY_STEPS]
+    found = search_layerwise(personalizer, user.adapt_x, rule, ladder=ladder)
+    results["layerwise, folded"] = (accuracy(), found.macs, found.passes, found.rates)
+    personalizer.set_state(base)
+    return results
+
+
+def summarize_searches(per_user, dense):
+    dense = np.asarray(dense)
+    reference = np.array([r["reference"][0] for r in per_user])
+    print(f"dense: {dense.mean():.4f} over {len(per_user)} users; reference (step 5 off): {reference.mean():.4f}")
+    print(f"{'search':18} {'accuracy':>9} {'vs dense':>8} {'vs ref':>7} {'<dense':>6} {'<ref-1':>6} "
+          f"{'MACs mean':>9} {'min':>6} {'median':>6} {'ideal×':>6} {'passes':>6}")
+    for search in SEARCHES:
+        accuracy = np.array([r[search][0] for r in per_user])
+        macs = np.array([r[search][1] for r in per_user])
+        passes = [r[search][2] for r in per_user]
+        passes = f"{np.mean(passes):6.1f}" if None not in passes else f"{'≤14':>6}"
+        print(f"{search:18} {accuracy.mean():9.4f} {(accuracy - dense).mean() * 100:+8.2f} "
+              f"{(accuracy - reference).mean() * 100:+7.2f} {int(np.sum(accuracy < dense - 1e-9)):6d} "
+              f"{int(np.sum(accuracy < reference - 0.01 - 1e-9)):6d} {macs.mean():9.1%} {macs.min():6.1%} "
+              f"{np.median(macs):6.1%} {1 / (1 - np.median(macs)):5.1f}× {passes}")
+
+
 def pick(rows, threshold, first_failure_stops):
     """The row a stopping rule picks (see the module docstring)."""
     chosen = rows[0]
@@ -168,6 +224,7 @@ def main():
     parser.add_argument("variant", choices=["bn", "plain"])
     parser.add_argument("--users-per-count", type=int, default=5, help="users per class count (2, 3, 5)")
     parser.add_argument("--per-class", type=int, default=40, help="adaptation (and evaluation) images a class")
+    parser.add_argument("--search", action="store_true", help="compare the searches (module docstring)")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args()
     from converters.evaluation import class_subset_users
@@ -190,9 +247,15 @@ def main():
     for user in users:
         personalizer.reset()
         dense.append(float(np.mean(np.argmax(personalizer.predict(user.eval_x), -1) == user.eval_y)))
+        if args.search:
+            per_user.append(measure_searches(personalizer, model, user))
+            said = "; ".join(f"{k} {v[0]:.3f} at {v[1]:.1%} ({'/'.join(f'{r:.2f}' for r in v[3])})"
+                             for k, v in per_user[-1].items())
+            print(f"{user.name}: dense {dense[-1]:.3f}; {said}; {time.perf_counter() - start:.0f} s", flush=True)
+            continue
         per_user.append(measure_user(personalizer, model, user))
         print(f"{user.name}: dense {dense[-1]:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
-    summarize(per_user, dense)
+    (summarize_searches if args.search else summarize)(per_user, dense)
 
 
 if __name__ == "__main__":
