@@ -35,7 +35,8 @@ change vs dense and vs the reference, users below dense, users more than 1 point
 22's promise), MACs removed (mean, min, median), the median user's ideal speed-up 1 / (1 − MACs) and the mean
 number of inference passes the search made.
 
-usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40] [--search] [--out DIR]
+usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40] [--search [--no-folded]]
+       [--out DIR]
 """
 
 import argparse
@@ -147,8 +148,11 @@ def measure_user(personalizer, model, user):
 SEARCHES = ("uniform", "layerwise", "layerwise, folded")
 
 
-def measure_searches(personalizer, model, user, rule=None):
-    """{search: (accuracy, macs removed, passes, per-layer rates)} for one user, plus the reference's accuracy."""
+def measure_searches(personalizer, model, user, searches=SEARCHES, rule=None, slim_path=None):
+    """{search: (accuracy, macs removed, passes, per-layer rates)} for one user, plus the reference's accuracy.
+
+    With `slim_path`, the layerwise search's model is slimmed there (`Personalizer.slim`).
+    """
     rule = rule or StoppingRule()
     personalizer.personalize(user.adapt_x, REFERENCE_RULE, progress=False)
     base = personalizer.get_state()
@@ -162,7 +166,11 @@ def measure_searches(personalizer, model, user, rule=None):
     personalizer.set_state(base)
     found = search_layerwise(personalizer, user.adapt_x, rule)
     results["layerwise"] = (accuracy(), found.macs, found.passes, found.rates)
+    if slim_path:
+        personalizer.slim(slim_path)
     personalizer.set_state(base)
+    if "layerwise, folded" not in searches:
+        return results
     vector = np.zeros(len(base.masks))
     folded = host_scores(model, personalizer.metadata.hidden_groups, user.adapt_x)["folded, before BN"]
     vector[:len(folded)] = folded
@@ -173,13 +181,13 @@ def measure_searches(personalizer, model, user, rule=None):
     return results
 
 
-def summarize_searches(per_user, dense):
+def summarize_searches(per_user, dense, searches=SEARCHES):
     dense = np.asarray(dense)
     reference = np.array([r["reference"][0] for r in per_user])
     print(f"dense: {dense.mean():.4f} over {len(per_user)} users; reference (step 5 off): {reference.mean():.4f}")
     print(f"{'search':18} {'accuracy':>9} {'vs dense':>8} {'vs ref':>7} {'<dense':>6} {'<ref-1':>6} "
           f"{'MACs mean':>9} {'min':>6} {'median':>6} {'ideal×':>6} {'passes':>6}")
-    for search in SEARCHES:
+    for search in searches:
         accuracy = np.array([r[search][0] for r in per_user])
         macs = np.array([r[search][1] for r in per_user])
         passes = [r[search][2] for r in per_user]
@@ -188,6 +196,27 @@ def summarize_searches(per_user, dense):
               f"{(accuracy - reference).mean() * 100:+7.2f} {int(np.sum(accuracy < dense - 1e-9)):6d} "
               f"{int(np.sum(accuracy < reference - 0.01 - 1e-9)):6d} {macs.mean():9.1%} {macs.min():6.1%} "
               f"{np.median(macs):6.1%} {1 / (1 - np.median(macs)):5.1f}× {passes}")
+
+
+def time_files(users, per_user, jobs, repeats, batch=32, threads=1):
+    """Each user's slimmed layerwise file against the dense one under tflite-runtime (auto_slim.py's timer)."""
+    import json
+    import statistics
+    import subprocess
+
+    from auto_slim import TIMER
+
+    runtime = os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON", ".venv-tflite214/bin/python")
+    timed = subprocess.run([runtime, "-c", TIMER, json.dumps(jobs), str(batch), str(threads), str(repeats)],
+                           capture_output=True, text=True, check=True)
+    times = json.loads(timed.stdout.strip().splitlines()[-1])
+    print(f"{'user':<20} {'MACs removed':>12} {'slim MB':>8} {'dense ms':>9} {'slim ms':>8} {'speed-up':>8}")
+    for user, result, job, (dense_s, slim_s) in zip(users, per_user, jobs, times):
+        print(f"{user.name[:20]:<20} {result['layerwise'][1]:>12.1%} {os.path.getsize(job[1]) / 1e6:>8.2f} "
+              f"{dense_s * 1e3:>9.4f} {slim_s * 1e3:>8.4f} {dense_s / slim_s:>7.1f}×")
+    speedups = [d / s for d, s in times]
+    print(f"{len(jobs)} users, tflite-runtime, {threads} thread(s), batches of {batch}, median of {repeats}: "
+          f"speed-up median {statistics.median(speedups):.1f}×, min {min(speedups):.1f}×, max {max(speedups):.1f}×")
 
 
 def pick(rows, threshold, first_failure_stops):
@@ -225,6 +254,11 @@ def main():
     parser.add_argument("--users-per-count", type=int, default=5, help="users per class count (2, 3, 5)")
     parser.add_argument("--per-class", type=int, default=40, help="adaptation (and evaluation) images a class")
     parser.add_argument("--search", action="store_true", help="compare the searches (module docstring)")
+    parser.add_argument("--time", action="store_true",
+                        help="with --search: time each user's slimmed layerwise file against the dense one under "
+                             "tflite-runtime ($FINEPRUNE_TFLITE_RUNTIME_PYTHON), as benchmarks/auto_slim.py does")
+    parser.add_argument("--repeats", type=int, default=10, help="with --time: timed calls per file")
+    parser.add_argument("--no-folded", action="store_true", help="with --search: leave out 'layerwise, folded'")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args()
     from converters.evaluation import class_subset_users
@@ -242,20 +276,33 @@ def main():
     users = class_subset_users([x[y == c] for c in range(10)], users_per_count=args.users_per_count,
                                adapt_per_class=args.per_class, eval_per_class=args.per_class)
     personalizer = Personalizer(path)
-    per_user, dense = [], []
+    per_user, dense, jobs = [], [], []
+    searches = SEARCHES[:2] if args.no_folded else SEARCHES
     start = time.perf_counter()
-    for user in users:
+    if args.time:
+        personalizer.reset()
+        personalizer.slim(out / "dense_slim.tflite")  # what an app without personalization ships
+    for index, user in enumerate(users):
         personalizer.reset()
         dense.append(float(np.mean(np.argmax(personalizer.predict(user.eval_x), -1) == user.eval_y)))
         if args.search:
-            per_user.append(measure_searches(personalizer, model, user))
+            slim = out / f"layerwise_user{index}.tflite" if args.time else None
+            per_user.append(measure_searches(personalizer, model, user, searches, slim_path=slim))
+            if slim:
+                np.save(out / f"user{index}.npy", np.asarray(user.eval_x, personalizer.metadata.input_dtype))
+                jobs.append([str(out / "dense_slim.tflite"), str(slim), str(out / f"user{index}.npy")])
             said = "; ".join(f"{k} {v[0]:.3f} at {v[1]:.1%} ({'/'.join(f'{r:.2f}' for r in v[3])})"
                              for k, v in per_user[-1].items())
             print(f"{user.name}: dense {dense[-1]:.3f}; {said}; {time.perf_counter() - start:.0f} s", flush=True)
             continue
         per_user.append(measure_user(personalizer, model, user))
         print(f"{user.name}: dense {dense[-1]:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
-    (summarize_searches if args.search else summarize)(per_user, dense)
+    if args.search:
+        summarize_searches(per_user, dense, searches)
+        if jobs:
+            time_files(users, per_user, jobs, args.repeats)
+    else:
+        summarize(per_user, dense)
 
 
 if __name__ == "__main__":

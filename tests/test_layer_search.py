@@ -58,11 +58,11 @@ def test_the_masks_kept_pass_the_rule_and_each_closed_layer_failed_it(reference,
     assert found.macs > 0 and len(set(found.rates)) > 1  # layers end at different rates
     ladder = rate_ladder(p, SPARSITY_STEPS)
     groups = p.metadata.hidden_groups
-    for name, rate, evidence in found.stops:  # one rate further on that layer broke the rule
-        assert not rule.accepts(evidence, 4)
-        levels = [SPARSITY_STEPS.index(r) if r else -1 for r in found.rates]
+    levels = [SPARSITY_STEPS.index(r) if r else -1 for r in found.rates]
+    np.testing.assert_array_equal(compose(base.masks, ladder, groups, levels), kept)
+    for name, rate, evidence in found.stops:  # that layer one rate further (or more) broke the rule
         i = [g.name for g in groups].index(name)
-        assert SPARSITY_STEPS.index(rate) > levels[i]
+        assert SPARSITY_STEPS.index(rate) > levels[i] and not rule.accepts(evidence, 4)
     assert found.passes >= len(found.steps) + len(found.stops)  # every step and every stop was measured
 
 
