@@ -33,10 +33,12 @@ each layer its own rate, greedy by MACs per unit of distribution shift, on the m
 folded* — the same search on the ladder of the folded score (host masks). Printed per search: mean accuracy,
 change vs dense and vs the reference, users below dense, users more than 1 point below the reference (issue
 22's promise), MACs removed (mean, min, median), the median user's ideal speed-up 1 / (1 − MACs) and the mean
-number of inference passes the search made.
+number of inference passes the search made. `--fine`: the layerwise searches climb `FINE_STEPS` (2.5 % steps
+at first) instead of step 5's rates; `--time`: each user's slimmed layerwise file is timed against the dense one
+under tflite-runtime, as `benchmarks/auto_slim.py` does.
 
-usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40] [--search [--no-folded]]
-       [--out DIR]
+usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40]
+       [--search [--no-folded] [--fine] [--time [--repeats 10]]] [--out DIR]
 """
 
 import argparse
@@ -146,9 +148,11 @@ def measure_user(personalizer, model, user):
 
 
 SEARCHES = ("uniform", "layerwise", "layerwise, folded")
+# --fine: the layerwise searches climb in smaller steps where one step of 10 % already flips predictions
+FINE_STEPS = (0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5) + SPARSITY_STEPS[5:]
 
 
-def measure_searches(personalizer, model, user, searches=SEARCHES, rule=None, slim_path=None):
+def measure_searches(personalizer, model, user, searches=SEARCHES, rule=None, slim_path=None, rates=SPARSITY_STEPS):
     """{search: (accuracy, macs removed, passes, per-layer rates)} for one user, plus the reference's accuracy.
 
     With `slim_path`, the layerwise search's model is slimmed there (`Personalizer.slim`).
@@ -164,7 +168,7 @@ def measure_searches(personalizer, model, user, searches=SEARCHES, rule=None, sl
     rate, _ = search_sparsity(personalizer, user.adapt_x, rule)
     results["uniform"] = (accuracy(), personalizer.sparsity().macs, None, (rate,))
     personalizer.set_state(base)
-    found = search_layerwise(personalizer, user.adapt_x, rule)
+    found = search_layerwise(personalizer, user.adapt_x, rule, rates)
     results["layerwise"] = (accuracy(), found.macs, found.passes, found.rates)
     if slim_path:
         personalizer.slim(slim_path)
@@ -174,8 +178,8 @@ def measure_searches(personalizer, model, user, searches=SEARCHES, rule=None, sl
     vector = np.zeros(len(base.masks))
     folded = host_scores(model, personalizer.metadata.hidden_groups, user.adapt_x)["folded, before BN"]
     vector[:len(folded)] = folded
-    ladder = [host_masks(base, personalizer.metadata, vector, r) for r in SPARSITY_STEPS]
-    found = search_layerwise(personalizer, user.adapt_x, rule, ladder=ladder)
+    ladder = [host_masks(base, personalizer.metadata, vector, r) for r in rates]
+    found = search_layerwise(personalizer, user.adapt_x, rule, rates, ladder=ladder)
     results["layerwise, folded"] = (accuracy(), found.macs, found.passes, found.rates)
     personalizer.set_state(base)
     return results
@@ -258,6 +262,7 @@ def main():
                         help="with --search: time each user's slimmed layerwise file against the dense one under "
                              "tflite-runtime ($FINEPRUNE_TFLITE_RUNTIME_PYTHON), as benchmarks/auto_slim.py does")
     parser.add_argument("--repeats", type=int, default=10, help="with --time: timed calls per file")
+    parser.add_argument("--fine", action="store_true", help="with --search: the layerwise searches climb FINE_STEPS")
     parser.add_argument("--no-folded", action="store_true", help="with --search: leave out 'layerwise, folded'")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args()
@@ -287,7 +292,8 @@ def main():
         dense.append(float(np.mean(np.argmax(personalizer.predict(user.eval_x), -1) == user.eval_y)))
         if args.search:
             slim = out / f"layerwise_user{index}.tflite" if args.time else None
-            per_user.append(measure_searches(personalizer, model, user, searches, slim_path=slim))
+            per_user.append(measure_searches(personalizer, model, user, searches, slim_path=slim,
+                                             rates=FINE_STEPS if args.fine else SPARSITY_STEPS))
             if slim:
                 np.save(out / f"user{index}.npy", np.asarray(user.eval_x, personalizer.metadata.input_dtype))
                 jobs.append([str(out / "dense_slim.tflite"), str(slim), str(out / f"user{index}.npy")])
