@@ -28,7 +28,18 @@ dense, mean / min MACs removed. Rules: `τ=…` the current rule (the largest ra
 agreement with the reference's predictions on the adaptation images falls below τ; 0.99 is the default), and
 `any τ=…` the largest rate of the scan whose agreement is ≥ τ, failures before it allowed.
 
-usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40] [--out DIR]
+`--search` compares the searches instead (step 5 as a whole, its stopping rule as shipped): *uniform* —
+`recipe.search_sparsity`, one magnitude rate for every layer; *layerwise* — `layer_search.search_layerwise`,
+each layer its own rate, greedy by MACs per unit of distribution shift, on the magnitude ladder; *layerwise,
+folded* — the same search on the ladder of the folded score (host masks). Printed per search: mean accuracy,
+change vs dense and vs the reference, users below dense, users more than 1 point below the reference (issue
+22's promise), MACs removed (mean, min, median), the median user's ideal speed-up 1 / (1 − MACs) and the mean
+number of inference passes the search made. `--fine`: the layerwise searches climb `FINE_STEPS` (2.5 % steps
+at first) instead of step 5's rates; `--time`: each user's slimmed layerwise file is timed against the dense one
+under tflite-runtime, as `benchmarks/auto_slim.py` does.
+
+usage: python benchmarks/convnet_room.py {bn,plain} [--users-per-count 5] [--per-class 40]
+       [--search [--no-folded] [--fine] [--time [--repeats 10]]] [--out DIR]
 """
 
 import argparse
@@ -45,7 +56,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from stopping_probe import host_masks  # noqa: E402 (this folder: the same layerwise policy from the host)
-from tflite_fineprune.auto_recipe import SPARSITY_STEPS, AutoRule  # noqa: E402
+from tflite_fineprune.layer_search import search_layerwise  # noqa: E402
+from tflite_fineprune.auto_recipe import SPARSITY_STEPS, AutoRule, search_sparsity  # noqa: E402
+from tflite_fineprune.stopping import StoppingRule  # noqa: E402
 
 SCORES = ("activity", "magnitude", "folded, before BN", "variation")
 RULES = (("τ=0.99", 0.99, True), ("τ=0.98", 0.98, True), ("τ=0.95", 0.95, True),
@@ -135,6 +148,82 @@ def measure_user(personalizer, model, user):
     return rows
 
 
+SEARCHES = ("uniform", "layerwise", "layerwise, folded")
+# --fine: the layerwise searches climb in smaller steps where one step of 10 % already flips predictions
+FINE_STEPS = (0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5) + SPARSITY_STEPS[5:]
+
+
+def measure_searches(personalizer, model, user, searches=SEARCHES, rule=None, slim_path=None, rates=SPARSITY_STEPS):
+    """{search: (accuracy, macs removed, passes, per-layer rates)} for one user, plus the reference's accuracy.
+
+    With `slim_path`, the layerwise search's model is slimmed there (`Personalizer.slim`).
+    """
+    rule = rule or StoppingRule()
+    personalizer.personalize(user.adapt_x, REFERENCE_RULE, progress=False)
+    base = personalizer.get_state()
+
+    def accuracy():
+        return float(np.mean(np.argmax(personalizer.predict(user.eval_x), -1) == user.eval_y))
+
+    results = {"reference": (accuracy(), personalizer.sparsity().macs, 0, ())}
+    rate, _ = search_sparsity(personalizer, user.adapt_x, rule)
+    results["uniform"] = (accuracy(), personalizer.sparsity().macs, None, (rate,))
+    personalizer.set_state(base)
+    found = search_layerwise(personalizer, user.adapt_x, rule, rates)
+    results["layerwise"] = (accuracy(), found.macs, found.passes, found.rates)
+    if slim_path:
+        personalizer.slim(slim_path)
+    personalizer.set_state(base)
+    if "layerwise, folded" not in searches:
+        return results
+    vector = np.zeros(len(base.masks))
+    folded = host_scores(model, personalizer.metadata.hidden_groups, user.adapt_x)["folded, before BN"]
+    vector[:len(folded)] = folded
+    ladder = [host_masks(base, personalizer.metadata, vector, r) for r in rates]
+    found = search_layerwise(personalizer, user.adapt_x, rule, rates, ladder=ladder)
+    results["layerwise, folded"] = (accuracy(), found.macs, found.passes, found.rates)
+    personalizer.set_state(base)
+    return results
+
+
+def summarize_searches(per_user, dense, searches=SEARCHES):
+    dense = np.asarray(dense)
+    reference = np.array([r["reference"][0] for r in per_user])
+    print(f"dense: {dense.mean():.4f} over {len(per_user)} users; reference (step 5 off): {reference.mean():.4f}")
+    print(f"{'search':18} {'accuracy':>9} {'vs dense':>8} {'vs ref':>7} {'<dense':>6} {'<ref-1':>6} "
+          f"{'MACs mean':>9} {'min':>6} {'median':>6} {'ideal×':>6} {'passes':>6}")
+    for search in searches:
+        accuracy = np.array([r[search][0] for r in per_user])
+        macs = np.array([r[search][1] for r in per_user])
+        passes = [r[search][2] for r in per_user]
+        passes = f"{np.mean(passes):6.1f}" if None not in passes else f"{'≤14':>6}"
+        print(f"{search:18} {accuracy.mean():9.4f} {(accuracy - dense).mean() * 100:+8.2f} "
+              f"{(accuracy - reference).mean() * 100:+7.2f} {int(np.sum(accuracy < dense - 1e-9)):6d} "
+              f"{int(np.sum(accuracy < reference - 0.01 - 1e-9)):6d} {macs.mean():9.1%} {macs.min():6.1%} "
+              f"{np.median(macs):6.1%} {1 / (1 - np.median(macs)):5.1f}× {passes}")
+
+
+def time_files(users, per_user, jobs, repeats, batch=32, threads=1):
+    """Each user's slimmed layerwise file against the dense one under tflite-runtime (auto_slim.py's timer)."""
+    import json
+    import statistics
+    import subprocess
+
+    from auto_slim import TIMER
+
+    runtime = os.environ.get("FINEPRUNE_TFLITE_RUNTIME_PYTHON", ".venv-tflite214/bin/python")
+    timed = subprocess.run([runtime, "-c", TIMER, json.dumps(jobs), str(batch), str(threads), str(repeats)],
+                           capture_output=True, text=True, check=True)
+    times = json.loads(timed.stdout.strip().splitlines()[-1])
+    print(f"{'user':<20} {'MACs removed':>12} {'slim MB':>8} {'dense ms':>9} {'slim ms':>8} {'speed-up':>8}")
+    for user, result, job, (dense_s, slim_s) in zip(users, per_user, jobs, times):
+        print(f"{user.name[:20]:<20} {result['layerwise'][1]:>12.1%} {os.path.getsize(job[1]) / 1e6:>8.2f} "
+              f"{dense_s * 1e3:>9.4f} {slim_s * 1e3:>8.4f} {dense_s / slim_s:>7.1f}×")
+    speedups = [d / s for d, s in times]
+    print(f"{len(jobs)} users, tflite-runtime, {threads} thread(s), batches of {batch}, median of {repeats}: "
+          f"speed-up median {statistics.median(speedups):.1f}×, min {min(speedups):.1f}×, max {max(speedups):.1f}×")
+
+
 def pick(rows, threshold, first_failure_stops):
     """The row a stopping rule picks (see the module docstring)."""
     chosen = rows[0]
@@ -169,6 +258,13 @@ def main():
     parser.add_argument("variant", choices=["bn", "plain"])
     parser.add_argument("--users-per-count", type=int, default=5, help="users per class count (2, 3, 5)")
     parser.add_argument("--per-class", type=int, default=40, help="adaptation (and evaluation) images a class")
+    parser.add_argument("--search", action="store_true", help="compare the searches (module docstring)")
+    parser.add_argument("--time", action="store_true",
+                        help="with --search: time each user's slimmed layerwise file against the dense one under "
+                             "tflite-runtime ($FINEPRUNE_TFLITE_RUNTIME_PYTHON), as benchmarks/auto_slim.py does")
+    parser.add_argument("--repeats", type=int, default=10, help="with --time: timed calls per file")
+    parser.add_argument("--fine", action="store_true", help="with --search: the layerwise searches climb FINE_STEPS")
+    parser.add_argument("--no-folded", action="store_true", help="with --search: leave out 'layerwise, folded'")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args()
     from tflite_fineprune.converters.evaluation import class_subset_users
@@ -186,14 +282,34 @@ def main():
     users = class_subset_users([x[y == c] for c in range(10)], users_per_count=args.users_per_count,
                                adapt_per_class=args.per_class, eval_per_class=args.per_class)
     personalizer = Personalizer(path)
-    per_user, dense = [], []
+    per_user, dense, jobs = [], [], []
+    searches = SEARCHES[:2] if args.no_folded else SEARCHES
     start = time.perf_counter()
-    for user in users:
+    if args.time:
+        personalizer.reset()
+        personalizer.slim(out / "dense_slim.tflite")  # what an app without personalization ships
+    for index, user in enumerate(users):
         personalizer.reset()
         dense.append(float(np.mean(np.argmax(personalizer.predict(user.eval_x), -1) == user.eval_y)))
+        if args.search:
+            slim = out / f"layerwise_user{index}.tflite" if args.time else None
+            per_user.append(measure_searches(personalizer, model, user, searches, slim_path=slim,
+                                             rates=FINE_STEPS if args.fine else SPARSITY_STEPS))
+            if slim:
+                np.save(out / f"user{index}.npy", np.asarray(user.eval_x, personalizer.metadata.input_dtype))
+                jobs.append([str(out / "dense_slim.tflite"), str(slim), str(out / f"user{index}.npy")])
+            said = "; ".join(f"{k} {v[0]:.3f} at {v[1]:.1%} ({'/'.join(f'{r:.2f}' for r in v[3])})"
+                             for k, v in per_user[-1].items())
+            print(f"{user.name}: dense {dense[-1]:.3f}; {said}; {time.perf_counter() - start:.0f} s", flush=True)
+            continue
         per_user.append(measure_user(personalizer, model, user))
         print(f"{user.name}: dense {dense[-1]:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
-    summarize(per_user, dense)
+    if args.search:
+        summarize_searches(per_user, dense, searches)
+        if jobs:
+            time_files(users, per_user, jobs, args.repeats)
+    else:
+        summarize(per_user, dense)
 
 
 if __name__ == "__main__":
