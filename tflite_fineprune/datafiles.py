@@ -70,7 +70,7 @@ def scan_folder(root):
                 skipped[f"not a data file: expected {', '.join(SUFFIXES)}"].append(path)
     if not found:
         raise InputError(f"data folder {root!r} holds no {', '.join(SUFFIXES)} files"
-                             + (f" that can be read here ({skipped_note(skipped)})" if skipped else ""))
+                         + (f" that can be read here ({skipped_note(skipped)})" if skipped else ""))
     return found, dict(skipped)
 
 
@@ -196,8 +196,8 @@ def resample(path, audio, rate, model_rate):
         import soxr
     except ImportError:
         raise InputError(f"{path} is {rate} Hz and the model takes {model_rate} Hz; resampling needs soxr "
-                             "(pip install soxr, or install tflite-fineprune with the litert or tflite-runtime "
-                             "extra)") from None
+                         "(pip install soxr, or install tflite-fineprune with the litert or tflite-runtime "
+                         "extra)") from None
     return soxr.resample(audio.astype(np.float32), rate, model_rate, quality="HQ").astype(np.float32)
 
 

@@ -114,7 +114,7 @@ class FolderData:
                 raise InputError(f"{exc}; it was read before in this run: was it changed?") from None
             if len(piece[0]) != self._sizes[path]:
                 raise InputError(f"{path} gave {len(piece[0])} samples, {self._sizes[path]} earlier in this run: "
-                                     "was it changed?")
+                                 "was it changed?")
             yield piece
 
 

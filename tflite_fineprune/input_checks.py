@@ -50,7 +50,7 @@ def check_batch(x, input_shape, dtype="float32", what="input", int16_scale=0.0):
         if not np.all(np.isfinite(cast)):
             bad = int(np.sum(~np.isfinite(cast)))
             raise InputError(f"{what} contains {bad} NaN or infinite values (as {dtype}: finite values beyond "
-                                 f"±{np.finfo(target).max:.3g} count as infinite)")
+                             f"±{np.finfo(target).max:.3g} count as infinite)")
         return cast
     if arr.dtype != target:
         raise InputError(f"{what} has dtype {arr.dtype}; expected {dtype}")

@@ -232,7 +232,7 @@ class ModelMetadata:
             meta.validate(source)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{source}: tflite-fineprune metadata is incomplete or malformed "
-                                 f"({type(exc).__name__}: {exc})") from None
+                             f"({type(exc).__name__}: {exc})") from None
         return meta
 
     def validate(self, source="model"):
@@ -342,7 +342,7 @@ class MetadataChecker:
 
     def fail(self, field, value, expected):
         raise ModelError(f"{self.source}: tflite-fineprune metadata field {field} is {value!r}; "
-                             f"expected {expected}")
+                         f"expected {expected}")
 
     @staticmethod
     def is_int(value):

@@ -93,7 +93,7 @@ class Personalizer(*PERSONALIZER_METHODS):
     def _runner(self, name):
         if self.metadata.slim and name != sig.INFER:
             raise ModelError(f"{self.model_path} is a slim model (pruned units removed): it can only predict; "
-                                 "observe, prune and state calls need the original export")
+                             "observe, prune and state calls need the original export")
         if name not in self._runners:
             if name not in self.metadata.signatures:
                 raise ModelError(f"{self.model_path} was exported without the {name!r} signature")
@@ -101,7 +101,7 @@ class Personalizer(*PERSONALIZER_METHODS):
                 self._runners[name] = self._interpreter.get_signature_runner(name)
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"{self.model_path}: the model's {name!r} signature is unusable ({exc}); "
-                                     "the file may be damaged") from None
+                                 "the file may be damaged") from None
         return self._runners[name]
 
     def _call(self, name, **feeds):
@@ -111,7 +111,7 @@ class Personalizer(*PERSONALIZER_METHODS):
             return runner(**feeds)
         except (ValueError, RuntimeError, KeyError) as exc:
             raise ModelError(f"{self.model_path}: the {name!r} signature failed ({exc}); "
-                                 "the file may be damaged") from None
+                             "the file may be damaged") from None
 
     def _batches(self, x, batch_size):
         """Checked batches of the model's dtype, produced one at a time (an iterable is never held whole)."""

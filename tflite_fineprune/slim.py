@@ -176,8 +176,8 @@ def _quantize(schema, model, metadata, model_path):
     quantized = tuple(quantize_weights(schema, model))
     if not quantized:
         raise SlimError(f"cannot quantize the slim model of {model_path}: every weight tensor left has fewer "
-                             f"than {MIN_ELEMENTS} elements (dynamic-range int8 only quantizes larger ones, as the "
-                             "TFLite converter does); slim it without quantize")
+                        f"than {MIN_ELEMENTS} elements (dynamic-range int8 only quantizes larger ones, as the "
+                        "TFLite converter does); slim it without quantize")
     return quantized
 
 

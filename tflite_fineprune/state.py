@@ -111,7 +111,7 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, 
         raise StateError(f"{source} is not a tflite-fineprune state file (magic {magic!r}, expected {MAGIC!r})")
     if version not in READABLE_VERSIONS:
         raise StateError(f"{source} has state format version {version}; this tflite-fineprune reads "
-                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     known = sum(block.flag for _, block in _BLOCKS if block.since <= version)
     if flags & ~known:
         raise StateError(f"{source} has unknown flags {flags:#x}")
@@ -142,7 +142,7 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, 
             continue  # the file predates the block
         if has != wanted:
             raise StateError(f"{source} {'has' if has else 'lacks'} {block.what} values but the model "
-                                 f"{'uses' if wanted else 'does not use'} {block.what.replace('-', ' ')}")
+                             f"{'uses' if wanted else 'does not use'} {block.what.replace('-', ' ')}")
     masks = np.frombuffer(blob, np.uint8, units, _HEADER.size).astype(np.float32)
     counts = np.frombuffer(blob, "<f4", units, _HEADER.size + units).astype(np.float32)
     position = _HEADER.size + 5 * units
@@ -170,8 +170,8 @@ def _lengths(name, block, units, shapes, described):
         description = described[name]
         if [field["name"] for field in description["fields"]] != list(block.fields):
             raise ModelError(f"the model describes the {block.what} state block with fields "
-                                 f"{[field['name'] for field in description['fields']]}; this tflite-fineprune "
-                                 f"knows it as {list(block.fields)}")
+                             f"{[field['name'] for field in description['fields']]}; this tflite-fineprune "
+                             f"knows it as {list(block.fields)}")
         return described_lengths(description, units)
     return block.lengths(units, shapes.get(name) or (0, 0))
 
@@ -199,7 +199,7 @@ def check_counters(counts, samples, source="state"):
     limit = samples * (1 + _COUNT_SLACK) + _COUNT_SLACK
     if counts.size and counts.max() > limit:
         raise StateError(f"{source}: an activity counter ({counts.max():.6g}) exceeds the {samples:.0f} samples "
-                             "observed; the counters are inconsistent")
+                         "observed; the counters are inconsistent")
 
 
 # No state file of any model comes near this; a larger "state file" is refused unread.

@@ -76,8 +76,8 @@ def _check_data(root, kinds):
     missing = [needed[k] for k in kinds if not (root / needed[k]).is_dir()]
     if missing:
         raise InputError(f"data folder {os.fspath(root)!r} lacks {', '.join(missing)} (the bundled users come from "
-                             "the Speech Commands v0.02 test split and the CIFAR-10 test images); get them with: "
-                             "tflite-fineprune data fetch --only speech_commands --only cifar10")
+                         "the Speech Commands v0.02 test split and the CIFAR-10 test images); get them with: "
+                         "tflite-fineprune data fetch --only speech_commands --only cifar10")
 
 
 def _signature_specs(interpreter):
@@ -106,16 +106,16 @@ def describe_model(kind, path):
     if missing:
         hint = " (export it with prune_outputs / --prune-outputs)" if sig.PRUNE_OUTPUTS in missing else ""
         raise ModelError(f"{path} lacks the signatures {', '.join(missing)} "
-                             f"that the app's {kind} session calls{hint}")
+                         f"that the app's {kind} session calls{hint}")
     x = specs[sig.INFER]["inputs"]
     if len(x) != 1 or x[0]["shape"][0] != 1:
         raise ModelError(f"{path}: infer must take one input of shape [1, ...]; it takes {x}")
     if kind == "speech" and (x[0]["dtype"] != "float32" or len(x[0]["shape"]) != 2 or not meta.sample_rate):
         raise ModelError(f"{path} is not an audio model: expected float32 PCM [1, samples] and a sample rate, "
-                             f"got {x[0]['dtype']} {x[0]['shape']}, sample rate {meta.sample_rate}")
+                         f"got {x[0]['dtype']} {x[0]['shape']}, sample rate {meta.sample_rate}")
     if kind == "vision" and (x[0]["dtype"] != "uint8" or len(x[0]["shape"]) != 4 or x[0]["shape"][3] != 3):
         raise ModelError(f"{path} is not a uint8 image model: expected uint8 [1, H, W, 3], "
-                             f"got {x[0]['dtype']} {x[0]['shape']}")
+                         f"got {x[0]['dtype']} {x[0]['shape']}")
     entry = {
         "key": kind, "kind": kind, "name": NAMES[kind], "file": f"models/{kind}.tflite",
         "file_bytes": os.path.getsize(path), "fingerprint": meta.fingerprint,
@@ -155,7 +155,7 @@ def _demo_users(kind, root, labels):
         found = sorted((root / VISION_DATA / name).glob("*.jpg"))
         if len(found) <= REFERENCE_PER_CLASS:
             raise InputError(f"{root / VISION_DATA / name} has {len(found)} images; the vision demo's users need "
-                                 f"more than the {REFERENCE_PER_CLASS} of the BatchNorm reference pool")
+                             f"more than the {REFERENCE_PER_CLASS} of the BatchNorm reference pool")
         files.append(np.array([os.fspath(f) for f in found]))
     return demo.vision_users(files)
 

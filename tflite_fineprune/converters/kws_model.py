@@ -65,7 +65,7 @@ def load_mlperf_ds_cnn(saved_model_dir):
     prefix = os.path.join(os.fspath(saved_model_dir), "variables", "variables")
     if not os.path.exists(prefix + ".index"):
         raise ModelError(f"no SavedModel checkpoint at {prefix}.index; "
-                             "expected the MLPerf Tiny kws_ref_model folder")
+                         "expected the MLPerf Tiny kws_ref_model folder")
     reader = tf.train.load_checkpoint(prefix)
     model = ds_cnn()
     for index, layer in enumerate(_weight_layers(model)):

@@ -60,7 +60,7 @@ def mix_users(users, pool, share, seed=0, name=""):
         extra = int(round(len(user.adapt_x) * share / (1 - share)))
         if extra > len(candidates):
             raise InputError(f"user {user.name} needs {extra} out-of-vocabulary samples; the pool has "
-                                 f"{len(candidates)}")
+                             f"{len(candidates)}")
         drawn = candidates[rng.choice(len(candidates), size=extra, replace=False)]
         adapt = np.concatenate([user.adapt_x, drawn.astype(user.adapt_x.dtype)])
         order = rng.permutation(len(adapt))

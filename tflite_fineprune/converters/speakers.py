@@ -63,8 +63,8 @@ def split_clips(speakers, validation_fraction=0.2, held_out=(), seed=0):
     missing = sorted(set(held_out) - set(known))
     if missing:
         raise InputError(f"held-out speaker(s) {', '.join(missing)} not found; speakers in the data: "
-                             f"{', '.join(known[:20]) or 'none (no file name matched the speaker pattern)'}"
-                             f"{' ...' if len(known) > 20 else ''}")
+                         f"{', '.join(known[:20]) or 'none (no file name matched the speaker pattern)'}"
+                         f"{' ...' if len(known) > 20 else ''}")
     is_held_out = np.isin(speakers, list(held_out)) if held_out else np.zeros(len(speakers), bool)
     pool = np.flatnonzero(~is_held_out)
     rng = np.random.default_rng(seed)

@@ -84,7 +84,7 @@ def pretrained_classifier(path):
     candidates = [m for m in inner + [model] if any(layer.name == "stem_conv" for layer in m.layers)]
     if not candidates:
         raise ModelError(f"{path} holds no DS-CNN (no layer named 'stem_conv'); expected a model saved by "
-                             "`python -m tflite_fineprune.converters.speech train --keras`")
+                         "`python -m tflite_fineprune.converters.speech train --keras`")
     return candidates[0]
 
 
@@ -111,14 +111,14 @@ def transfer_weights(source, target, log=print, source_labels=None, target_label
                 log(f"init: output layer 'classes' from the pretrained outputs {', '.join(target_labels)}")
                 continue
             raise ModelError(f"--reuse-outputs needs every label among the pretrained model's "
-                                 f"{', '.join(source_labels)}; these are not: "
-                                 f"{', '.join(sorted(set(target_labels) - set(source_labels)))}")
+                             f"{', '.join(source_labels)}; these are not: "
+                             f"{', '.join(sorted(set(target_labels) - set(source_labels)))}")
         if layer.name == "classes" and found != shapes:
             log(f"init: output layer 'classes' {shapes[0]} is new (the pretrained one is {found and found[0]})")
             continue
         if found != shapes:
             raise ModelError(f"--init-from model does not fit layer {layer.name!r}: it has shapes {found}, the "
-                                 f"model being trained needs {shapes} (same --width as the pretrained model?)")
+                             f"model being trained needs {shapes} (same --width as the pretrained model?)")
         layer.set_weights(origin.get_weights())
 
 

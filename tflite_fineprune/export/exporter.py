@@ -121,7 +121,7 @@ def _input_shape(graph, override):
         shape = (None,) + override
     if any(d is None for d in shape[1:]):
         raise ModelError(f"the model input shape {shape} is not fixed; "
-                             "pass input_shape=(...) without the batch axis")
+                         "pass input_shape=(...) without the batch axis")
     return shape
 
 
@@ -399,7 +399,7 @@ def _check_export(path, model, traced, options, quantization):
             raise
         os.remove(path)
         raise ModelError(f"the model cannot be quantized ({quantization}): the int8 file fails to run: "
-                             f"{str(exc).strip()[:300]}; export it without quantize") from None
+                         f"{str(exc).strip()[:300]}; export it without quantize") from None
     if quantization:
         logit_error = None  # leave the accuracy of rounded weights to the user's own evaluation
     elif error is not None and error > 1e-3:

@@ -59,15 +59,15 @@ def classifier_head(graph):
             rank = len(graph.shapes[node.inputs[0]])
             if rank != 2:
                 raise ModelError(f"classifier_prototypes needs the final Dense layer {node.name!r} to take "
-                                     f"(batch, features) input; it takes rank {rank}")
+                                 f"(batch, features) input; it takes rank {rank}")
             if getattr(node.layer, "lora_enabled", False) or getattr(node.layer, "quantization_mode", None):
                 raise ModelError(f"classifier_prototypes: the final Dense layer {node.name!r} uses LoRA or "
-                                     "quantization; export a plain Dense head")
+                                 "quantization; export a plain Dense head")
             return node
         break
     found = type(node.layer).__name__ if node is not None and node.layer is not None else "an input"
     raise ModelError(f"classifier_prototypes needs a model that ends in a Dense classifier (optionally followed "
-                         f"by an activation); this model's output comes from {found}")
+                     f"by an activation); this model's output comes from {found}")
 
 
 def check_confidence(value):

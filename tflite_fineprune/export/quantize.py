@@ -30,7 +30,7 @@ def check_representative_data(data, input_shape, input_dtype):
         array = array[None]
     if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
         raise InputError(f"representative_data has shape {array.shape}; expected (N, "
-                             f"{', '.join(str(d) for d in expected)})")
+                         f"{', '.join(str(d) for d in expected)})")
     if len(array) == 0:
         raise InputError("representative_data is empty; give at least one sample of the user's data")
     if array.dtype.kind not in "fiub":
@@ -41,7 +41,7 @@ def check_representative_data(data, input_shape, input_dtype):
         info = np.iinfo(input_dtype)
         if array.min() < info.min or array.max() > info.max:
             raise InputError(f"representative_data values [{array.min()}, {array.max()}] do not fit the "
-                                 f"model's {input_dtype} input")
+                             f"model's {input_dtype} input")
     return array.astype(input_dtype, copy=False)
 
 

@@ -41,7 +41,7 @@ def check_descriptions(descriptions, source: str) -> None:
     for entry in descriptions:
         def fail(what, entry=entry):
             raise ModelError(f"{source}: tflite-fineprune metadata field state_blocks has {entry!r}; expected "
-                                 f"{what}")
+                             f"{what}")
         if not isinstance(entry, dict) or not isinstance(entry.get("lever"), str) or not entry["lever"]:
             fail("objects with a lever name, flag, since, set_signature and fields")
         flag, since, fields = entry.get("flag"), entry.get("since"), entry.get("fields")

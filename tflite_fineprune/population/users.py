@@ -99,7 +99,7 @@ def make_users(named_items, seed=0, min_files=2, others=0):
     notes = [f"left out {len(short)} users with fewer than {max(2, min_files)} files"] if short else []
     if not users:
         raise InputError(f"no user has {max(2, min_files)} or more files"
-                             + (f" ({len(short)} users have fewer)" if short else ""))
+                         + (f" ({len(short)} users have fewer)" if short else ""))
     return add_others(users, seed, others), notes
 
 
@@ -131,7 +131,7 @@ def label_index(name, labels, where):
     if name.isdigit() and (not labels or int(name) < len(labels)):
         return int(name)
     raise InputError(f"{where}: label {name!r} is not one of the model's labels "
-                         f"({', '.join(labels) or 'none embedded'}) nor a class index")
+                     f"({', '.join(labels) or 'none embedded'}) nor a class index")
 
 
 def _labelled_files(root, labels, notes):
@@ -207,7 +207,7 @@ def class_subset_users(root, labels, class_counts=(2, 3, 5), count=30, per_class
     small = [labels[c] if c < len(labels) else str(c) for c, pool in zip(classes, pools) if len(pool) < per_class]
     if small:
         raise InputError(f"classes {', '.join(small)} of {root} have fewer than {per_class} files "
-                             f"(after skipping the first {skip_first}); lower --per-class")
+                         f"(after skipping the first {skip_first}); lower --per-class")
     if per_class * min(class_counts) < 2:
         raise FinePruneError("each class-subset user needs 2 files or more (--per-class × the fewest classes)")
     return ClassSubsetUsers(pools, classes, list(labels), tuple(class_counts), count, per_class, seed, others), notes
@@ -260,7 +260,7 @@ def manifest_users(manifest, labels, seed=0, min_files=2, others=0):
             missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
             if missing:
                 raise InputError(f"{manifest} has the columns {reader.fieldnames}; expected "
-                                     f"{', '.join(MANIFEST_COLUMNS)} (missing {', '.join(missing)})")
+                                 f"{', '.join(MANIFEST_COLUMNS)} (missing {', '.join(missing)})")
             for line, row in enumerate(reader, start=2):
                 if not row["path"] or not row["user"] or row["label"] in (None, ""):
                     raise InputError(f"{manifest}:{line}: every row needs a path, a user and a label")

@@ -106,7 +106,7 @@ class ChannelPlan:
                 else:
                     groups = sorted(set().union(*(self.origin[t] for t in affected)))
                     raise SlimError(f"slim does not know how to remove channels through a {name} op "
-                                         f"(reached from unit groups {groups})")
+                                    f"(reached from unit groups {groups})")
             handler(i, op, affected)
         for t in g.sub.outputs:
             if t in self.keep:

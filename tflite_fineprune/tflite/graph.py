@@ -92,7 +92,7 @@ class Graph:
         scales = symmetric_scales(tensor)
         if tensor.type != INT8 or values is None or scales is None:
             raise SlimError(f"slim handles float32 weights and symmetric int8 weights (dynamic range) only; "
-                                 f"{what} (tensor {t}) has type {self._type_name(tensor.type)}")
+                            f"{what} (tensor {t}) has type {self._type_name(tensor.type)}")
         return values.astype(np.float64) * along(scales, tensor.quantization.quantizedDimension, values.ndim)
 
     def replace_weights(self, op, position, values, like, kept=None):
@@ -124,7 +124,7 @@ class Graph:
         tensor = self.sub.tensors[t]
         if tensor.type != 0:
             raise SlimError(f"slim handles float32 weights only; {what} (tensor {t}) has type "
-                                 f"{self._type_name(tensor.type)}")
+                            f"{self._type_name(tensor.type)}")
 
     def _type_name(self, code):
         names = {v: k for k, v in vars(self.schema.TensorType).items() if not k.startswith("_")}

@@ -46,7 +46,7 @@ def read_model(data, source="model"):
         return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(data), 0))
     except PARSE_ERRORS as exc:
         raise ModelError(f"{source} is not a valid TFLite model: the FlatBuffers schema cannot read it "
-                             f"({type(exc).__name__}: {exc}); it may be truncated or corrupted") from exc
+                         f"({type(exc).__name__}: {exc}); it may be truncated or corrupted") from exc
 
 
 def write_model(model, size_hint=1 << 20):

@@ -37,8 +37,8 @@ class ClassExclusionMethods:
         if not LEVER.in_model(self.metadata):
             # What and why only; the commands add how to re-export with their own flags.
             raise ModelError(f"{self.model_path} was exported without output (class) pruning: its classes are "
-                                 "fixed (export option prune_outputs was False, or the output layer cannot be "
-                                 "pruned)")
+                             "fixed (export option prune_outputs was False, or the output layer cannot be "
+                             "pruned)")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
         self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})

@@ -50,7 +50,7 @@ class MagnitudePruningMethods:
         value = check_sparsity(sparsity)
         if not LEVER.in_model(self.metadata):
             raise ModelError(f"{self.model_path} was exported without magnitude pruning "
-                                 "(ExportOptions.magnitude_pruning)")
+                             "(ExportOptions.magnitude_pruning)")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() with the user's data before "
                                  "prune_magnitude()")

@@ -41,7 +41,7 @@ class NormalizationMethods:
         """
         if not LEVER.in_model(self.metadata):
             raise ModelError(f"{self.model_path} was exported without normalization statistics "
-                                 "(export_model(..., reference_data=x))")
+                             "(export_model(..., reference_data=x))")
         out = run_adapt(self, sig.ADAPT_NORMALIZATION, strength, "adapt_normalization")
         return np.array(out[sig.NORM_MEAN]), np.array(out[sig.NORM_VAR])
 

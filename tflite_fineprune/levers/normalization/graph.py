@@ -27,7 +27,7 @@ class NormalizationShift(ExportLever):
         x = np.asarray(options.reference_data)
         if x.ndim < 1 or x.shape[1:] != tuple(shape[1:]) or len(x) < 2 or x.dtype.kind not in "fiu":
             raise InputError(f"reference_data must be at least 2 numeric samples of shape {tuple(shape[1:])}, "
-                                 f"got an array of shape {x.shape} and dtype {x.dtype}")
+                             f"got an array of shape {x.shape} and dtype {x.dtype}")
         if not np.all(np.isfinite(x)):
             raise InputError("reference_data contains NaN or infinite values")
         nodes = normalization_layers(graph)

@@ -52,7 +52,7 @@ class PrototypeMethods:
         """
         if not LEVER.in_model(self.metadata):
             raise ModelError(f"{self.model_path} was exported without classifier prototypes "
-                                 "(export_model(..., classifier_prototypes=True))")
+                             "(export_model(..., classifier_prototypes=True))")
         out = run_adapt(self, sig.ADAPT_CLASSIFIER, strength, "adapt_classifier")
         return np.array(out[sig.HEAD_KERNEL]).reshape(self.metadata.head_features, self.metadata.num_classes)
 
