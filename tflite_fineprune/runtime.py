@@ -6,8 +6,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import signatures as sig
-from .errors import (FinePruneError, InputError, ModelError, NonFiniteActivity,  # noqa: F401 (NonFiniteActivity: public here)
-                     StateError)
+from .errors import FinePruneError, InputError, ModelError, NonFiniteActivity, StateError  # noqa: F401 (public)
 from .input_checks import check_batch, check_positive_int, refuse_overflow
 from .interpreters import open_interpreter
 from .levers import PERSONALIZER_METHODS, used
@@ -19,7 +18,6 @@ from .safe_io import atomic_write, read_file
 
 DEFAULT_BATCH_SIZE = 32
 
-
 _PROGRESS_MIN_BATCHES = 20
 
 
@@ -29,8 +27,7 @@ class Personalizer(*PERSONALIZER_METHODS):
     Its attributes `model_path`, `metadata` (the checked `ModelMetadata`) and `backend` (the interpreter used)
     describe what was opened.
 
-    The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...)
-    come from their folders in `tflite_fineprune/levers/`.
+    The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...) come from their folders in levers/.
 
     Parameters
     ----------
@@ -46,8 +43,7 @@ class Personalizer(*PERSONALIZER_METHODS):
     Raises
     ------
     ModelError
-        When the file is not a readable export of a supported format version, the interpreter rejects it, or
-        a signature its metadata describes is missing.
+        When the file is not a readable export of a supported format version (with the signatures it describes).
     FinePruneError
         When `model_path` is not a path, the backend is unknown, or no interpreter is installed.
     """
@@ -368,8 +364,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         Raises
         ------
         StateError
-            When the file cannot be read, is not a state file, belongs to another model or holds values
-            `set_state` refuses.
+            When the file cannot be read, is not this model's state file, or holds values `set_state` refuses.
         ModelError
             When the model is slim.
         """
@@ -405,7 +400,7 @@ class Personalizer(*PERSONALIZER_METHODS):
 
         Raises
         ------
-        FinePruneError
+        InputError
             When the samples are refused, as for `observe`.
         """
         from .auto_recipe import personalize
