@@ -1,6 +1,8 @@
 """Every kind of bad input gets a clear `FinePruneError`, never a crash or a wrong answer."""
 
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ from keras import layers
 
 from tests.cli import error_lines, run_cli
 from tests.synthetic import synthetic_inputs
-from tflite_fineprune import FinePruneError, Personalizer, export_model, read_model_metadata
+from tflite_fineprune import (FinePruneError, InputError, ModelError, Personalizer, SlimError, StateError, export_model,
+                              read_model_metadata)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +195,103 @@ def test_cli_errors_are_one_line(plain_tflite, tmp_path, exports):
         assert len(lines) == 1 and lines[0].startswith("tflite-fineprune: error:"), result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "s.state").exists()
+
+
+# -- kinds: a caller tells a bad model, state, input and slim apart ------------
+
+SUBCLASSES = (ModelError, StateError, InputError, SlimError)
+
+
+def test_model_files_raise_model_error(plain_tflite, exports, tmp_path):
+    with pytest.raises(ModelError, match="not a tflite-fineprune export"):
+        Personalizer(plain_tflite)
+    blob = exports.path("plain_cnn").read_bytes()
+    (tmp_path / "cut.tflite").write_bytes(blob[:len(blob) // 2])
+    (tmp_path / "junk.tflite").write_bytes(b"junk" * 100)
+    damaged = bytearray(blob)
+    damaged[len(damaged) // 3] ^= 0xFF  # one byte edited: the recorded SHA-256 no longer matches
+    (tmp_path / "edited.tflite").write_bytes(bytes(damaged))
+    for name in ("cut", "junk", "edited", "missing"):
+        with pytest.raises(ModelError):
+            Personalizer(tmp_path / f"{name}.tflite")
+    with pytest.raises(ModelError, match="not a TFLite file"):
+        read_model_metadata(b"hello world, not a model")
+
+
+def test_state_files_raise_state_error(personalizer, exports, tmp_path):
+    personalizer.observe(synthetic_inputs("plain_cnn", 24))
+    personalizer.prune(0.3)
+    personalizer.save_state(tmp_path / "user.state")
+    before = personalizer.get_state()
+    blob = (tmp_path / "user.state").read_bytes()
+    (tmp_path / "cut.state").write_bytes(blob[:len(blob) - 7])
+    (tmp_path / "junk.state").write_bytes(b"not a state file at all" * 4)
+    other = Personalizer(exports.path("dense_only"))
+    other.save_state(tmp_path / "other.state")
+    for name, message in (("cut", "truncated"), ("junk", "not a tflite-fineprune state file"),
+                          ("other", "belongs to"), ("missing", "does not exist")):
+        with pytest.raises(StateError, match=message):
+            personalizer.load_state(tmp_path / f"{name}.state")
+    wrong = dataclasses.replace(before, masks=before.masks[:-1])
+    broken = dataclasses.replace(before, counts=np.full_like(before.counts, np.nan))
+    for state in (wrong, broken, "user.state"):
+        with pytest.raises(StateError):
+            personalizer.set_state(state)
+    np.testing.assert_array_equal(personalizer.get_state().masks, before.masks)
+
+
+def test_batches_raise_input_error(personalizer):
+    for batch, message in ((np.zeros((2, 28, 28, 3), np.float32), "shape"),
+                           (np.full((2, 32, 32, 3), np.nan, np.float32), "NaN"),
+                           (np.zeros((0, 32, 32, 3), np.float32), "empty"),
+                           (iter([]), "no data")):
+        for method in (personalizer.predict, personalizer.observe):
+            with pytest.raises(InputError, match=message):
+                method(batch)
+
+
+def test_broken_files_in_a_data_folder_raise_input_error(tmp_path):
+    from tflite_fineprune.datafiles import load_samples
+    from tflite_fineprune.folderdata import load_folder
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really an image" * 10)
+    with pytest.raises(InputError):
+        load_samples(str(tmp_path / "cat" / "broken.png"), (32, 32, 3))
+    with pytest.raises(InputError, match="could be read"):
+        load_folder(tmp_path, (32, 32, 3))
+    with pytest.raises(InputError, match="does not exist"):
+        load_folder(tmp_path / "nowhere", (32, 32, 3))
+
+
+def test_what_slim_cannot_rewrite_raises_slim_error(tmp_path):
+    from tflite_fineprune import slim_model
+
+    small = keras.Sequential([keras.Input((8,)), layers.Dense(6, activation="relu"), layers.Dense(3)])
+    model = export_model(small, tmp_path / "small.tflite").path
+    p = Personalizer(model)
+    p.observe(np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32))
+    p.prune(0.5)
+    p.save_state(tmp_path / "small.state")
+    out = tmp_path / "out"
+    out.mkdir()
+    # Every weight tensor is under 1024 elements: dynamic-range int8 has nothing to quantize.
+    with pytest.raises(SlimError, match="fewer than 1024 elements"):
+        slim_model(model, tmp_path / "small.state", out / "slim.tflite", quantize="int8")
+    with pytest.raises(StateError, match="does not exist"):
+        slim_model(model, tmp_path / "missing.state", out / "slim.tflite")
+    with pytest.raises(ModelError, match="already slim"):
+        slim_model(slim_model(model, tmp_path / "small.state", out / "slim.tflite").path, tmp_path / "small.state",
+                   out / "again.tflite")
+    assert [f.name for f in out.iterdir()] == ["slim.tflite"]
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "half"])
+def test_settings_raise_the_base_type_only(personalizer, value):
+    personalizer.observe(synthetic_inputs("plain_cnn", 24))
+    with pytest.raises(FinePruneError, match="sparsity") as caught:
+        personalizer.prune(value)
+    assert not isinstance(caught.value, SUBCLASSES)
+    with pytest.raises(FinePruneError, match="unknown backend") as caught:
+        Personalizer(personalizer.model_path, backend="coreml")
+    assert not isinstance(caught.value, SUBCLASSES)

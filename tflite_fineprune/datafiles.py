@@ -17,7 +17,7 @@ import wave
 
 import numpy as np
 
-from .errors import FinePruneError
+from .errors import FinePruneError, InputError
 
 NPY_SUFFIXES = (".npy",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -27,7 +27,7 @@ MAX_SAMPLE_RATE = 384000
 SUFFIXES = NPY_SUFFIXES + IMAGE_SUFFIXES + AUDIO_SUFFIXES
 
 
-class UnreadableFile(FinePruneError):
+class UnreadableFile(InputError):
     """A data file that cannot be read or decoded, or does not fit the model: the folder readers skip it
     and say so (`folderdata.FolderData`). A preprocess hook's failure is a plain `FinePruneError`."""
 
@@ -52,7 +52,7 @@ def scan_folder(root):
     dict reason → paths. A folder with no readable file is an error that says what was skipped."""
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise FinePruneError(f"data folder {root!r} does not exist or is not a folder")
+        raise InputError(f"data folder {root!r} does not exist or is not a folder")
     unreadable = unreadable_suffixes()
     found, skipped = [], collections.defaultdict(list)
     for directory, subdirs, files in os.walk(root):
@@ -69,8 +69,8 @@ def scan_folder(root):
             else:
                 skipped[f"not a data file: expected {', '.join(SUFFIXES)}"].append(path)
     if not found:
-        raise FinePruneError(f"data folder {root!r} holds no {', '.join(SUFFIXES)} files"
-                             + (f" that can be read here ({skipped_note(skipped)})" if skipped else ""))
+        raise InputError(f"data folder {root!r} holds no {', '.join(SUFFIXES)} files"
+                         + (f" that can be read here ({skipped_note(skipped)})" if skipped else ""))
     return found, dict(skipped)
 
 
@@ -195,9 +195,9 @@ def resample(path, audio, rate, model_rate):
     try:
         import soxr
     except ImportError:
-        raise FinePruneError(f"{path} is {rate} Hz and the model takes {model_rate} Hz; resampling needs soxr "
-                             "(pip install soxr, or install tflite-fineprune with the litert or tflite-runtime "
-                             "extra)") from None
+        raise InputError(f"{path} is {rate} Hz and the model takes {model_rate} Hz; resampling needs soxr "
+                         "(pip install soxr, or install tflite-fineprune with the litert or tflite-runtime "
+                         "extra)") from None
     return soxr.resample(audio.astype(np.float32), rate, model_rate, quality="HQ").astype(np.float32)
 
 
@@ -309,13 +309,13 @@ def label_index(path, root, labels):
     relative = os.path.relpath(path, root)
     parts = relative.split(os.sep)
     if len(parts) < 2:
-        raise FinePruneError(f"{path} is not inside a class folder; evaluation needs DATA/<label>/<file>")
+        raise InputError(f"{path} is not inside a class folder; evaluation needs DATA/<label>/<file>")
     name = parts[0]
     if name in labels:
         return labels.index(name)
     if name.isdigit():
         return int(name)
-    raise FinePruneError(
+    raise InputError(
         f"folder {name!r} is not one of the model's labels ({', '.join(labels) or 'none embedded'}) "
         "nor a class index"
     )

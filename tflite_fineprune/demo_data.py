@@ -14,7 +14,7 @@ import pathlib
 # What the data folder holds (data_layout.py, shared with data_sources.py's download table); re-exported.
 from .data_layout import (CIFAR10_LABELS, CIFAR10_TEST, DESCRIPTIONS, FSDD, MLPERF_KWS,  # noqa: F401
                           MLPERF_RESNET8, SPEECH_COMMANDS_TEST)
-from .errors import FinePruneError
+from .errors import InputError
 
 ENVIRONMENT_VARIABLE = "FINEPRUNE_DATA"
 _PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def require_data(relative_paths, given=None, what="this command"):
         wanted = "; ".join(f"{p} ({DESCRIPTIONS[p]})" if p in DESCRIPTIONS else p for p in missing)
         names = datasets_for(missing)
         target = f" -o {root}" if given else ""
-        raise FinePruneError(
+        raise InputError(
             f"{what} needs {wanted} under the demo data folder {root} (from {source}); get it with: "
             f"tflite-fineprune data fetch{target}" + "".join(f" --only {n}" for n in names)
             + f" (or pass --data DIR / set {ENVIRONMENT_VARIABLE}; docs/data.md)"

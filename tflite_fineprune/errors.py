@@ -2,6 +2,20 @@
 tell apart (a bad model file, a bad state file, bad input data, a model slim cannot rewrite).
 
 Catch `FinePruneError` to handle them all; the command-line tool prints any of them as one line and exits 2.
+
+Which kind a problem is, where it is not plain from the names:
+
+- `ModelError`: a .tflite that is missing, not TFLite, damaged, foreign or contradicts its metadata; an export
+  that lacks what a call needs (a slim model asked to observe, an export without magnitude pruning asked to
+  prune by magnitude); a Keras model the exporter cannot convert (not loadable, an unsupported layer, no
+  prunable units); a training checkpoint that does not fit its network.
+- `StateError`: a state file or `State` object, including one whose file is missing or unreadable.
+- `InputError`: samples, data files and data folders (also `representative_data`, `reference_data`, a
+  population's user folders and manifest, the demo data folders a converter reads).
+- `SlimError`: a graph that slim cannot rewrite (`Unslimmable`, an op or weight type it does not handle).
+- The base `FinePruneError`: settings and arguments (a sparsity of 1.5, a recipe text, a CLI option), calls in
+  the wrong order (prune before observe), output paths that may not be written, a missing dependency or
+  interpreter, and `data fetch` (downloads, archives, the layout of fetched datasets).
 """
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .datafiles import (UnreadableFile, label_index, load_samples, resampled_note, resolve_hook, scan_folder,
                         skipped_note)
-from .errors import FinePruneError
+from .errors import InputError
 from .progress import progress_bar
 
 # Decoded batches up to this many bytes are kept after the first pass (a few hundred photos or one-second clips);
@@ -96,7 +96,7 @@ class FolderData:
                     cache = None
             yield batch
         if not sizes:
-            raise FinePruneError(f"no file of data folder {self.root!r} could be read: {_named(skipped)}")
+            raise InputError(f"no file of data folder {self.root!r} could be read: {_named(skipped)}")
         self._sizes, self._cache = sizes, cache
         self.samples, self.files, self.skipped = sum(sizes.values()), list(sizes), skipped
         if skipped:
@@ -111,10 +111,10 @@ class FolderData:
             try:
                 piece = self._load(path)
             except UnreadableFile as exc:
-                raise FinePruneError(f"{exc}; it was read before in this run: was it changed?") from None
+                raise InputError(f"{exc}; it was read before in this run: was it changed?") from None
             if len(piece[0]) != self._sizes[path]:
-                raise FinePruneError(f"{path} gave {len(piece[0])} samples, {self._sizes[path]} earlier in this run: "
-                                     "was it changed?")
+                raise InputError(f"{path} gave {len(piece[0])} samples, {self._sizes[path]} earlier in this run: "
+                                 "was it changed?")
             yield piece
 
 

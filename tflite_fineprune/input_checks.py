@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from .errors import FinePruneError, NonFiniteActivity
+from .errors import FinePruneError, InputError, NonFiniteActivity
 
 
 def check_batch(x, input_shape, dtype="float32", what="input", int16_scale=0.0):
@@ -23,37 +23,37 @@ def check_batch(x, input_shape, dtype="float32", what="input", int16_scale=0.0):
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and similar
-        raise FinePruneError(f"{what} cannot be read as an array: {exc}") from None
+        raise InputError(f"{what} cannot be read as an array: {exc}") from None
     expected = tuple(input_shape[1:])
     if arr.dtype == object:
-        raise FinePruneError(f"{what} has dtype object; expected a numeric {dtype} array")
+        raise InputError(f"{what} has dtype object; expected a numeric {dtype} array")
     if arr.ndim != len(expected) + 1:
         hint = " (a single sample? add a batch axis: x[None])" if arr.ndim == len(expected) else ""
-        raise FinePruneError(
+        raise InputError(
             f"{what} has rank {arr.ndim} and shape {arr.shape}; expected rank {len(expected) + 1}, "
             f"shape (N, {', '.join(map(str, expected))}){hint}"
         )
     if tuple(arr.shape[1:]) != expected:
-        raise FinePruneError(f"{what} has shape {arr.shape}; expected (N, {', '.join(map(str, expected))})")
+        raise InputError(f"{what} has shape {arr.shape}; expected (N, {', '.join(map(str, expected))})")
     if arr.shape[0] == 0:
-        raise FinePruneError(f"{what} is empty: a batch of 0 samples")
+        raise InputError(f"{what} is empty: a batch of 0 samples")
     target = np.dtype(dtype)
     if int16_scale and arr.dtype == np.int16 and target.kind == "f":
         return np.ascontiguousarray(arr.astype(target) * target.type(int16_scale))
     if target.kind == "f":
         if arr.dtype.kind != "f":
             also = " or int16" if int16_scale else ""
-            raise FinePruneError(f"{what} has dtype {arr.dtype}; expected a floating-point array ({dtype}){also}")
+            raise InputError(f"{what} has dtype {arr.dtype}; expected a floating-point array ({dtype}){also}")
         # Checked after the cast: a finite float64 such as 1e300 becomes inf in float32.
         with np.errstate(over="ignore"):
             cast = np.ascontiguousarray(arr, dtype=target)
         if not np.all(np.isfinite(cast)):
             bad = int(np.sum(~np.isfinite(cast)))
-            raise FinePruneError(f"{what} contains {bad} NaN or infinite values (as {dtype}: finite values beyond "
-                                 f"±{np.finfo(target).max:.3g} count as infinite)")
+            raise InputError(f"{what} contains {bad} NaN or infinite values (as {dtype}: finite values beyond "
+                             f"±{np.finfo(target).max:.3g} count as infinite)")
         return cast
     if arr.dtype != target:
-        raise FinePruneError(f"{what} has dtype {arr.dtype}; expected {dtype}")
+        raise InputError(f"{what} has dtype {arr.dtype}; expected {dtype}")
     return np.ascontiguousarray(arr, dtype=target)
 
 

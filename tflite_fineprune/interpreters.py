@@ -10,7 +10,7 @@ import re
 import warnings
 from importlib import metadata
 
-from .errors import FinePruneError
+from .errors import FinePruneError, ModelError
 from .native_logs import native_stderr
 
 _INTERPRETERS = {  # backend -> (module, attribute path of the Interpreter class)
@@ -96,7 +96,7 @@ def open_interpreter(model_path, backend="auto", num_threads=None, content=None)
                 _note_fallback(name)
             return interpreter, name
         except (ValueError, RuntimeError, TypeError) as exc:
-            raise FinePruneError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None
+            raise ModelError(f"{model_path}: the {name} interpreter rejected the model ({exc})") from None
     if tflite_runtime_mismatch():  # installed, but not runnable: the fix, not another install
         raise FinePruneError(f"{tflite_runtime_mismatch()}; no other TFLite interpreter is installed")
     raise FinePruneError(

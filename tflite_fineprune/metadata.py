@@ -14,7 +14,7 @@ import os
 import re
 
 from . import signatures as sig
-from .errors import FinePruneError
+from .errors import ModelError
 from .levers import LEVERS
 from .levers.activity import POLICY_NAMES  # the in-graph pruning policies an export may carry
 from .levers.layout import check_descriptions
@@ -208,12 +208,12 @@ class ModelMetadata:
         try:
             body = json.loads(blob.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FinePruneError(f"{source}: the tflite-fineprune metadata is not valid JSON ({exc})") from None
+            raise ModelError(f"{source}: the tflite-fineprune metadata is not valid JSON ({exc})") from None
         if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
-            raise FinePruneError(f"{source}: metadata {METADATA_NAME!r} does not describe a tflite-fineprune model")
+            raise ModelError(f"{source}: metadata {METADATA_NAME!r} does not describe a tflite-fineprune model")
         version = body.get("format_version")
         if version != FORMAT_VERSION:
-            raise FinePruneError(
+            raise ModelError(
                 f"{source}: metadata format version {version!r} is not supported "
                 f"(this tflite-fineprune reads version {FORMAT_VERSION})"
             )
@@ -231,8 +231,8 @@ class ModelMetadata:
             meta = cls(**body)
             meta.validate(source)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise FinePruneError(f"{source}: tflite-fineprune metadata is incomplete or malformed "
-                                 f"({type(exc).__name__}: {exc})") from None
+            raise ModelError(f"{source}: tflite-fineprune metadata is incomplete or malformed "
+                             f"({type(exc).__name__}: {exc})") from None
         return meta
 
     def validate(self, source="model"):
@@ -288,7 +288,7 @@ class ModelMetadata:
             offset += group.units
         roles = [g.role for g in self.groups]
         if roles.count(ROLE_OUTPUT) > 1 or any(r not in (ROLE_HIDDEN, ROLE_OUTPUT) for r in roles):
-            raise FinePruneError(f"{source}: unit groups have unknown or repeated roles {roles}")
+            raise ModelError(f"{source}: unit groups have unknown or repeated roles {roles}")
         if self.output_group is not None and self.output_group.units != self.num_classes:
             check.fail("output group units", self.output_group.units, f"{self.num_classes} (num_classes)")
         for layer in self.weight_layers:
@@ -341,8 +341,8 @@ class MetadataChecker:
         self.source = source
 
     def fail(self, field, value, expected):
-        raise FinePruneError(f"{self.source}: tflite-fineprune metadata field {field} is {value!r}; "
-                             f"expected {expected}")
+        raise ModelError(f"{self.source}: tflite-fineprune metadata field {field} is {value!r}; "
+                         f"expected {expected}")
 
     @staticmethod
     def is_int(value):
@@ -397,20 +397,20 @@ def read_model_metadata(data: bytes, source: str = "model", verify: bool = True)
 
     Raises
     ------
-    FinePruneError
+    ModelError
         When the bytes are not a TFLite flatbuffer, not a tflite-fineprune export, of an unsupported format
         version, malformed, or do not match their recorded digest.
     """
     entries = read_metadata(data, source)
     if METADATA_NAME not in entries:
-        raise FinePruneError(
+        raise ModelError(
             f"{source} is a TFLite model but not a tflite-fineprune export "
             f"(no {METADATA_NAME!r} metadata; found {sorted(entries) or 'none'}); export the Keras model with "
             "export_model to personalize it"
         )
     meta = ModelMetadata.from_json(entries[METADATA_NAME], source)
     if verify and meta.content_sha256 and content_digest(bytes(data), meta.content_sha256) != meta.content_sha256:
-        raise FinePruneError(
+        raise ModelError(
             f"{source} is corrupted: its content does not match the SHA-256 recorded at export "
             "(the file was damaged or edited); export it again"
         )
@@ -428,7 +428,7 @@ def read_model_file(path, verify=True):
     from .safe_io import read_file
 
     data = read_file(path, "model", max_bytes=MAX_MODEL_BYTES,
-                     expect_prefix=(4, TFLITE_IDENTIFIER, "is not a TFLite file"))
+                     expect_prefix=(4, TFLITE_IDENTIFIER, "is not a TFLite file"), error=ModelError)
     metadata = read_model_metadata(data, source=os.fspath(path), verify=verify)
     check_structure(data, source=os.fspath(path))  # a sealed file may still be crafted: checked before any reader
     return data, metadata

@@ -6,7 +6,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import signatures as sig
-from .errors import FinePruneError, ModelError, NonFiniteActivity  # noqa: F401 (NonFiniteActivity: public here)
+from .errors import FinePruneError, InputError, ModelError, NonFiniteActivity, StateError  # noqa: F401 (public)
 from .input_checks import check_batch, check_positive_int, refuse_overflow
 from .interpreters import open_interpreter
 from .levers import PERSONALIZER_METHODS, used
@@ -18,7 +18,6 @@ from .safe_io import atomic_write, read_file
 
 DEFAULT_BATCH_SIZE = 32
 
-
 _PROGRESS_MIN_BATCHES = 20
 
 
@@ -28,8 +27,7 @@ class Personalizer(*PERSONALIZER_METHODS):
     Its attributes `model_path`, `metadata` (the checked `ModelMetadata`) and `backend` (the interpreter used)
     describe what was opened.
 
-    The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...)
-    come from their folders in `tflite_fineprune/levers/`.
+    The levers' methods (`prune`, `prune_outputs`, `prune_dormant`, ...) come from their folders in levers/.
 
     Parameters
     ----------
@@ -44,9 +42,10 @@ class Personalizer(*PERSONALIZER_METHODS):
 
     Raises
     ------
+    ModelError
+        When the file is not a readable export of a supported format version (with the signatures it describes).
     FinePruneError
-        When `model_path` is not a path, the file is not a readable export of a supported format version, no
-        interpreter is installed, or a signature its metadata describes is missing.
+        When `model_path` is not a path, the backend is unknown, or no interpreter is installed.
     """
 
     def __init__(self, model_path: Union[str, os.PathLike], backend: str = "auto",
@@ -62,10 +61,10 @@ class Personalizer(*PERSONALIZER_METHODS):
         try:
             available = set(self._interpreter.get_signature_list())
         except (ValueError, RuntimeError) as exc:
-            raise FinePruneError(f"{self.model_path}: cannot list the model's signatures ({exc})") from None
+            raise ModelError(f"{self.model_path}: cannot list the model's signatures ({exc})") from None
         missing = [name for name in self.metadata.signatures if name not in available]
         if missing:
-            raise FinePruneError(f"{self.model_path}: signatures {missing} are described but missing from the model")
+            raise ModelError(f"{self.model_path}: signatures {missing} are described but missing from the model")
         self._runners = {}
 
     # -- description -----------------------------------------------------
@@ -89,16 +88,16 @@ class Personalizer(*PERSONALIZER_METHODS):
 
     def _runner(self, name):
         if self.metadata.slim and name != sig.INFER:
-            raise FinePruneError(f"{self.model_path} is a slim model (pruned units removed): it can only predict; "
-                                 "observe, prune and state calls need the original export")
+            raise ModelError(f"{self.model_path} is a slim model (pruned units removed): it can only predict; "
+                             "observe, prune and state calls need the original export")
         if name not in self._runners:
             if name not in self.metadata.signatures:
-                raise FinePruneError(f"{self.model_path} was exported without the {name!r} signature")
+                raise ModelError(f"{self.model_path} was exported without the {name!r} signature")
             try:
                 self._runners[name] = self._interpreter.get_signature_runner(name)
             except (ValueError, RuntimeError) as exc:
-                raise FinePruneError(f"{self.model_path}: the model's {name!r} signature is unusable ({exc}); "
-                                     "the file may be damaged") from None
+                raise ModelError(f"{self.model_path}: the model's {name!r} signature is unusable ({exc}); "
+                                 "the file may be damaged") from None
         return self._runners[name]
 
     def _call(self, name, **feeds):
@@ -107,13 +106,13 @@ class Personalizer(*PERSONALIZER_METHODS):
         try:
             return runner(**feeds)
         except (ValueError, RuntimeError, KeyError) as exc:
-            raise FinePruneError(f"{self.model_path}: the {name!r} signature failed ({exc}); "
-                                 "the file may be damaged") from None
+            raise ModelError(f"{self.model_path}: the {name!r} signature failed ({exc}); "
+                             "the file may be damaged") from None
 
     def _batches(self, x, batch_size):
         """Checked batches of the model's dtype, produced one at a time (an iterable is never held whole)."""
         if isinstance(x, (str, bytes, os.PathLike)):
-            raise FinePruneError("expected an array or an iterable of batches, got a path; load the files first")
+            raise InputError("expected an array or an iterable of batches, got a path; load the files first")
         step = check_positive_int(batch_size, "batch_size") or self.batch_size
         rank = len(self.metadata.input_shape)
         if not isinstance(x, np.ndarray) and isinstance(x, (list, tuple)):
@@ -129,7 +128,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         try:
             iterator = iter(x)
         except TypeError:
-            raise FinePruneError(f"expected an array or an iterable of batches, got {type(x).__name__}") from None
+            raise InputError(f"expected an array or an iterable of batches, got {type(x).__name__}") from None
         return self._checked_stream(iterator)
 
     def _check(self, x, what):
@@ -141,7 +140,7 @@ class Personalizer(*PERSONALIZER_METHODS):
         for count, batch in enumerate(iterator, start=1):
             yield self._check(batch, f"batch {count - 1}")
         if count == 0:
-            raise FinePruneError("no data: the iterable of batches is empty")
+            raise InputError("no data: the iterable of batches is empty")
 
     def _run_batches(self, name, x, batch_size, progress, desc, after_each=None, second=None):
         """The signature's output over every batch; with `second`, also that output (None when it has none).
@@ -204,10 +203,12 @@ class Personalizer(*PERSONALIZER_METHODS):
 
         Raises
         ------
-        FinePruneError
-            When a batch is refused (shape, dtype, values), the iterable is empty, or the model is slim.
+        InputError
+            When a batch is refused (shape, dtype, values) or the iterable is empty.
         NonFiniteActivity
-            When a batch overflows inside the model (a `FinePruneError`; its `batch` says which).
+            When a batch overflows inside the model (an `InputError`; its `batch` says which).
+        ModelError
+            When the model is slim.
         """
         return self.observe_typicality(x, batch_size, progress)[0]
 
@@ -288,27 +289,29 @@ class Personalizer(*PERSONALIZER_METHODS):
 
         Raises
         ------
-        FinePruneError
+        StateError
             When `state` is not a `State`, its vectors do not fit this model's units, its masks are not 0/1
             or prune every unit of a group, or its counters are negative, not finite or exceed the samples.
+        ModelError
+            When the model is slim.
         """
         if not isinstance(state, State):
-            raise FinePruneError(f"expected a tflite_fineprune.State, got {type(state).__name__}")
+            raise StateError(f"expected a tflite_fineprune.State, got {type(state).__name__}")
         try:
             masks = np.asarray(state.masks, np.float32)
             counts = np.asarray(state.counts, np.float32)
             samples = float(state.samples)
         except (TypeError, ValueError) as exc:
-            raise FinePruneError(f"state values are not numbers ({exc})") from None
+            raise StateError(f"state values are not numbers ({exc})") from None
         n = self.metadata.num_units
         if masks.shape != (n,) or counts.shape != (n,):
-            raise FinePruneError(f"state has masks {masks.shape} and counts {counts.shape}; this model has {n} units")
+            raise StateError(f"state has masks {masks.shape} and counts {counts.shape}; this model has {n} units")
         if not np.all((masks == 0) | (masks == 1)):
-            raise FinePruneError("masks must be 0 or 1")
+            raise StateError("masks must be 0 or 1")
         check_counters(counts, samples, "state")
         for group in self.groups:
             if not masks[group.offset:group.offset + group.units].any():
-                raise FinePruneError(f"masks prune every unit of {group.name!r}; at least one must stay")
+                raise StateError(f"masks prune every unit of {group.name!r}; at least one must stay")
         extras = {lever.set_signature: lever.feed(self.metadata, state)
                   for lever in used(self.metadata) if lever.set_signature is not None}
         if any(feed is None for feed in extras.values()):
@@ -360,12 +363,13 @@ class Personalizer(*PERSONALIZER_METHODS):
 
         Raises
         ------
-        FinePruneError
-            When the file cannot be read, is not a state file, belongs to another model or holds values
-            `set_state` refuses, or when the model is slim.
+        StateError
+            When the file cannot be read, is not this model's state file, or holds values `set_state` refuses.
+        ModelError
+            When the model is slim.
         """
         self._runner(sig.SET_STATE)  # a slim model says so before the file is judged against it
-        blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES)
+        blob = read_file(path, "state file", max_bytes=MAX_STATE_BYTES, error=StateError)
         self.set_state(decode_model_state(blob, self.metadata, source=os.fspath(path)))
 
     # -- automatic personalization (the levers' methods come from the bases) --
@@ -396,7 +400,7 @@ class Personalizer(*PERSONALIZER_METHODS):
 
         Raises
         ------
-        FinePruneError
+        InputError
             When the samples are refused, as for `observe`.
         """
         from .auto_recipe import personalize

@@ -144,48 +144,49 @@ def _fsync_directory(directory):
         os.close(dir_fd)
 
 
-def read_file(path, what, max_bytes=None, expect_prefix=None):
+def read_file(path, what, max_bytes=None, expect_prefix=None, error=FinePruneError):
     """The bytes of a regular file, refusing FIFOs, devices and folders before opening them.
 
     `max_bytes` caps what is read (a larger file is refused unread, one that grows past it while being
     read is refused too); `expect_prefix` = `(offset, bytes, explanation)` refuses a file whose
-    leading bytes do not match, before reading the rest.
+    leading bytes do not match, before reading the rest. `error` is the `FinePruneError` subclass raised
+    for every refusal, so a caller's kind of file names its kind of error (a model file: `ModelError`).
     """
     shown = os.fspath(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise FinePruneError(f"{what} {shown!r} does not exist") from None
+        raise error(f"{what} {shown!r} does not exist") from None
     except OSError as exc:
-        raise FinePruneError(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None
+        raise error(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise FinePruneError(f"{what} {shown!r} is a directory, expected a file")
+        raise error(f"{what} {shown!r} is a directory, expected a file")
     if not stat.S_ISREG(info.st_mode):
-        raise FinePruneError(f"{what} {shown!r} is not a regular file (a pipe, socket or device); expected a file")
+        raise error(f"{what} {shown!r} is not a regular file (a pipe, socket or device); expected a file")
     limit = max_bytes if max_bytes is not None else float("inf")
     try:
         with open(path, "rb") as f:
             # The size of the file actually opened (it may have been replaced since the stat above).
             size = os.fstat(f.fileno()).st_size
             if size > limit:
-                raise FinePruneError(f"{what} {shown!r} has {size:,} bytes; at most {max_bytes:,} are expected")
+                raise error(f"{what} {shown!r} has {size:,} bytes; at most {max_bytes:,} are expected")
             if expect_prefix is not None:
                 offset, prefix, explanation = expect_prefix
                 head = f.read(offset + len(prefix))
                 if head[offset:] != prefix:
-                    raise FinePruneError(f"{what} {shown!r} {explanation} (found {head[offset:]!r} at byte {offset}, "
-                                         f"expected {prefix!r})")
+                    raise error(f"{what} {shown!r} {explanation} (found {head[offset:]!r} at byte {offset}, "
+                                f"expected {prefix!r})")
                 f.seek(0)
-            return _read_capped(f, size, limit, lambda: f"{what} {shown!r}")
+            return _read_capped(f, size, limit, lambda: f"{what} {shown!r}", error)
     except OSError as exc:
-        raise FinePruneError(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None
+        raise error(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None
 
 
 # f.read(n) allocates n bytes before reading, so reads are sized by the file, never by the cap.
 _GROWTH_CHUNK = 1 << 20
 
 
-def _read_capped(f, size, limit, name):
+def _read_capped(f, size, limit, name, error=FinePruneError):
     """What `f` holds: `size` bytes in one read, then whatever it grew by, refused once past `limit`."""
     parts = [f.read(size)]
     total = len(parts[0])
@@ -196,5 +197,5 @@ def _read_capped(f, size, limit, name):
         parts.append(chunk)
         total += len(chunk)
         if total > limit:
-            raise FinePruneError(f"{name()} grew past {limit:,} bytes while being read; at most {limit:,} are expected")
+            raise error(f"{name()} grew past {limit:,} bytes while being read; at most {limit:,} are expected")
     return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 
 from . import signatures as sig
-from .errors import FinePruneError
+from .errors import ModelError, SlimError, StateError
 from .levers import LEVERS, used
 from .metadata import METADATA_NAME, ROLE_HIDDEN, read_model_file
 from .sparsity import measure_sparsity
@@ -69,7 +69,7 @@ class SlimReport:
 def _load_state(state, metadata, source):
     if isinstance(state, State):
         return state
-    blob = read_file(state, "state file", max_bytes=MAX_STATE_BYTES)
+    blob = read_file(state, "state file", max_bytes=MAX_STATE_BYTES, error=StateError)
     return decode_model_state(blob, metadata, source=os.fspath(state))
 
 
@@ -103,17 +103,17 @@ def _trained_values(data, source):
     infer = [d for d in model.signatureDefs if d.signatureKey.decode() == sig.INFER]
     index = init_subgraph(Graph(schema, model, infer[0].subgraphIndex)) if infer else None
     if index is None:
-        raise FinePruneError("the model's infer signature initializes no variables; is this a fine-prune export?")
+        raise ModelError("the model's infer signature initializes no variables; is this a fine-prune export?")
     return initial_values(Graph(schema, model, index))
 
 
 def _variables(metadata, state):
     masks = np.asarray(state.masks, np.float32)
     if masks.shape != (metadata.num_units,) or not np.all((masks == 0) | (masks == 1)):
-        raise FinePruneError(f"state masks must be {metadata.num_units} values of 0 or 1, got shape {masks.shape}")
+        raise StateError(f"state masks must be {metadata.num_units} values of 0 or 1, got shape {masks.shape}")
     for group in metadata.groups:
         if not masks[group.offset:group.offset + group.units].any():
-            raise FinePruneError(f"the state prunes every unit of {group.name!r}; at least one must stay")
+            raise StateError(f"the state prunes every unit of {group.name!r}; at least one must stay")
     variables = {"masks": masks, "counts": np.asarray(state.counts, np.float32),
                  "samples": np.array([state.samples], np.float32)}
     for lever in LEVERS:  # what each lever holds in use becomes a constant like the masks
@@ -127,7 +127,7 @@ def _rewrite(data, metadata, variables, keep_masked, source):
     model = read_model(data, source)
     infer = [d for d in model.signatureDefs if d.signatureKey.decode() == sig.INFER]
     if not infer:
-        raise FinePruneError("the model has no 'infer' signature")
+        raise ModelError("the model has no 'infer' signature")
     signature = infer[0]
     graph = Graph(schema, model, signature.subgraphIndex)
     slices = fold_constants(graph, variables)
@@ -175,9 +175,9 @@ def _quantize(schema, model, metadata, model_path):
         return ()
     quantized = tuple(quantize_weights(schema, model))
     if not quantized:
-        raise FinePruneError(f"cannot quantize the slim model of {model_path}: every weight tensor left has fewer "
-                             f"than {MIN_ELEMENTS} elements (dynamic-range int8 only quantizes larger ones, as the "
-                             "TFLite converter does); slim it without quantize")
+        raise SlimError(f"cannot quantize the slim model of {model_path}: every weight tensor left has fewer "
+                        f"than {MIN_ELEMENTS} elements (dynamic-range int8 only quantizes larger ones, as the "
+                        "TFLite converter does); slim it without quantize")
     return quantized
 
 
@@ -193,7 +193,7 @@ def _slim(data, metadata, state, model_path):
         except Unslimmable as exc:
             new = exc.groups - set(keep_masked)
             if not new:
-                raise FinePruneError(f"cannot slim {model_path}: {exc.reason}") from None
+                raise SlimError(f"cannot slim {model_path}: {exc.reason}") from None
             keep_masked.update({g: exc.reason for g in new})
 
 
@@ -205,7 +205,7 @@ def _not_an_export(model_path):
     try:
         yield
     except (PARSE_ERRORS + (ZeroDivisionError,)) as exc:
-        raise FinePruneError(
+        raise ModelError(
             f"cannot slim {model_path}: its graph or metadata is not what export_model writes "
             f"({type(exc).__name__}: {exc}); export the model again (if this file came straight from export_model, "
             "please report it: it is a bug)") from exc
@@ -236,17 +236,22 @@ def slim_model(model_path: "str | os.PathLike", state: "str | os.PathLike | Stat
 
     Raises
     ------
-    FinePruneError
-        When the model is not an export (or is already slim), the state does not belong to it, LiteRT's
-        schema is missing, or `output_path` may not be written. A group whose pruned units cannot be removed
+    ModelError
+        When the model is not an export (or is already slim).
+    StateError
+        When the state does not belong to the model.
+    SlimError
+        When the slim model cannot be quantized as asked. A group whose pruned units cannot be removed
         exactly is no error: it stays masked (`SlimReport.still_masked`).
+    FinePruneError
+        When LiteRT's schema is missing or `output_path` may not be written.
     """
     load_schema()  # fail first, with what to install, where LiteRT is missing
     quantize = check_quantize(quantize)
     model_path = os.fspath(model_path)
     data, metadata = read_model_file(model_path)
     if metadata.slim:
-        raise FinePruneError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
+        raise ModelError(f"{model_path} is already slim (pruned units removed); slim the original export instead")
     state = _load_state(state, metadata, "state")
     with _not_an_export(model_path):
         schema, model, state, variables, keep_masked = _slim(data, metadata, state, model_path)

@@ -29,7 +29,7 @@ import zlib
 import numpy as np
 
 from . import levers
-from .errors import FinePruneError
+from .errors import ModelError, StateError
 from .levers.layout import described_lengths
 # Kept importable from here (state.pyi): they lived in this module before safe_io.py.
 from .safe_io import atomic_write, check_output_folder, read_file, starts_with  # noqa: F401
@@ -69,7 +69,7 @@ def _present(state, block):
     given = [getattr(state, field) is not None for field in block.fields]
     if any(given) and not all(given):
         missing = [f for f, g in zip(block.fields, given) if not g]
-        raise FinePruneError(f"state has some {block.what} values but not {', '.join(missing)}")
+        raise StateError(f"state has some {block.what} values but not {', '.join(missing)}")
     return all(given)
 
 
@@ -77,7 +77,7 @@ def encode_state(fingerprint_hex, state):
     masks = np.asarray(state.masks)
     counts = np.asarray(state.counts, dtype="<f4")
     if masks.shape != counts.shape or masks.ndim != 1:
-        raise FinePruneError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
+        raise StateError(f"masks {masks.shape} and counts {counts.shape} must be equal-length vectors")
     present = [block for _, block in _BLOCKS if _present(state, block)]
     flags = sum(block.flag for block in present)
     version = max([STATE_VERSION] + [block.since for block in present])
@@ -105,44 +105,44 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, 
     blocks = {} if blocks is None else blocks
     described = {} if described is None else described
     if len(blob) < _HEADER.size + 4:
-        raise FinePruneError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
+        raise StateError(f"{source} is not a tflite-fineprune state file: only {len(blob)} bytes")
     magic, version, flags, units, fingerprint, samples = _HEADER.unpack_from(blob)
     if magic != MAGIC:
-        raise FinePruneError(f"{source} is not a tflite-fineprune state file (magic {magic!r}, expected {MAGIC!r})")
+        raise StateError(f"{source} is not a tflite-fineprune state file (magic {magic!r}, expected {MAGIC!r})")
     if version not in READABLE_VERSIONS:
-        raise FinePruneError(f"{source} has state format version {version}; this tflite-fineprune reads "
-                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise StateError(f"{source} has state format version {version}; this tflite-fineprune reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     known = sum(block.flag for _, block in _BLOCKS if block.since <= version)
     if flags & ~known:
-        raise FinePruneError(f"{source} has unknown flags {flags:#x}")
+        raise StateError(f"{source} has unknown flags {flags:#x}")
     # Another model's intact file is named as such before its size is judged by this model's vectors (which
     # would call it "truncated or padded"); its own checksum tells it from a damaged file of this model.
     foreign = fingerprint.hex() != fingerprint_hex or units != num_units
     owner = (f"another model (fingerprint {fingerprint.hex()[:12]}…, {units} units; "
              f"this model is {fingerprint_hex[:12]}…, {num_units} units)")
     if foreign and zlib.crc32(blob[:-4]) == struct.unpack_from("<I", blob, len(blob) - 4)[0]:
-        raise FinePruneError(f"{source} belongs to {owner}")
+        raise StateError(f"{source} belongs to {owner}")
     # Each block the file carries, with its field lengths (its shape from the model, its units from the file).
     carried = [(block, _lengths(name, block, units, blocks, described)) for name, block in _BLOCKS
                if flags & block.flag]
     expected_size = _HEADER.size + 5 * units + 4 * sum(sum(lengths) for _, lengths in carried) + 4
     if len(blob) != expected_size:
-        raise FinePruneError(
+        raise StateError(
             f"{source} is truncated or padded: {len(blob)} bytes, expected {expected_size} for {units} units"
             + (f"; its header names {owner}" if foreign else "")
         )
     (crc,) = struct.unpack_from("<I", blob, expected_size - 4)
     if zlib.crc32(blob[:expected_size - 4]) != crc:
-        raise FinePruneError(f"{source} is corrupted: checksum mismatch")
+        raise StateError(f"{source} is corrupted: checksum mismatch")
     if foreign:
-        raise FinePruneError(f"{source} belongs to {owner}")
+        raise StateError(f"{source} belongs to {owner}")
     for name, block in _BLOCKS:
         has, wanted = bool(flags & block.flag), name in (described or blocks)
         if version < block.since and not has:
             continue  # the file predates the block
         if has != wanted:
-            raise FinePruneError(f"{source} {'has' if has else 'lacks'} {block.what} values but the model "
-                                 f"{'uses' if wanted else 'does not use'} {block.what.replace('-', ' ')}")
+            raise StateError(f"{source} {'has' if has else 'lacks'} {block.what} values but the model "
+                             f"{'uses' if wanted else 'does not use'} {block.what.replace('-', ' ')}")
     masks = np.frombuffer(blob, np.uint8, units, _HEADER.size).astype(np.float32)
     counts = np.frombuffer(blob, "<f4", units, _HEADER.size + units).astype(np.float32)
     position = _HEADER.size + 5 * units
@@ -155,7 +155,7 @@ def decode_state(blob, fingerprint_hex, num_units, source="state", blocks=None, 
         extra[block] = values
     if np.any(masks > 1) or not all(np.all(np.isfinite(v)) for v in [counts] + [
             v for values in extra.values() for v in values.values()]):
-        raise FinePruneError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
+        raise StateError(f"{source} holds invalid values (masks not 0/1, or non-finite counters)")
     check_counters(counts, samples, source)
     for block, values in extra.items():
         block.check(values, source)
@@ -169,9 +169,9 @@ def _lengths(name, block, units, shapes, described):
     if name in described:
         description = described[name]
         if [field["name"] for field in description["fields"]] != list(block.fields):
-            raise FinePruneError(f"the model describes the {block.what} state block with fields "
-                                 f"{[field['name'] for field in description['fields']]}; this tflite-fineprune "
-                                 f"knows it as {list(block.fields)}")
+            raise ModelError(f"the model describes the {block.what} state block with fields "
+                             f"{[field['name'] for field in description['fields']]}; this tflite-fineprune "
+                             f"knows it as {list(block.fields)}")
         return described_lengths(description, units)
     return block.lengths(units, shapes.get(name) or (0, 0))
 
@@ -190,16 +190,16 @@ def check_counters(counts, samples, source="state"):
     one prediction), so it can never exceed the sample count.
     """
     if not np.isfinite(samples) or samples < 0 or samples > MAX_SAMPLES:
-        raise FinePruneError(f"{source}: samples observed is {samples!r}; expected a count in [0, {MAX_SAMPLES:.3g}]")
+        raise StateError(f"{source}: samples observed is {samples!r}; expected a count in [0, {MAX_SAMPLES:.3g}]")
     if samples != np.floor(samples):
-        raise FinePruneError(f"{source}: samples observed is {samples!r}; expected a whole number")
+        raise StateError(f"{source}: samples observed is {samples!r}; expected a whole number")
     counts = np.asarray(counts, np.float64)
     if counts.size and (np.any(counts < 0) or not np.all(np.isfinite(counts))):
-        raise FinePruneError(f"{source}: activity counters must be finite and non-negative")
+        raise StateError(f"{source}: activity counters must be finite and non-negative")
     limit = samples * (1 + _COUNT_SLACK) + _COUNT_SLACK
     if counts.size and counts.max() > limit:
-        raise FinePruneError(f"{source}: an activity counter ({counts.max():.6g}) exceeds the {samples:.0f} samples "
-                             "observed; the counters are inconsistent")
+        raise StateError(f"{source}: an activity counter ({counts.max():.6g}) exceeds the {samples:.0f} samples "
+                         "observed; the counters are inconsistent")
 
 
 # No state file of any model comes near this; a larger "state file" is refused unread.

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tests.tflite.tiny import Tiny, run
+from tflite_fineprune.errors import SlimError
 from tflite_fineprune.tflite.channel_plan import ChannelPlan, Unslimmable, trace_source
 from tflite_fineprune.tflite.compaction import compact_buffers, drop_unused, remove_identities
 from tflite_fineprune.tflite.graph import Graph
@@ -75,3 +76,4 @@ def test_unmasked_removed_units_are_unslimmable():
     with pytest.raises(Unslimmable) as caught:
         ChannelPlan(graph, {source: dead}, {source: {4}}).run()
     assert caught.value.groups == {4} and "before a mask zeroes them" in caught.value.reason
+    assert isinstance(caught.value, SlimError)  # a caller catching SlimError also catches this

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError, ModelError
 from ..export.options import options_from_arguments
 from .model_and_data import TFLITE_FILE, _load_data, _open, _warn, check_output, printable
 
@@ -101,16 +101,16 @@ def cmd_evaluate(args):
     personalizer = _open(args)
     slim = personalizer.metadata.slim
     if args.state and slim:
-        raise FinePruneError(f"{args.model} is a slim model: its personalization is already in the file (from "
-                             f"the state with CRC-32 {slim['state_crc32']:08x}), so --state has nothing to apply; "
-                             "evaluate it without --state, or the original export with --state")
+        raise ModelError(f"{args.model} is a slim model: its personalization is already in the file (from "
+                         f"the state with CRC-32 {slim['state_crc32']:08x}), so --state has nothing to apply; "
+                         "evaluate it without --state, or the original export with --state")
     if args.state:
         personalizer.load_state(args.state)
     correct = samples = 0
     for x, y, _ in _load_data(args, personalizer, personalizer.labels).labeled():  # one batch in memory
         if y.max() >= personalizer.metadata.num_classes:
-            raise FinePruneError(f"class index {int(y.max())} is out of range for "
-                                 f"{personalizer.metadata.num_classes} classes")
+            raise InputError(f"class index {int(y.max())} is out of range for "
+                             f"{personalizer.metadata.num_classes} classes")
         correct += int(np.sum(np.argmax(personalizer.predict(x, progress=False), axis=-1) == y))
         samples += len(y)
     accuracy = correct / samples

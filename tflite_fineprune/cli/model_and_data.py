@@ -6,7 +6,7 @@ import os
 import sys
 import unicodedata
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError
 from ..interpreters import BACKENDS
 
 NAMED_FILES = 3  # how many files an error names
@@ -98,7 +98,7 @@ def naming_files(data):
     except NonFiniteActivity as exc:
         names = ", ".join(os.path.relpath(path, data.root) for path in data.current_files[:NAMED_FILES])
         more = len(data.current_files) - NAMED_FILES
-        raise FinePruneError(f"{exc} (its files: {names}{f' and {more} more' if more > 0 else ''})") from None
+        raise InputError(f"{exc} (its files: {names}{f' and {more} more' if more > 0 else ''})") from None
 
 
 def _note(line):

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, ModelError, StateError
 from .model_and_data import _load_data, _open, _warn, naming_files, printable
 
 
@@ -41,13 +41,13 @@ def cmd_personalize(args):
     _check_state_path(args)
     personalizer = _open(args)
     if personalizer.metadata.slim:
-        raise FinePruneError(f"{args.model} is a slim model (pruned units removed): it can only predict; "
-                             "personalize the original export")
+        raise ModelError(f"{args.model} is a slim model (pruned units removed): it can only predict; "
+                         "personalize the original export")
     if args.min_class_fraction is not None and personalizer.metadata.output_group is None:
         # Before any work; the library says what, the command adds how to re-export.
-        raise FinePruneError(f"{args.model} was exported without output (class) pruning; re-export it with "
-                             "`tflite-fineprune export --prune-outputs` (Python: export_model(..., "
-                             "prune_outputs=True); the converters: --prune-outputs)")
+        raise ModelError(f"{args.model} was exported without output (class) pruning; re-export it with "
+                         "`tflite-fineprune export --prune-outputs` (Python: export_model(..., "
+                         "prune_outputs=True); the converters: --prune-outputs)")
     _say_what_is_replaced(args, personalizer)
     if args.sparsity is None and args.min_class_fraction is None:
         return _personalize_auto(args, personalizer)
@@ -98,8 +98,8 @@ def _say_what_is_replaced(args, personalizer):
         personalizer.load_state(args.state)
     except FinePruneError as exc:
         if not args.fresh:
-            raise FinePruneError(f"{exc}; personalize would replace it: pass --fresh to replace it, or name "
-                                 "another --state") from None
+            raise StateError(f"{exc}; personalize would replace it: pass --fresh to replace it, or name "
+                             "another --state") from None
         print(f"note: replacing {printable(args.state)} (--fresh): {printable(exc)}")
         return
     print(f"note: replacing {printable(args.state)} ({personalizer.samples} samples observed before): {RERUN}")

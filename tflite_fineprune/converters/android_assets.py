@@ -37,7 +37,7 @@ from .android_session import AUTO, AppSession, Recorder, auto_recipe, auto_rule,
 from .. import demo_data
 from .. import signatures as sig
 from ..datafiles import fit_audio, load_audio
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError, ModelError
 from .evaluation import Recipe, evaluate_users
 from ..interpreters import open_interpreter
 from ..metadata import read_model_file
@@ -71,13 +71,13 @@ def _writable_folder(path):
 
 def _check_data(root, kinds):
     if not root.is_dir():
-        raise FinePruneError(f"data folder {os.fspath(root)!r} does not exist; pass --data or set FINEPRUNE_DATA")
+        raise InputError(f"data folder {os.fspath(root)!r} does not exist; pass --data or set FINEPRUNE_DATA")
     needed = {"speech": SPEECH_DATA, "vision": VISION_DATA}
     missing = [needed[k] for k in kinds if not (root / needed[k]).is_dir()]
     if missing:
-        raise FinePruneError(f"data folder {os.fspath(root)!r} lacks {', '.join(missing)} (the bundled users come from "
-                             "the Speech Commands v0.02 test split and the CIFAR-10 test images); get them with: "
-                             "tflite-fineprune data fetch --only speech_commands --only cifar10")
+        raise InputError(f"data folder {os.fspath(root)!r} lacks {', '.join(missing)} (the bundled users come from "
+                         "the Speech Commands v0.02 test split and the CIFAR-10 test images); get them with: "
+                         "tflite-fineprune data fetch --only speech_commands --only cifar10")
 
 
 def _signature_specs(interpreter):
@@ -105,17 +105,17 @@ def describe_model(kind, path):
     missing = [name for name in needed if name not in specs]
     if missing:
         hint = " (export it with prune_outputs / --prune-outputs)" if sig.PRUNE_OUTPUTS in missing else ""
-        raise FinePruneError(f"{path} lacks the signatures {', '.join(missing)} "
-                             f"that the app's {kind} session calls{hint}")
+        raise ModelError(f"{path} lacks the signatures {', '.join(missing)} "
+                         f"that the app's {kind} session calls{hint}")
     x = specs[sig.INFER]["inputs"]
     if len(x) != 1 or x[0]["shape"][0] != 1:
-        raise FinePruneError(f"{path}: infer must take one input of shape [1, ...]; it takes {x}")
+        raise ModelError(f"{path}: infer must take one input of shape [1, ...]; it takes {x}")
     if kind == "speech" and (x[0]["dtype"] != "float32" or len(x[0]["shape"]) != 2 or not meta.sample_rate):
-        raise FinePruneError(f"{path} is not an audio model: expected float32 PCM [1, samples] and a sample rate, "
-                             f"got {x[0]['dtype']} {x[0]['shape']}, sample rate {meta.sample_rate}")
+        raise ModelError(f"{path} is not an audio model: expected float32 PCM [1, samples] and a sample rate, "
+                         f"got {x[0]['dtype']} {x[0]['shape']}, sample rate {meta.sample_rate}")
     if kind == "vision" and (x[0]["dtype"] != "uint8" or len(x[0]["shape"]) != 4 or x[0]["shape"][3] != 3):
-        raise FinePruneError(f"{path} is not a uint8 image model: expected uint8 [1, H, W, 3], "
-                             f"got {x[0]['dtype']} {x[0]['shape']}")
+        raise ModelError(f"{path} is not a uint8 image model: expected uint8 [1, H, W, 3], "
+                         f"got {x[0]['dtype']} {x[0]['shape']}")
     entry = {
         "key": kind, "kind": kind, "name": NAMES[kind], "file": f"models/{kind}.tflite",
         "file_bytes": os.path.getsize(path), "fingerprint": meta.fingerprint,
@@ -154,8 +154,8 @@ def _demo_users(kind, root, labels):
     for name in labels:
         found = sorted((root / VISION_DATA / name).glob("*.jpg"))
         if len(found) <= REFERENCE_PER_CLASS:
-            raise FinePruneError(f"{root / VISION_DATA / name} has {len(found)} images; the vision demo's users need "
-                                 f"more than the {REFERENCE_PER_CLASS} of the BatchNorm reference pool")
+            raise InputError(f"{root / VISION_DATA / name} has {len(found)} images; the vision demo's users need "
+                             f"more than the {REFERENCE_PER_CLASS} of the BatchNorm reference pool")
         files.append(np.array([os.fspath(f) for f in found]))
     return demo.vision_users(files)
 
@@ -240,7 +240,7 @@ def build_assets(output=DEFAULT_OUTPUT, speech=None, vision=None, data=None, rec
     _check_data(root, kinds)
     for kind, given in (("speech", speech), ("vision", vision)):
         if given is not None and not os.path.isfile(given):
-            raise FinePruneError(f"--{kind} model {os.fspath(given)!r} does not exist")
+            raise ModelError(f"--{kind} model {os.fspath(given)!r} does not exist")
     output = pathlib.Path(output)
     _writable_folder(output)
     models, users = [], []

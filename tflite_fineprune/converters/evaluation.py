@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import InputError
 from ..population.recipes import random_masks
 from ..progress import progress_bar
 from ..safe_io import atomic_write
@@ -126,7 +126,7 @@ def speaker_users(root, labels, load_clip, min_clips=30, seed=0):
                           np.array([y for _, y in held_out]),
                           np.array([y for _, y in adapt])))
     if not users:
-        raise FinePruneError(f"no speaker in {root} has {min_clips} or more clips")
+        raise InputError(f"no speaker in {root} has {min_clips} or more clips")
     return users
 
 
@@ -257,7 +257,7 @@ def class_subset_users(images_by_class, class_counts=(2, 3, 5), users_per_count=
             for c in classes:
                 order = rng.permutation(len(images_by_class[c]))
                 if len(order) < adapt_per_class + eval_per_class:
-                    raise FinePruneError(f"class {c} has {len(order)} images; need {adapt_per_class + eval_per_class}")
+                    raise InputError(f"class {c} has {len(order)} images; need {adapt_per_class + eval_per_class}")
                 adapt.append(images_by_class[c][order[:adapt_per_class]])
                 adapt_y.append(np.full(adapt_per_class, c))
                 held_x.append(images_by_class[c][order[adapt_per_class:adapt_per_class + eval_per_class]])

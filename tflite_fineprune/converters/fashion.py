@@ -12,7 +12,7 @@ import pathlib
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import InputError
 
 FASHION_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                   "ankle-boot")
@@ -26,7 +26,7 @@ def _read_idx(path, offset):
         with gzip.open(path, "rb") as f:
             return np.frombuffer(f.read(), np.uint8, offset=offset)
     except (OSError, EOFError) as exc:
-        raise FinePruneError(f"cannot read {path}: {exc}") from None
+        raise InputError(f"cannot read {path}: {exc}") from None
 
 
 HOW_TO_GET = ("on Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs them in " + DEFAULT_ROOT + "); "
@@ -58,7 +58,7 @@ def find_fashion_mnist(given=None):
     names = ", ".join(name for pair in FILES.values() for name in pair)
     where = " or ".join(str(c) for c in candidates)
     source = "--data" if given else "$FASHION_MNIST" if os.environ.get("FASHION_MNIST") else "the default"
-    raise FinePruneError(f"Fashion-MNIST ({names}) not found in {where} (from {source}); get it {HOW_TO_GET}")
+    raise InputError(f"Fashion-MNIST ({names}) not found in {where} (from {source}); get it {HOW_TO_GET}")
 
 
 def load_fashion_mnist(split="train", root=None):
@@ -68,7 +68,7 @@ def load_fashion_mnist(split="train", root=None):
     images = _read_idx(images_file, 16).reshape(-1, 28, 28)
     labels = _read_idx(labels_file, 8).astype(np.int64)
     if len(images) != len(labels):
-        raise FinePruneError(f"{root}: {len(images)} images but {len(labels)} labels")
+        raise InputError(f"{root}: {len(images)} images but {len(labels)} labels")
     return images, labels
 
 

@@ -10,7 +10,7 @@ import keras
 from keras import layers
 
 from .frontend import NUM_FRAMES, NUM_MFCC
-from ..errors import FinePruneError
+from ..errors import ModelError
 
 KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
 DS_CNN_FILTERS = 64
@@ -64,8 +64,8 @@ def load_mlperf_ds_cnn(saved_model_dir):
 
     prefix = os.path.join(os.fspath(saved_model_dir), "variables", "variables")
     if not os.path.exists(prefix + ".index"):
-        raise FinePruneError(f"no SavedModel checkpoint at {prefix}.index; "
-                             "expected the MLPerf Tiny kws_ref_model folder")
+        raise ModelError(f"no SavedModel checkpoint at {prefix}.index; "
+                         "expected the MLPerf Tiny kws_ref_model folder")
     reader = tf.train.load_checkpoint(prefix)
     model = ds_cnn()
     for index, layer in enumerate(_weight_layers(model)):
@@ -74,10 +74,10 @@ def load_mlperf_ds_cnn(saved_model_dir):
         for name in names:
             key = f"layer_with_weights-{index}/{name}/.ATTRIBUTES/VARIABLE_VALUE"
             if not reader.has_tensor(key):
-                raise FinePruneError(f"checkpoint {prefix} lacks {key}; is this the MLPerf Tiny DS-CNN?")
+                raise ModelError(f"checkpoint {prefix} lacks {key}; is this the MLPerf Tiny DS-CNN?")
             values.append(reader.get_tensor(key))
         try:
             layer.set_weights(values)
         except ValueError as exc:
-            raise FinePruneError(f"checkpoint weights do not fit layer {layer.name!r}: {exc}") from None
+            raise ModelError(f"checkpoint weights do not fit layer {layer.name!r}: {exc}") from None
     return model

@@ -21,7 +21,7 @@ import pathlib
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError
 
 from .evaluation import speech_commands_speaker
 
@@ -59,8 +59,8 @@ def mix_users(users, pool, share, seed=0, name=""):
         candidates = pool(user) if callable(pool) else pool
         extra = int(round(len(user.adapt_x) * share / (1 - share)))
         if extra > len(candidates):
-            raise FinePruneError(f"user {user.name} needs {extra} out-of-vocabulary samples; the pool has "
-                                 f"{len(candidates)}")
+            raise InputError(f"user {user.name} needs {extra} out-of-vocabulary samples; the pool has "
+                             f"{len(candidates)}")
         drawn = candidates[rng.choice(len(candidates), size=extra, replace=False)]
         adapt = np.concatenate([user.adapt_x, drawn.astype(user.adapt_x.dtype)])
         order = rng.permutation(len(adapt))
@@ -73,7 +73,7 @@ def unknown_words_by_speaker(root, load_clip):
     """Speech Commands' auxiliary words: (clips, speaker ids) of every `_unknown_/<word>_<speaker>…wav`."""
     files = sorted(pathlib.Path(root, UNKNOWN).glob("*.wav"))
     if not files:
-        raise FinePruneError(f"no {UNKNOWN} clips under {root}")
+        raise InputError(f"no {UNKNOWN} clips under {root}")
     return np.stack([load_clip(f) for f in files]), np.array([speech_commands_speaker(f.name) for f in files])
 
 
@@ -86,7 +86,7 @@ def silence_clips(root, load_clip):
     """The test split's `_silence_` clips (background noise cut into one-second pieces)."""
     files = sorted(pathlib.Path(root, SILENCE).glob("*.wav"))
     if not files:
-        raise FinePruneError(f"no {SILENCE} clips under {root}")
+        raise InputError(f"no {SILENCE} clips under {root}")
     return np.stack([load_clip(f) for f in files])
 
 
@@ -94,7 +94,7 @@ def fsdd_digits(root, load_clip, limit=600, seed=0):
     """Up to `limit` Free Spoken Digit Dataset clips (8 kHz, resampled by `load_clip` to the model's rate)."""
     files = sorted(pathlib.Path(root).glob("*.wav"))
     if not files:
-        raise FinePruneError(f"no FSDD recordings (*.wav) under {root}")
+        raise InputError(f"no FSDD recordings (*.wav) under {root}")
     pick = np.random.default_rng(seed).permutation(len(files))[:limit]
     return np.stack([load_clip(files[i]) for i in sorted(pick)])
 

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError
 
 # Searched in the file name without its extension:
 #   Speech Commands  <speaker>_nohash_<n>       (8 hex digits; `_unknown_` clips: <word>_<speaker>_nohash_<n>)
@@ -62,9 +62,9 @@ def split_clips(speakers, validation_fraction=0.2, held_out=(), seed=0):
     known = sorted(set(speakers) - {""})
     missing = sorted(set(held_out) - set(known))
     if missing:
-        raise FinePruneError(f"held-out speaker(s) {', '.join(missing)} not found; speakers in the data: "
-                             f"{', '.join(known[:20]) or 'none (no file name matched the speaker pattern)'}"
-                             f"{' ...' if len(known) > 20 else ''}")
+        raise InputError(f"held-out speaker(s) {', '.join(missing)} not found; speakers in the data: "
+                         f"{', '.join(known[:20]) or 'none (no file name matched the speaker pattern)'}"
+                         f"{' ...' if len(known) > 20 else ''}")
     is_held_out = np.isin(speakers, list(held_out)) if held_out else np.zeros(len(speakers), bool)
     pool = np.flatnonzero(~is_held_out)
     rng = np.random.default_rng(seed)
@@ -91,6 +91,6 @@ def split_clips(speakers, validation_fraction=0.2, held_out=(), seed=0):
                        "speaker id(s) in the file names, need 2 (see --speaker-pattern)")
         chosen = ()
     if in_validation.all():
-        raise FinePruneError(f"too few clips to split off validation data: {len(pool)} clips")
+        raise InputError(f"too few clips to split off validation data: {len(pool)} clips")
     return Split(pool[~in_validation], pool[in_validation], np.flatnonzero(is_held_out), chosen,
                  tuple(sorted(held_out)), description)

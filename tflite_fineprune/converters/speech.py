@@ -22,7 +22,7 @@ from .frontend import CLIP_SAMPLES, SAMPLE_RATE, MlperfMfcc
 from .kws_model import KWS_LABELS, load_mlperf_ds_cnn  # noqa: F401 (KWS_LABELS: part of this converter's API)
 from .. import demo_data
 from ..demo_data import MLPERF_KWS
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError
 
 def with_frontend(classifier, name="kws"):
     """Raw PCM `[N, 16000]` → MFCC front-end → `classifier`."""
@@ -79,7 +79,7 @@ def load_labelled_clips(data_dir):
 
     root = pathlib.Path(data_dir)
     if not root.is_dir():
-        raise FinePruneError(f"training data folder {root} does not exist")
+        raise InputError(f"training data folder {root} does not exist")
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     clips, labels, stems = [], [], []
     for index, name in enumerate(names):
@@ -90,7 +90,7 @@ def load_labelled_clips(data_dir):
                 labels.append(index)
                 stems.append(path.stem)
     if len(set(labels)) < 2:
-        raise FinePruneError(f"{root} needs at least two <label>/ folders with audio files; found {names or 'none'}")
+        raise InputError(f"{root} needs at least two <label>/ folders with audio files; found {names or 'none'}")
     return np.stack(clips), np.array(labels), tuple(names), stems
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from .augment import RandomNoise, RandomTimeShift, SpecAugment
 from .frontend import CLIP_SAMPLES, MlperfMfcc
-from ..errors import FinePruneError
+from ..errors import FinePruneError, ModelError
 
 BATCH_SIZE = 32
 LEARNING_RATE = 2e-3
@@ -83,8 +83,8 @@ def pretrained_classifier(path):
     inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     candidates = [m for m in inner + [model] if any(layer.name == "stem_conv" for layer in m.layers)]
     if not candidates:
-        raise FinePruneError(f"{path} holds no DS-CNN (no layer named 'stem_conv'); expected a model saved by "
-                             "`python -m tflite_fineprune.converters.speech train --keras`")
+        raise ModelError(f"{path} holds no DS-CNN (no layer named 'stem_conv'); expected a model saved by "
+                         "`python -m tflite_fineprune.converters.speech train --keras`")
     return candidates[0]
 
 
@@ -110,15 +110,15 @@ def transfer_weights(source, target, log=print, source_labels=None, target_label
                 layer.set_weights([kernel[:, rows], bias[rows]])
                 log(f"init: output layer 'classes' from the pretrained outputs {', '.join(target_labels)}")
                 continue
-            raise FinePruneError(f"--reuse-outputs needs every label among the pretrained model's "
-                                 f"{', '.join(source_labels)}; these are not: "
-                                 f"{', '.join(sorted(set(target_labels) - set(source_labels)))}")
+            raise ModelError(f"--reuse-outputs needs every label among the pretrained model's "
+                             f"{', '.join(source_labels)}; these are not: "
+                             f"{', '.join(sorted(set(target_labels) - set(source_labels)))}")
         if layer.name == "classes" and found != shapes:
             log(f"init: output layer 'classes' {shapes[0]} is new (the pretrained one is {found and found[0]})")
             continue
         if found != shapes:
-            raise FinePruneError(f"--init-from model does not fit layer {layer.name!r}: it has shapes {found}, the "
-                                 f"model being trained needs {shapes} (same --width as the pretrained model?)")
+            raise ModelError(f"--init-from model does not fit layer {layer.name!r}: it has shapes {found}, the "
+                             f"model being trained needs {shapes} (same --width as the pretrained model?)")
         layer.set_weights(origin.get_weights())
 
 

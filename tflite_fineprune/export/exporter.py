@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from .. import signatures as sig
-from ..errors import FinePruneError
+from ..errors import FinePruneError, ModelError
 from ..levers import describe as describe_levers_blocks
 from ..tflite.flatbuffer import UNSEALED_DIGEST, seal
 from ..metadata import FORMAT_VERSION, METADATA_NAME, ModelMetadata, UnitGroup, fingerprint, read_model_metadata
@@ -101,11 +101,11 @@ def load_keras_model(path):
     """Load a `.keras` or `.h5` model without compiling it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FinePruneError(f"Keras model {path!r} does not exist")
+        raise ModelError(f"Keras model {path!r} does not exist")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for unreadable files
-        raise FinePruneError(f"cannot load Keras model {path!r}: {type(exc).__name__}: {exc}") from None
+        raise ModelError(f"cannot load Keras model {path!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _input_shape(graph, override):
@@ -120,8 +120,8 @@ def _input_shape(graph, override):
                 raise FinePruneError(f"input_shape {override} contradicts the model's input shape {shape}")
         shape = (None,) + override
     if any(d is None for d in shape[1:]):
-        raise FinePruneError(f"the model input shape {shape} is not fixed; "
-                             "pass input_shape=(...) without the batch axis")
+        raise ModelError(f"the model input shape {shape} is not fixed; "
+                         "pass input_shape=(...) without the batch axis")
     return shape
 
 
@@ -131,7 +131,7 @@ SUPPORTED_INPUT_DTYPES = ("float32", "uint8", "int8", "int16")
 def _input_dtype(model):
     dtype = str(keras.backend.standardize_dtype(model.inputs[0].dtype))
     if dtype not in SUPPORTED_INPUT_DTYPES:
-        raise FinePruneError(f"model input dtype {dtype} is not supported; expected one of {SUPPORTED_INPUT_DTYPES}")
+        raise ModelError(f"model input dtype {dtype} is not supported; expected one of {SUPPORTED_INPUT_DTYPES}")
     return dtype
 
 
@@ -254,9 +254,13 @@ def export_model(model: Union[keras.Model, str, os.PathLike], path: Union[str, o
 
     Raises
     ------
+    ModelError
+        When the Keras model cannot be loaded, holds a layer the exporter does not know or has no prunable
+        units.
+    InputError
+        When `representative_data` or `reference_data` cannot be used.
     FinePruneError
-        When an option is invalid, the model cannot be loaded or holds a layer the exporter does not know,
-        or `path` may not be written.
+        When an option is invalid or `path` may not be written.
     """
     options = (options or ExportOptions()).with_changes(**changes)
     start = time.perf_counter()
@@ -316,7 +320,7 @@ def _trace(model, options):
     if options.labels is not None and len(options.labels) != num_classes:
         raise FinePruneError(f"got {len(options.labels)} labels but the model has {num_classes} outputs")
     if not plan.groups:
-        raise FinePruneError(
+        raise ModelError(
             "the model has no prunable units: " + "; ".join(f"{n}: {r}" for n, r in plan.excluded[:10])
         )
     frozen = freeze_variables(model)
@@ -394,8 +398,8 @@ def _check_export(path, model, traced, options, quantization):
         if not quantization:
             raise
         os.remove(path)
-        raise FinePruneError(f"the model cannot be quantized ({quantization}): the int8 file fails to run: "
-                             f"{str(exc).strip()[:300]}; export it without quantize") from None
+        raise ModelError(f"the model cannot be quantized ({quantization}): the int8 file fails to run: "
+                         f"{str(exc).strip()[:300]}; export it without quantize") from None
     if quantization:
         logit_error = None  # leave the accuracy of rounded weights to the user's own evaluation
     elif error is not None and error > 1e-3:
@@ -418,6 +422,6 @@ def _resolve_shapes(graph, shape, dtype="float32"):
     try:
         values = graph.evaluate([spec], lambda node, args, kwargs: node.layer.compute_output_spec(*args, **kwargs))
     except Exception as exc:
-        raise FinePruneError(f"the model does not accept input_shape {shape[1:]}: {exc}") from None
+        raise ModelError(f"the model does not accept input_shape {shape[1:]}: {exc}") from None
     for tid, value in values.items():
         graph.shapes[tid] = tuple(value.shape)

@@ -9,7 +9,7 @@ import dataclasses
 
 import keras
 
-from ..errors import FinePruneError
+from ..errors import ModelError
 from .keras_compat import functional_graph, nodes_by_depth
 
 
@@ -67,7 +67,7 @@ class KerasGraph:
 def _functional_of(model):
     functional = functional_graph(model)
     if functional is None:
-        raise FinePruneError(
+        raise ModelError(
             f"Sequential model {model.name!r} is not built: give it a keras.Input(...) first layer "
             "or call model.build(input_shape) before exporting"
         )
@@ -81,10 +81,10 @@ def _is_model(op):
 def flatten_model(model):
     """Return the model's `KerasGraph` with nested models inlined."""
     if not isinstance(model, keras.Model):
-        raise FinePruneError(f"expected a keras.Model, got {type(model).__name__}")
+        raise ModelError(f"expected a keras.Model, got {type(model).__name__}")
     functional = _functional_of(model)
     if nodes_by_depth(functional) is None:
-        raise FinePruneError(
+        raise ModelError(
             f"model {model.name!r} ({type(model).__name__}) is a subclassed model without a layer graph; "
             "export a Sequential or functional model"
         )
@@ -112,7 +112,7 @@ def _append(functional, nodes, shapes, inlined):
             if _is_model(op):
                 inner = _functional_of(op)
                 if id(inner) in inlined:
-                    raise FinePruneError(f"model {op.name!r} is called more than once; shared models are not supported")
+                    raise ModelError(f"model {op.name!r} is called more than once; shared models are not supported")
                 inlined.add(id(inner))
                 for outer, inner_in in zip(inputs, inner.inputs):
                     nodes.append(Node(None, [outer], [id(inner_in)]))

@@ -20,7 +20,7 @@ import enum
 
 from keras import layers
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, ModelError
 from .keras_compat import ADD_OP, DIVIDE_OP, MULTIPLY_OP, SUBTRACT_OP, is_keras_op
 
 
@@ -139,7 +139,7 @@ def rule_for(layer):
             rule = REGISTRY[cls]
             _check_options(layer, rule)
             return rule
-    raise FinePruneError(
+    raise ModelError(
         f"layer {layer.name!r} ({type(layer).__name__}) is not supported by tflite-fineprune; "
         f"supported layers: {', '.join(supported_names())}"
     )
@@ -148,11 +148,11 @@ def rule_for(layer):
 def _check_options(layer, rule):
     data_format = getattr(layer, "data_format", "channels_last")
     if data_format not in (None, "channels_last"):
-        raise FinePruneError(
+        raise ModelError(
             f"layer {layer.name!r} uses data_format={data_format!r}; only 'channels_last' is supported"
         )
     if rule.role is Role.UNITS and getattr(layer, "groups", 1) != 1:
-        raise FinePruneError(f"layer {layer.name!r} is a grouped convolution (groups={layer.groups}); not supported")
+        raise ModelError(f"layer {layer.name!r} is a grouped convolution (groups={layer.groups}); not supported")
 
 
 def activation_name(layer):

@@ -21,7 +21,7 @@ import math
 from keras import layers
 
 from ..metadata import OUTPUT_LOGITS, OUTPUT_PROBABILITIES
-from ..errors import FinePruneError
+from ..errors import FinePruneError, ModelError
 from ..metadata import ROLE_HIDDEN, ROLE_OUTPUT, WeightLayer
 from .layer_registry import Role, UnitKind, activation_name, is_mixing, rule_for
 
@@ -64,7 +64,7 @@ def _prod(values):
 
 def _static(shape, what):
     if any(d is None for d in shape[1:]):
-        raise FinePruneError(
+        raise ModelError(
             f"{what} has shape {shape} with unknown non-batch dimensions; "
             "export with a fixed input_shape=(H, W, C)"
         )
@@ -184,7 +184,7 @@ def plan_model(graph, prune_outputs=False, couple_depthwise=False):
             plan.excluded.append(("(output classes)", f"not prunable: {exc}"))
             return plan
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise FinePruneError(
+        raise ModelError(
             f"expected a model with one input and one output, got {len(graph.inputs)} inputs "
             f"and {len(graph.outputs)} outputs"
         )
@@ -194,7 +194,7 @@ def plan_model(graph, prune_outputs=False, couple_depthwise=False):
         if node.layer is not None and rules[id(node)].role is Role.UNITS:
             calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
             if calls[id(node.layer)] > 1:
-                raise FinePruneError(f"layer {node.name!r} is called more than once; shared layers are not supported")
+                raise ModelError(f"layer {node.name!r} is called more than once; shared layers are not supported")
     consumers = graph.consumers()
     outputs = _with_aliases(graph, graph.outputs)
     _static(graph.shapes[graph.inputs[0]], "the model input")
@@ -266,13 +266,13 @@ def _with_aliases(graph, tensors):
 
 def _check_output(graph, output_tensor, groups, prune_outputs):
     if prune_outputs and not any(g.role == ROLE_OUTPUT for g in groups):
-        raise FinePruneError(
+        raise ModelError(
             "prune_outputs=True needs the model output to be a Dense/Conv layer (optionally followed by "
             "BatchNormalization/activation); this model's output comes from another layer"
         )
     shape = graph.shapes[output_tensor]
     if prune_outputs and len(shape) != 2:
-        raise FinePruneError(f"prune_outputs=True needs a (batch, classes) output, got shape {shape}")
+        raise ModelError(f"prune_outputs=True needs a (batch, classes) output, got shape {shape}")
 
 
 def _full_pairs(w):

@@ -32,7 +32,7 @@ Deviations from T3A, each because the graph streams and stays small:
 import keras
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import ModelError
 from .options import DEFAULT_PROTOTYPE_CONFIDENCE
 from ..input_checks import check_unit_interval
 
@@ -58,16 +58,16 @@ def classifier_head(graph):
         if isinstance(node.layer, keras.layers.Dense) and len(node.inputs) == 1:
             rank = len(graph.shapes[node.inputs[0]])
             if rank != 2:
-                raise FinePruneError(f"classifier_prototypes needs the final Dense layer {node.name!r} to take "
-                                     f"(batch, features) input; it takes rank {rank}")
+                raise ModelError(f"classifier_prototypes needs the final Dense layer {node.name!r} to take "
+                                 f"(batch, features) input; it takes rank {rank}")
             if getattr(node.layer, "lora_enabled", False) or getattr(node.layer, "quantization_mode", None):
-                raise FinePruneError(f"classifier_prototypes: the final Dense layer {node.name!r} uses LoRA or "
-                                     "quantization; export a plain Dense head")
+                raise ModelError(f"classifier_prototypes: the final Dense layer {node.name!r} uses LoRA or "
+                                 "quantization; export a plain Dense head")
             return node
         break
     found = type(node.layer).__name__ if node is not None and node.layer is not None else "an input"
-    raise FinePruneError(f"classifier_prototypes needs a model that ends in a Dense classifier (optionally followed "
-                         f"by an activation); this model's output comes from {found}")
+    raise ModelError(f"classifier_prototypes needs a model that ends in a Dense classifier (optionally followed "
+                     f"by an activation); this model's output comes from {found}")
 
 
 def check_confidence(value):

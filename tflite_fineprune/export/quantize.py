@@ -13,7 +13,7 @@ model on the user's own samples instead.
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError, ModelError
 from ..tflite.weight_quantization import DYNAMIC_RANGE, QUANTIZATIONS, check_quantize  # noqa: F401 (re-exported)
 
 VERIFY_SAMPLES = 64  # representative samples the export compares against Keras
@@ -24,24 +24,24 @@ def check_representative_data(data, input_shape, input_dtype):
     try:
         array = np.asarray(data)
     except Exception as exc:  # ragged lists and the like
-        raise FinePruneError(f"representative_data must be an array of samples: {exc}") from None
+        raise InputError(f"representative_data must be an array of samples: {exc}") from None
     expected = tuple(input_shape[1:])
     if array.ndim == len(expected):  # one sample without the batch axis
         array = array[None]
     if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
-        raise FinePruneError(f"representative_data has shape {array.shape}; expected (N, "
-                             f"{', '.join(str(d) for d in expected)})")
+        raise InputError(f"representative_data has shape {array.shape}; expected (N, "
+                         f"{', '.join(str(d) for d in expected)})")
     if len(array) == 0:
-        raise FinePruneError("representative_data is empty; give at least one sample of the user's data")
+        raise InputError("representative_data is empty; give at least one sample of the user's data")
     if array.dtype.kind not in "fiub":
-        raise FinePruneError(f"representative_data has dtype {array.dtype}; expected numbers ({input_dtype})")
+        raise InputError(f"representative_data has dtype {array.dtype}; expected numbers ({input_dtype})")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise FinePruneError("representative_data contains NaN or infinite values")
+        raise InputError("representative_data contains NaN or infinite values")
     if np.dtype(input_dtype).kind in "iu":
         info = np.iinfo(input_dtype)
         if array.min() < info.min or array.max() > info.max:
-            raise FinePruneError(f"representative_data values [{array.min()}, {array.max()}] do not fit the "
-                                 f"model's {input_dtype} input")
+            raise InputError(f"representative_data values [{array.min()}, {array.max()}] do not fit the "
+                             f"model's {input_dtype} input")
     return array.astype(input_dtype, copy=False)
 
 
@@ -79,7 +79,7 @@ def int8_weight_bytes(model_bytes):
 def check_quantized(model_bytes, method):
     """Refuse a conversion that left every weight float: nothing the converter could quantize."""
     if method and int8_weight_bytes(model_bytes) == 0:
-        raise FinePruneError(
+        raise ModelError(
             f"the model cannot be quantized ({method}): the converter left every weight float "
             "(dynamic range only quantizes weight tensors of at least 1024 elements); export it without quantize")
 
@@ -93,4 +93,4 @@ def load_representative_file(path):
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise FinePruneError(f"cannot read representative data {path!r}: {exc}") from None
+        raise InputError(f"cannot read representative data {path!r}: {exc}") from None

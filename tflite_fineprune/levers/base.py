@@ -20,7 +20,7 @@ from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, StateError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +173,7 @@ def vector(values, length: int, name: str) -> np.ndarray:
         return np.zeros(length, np.float32)
     values = np.asarray(values, np.float32)
     if values.shape != (length,) or not np.all(np.isfinite(values)):
-        raise FinePruneError(f"{name} must be {length} finite numbers, got shape {values.shape}")
+        raise StateError(f"{name} must be {length} finite numbers, got shape {values.shape}")
     return values
 
 

@@ -11,7 +11,7 @@ existed has none, and readers fall back to the lever table.
 
 from __future__ import annotations
 
-from ..errors import FinePruneError
+from ..errors import ModelError
 
 
 def describe_blocks(levers_used, metadata) -> tuple:
@@ -40,8 +40,8 @@ def check_descriptions(descriptions, source: str) -> None:
     flags = set()
     for entry in descriptions:
         def fail(what, entry=entry):
-            raise FinePruneError(f"{source}: tflite-fineprune metadata field state_blocks has {entry!r}; expected "
-                                 f"{what}")
+            raise ModelError(f"{source}: tflite-fineprune metadata field state_blocks has {entry!r}; expected "
+                             f"{what}")
         if not isinstance(entry, dict) or not isinstance(entry.get("lever"), str) or not entry["lever"]:
             fail("objects with a lever name, flag, since, set_signature and fields")
         flag, since, fields = entry.get("flag"), entry.get("since"), entry.get("fields")

@@ -129,9 +129,12 @@ def evaluate_population(model_path, users, recipes=None, engine="local", workers
 
     Raises
     ------
+    ModelError
+        When the model cannot be read.
+    InputError
+        When no user has enough files, or a user's files cannot be read.
     FinePruneError
-        When an argument is invalid, the model cannot be read, no user has enough files, or Ray is missing
-        for engine="ray".
+        When an argument is invalid, or Ray is missing for engine="ray".
     """
     if engine not in ENGINES:
         raise FinePruneError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")

@@ -24,7 +24,7 @@ import re
 import numpy as np
 
 from ..datafiles import scan_folder, skipped_note
-from ..errors import FinePruneError
+from ..errors import FinePruneError, InputError
 
 KINDS = ("folders", "speakers", "class-subsets", "manifest")
 # Speech Commands: `<speaker>_nohash_<n>.wav`, `_unknown_` clips `<word>_<speaker>_nohash_<n>.wav` (8 hex digits).
@@ -98,8 +98,8 @@ def make_users(named_items, seed=0, min_files=2, others=0):
                               tuple(int(y) for _, y in held_out)))
     notes = [f"left out {len(short)} users with fewer than {max(2, min_files)} files"] if short else []
     if not users:
-        raise FinePruneError(f"no user has {max(2, min_files)} or more files"
-                             + (f" ({len(short)} users have fewer)" if short else ""))
+        raise InputError(f"no user has {max(2, min_files)} or more files"
+                         + (f" ({len(short)} users have fewer)" if short else ""))
     return add_others(users, seed, others), notes
 
 
@@ -130,8 +130,8 @@ def label_index(name, labels, where):
         return labels.index(name)
     if name.isdigit() and (not labels or int(name) < len(labels)):
         return int(name)
-    raise FinePruneError(f"{where}: label {name!r} is not one of the model's labels "
-                         f"({', '.join(labels) or 'none embedded'}) nor a class index")
+    raise InputError(f"{where}: label {name!r} is not one of the model's labels "
+                     f"({', '.join(labels) or 'none embedded'}) nor a class index")
 
 
 def _labelled_files(root, labels, notes):
@@ -143,7 +143,7 @@ def _labelled_files(root, labels, notes):
     for path in files:
         parts = os.path.relpath(path, root).split(os.sep)
         if len(parts) < 2:
-            raise FinePruneError(f"{path} is not inside a class folder; expected {root}/<label>/<file>")
+            raise InputError(f"{path} is not inside a class folder; expected {root}/<label>/<file>")
         items.append((path, label_index(parts[0], labels, path)))
     return items
 
@@ -154,7 +154,7 @@ def folder_users(root, labels, seed=0, min_files=2, others=0):
     notes = []
     names = sorted(n for n in os.listdir(root) if not n.startswith(".") and os.path.isdir(os.path.join(root, n)))
     if not names:
-        raise FinePruneError(f"{root} has no user folders; expected {root}/<user>/<label>/<files>")
+        raise InputError(f"{root} has no user folders; expected {root}/<user>/<label>/<files>")
     named = []
     for name in names:
         try:
@@ -183,7 +183,7 @@ def speaker_users(root, labels, seed=0, min_files=2, others=0, pattern=SPEAKER_P
     if nobody:
         notes.append(f"{nobody} files name no speaker (pattern {pattern!r}) and belong to no user")
     if not by_speaker:
-        raise FinePruneError(f"no file under {root} names a speaker (pattern {pattern!r})")
+        raise InputError(f"no file under {root} names a speaker (pattern {pattern!r})")
     users, more = make_users(sorted(by_speaker.items()), seed, min_files, others)
     return users, notes + more
 
@@ -206,8 +206,8 @@ def class_subset_users(root, labels, class_counts=(2, 3, 5), count=30, per_class
                              f"{len(classes)} classes found in {root}")
     small = [labels[c] if c < len(labels) else str(c) for c, pool in zip(classes, pools) if len(pool) < per_class]
     if small:
-        raise FinePruneError(f"classes {', '.join(small)} of {root} have fewer than {per_class} files "
-                             f"(after skipping the first {skip_first}); lower --per-class")
+        raise InputError(f"classes {', '.join(small)} of {root} have fewer than {per_class} files "
+                         f"(after skipping the first {skip_first}); lower --per-class")
     if per_class * min(class_counts) < 2:
         raise FinePruneError("each class-subset user needs 2 files or more (--per-class × the fewest classes)")
     return ClassSubsetUsers(pools, classes, list(labels), tuple(class_counts), count, per_class, seed, others), notes
@@ -259,23 +259,23 @@ def manifest_users(manifest, labels, seed=0, min_files=2, others=0):
             reader = csv.DictReader(f)
             missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
             if missing:
-                raise FinePruneError(f"{manifest} has the columns {reader.fieldnames}; expected "
-                                     f"{', '.join(MANIFEST_COLUMNS)} (missing {', '.join(missing)})")
+                raise InputError(f"{manifest} has the columns {reader.fieldnames}; expected "
+                                 f"{', '.join(MANIFEST_COLUMNS)} (missing {', '.join(missing)})")
             for line, row in enumerate(reader, start=2):
                 if not row["path"] or not row["user"] or row["label"] in (None, ""):
-                    raise FinePruneError(f"{manifest}:{line}: every row needs a path, a user and a label")
+                    raise InputError(f"{manifest}:{line}: every row needs a path, a user and a label")
                 path = os.path.join(base, row["path"])
                 by_user.setdefault(row["user"], []).append((path, label_index(row["label"], labels,
                                                                               f"{manifest}:{line}")))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise FinePruneError(f"cannot read the manifest {manifest} ({exc})") from None
+        raise InputError(f"cannot read the manifest {manifest} ({exc})") from None
     if not by_user:
-        raise FinePruneError(f"{manifest} lists no files")
+        raise InputError(f"{manifest} lists no files")
     return make_users(list(by_user.items()), seed, min_files, others)
 
 
 def _folder(root):
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise FinePruneError(f"data folder {root!r} does not exist or is not a folder")
+        raise InputError(f"data folder {root!r} does not exist or is not a folder")
     return root

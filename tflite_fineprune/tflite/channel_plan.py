@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from ..errors import FinePruneError, SlimError
+from ..errors import SlimError
 from .ops import BINARY, COMPARISONS, POOLS, REDUCERS, SOURCES, SPATIAL, UNARY, fused
 from .types import FLOAT32
 
@@ -105,8 +105,8 @@ class ChannelPlan:
                     handler = self._reduce
                 else:
                     groups = sorted(set().union(*(self.origin[t] for t in affected)))
-                    raise FinePruneError(f"slim does not know how to remove channels through a {name} op "
-                                         f"(reached from unit groups {groups})")
+                    raise SlimError(f"slim does not know how to remove channels through a {name} op "
+                                    f"(reached from unit groups {groups})")
             handler(i, op, affected)
         for t in g.sub.outputs:
             if t in self.keep:
@@ -336,7 +336,7 @@ class ChannelPlan:
             elif name == "GATHER" and g.const(user_op.inputs[1]) is not None:
                 indices = g.const(user_op.inputs[1]).reshape(-1)
             if indices is None or any(int(k) % rank == rank - 1 for k in indices):
-                raise FinePruneError(f"slim cannot rewrite a {name} reading the channel count of a pruned tensor")
+                raise SlimError(f"slim cannot rewrite a {name} reading the channel count of a pruned tensor")
 
     def _same_channels(self, i, op, affected):
         """An op that moves or crops positions only: the channels and what the dropped ones hold stay."""

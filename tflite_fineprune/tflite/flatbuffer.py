@@ -9,7 +9,7 @@ garbage.
 import hashlib
 import struct
 
-from ..errors import FinePruneError
+from ..errors import ModelError
 
 TFLITE_IDENTIFIER = b"TFL3"
 
@@ -29,7 +29,7 @@ class _Reader:
         self.source = source
 
     def fail(self, what):
-        raise FinePruneError(
+        raise ModelError(
             f"{self.source} is not a valid TFLite file ({what}); "
             "it may be truncated or corrupted"
         )
@@ -114,9 +114,9 @@ def _parse(data, source):
     """(reader, buffer table positions, {metadata name: buffer index})."""
     data = bytes(data)
     if len(data) < 8:
-        raise FinePruneError(f"{source} is not a TFLite file: only {len(data)} bytes")
+        raise ModelError(f"{source} is not a TFLite file: only {len(data)} bytes")
     if data[4:8] != TFLITE_IDENTIFIER:
-        raise FinePruneError(
+        raise ModelError(
             f"{source} is not a TFLite file: expected identifier {TFLITE_IDENTIFIER!r} "
             f"at byte 4, found {data[4:8]!r}"
         )

@@ -7,7 +7,7 @@ output becomes a constant, so the graph left is what runs on the input.
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import SlimError
 from .ops import BINARY, UNARY, fused
 
 
@@ -29,13 +29,13 @@ def fold_constants(graph, variables):
         elif name == "READ_VARIABLE":
             variable = handles.get(op.inputs[0])
             if variable not in variables:
-                raise FinePruneError(f"the infer graph reads variable {variable!r}, which slim does not know")
+                raise SlimError(f"the infer graph reads variable {variable!r}, which slim does not know")
             graph.make_const(op.outputs[0], variables[variable])
             if variable == "masks":
                 slices[op.outputs[0]] = (0, len(variables[variable]))
             graph.removed.add(i)
         elif name in ("ASSIGN_VARIABLE", "WHILE", "IF", "CALL"):
-            raise FinePruneError(f"the infer graph holds a {name} op, which slim cannot rewrite")
+            raise SlimError(f"the infer graph holds a {name} op, which slim cannot rewrite")
         else:
             _fold(graph, i, slices)
     return slices

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import SlimError
 from .types import FLOAT32, INT8, NUMPY_TYPES, along, quantization_parameters, symmetric_scales
 
 
@@ -91,8 +91,8 @@ class Graph:
             return values.astype(np.float64)
         scales = symmetric_scales(tensor)
         if tensor.type != INT8 or values is None or scales is None:
-            raise FinePruneError(f"slim handles float32 weights and symmetric int8 weights (dynamic range) only; "
-                                 f"{what} (tensor {t}) has type {self._type_name(tensor.type)}")
+            raise SlimError(f"slim handles float32 weights and symmetric int8 weights (dynamic range) only; "
+                            f"{what} (tensor {t}) has type {self._type_name(tensor.type)}")
         return values.astype(np.float64) * along(scales, tensor.quantization.quantizedDimension, values.ndim)
 
     def replace_weights(self, op, position, values, like, kept=None):
@@ -123,8 +123,8 @@ class Graph:
     def check_float(self, t, what):
         tensor = self.sub.tensors[t]
         if tensor.type != 0:
-            raise FinePruneError(f"slim handles float32 weights only; {what} (tensor {t}) has type "
-                                 f"{self._type_name(tensor.type)}")
+            raise SlimError(f"slim handles float32 weights only; {what} (tensor {t}) has type "
+                            f"{self._type_name(tensor.type)}")
 
     def _type_name(self, code):
         names = {v: k for k, v in vars(self.schema.TensorType).items() if not k.startswith("_")}

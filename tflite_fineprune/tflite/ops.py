@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import SlimError
 
 
 def _erf(values):
@@ -75,6 +75,6 @@ def fused(values, op):
     """`values` through `op`'s fused activation."""
     code = getattr(op.builtinOptions, "fusedActivationFunction", 0) if op.builtinOptions is not None else 0
     if code not in FUSED:
-        raise FinePruneError(f"fused activation {code} is not supported by slim")
+        raise SlimError(f"fused activation {code} is not supported by slim")
     name = FUSED[code]
     return values if name is None else UNARY[name](values, op)

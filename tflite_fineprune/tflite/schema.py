@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from ..errors import FinePruneError
+from ..errors import FinePruneError, ModelError
 
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
 
@@ -45,8 +45,8 @@ def read_model(data, source="model"):
     try:
         return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(data), 0))
     except PARSE_ERRORS as exc:
-        raise FinePruneError(f"{source} is not a valid TFLite model: the FlatBuffers schema cannot read it "
-                             f"({type(exc).__name__}: {exc}); it may be truncated or corrupted") from exc
+        raise ModelError(f"{source} is not a valid TFLite model: the FlatBuffers schema cannot read it "
+                         f"({type(exc).__name__}: {exc}); it may be truncated or corrupted") from exc
 
 
 def write_model(model, size_hint=1 << 20):

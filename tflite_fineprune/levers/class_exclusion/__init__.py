@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError
+from ...errors import FinePruneError, ModelError
 from ...input_checks import check_sparsity
 from ..base import ExportFlag, Lever
 
@@ -28,16 +28,17 @@ class ClassExclusionMethods:
 
         Raises
         ------
+        ModelError
+            When the export has no prunable output.
         FinePruneError
-            When `min_fraction` is not in [0, 1), the export has no prunable output, or nothing was
-            observed yet.
+            When `min_fraction` is not in [0, 1), or nothing was observed yet.
         """
         value = check_sparsity(min_fraction, "min_fraction")
         if not LEVER.in_model(self.metadata):
             # What and why only; the commands add how to re-export with their own flags.
-            raise FinePruneError(f"{self.model_path} was exported without output (class) pruning: its classes are "
-                                 "fixed (export option prune_outputs was False, or the output layer cannot be "
-                                 "pruned)")
+            raise ModelError(f"{self.model_path} was exported without output (class) pruning: its classes are "
+                             "fixed (export option prune_outputs was False, or the output layer cannot be "
+                             "pruned)")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
         self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})

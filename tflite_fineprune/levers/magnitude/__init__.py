@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError
+from ...errors import FinePruneError, ModelError, StateError
 from ...input_checks import check_sparsity
 from ..base import ExportFlag, Lever, StateBlock, vector
 
@@ -42,14 +42,15 @@ class MagnitudePruningMethods:
 
         Raises
         ------
+        ModelError
+            When the export has no magnitude pruning.
         FinePruneError
-            When `sparsity` is not in [0, 1), the export has no magnitude pruning, or nothing was
-            observed yet.
+            When `sparsity` is not in [0, 1), or nothing was observed yet.
         """
         value = check_sparsity(sparsity)
         if not LEVER.in_model(self.metadata):
-            raise FinePruneError(f"{self.model_path} was exported without magnitude pruning "
-                                 "(ExportOptions.magnitude_pruning)")
+            raise ModelError(f"{self.model_path} was exported without magnitude pruning "
+                             "(ExportOptions.magnitude_pruning)")
         if self.samples == 0:
             raise FinePruneError("no activity observed yet: call observe() with the user's data before "
                                  "prune_magnitude()")
@@ -74,7 +75,7 @@ class MagnitudePruning(Lever):
             return None
         values = vector(state.magnitudes, metadata.num_units, sig.MAGNITUDES)
         if np.any(values < 0):
-            raise FinePruneError("magnitudes must be non-negative")
+            raise StateError("magnitudes must be non-negative")
         return {sig.MAGNITUDES: values}
 
     def slim_variables(self, metadata, state, masks):

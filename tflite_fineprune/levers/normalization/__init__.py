@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError
+from ...errors import ModelError, StateError
 from ..base import Lever, StateBlock, run_adapt, vector
 
 FIELDS = (sig.NORM_SUMS, sig.NORM_SQUARES, sig.NORM_COUNT, sig.NORM_MEAN, sig.NORM_VAR)  # file order
@@ -34,13 +34,14 @@ class NormalizationMethods:
 
         Raises
         ------
+        ModelError
+            When the export has no normalization statistics.
         FinePruneError
-            When `strength` is not in [0, 1], the export has no normalization statistics, or nothing
-            was observed yet.
+            When `strength` is not in [0, 1], or nothing was observed yet.
         """
         if not LEVER.in_model(self.metadata):
-            raise FinePruneError(f"{self.model_path} was exported without normalization statistics "
-                                 "(export_model(..., reference_data=x))")
+            raise ModelError(f"{self.model_path} was exported without normalization statistics "
+                             "(export_model(..., reference_data=x))")
         out = run_adapt(self, sig.ADAPT_NORMALIZATION, strength, "adapt_normalization")
         return np.array(out[sig.NORM_MEAN]), np.array(out[sig.NORM_VAR])
 
@@ -73,7 +74,7 @@ class NormalizationShift(Lever):
         b = metadata.normalization_channels
         feed = {name: vector(getattr(state, name), b, name) for name in FIELDS}
         if np.any(feed[sig.NORM_COUNT] < 0) or np.any(feed[sig.NORM_VAR] <= 0):
-            raise FinePruneError("normalization counts must be ≥ 0 and variances > 0")
+            raise StateError("normalization counts must be ≥ 0 and variances > 0")
         return feed
 
     def validate_metadata(self, metadata, check):

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...errors import FinePruneError
+from ...errors import InputError
 from . import LEVER
 from ...export.normalization import (VARIANCE_FLOOR, normalization_layers, reference_moments, trained_statistics,
                              typicality_limits)
@@ -26,10 +26,10 @@ class NormalizationShift(ExportLever):
         shape = graph.shapes[graph.inputs[0]]
         x = np.asarray(options.reference_data)
         if x.ndim < 1 or x.shape[1:] != tuple(shape[1:]) or len(x) < 2 or x.dtype.kind not in "fiu":
-            raise FinePruneError(f"reference_data must be at least 2 numeric samples of shape {tuple(shape[1:])}, "
-                                 f"got an array of shape {x.shape} and dtype {x.dtype}")
+            raise InputError(f"reference_data must be at least 2 numeric samples of shape {tuple(shape[1:])}, "
+                             f"got an array of shape {x.shape} and dtype {x.dtype}")
         if not np.all(np.isfinite(x)):
-            raise FinePruneError("reference_data contains NaN or infinite values")
+            raise InputError("reference_data contains NaN or infinite values")
         nodes = normalization_layers(graph)
         if not nodes:
             return None

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError
+from ...errors import FinePruneError, ModelError
 from ...input_checks import check_positive_int
 from ..base import Lever, StateBlock, vector
 
@@ -39,12 +39,15 @@ class PriorCorrectionMethods:
 
         Raises
         ------
+        ModelError
+            When the export has no prior correction.
+        InputError
+            When the samples are refused.
         FinePruneError
-            When the export has no prior correction, `iterations` is not a positive integer, or the
-            samples are refused.
+            When `iterations` is not a positive integer.
         """
         if not LEVER.in_model(self.metadata):
-            raise FinePruneError(f"{self.model_path} was exported without prior_correction")
+            raise ModelError(f"{self.model_path} was exported without prior_correction")
         iterations = check_positive_int(iterations, "iterations")
         if iterations is None:
             raise FinePruneError("iterations must be a positive integer, got None")

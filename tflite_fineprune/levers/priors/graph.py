@@ -8,7 +8,7 @@ class posteriors, `update_priors` turns them into the next weights.
 import tensorflow as tf
 
 from ... import signatures as sig
-from ...errors import FinePruneError
+from ...errors import ModelError
 from . import LEVER
 from ...metadata import OUTPUT_PROBABILITIES
 from ...export.levers.base import ExportLever, function
@@ -24,7 +24,7 @@ class PriorCorrection(ExportLever):
         if not options.prior_correction:
             return None
         if len(graph.shapes[graph.outputs[0]]) != 2:
-            raise FinePruneError("prior_correction needs a (batch, classes) output")
+            raise ModelError("prior_correction needs a (batch, classes) output")
         return True
 
     @staticmethod

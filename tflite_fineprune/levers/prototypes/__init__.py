@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError
+from ...errors import ModelError, StateError
 from ..base import ExportFlag, Lever, StateBlock, run_adapt, vector
 
 FIELDS = (sig.PROTO_COUNTS, sig.PROTO_SUMS, sig.HEAD_KERNEL)  # file order
@@ -14,7 +14,7 @@ FIELDS = (sig.PROTO_COUNTS, sig.PROTO_SUMS, sig.HEAD_KERNEL)  # file order
 class _PrototypeBlock(StateBlock):
     def check(self, values, source):
         if np.any(values[sig.PROTO_COUNTS] < 0):
-            raise FinePruneError(f"{source} holds negative classifier-prototype counts")
+            raise StateError(f"{source} holds negative classifier-prototype counts")
 
 
 # shape = (C classes, D features into the final Dense layer): counts [C], sums [C·D], kernel [D·C]
@@ -45,13 +45,14 @@ class PrototypeMethods:
 
         Raises
         ------
+        ModelError
+            When the export has no classifier prototypes.
         FinePruneError
-            When `strength` is not in [0, 1], the export has no classifier prototypes, or nothing was
-            observed yet.
+            When `strength` is not in [0, 1], or nothing was observed yet.
         """
         if not LEVER.in_model(self.metadata):
-            raise FinePruneError(f"{self.model_path} was exported without classifier prototypes "
-                                 "(export_model(..., classifier_prototypes=True))")
+            raise ModelError(f"{self.model_path} was exported without classifier prototypes "
+                             "(export_model(..., classifier_prototypes=True))")
         out = run_adapt(self, sig.ADAPT_CLASSIFIER, strength, "adapt_classifier")
         return np.array(out[sig.HEAD_KERNEL]).reshape(self.metadata.head_features, self.metadata.num_classes)
 
@@ -92,7 +93,7 @@ class ClassifierPrototypes(Lever):
                 sig.PROTO_COUNTS: vector(flat[sig.PROTO_COUNTS], c, sig.PROTO_COUNTS),
                 sig.HEAD_KERNEL: vector(flat[sig.HEAD_KERNEL], d * c, sig.HEAD_KERNEL)}
         if np.any(feed[sig.PROTO_COUNTS] < 0):
-            raise FinePruneError("proto_counts must be ≥ 0")
+            raise StateError("proto_counts must be ≥ 0")
         return feed
 
     def validate_metadata(self, metadata, check):
