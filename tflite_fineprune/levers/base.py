@@ -186,3 +186,11 @@ def run_adapt(personalizer, signature: str, strength, method: str) -> dict:
     if personalizer.samples == 0:
         raise FinePruneError(f"no data observed yet: call observe() before {method}()")
     return personalizer._call(signature, **{sig.STRENGTH: np.array(value, np.float32)})
+
+
+def run_prune(personalizer, signature: str, argument: str, value: float, method: str):
+    """Run a pruning signature with its one checked `value` once data was observed; the sparsity now in use."""
+    if personalizer.samples == 0:
+        raise FinePruneError(f"no activity observed yet: call observe() with the user's data before {method}()")
+    personalizer._call(signature, **{argument: np.array(value, np.float32)})
+    return personalizer.sparsity()

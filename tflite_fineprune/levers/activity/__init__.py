@@ -8,12 +8,10 @@ export/pruning_policy.py).
 
 from __future__ import annotations
 
-import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError
 from ...input_checks import check_sparsity
-from ..base import ExportFlag, Lever
+from ..base import ExportFlag, Lever, run_prune
 
 POLICY_NAMES = ("layerwise", "global")  # the in-graph policies of `prune` (ModelMetadata.policy)
 
@@ -41,10 +39,7 @@ class ActivityPruningMethods:
             When `sparsity` is not in [0, 1) or nothing was observed yet.
         """
         value = check_sparsity(sparsity)
-        if self.samples == 0:
-            raise FinePruneError("no activity observed yet: call observe() with the user's data before prune()")
-        self._call(sig.PRUNE, **{sig.SPARSITY: np.array(value, np.float32)})
-        return self.sparsity()
+        return run_prune(self, sig.PRUNE, sig.SPARSITY, value, "prune")
 
 
 class ActivityPruning(Lever):

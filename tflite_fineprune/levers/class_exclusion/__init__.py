@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError, ModelError
+from ...errors import ModelError
 from ...input_checks import check_sparsity
-from ..base import ExportFlag, Lever
+from ..base import ExportFlag, Lever, run_prune
 
 
 class ClassExclusionMethods:
@@ -39,10 +38,7 @@ class ClassExclusionMethods:
             raise ModelError(f"{self.model_path} was exported without output (class) pruning: its classes are "
                              "fixed (export option prune_outputs was False, or the output layer cannot be "
                              "pruned)")
-        if self.samples == 0:
-            raise FinePruneError("no activity observed yet: call observe() before prune_outputs()")
-        self._call(sig.PRUNE_OUTPUTS, **{sig.MIN_FRACTION: np.array(value, np.float32)})
-        return self.sparsity()
+        return run_prune(self, sig.PRUNE_OUTPUTS, sig.MIN_FRACTION, value, "prune_outputs")
 
 
 class ClassExclusion(Lever):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError
 from ...input_checks import check_unit_interval
-from ..base import Lever
+from ..base import Lever, run_prune
 
 
 class DormantPruningMethods:
@@ -32,10 +30,7 @@ class DormantPruningMethods:
             When `threshold` is not in [0, 1] or nothing was observed yet.
         """
         value = check_unit_interval(threshold, "threshold")
-        if self.samples == 0:
-            raise FinePruneError("no activity observed yet: call observe() before prune_dormant()")
-        self._call(sig.PRUNE_DORMANT, **{sig.THRESHOLD: np.array(value, np.float32)})
-        return self.sparsity()
+        return run_prune(self, sig.PRUNE_DORMANT, sig.THRESHOLD, value, "prune_dormant")
 
 
 class DormantPruning(Lever):

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from ... import signatures as sig
-from ...errors import FinePruneError, ModelError, StateError
+from ...errors import ModelError, StateError
 from ...input_checks import check_sparsity
-from ..base import ExportFlag, Lever, StateBlock, vector
+from ..base import ExportFlag, Lever, StateBlock, run_prune, vector
 
 BLOCK = StateBlock(flag=16, fields=(sig.MAGNITUDES,), since=4, what="activation-magnitude",
                    lengths=lambda units, shape: (units,))
@@ -51,11 +51,7 @@ class MagnitudePruningMethods:
         if not LEVER.in_model(self.metadata):
             raise ModelError(f"{self.model_path} was exported without magnitude pruning "
                              "(ExportOptions.magnitude_pruning)")
-        if self.samples == 0:
-            raise FinePruneError("no activity observed yet: call observe() with the user's data before "
-                                 "prune_magnitude()")
-        self._call(sig.PRUNE_MAGNITUDE, **{sig.SPARSITY: np.array(value, np.float32)})
-        return self.sparsity()
+        return run_prune(self, sig.PRUNE_MAGNITUDE, sig.SPARSITY, value, "prune_magnitude")
 
 
 class MagnitudePruning(Lever):
