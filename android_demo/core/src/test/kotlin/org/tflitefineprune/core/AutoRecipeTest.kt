@@ -103,7 +103,10 @@ class AutoRecipeTest {
         val rule = StoppingRule()
         val none = { n: Int -> Evidence(0.5, n, 0, 0.0, 0.0) }
         assertTrue("0 of 15: the bound is 18 %", !rule.accepts(none(15), 10))
-        assertTrue("0 of 200: 1.5 %", rule.accepts(none(200), 10))
+        assertTrue("0 of 298: 1.0002 %, above the 1 % bound", !rule.accepts(none(298), 10))
+        assertTrue("0 of 299: 0.997 %", rule.accepts(none(299), 10))
+        assertTrue("1 of 500: 0.95 %", rule.accepts(Evidence(0.5, 500, 1, 0.0, 0.0), 10))
+        assertTrue("2 of 500: 1.25 %", !rule.accepts(Evidence(0.5, 500, 2, 0.0, 0.0), 10))
         assertTrue("one class in play agrees with anything", !rule.accepts(none(500), 1))
         assertTrue("a shift of 0.05 on average", !rule.accepts(Evidence(0.5, 500, 0, 0.05, 0.001), 10))
         assertTrue("3 of 100 disagree: below 99 %", !rule.accepts(Evidence(0.5, 100, 3, 0.0, 0.0), 10))
