@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.test_magnitude import _models
+from tests.levers.test_magnitude import _models
 from tflite_fineprune import Personalizer, export_model
 from tflite_fineprune.layer_search import compose, rate_ladder, search_layerwise
 from tflite_fineprune.auto_recipe import SPARSITY_STEPS, AutoRule
