@@ -57,7 +57,8 @@ def test_framing_is_exactly_the_sample_index_table(clips):
 
 
 def test_export_holds_no_frame_index_table(kws):
-    """The framing costs no constant: no int32 constant over 1 KB (the frame index table was 94 KB)."""
+    """The framing costs no constant: no int32 constant over 4 KB (the frame index table was 94 KB; the largest
+    int32 constant now is the typicality's segment ids, one per BatchNorm channel: 2.3 KB)."""
     from tflite_fineprune.tflite.schema import load_schema, read_model
 
     schema = load_schema()
@@ -65,7 +66,7 @@ def test_export_holds_no_frame_index_table(kws):
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             data = model.buffers[tensor.buffer].data
-            assert tensor.type != schema.TensorType.INT32 or data is None or len(data) <= 1024
+            assert tensor.type != schema.TensorType.INT32 or data is None or len(data) <= 4096
 
 
 def test_kws_export_runs_under_tflite_runtime_214(kws, clips, tmp_path):
