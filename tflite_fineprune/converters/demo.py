@@ -140,17 +140,12 @@ def _loaded(personalizer, user):
     """`user` with its adaptation and evaluation samples read from their files (when they are paths)."""
     import dataclasses
 
-    from ..datafiles import load_samples
+    from ..population.worker import load_files
 
     if user.adapt_x.dtype.kind not in "US":
         return user
-    meta = personalizer.metadata
-
-    def load(paths):
-        return np.concatenate([load_samples(str(p), meta.input_shape[1:], None, meta.input_dtype, meta.sample_rate)
-                               for p in paths])
-
-    return dataclasses.replace(user, adapt_x=load(user.adapt_x), eval_x=load(user.eval_x))
+    return dataclasses.replace(user, adapt_x=load_files(list(map(str, user.adapt_x)), personalizer, None)[0],
+                               eval_x=load_files(list(map(str, user.eval_x)), personalizer, None)[0])
 
 
 def _fashion(root, out):

@@ -130,10 +130,6 @@ def speaker_users(root, labels, load_clip, min_clips=30, seed=0):
     return users
 
 
-def _accuracy(personalizer, x, y):
-    return float(np.mean(personalizer.predict(x).argmax(1) == y))
-
-
 def others_sets(users, per_user, seed=0):
     """Per user, (x, y) of up to `per_user` other users' evaluation items, drawn at random with `seed`."""
     rng = np.random.default_rng(seed)
@@ -156,19 +152,18 @@ def evaluate_users(personalizer, users, recipes, others_per_user=200, seed=0, pr
     forgets (no `dense_others` / `others` columns).
     """
     from tflite_fineprune.population.users import SampleUser
-    from tflite_fineprune.population.worker import Settings, evaluate_batch
+    from tflite_fineprune.population.worker import Settings, evaluate_user
 
     others = others_sets(users, others_per_user, seed) if others_per_user else None
     # seed + i: each user's random control, as this harness always drew it
     samples = [SampleUser(i, user.name, user.adapt_x, user.eval_x, user.eval_y,
                           *(others[i] if others else (None, None)), seed=seed + i) for i, user in enumerate(users)]
-    settings = Settings(batch_size=personalizer.batch_size, seed=seed, strict=True)
+    settings = Settings(seed=seed, strict=True)
     keys = ("user", "recipe", "adapt", "eval", "dense_accuracy", "accuracy") + (
         ("dense_others", "others") if others else ()) + ("unit_sparsity", "weight_sparsity", "mac_sparsity")
     rows = []
     for user in progress_bar(samples, "users", "user", progress):
-        (_, user_rows), = evaluate_batch(personalizer, [user], recipes, settings)
-        rows.extend({key: row[key] for key in keys} for row in user_rows)
+        rows.extend({key: row[key] for key in keys} for row in evaluate_user(personalizer, user, recipes, settings))
     return rows
 
 

@@ -88,7 +88,8 @@ def user_seed(seed, index):
 
 
 def evaluate_user(personalizer, user, recipes, settings):
-    """Rows (dicts with `COLUMNS`) for one `UserSpec` and every recipe; errors become rows, never exceptions."""
+    """Rows (dicts with `COLUMNS`) for one `UserSpec` (or `SampleUser`) and every recipe; errors become rows, never
+    exceptions (`settings.strict` raises them instead)."""
     base = {"user": user.name, "adapt": "", "eval": "", "dense_accuracy": "", "index": user.index}
     others = user.others_x is not None if isinstance(user, SampleUser) else bool(user.others)
     try:
